@@ -1,0 +1,104 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Swift 6 language mode everywhere, plus the upcoming features our code is written for.
+let settings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let grpc: [Target.Dependency] = [
+  .product(name: "GRPCCore", package: "grpc-swift-2"),
+  .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+  .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+  .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+  .product(name: "NIOCore", package: "swift-nio"),
+  .product(name: "NIOPosix", package: "swift-nio"),
+  .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+  .product(name: "NIOSSL", package: "swift-nio-ssl"),
+  .product(name: "Logging", package: "swift-log"),
+]
+
+// The clientv3 tutorial's programs, one executable each (examples/tutorial/NAME).
+let tutorial = ["connect", "put", "get", "delete", "watch", "lease", "op"]
+
+var targets: [Target] = [
+  .target(name: "EtcdClient", dependencies: grpc, swiftSettings: settings),
+  .target(name: "Templates", swiftSettings: settings),
+  .target(
+    name: "EtcSync",
+    dependencies: [
+      "EtcdClient", "Templates",
+      .product(name: "Logging", package: "swift-log"),
+    ],
+    swiftSettings: settings
+  ),
+  .executableTarget(
+    name: "etcsync",
+    dependencies: [
+      "EtcSync", "EtcdClient",
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      .product(name: "Logging", package: "swift-log"),
+    ],
+    swiftSettings: settings
+  ),
+  // Package-only: starts real etcd processes for tests, examples and benchmarks.
+  .target(
+    name: "EtcdTestSupport",
+    dependencies: ["EtcdClient", .product(name: "NIOCore", package: "swift-nio"),
+                   .product(name: "NIOPosix", package: "swift-nio")],
+    swiftSettings: settings
+  ),
+  .testTarget(
+    name: "EtcdClientTests",
+    dependencies: [
+      "EtcdClient", "EtcdTestSupport",
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOEmbedded", package: "swift-nio"),
+    ],
+    swiftSettings: settings
+  ),
+  .testTarget(name: "TemplatesTests", dependencies: ["Templates"], swiftSettings: settings),
+  .executableTarget(
+    name: "ClientBench",
+    dependencies: ["EtcdClient", "EtcdTestSupport"],
+    path: "Benchmarks/ClientBench",
+    swiftSettings: settings
+  ),
+  .executableTarget(
+    name: "TemplateBench",
+    dependencies: ["Templates"],
+    path: "Benchmarks/TemplateBench",
+    swiftSettings: settings
+  ),
+]
+targets += tutorial.map { name in
+  .executableTarget(
+    name: "example-\(name)",
+    dependencies: ["EtcdClient"],
+    path: "examples/tutorial/\(name)",
+    swiftSettings: settings
+  )
+}
+
+let package = Package(
+  name: "etcsync",
+  platforms: [.macOS(.v15)],
+  products: [
+    .library(name: "EtcdClient", targets: ["EtcdClient"]),
+    .executable(name: "etcsync", targets: ["etcsync"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-nio-http2.git", exact: "1.46.0"),
+    .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+  ],
+  targets: targets
+)

@@ -1,0 +1,153 @@
+import Foundation
+import GRPCCore
+
+extension EtcdClient {
+  // MARK: Get
+
+  /// Reads a key or range (clientv3's `Get`).
+  public func get(_ range: KeyRange, options: GetOptions = GetOptions()) async throws(EtcdError) -> GetResponse {
+    let request = rangeRequest(range, options)
+    return try await self.unary(idempotent: true) { [request] metadata, callOptions in
+      GetResponse(try await self.kv.range(request, metadata: metadata, options: callOptions))
+    }
+  }
+
+  /// Reads one key.
+  public func get(_ key: String, options: GetOptions = GetOptions()) async throws(EtcdError) -> GetResponse {
+    try await self.get(.key(key), options: options)
+  }
+
+  /// The value of one key, or `nil` if it does not exist.
+  public func value(_ key: String) async throws(EtcdError) -> KeyValue? {
+    try await self.get(.key(key)).kvs.first
+  }
+
+  // MARK: Put / Delete
+
+  /// Writes a key (clientv3's `Put`).
+  @discardableResult
+  public func put(_ key: [UInt8], _ value: [UInt8], options: PutOptions = PutOptions()) async throws(EtcdError) -> PutResponse {
+    let request = putRequest(key, value, options)
+    return try await self.unary(idempotent: false) { [request] metadata, callOptions in
+      PutResponse(try await self.kv.put(request, metadata: metadata, options: callOptions))
+    }
+  }
+
+  @discardableResult
+  public func put(_ key: String, _ value: String, options: PutOptions = PutOptions()) async throws(EtcdError) -> PutResponse {
+    try await self.put(Array(key.utf8), Array(value.utf8), options: options)
+  }
+
+  /// Deletes a key or range (clientv3's `Delete`). etcd's DeleteRange has no limit: a prefix
+  /// delete removes every matching key in one revision.
+  @discardableResult
+  public func delete(_ range: KeyRange, prevKV: Bool = false) async throws(EtcdError) -> DeleteResponse {
+    let request = deleteRequest(range, prevKV: prevKV)
+    return try await self.unary(idempotent: false) { [request] metadata, callOptions in
+      DeleteResponse(try await self.kv.deleteRange(request, metadata: metadata, options: callOptions))
+    }
+  }
+
+  @discardableResult
+  public func delete(_ key: String, prevKV: Bool = false) async throws(EtcdError) -> DeleteResponse {
+    try await self.delete(.key(key), prevKV: prevKV)
+  }
+
+  // MARK: Txn / Op
+
+  /// Runs `success` if every compare holds, else `failure`, atomically in one revision.
+  public func txn(if compare: [Compare], then success: [Op], else failure: [Op] = []) async throws(EtcdError) -> TxnResponse {
+    let request = txnRequest(compare, success, failure)
+    let readOnly = (success + failure).allSatisfy(\.isReadOnly)
+    return try await self.unary(idempotent: readOnly) { [request] metadata, callOptions in
+      TxnResponse(try await self.kv.txn(request, metadata: metadata, options: callOptions))
+    }
+  }
+
+  /// Runs one ``Op`` (clientv3's `Do`).
+  @discardableResult
+  public func `do`(_ op: Op) async throws(EtcdError) -> OpResponse {
+    switch op {
+    case .get(let range, let options): .get(try await self.get(range, options: options))
+    case .put(let key, let value, let options): .put(try await self.put(key, value, options: options))
+    case .delete(let range, let prevKV): .delete(try await self.delete(range, prevKV: prevKV))
+    case .txn(let compare, let success, let failure): .txn(try await self.txn(if: compare, then: success, else: failure))
+    }
+  }
+
+  /// Compacts the key-value history up to `revision`. With `physical`, returns only once
+  /// the compaction has been applied to the backend.
+  @discardableResult
+  public func compact(_ revision: Int64, physical: Bool = false) async throws(EtcdError) -> ResponseHeader {
+    var request = Etcdserverpb_CompactionRequest()
+    request.revision = revision
+    request.physical = physical
+    return try await self.unary(idempotent: false) { [request] metadata, callOptions in
+      ResponseHeader(try await self.kv.compact(request, metadata: metadata, options: callOptions).header)
+    }
+  }
+
+  // MARK: Paginated snapshot
+
+  /// Reads a whole range of any size, `pageSize` keys per request, every page pinned to the
+  /// revision of the first, so the result is one consistent snapshot. If that revision is
+  /// compacted mid-read, the read starts over at the current revision (up to 3 times).
+  public func getAll(_ range: KeyRange, pageSize: Int64 = 10_000, keysOnly: Bool = false) async throws(EtcdError) -> Snapshot {
+    var kvs: [KeyValue] = []
+    var attempts = 0
+    while true {
+      attempts += 1
+      kvs.removeAll(keepingCapacity: true)
+      do {
+        let revision = try await self.forEachPage(range, pageSize: pageSize, keysOnly: keysOnly) { page in
+          kvs.append(contentsOf: page)
+        }
+        return Snapshot(revision: revision, kvs: kvs)
+      } catch where error.code == .compacted && attempts < 3 {
+        continue
+      }
+    }
+  }
+
+  /// Calls `body` with each page of a range, in key order, all pinned to one revision, which
+  /// it returns. Throws `compacted` if that revision is compacted before the last page.
+  public func forEachPage(
+    _ range: KeyRange,
+    pageSize: Int64 = 10_000,
+    keysOnly: Bool = false,
+    _ body: ([KeyValue]) throws -> Void
+  ) async throws(EtcdError) -> Int64 {
+    var options = GetOptions(limit: max(pageSize, 1), sortOrder: .ascend, sortTarget: .key, keysOnly: keysOnly)
+    var current = range
+    var revision: Int64 = 0
+    while true {
+      let page = try await self.get(current, options: options)
+      if revision == 0 {
+        revision = page.header.revision
+        options.revision = revision
+      }
+      do { try body(page.kvs) } catch { throw EtcdError.wrap(error) }
+      guard page.more, let last = page.kvs.last else { return revision }
+      if current.rangeEnd.isEmpty { return revision }
+      current.key = last.key + [0]
+    }
+  }
+}
+
+/// All keys of a range at one revision.
+public struct Snapshot: Sendable, Hashable {
+  /// The revision every key was read at.
+  public var revision: Int64
+  /// The keys, in key order.
+  public var kvs: [KeyValue]
+}
+
+extension Op {
+  var isReadOnly: Bool {
+    switch self {
+    case .get: true
+    case .put, .delete: false
+    case .txn(_, let success, let failure): (success + failure).allSatisfy(\.isReadOnly)
+    }
+  }
+}

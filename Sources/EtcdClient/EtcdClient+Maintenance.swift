@@ -1,0 +1,72 @@
+import GRPCCore
+
+/// A member's view of the cluster (Maintenance `Status`).
+public struct MemberStatus: Sendable, Hashable {
+  public var header: ResponseHeader
+  /// etcd's version, e.g. `3.4.23`.
+  public var version: String
+  public var dbSize: Int64
+  /// The leader's member ID (0 if there is none).
+  public var leader: UInt64
+  public var raftIndex: UInt64
+  public var raftTerm: UInt64
+  public var errors: [String]
+  public var isLearner: Bool
+
+  /// The cluster's ID; changes only if the cluster was wiped or restored.
+  public var clusterID: UInt64 { self.header.clusterID }
+  /// The store's current revision.
+  public var revision: Int64 { self.header.revision }
+}
+
+/// One member of the cluster.
+public struct Member: Sendable, Hashable {
+  public var id: UInt64
+  public var name: String
+  public var peerURLs: [String]
+  public var clientURLs: [String]
+  public var isLearner: Bool
+}
+
+extension EtcdClient {
+  /// Status of whichever member serves the request.
+  public func status(timeout: Duration? = nil) async throws(EtcdError) -> MemberStatus {
+    try await self.unary(idempotent: true, timeout: timeout) { metadata, options in
+      let r = try await self.maintenanceRPC.status(Etcdserverpb_StatusRequest(), metadata: metadata, options: options)
+      return MemberStatus(header: ResponseHeader(r.header), version: r.version, dbSize: r.dbSize, leader: r.leader,
+                          raftIndex: r.raftIndex, raftTerm: r.raftTerm, errors: r.errors, isLearner: r.isLearner)
+    }
+  }
+
+  /// Defragments the backend of whichever member serves the request.
+  public func defragment() async throws(EtcdError) {
+    try await self.unary(idempotent: true, timeout: .seconds(120)) { metadata, options in
+      _ = try await self.maintenanceRPC.defragment(Etcdserverpb_DefragmentRequest(), metadata: metadata, options: options)
+    }
+  }
+
+  /// The cluster's members.
+  public func memberList() async throws(EtcdError) -> [Member] {
+    try await self.unary(idempotent: true) { metadata, options in
+      try await self.clusterRPC.memberList(Etcdserverpb_MemberListRequest(), metadata: metadata, options: options)
+        .members.map { Member(id: $0.id, name: $0.name, peerURLs: $0.peerUrls, clientURLs: $0.clientUrls, isLearner: $0.isLearner) }
+    }
+  }
+
+  // MARK: Watch
+
+  /// Watches a key or range (clientv3's `Watch`). See ``WatchStream`` for how it ends.
+  public func watch(_ range: KeyRange, options: WatchOptions = WatchOptions()) -> WatchStream {
+    self.watchHub.watch(range, options: options, client: self)
+  }
+
+  /// Watches one key.
+  public func watch(_ key: String, options: WatchOptions = WatchOptions()) -> WatchStream {
+    self.watch(.key(key), options: options)
+  }
+
+  /// Asks etcd to send every open watch a progress notification (clientv3's `RequestProgress`).
+  public func requestWatchProgress() {
+    self.watchHub.requestProgress()
+  }
+}

@@ -1,0 +1,182 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import Synchronization
+
+typealias Transport = HTTP2ClientTransport.Posix
+
+/// A client for an etcd v3 cluster: KV, Txn and `Op`, Watch, Lease, Auth, Maintenance and
+/// Cluster, over one multiplexed gRPC connection per member with failover between members.
+///
+/// The client must be running for requests to make progress. The simplest way is the scoped
+/// ``withEtcdClient(_:logger:_:)``; a long-running service can instead call ``run()`` in a
+/// task of its own and ``shutdown()`` when done.
+///
+/// ```swift
+/// try await withEtcdClient(try EtcdConfiguration(endpoints: ["http://127.0.0.1:2379"])) { etcd in
+///   try await etcd.put("/greeting", "hello")
+///   let value = try await etcd.get("/greeting").kvs.first?.valueString
+/// }
+/// ```
+public final class EtcdClient: Sendable {
+  public let configuration: EtcdConfiguration
+  let logger: Logger
+  let grpc: GRPCClient<Transport>
+  let tokens: TokenStore
+  let watchHub: WatchHub
+
+  /// Creates a client. It does not connect until ``run()`` is running and a request is made.
+  public init(configuration: EtcdConfiguration, logger: Logger = Logger(label: "etcd.client")) throws(EtcdError) {
+    try configuration.validate()
+    self.configuration = configuration
+    self.logger = logger
+    self.grpc = GRPCClient(transport: try TransportFactory.make(configuration))
+    self.tokens = TokenStore(credentials: configuration.credentials)
+    self.watchHub = WatchHub(logger: logger)
+  }
+
+  /// Runs the client's connections until ``shutdown()`` is called (or the task is cancelled).
+  public func run() async throws {
+    do {
+      try await self.grpc.runConnections()
+    } catch {
+      throw EtcdError.wrap(error)
+    }
+  }
+
+  /// Ends every watch and keep-alive stream and lets in-flight requests finish; ``run()``
+  /// then returns.
+  public func shutdown() {
+    self.watchHub.shutdown()
+    self.grpc.beginGracefulShutdown()
+  }
+
+  /// Fails fast when no member answers within ``EtcdConfiguration/dialTimeout``: a Status
+  /// request to any member. Returns that member's status.
+  @discardableResult
+  public func connect() async throws(EtcdError) -> MemberStatus {
+    try await self.status(timeout: self.configuration.dialTimeout)
+  }
+
+  // MARK: Calls
+
+  var kv: Etcdserverpb_KV.Client<Transport> { .init(wrapping: self.grpc) }
+  var watchRPC: Etcdserverpb_Watch.Client<Transport> { .init(wrapping: self.grpc) }
+  var leaseRPC: Etcdserverpb_Lease.Client<Transport> { .init(wrapping: self.grpc) }
+  var authRPC: Etcdserverpb_Auth.Client<Transport> { .init(wrapping: self.grpc) }
+  var maintenanceRPC: Etcdserverpb_Maintenance.Client<Transport> { .init(wrapping: self.grpc) }
+  var clusterRPC: Etcdserverpb_Cluster.Client<Transport> { .init(wrapping: self.grpc) }
+
+  /// Call options for a unary request: a deadline, and waiting for a ready member.
+  func callOptions(timeout: Duration? = nil) -> CallOptions {
+    var options = CallOptions.defaults
+    options.timeout = timeout ?? self.configuration.requestTimeout
+    options.waitForReady = true
+    return options
+  }
+
+  /// Runs one unary RPC with the auth token attached. An invalid or expired token is
+  /// refreshed and the call made once more; a read-only call (`idempotent`) that fails with
+  /// `unavailable` is retried on another member a few times.
+  func unary<Response: Sendable>(
+    idempotent: Bool,
+    timeout: Duration? = nil,
+    _ body: @Sendable (Metadata, CallOptions) async throws -> Response
+  ) async throws(EtcdError) -> Response {
+    var attempt = 0
+    var refreshedToken = false
+    while true {
+      attempt += 1
+      do {
+        let metadata = try await self.tokens.metadata(using: self)
+        return try await body(metadata, self.callOptions(timeout: timeout))
+      } catch {
+        let error = EtcdError.wrap(error)
+        if error.code == .invalidToken, !refreshedToken, self.configuration.credentials != nil {
+          refreshedToken = true
+          await self.tokens.invalidate()
+          continue
+        }
+        if idempotent, self.configuration.retryReads, error.code == .unavailable, attempt < 4 {
+          try? await Task.sleep(for: .milliseconds(100 << attempt))
+          continue
+        }
+        throw error
+      }
+    }
+  }
+
+  /// Metadata for a stream (watch, keep-alive): the token, plus any extra entries.
+  func streamMetadata(_ extra: [(String, String)] = []) async throws(EtcdError) -> Metadata {
+    var metadata = try await self.tokens.metadata(using: self)
+    for (key, value) in extra { metadata.addString(value, forKey: key) }
+    return metadata
+  }
+}
+
+/// Runs `body` with a running client and shuts the client down afterwards, whether `body`
+/// returns or throws.
+public func withEtcdClient<Result: Sendable>(
+  _ configuration: EtcdConfiguration,
+  logger: Logger = Logger(label: "etcd.client"),
+  _ body: (EtcdClient) async throws -> Result
+) async throws -> Result {
+  let client = try EtcdClient(configuration: configuration, logger: logger)
+  return try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await client.run() }
+    do {
+      let result = try await body(client)
+      client.shutdown()
+      try await group.waitForAll()
+      return result
+    } catch {
+      client.shutdown()
+      group.cancelAll()
+      throw error
+    }
+  }
+}
+
+/// Holds the auth token and fetches a new one when asked to. Concurrent callers share one
+/// Authenticate call.
+actor TokenStore {
+  private let credentials: EtcdConfiguration.Credentials?
+  private var token: String?
+  private var pending: Task<String, any Error>?
+
+  init(credentials: EtcdConfiguration.Credentials?) {
+    self.credentials = credentials
+  }
+
+  /// Metadata carrying the current token (authenticating first if there is none yet).
+  func metadata(using client: EtcdClient) async throws(EtcdError) -> Metadata {
+    guard self.credentials != nil else { return [:] }
+    let token = try await self.currentToken(using: client)
+    return ["token": "\(token)"]
+  }
+
+  func invalidate() {
+    self.token = nil
+  }
+
+  private func currentToken(using client: EtcdClient) async throws(EtcdError) -> String {
+    if let token = self.token { return token }
+    guard let credentials = self.credentials else { return "" }
+    let task: Task<String, any Error>
+    if let pending = self.pending {
+      task = pending
+    } else {
+      task = Task { try await client.authenticate(credentials) }
+      self.pending = task
+    }
+    do {
+      let token = try await task.value
+      self.pending = nil
+      self.token = token
+      return token
+    } catch {
+      self.pending = nil
+      throw EtcdError.wrap(error)
+    }
+  }
+}

@@ -1,0 +1,80 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import NIOCore
+import NIOHTTP2
+
+/// Builds the gRPC transport for an ``EtcdConfiguration``.
+enum TransportFactory {
+  static func make(_ configuration: EtcdConfiguration) throws(EtcdError) -> HTTP2ClientTransport.Posix {
+    var config = HTTP2ClientTransport.Posix.Config.defaults
+    // gRPC's own keepalive is off: HTTP2LivenessHandler runs it (see there for why).
+    config.connection.keepalive = nil
+    config.connection.maxIdleTime = nil
+    config.backoff = .init(initial: .milliseconds(100), max: .seconds(5), multiplier: 1.6, jitter: 0.2)
+    let keepalive = HTTP2LivenessHandler.Keepalive(
+      interval: timeAmount(max(configuration.keepaliveTime, .seconds(5))),
+      timeout: timeAmount(max(configuration.keepaliveTimeout, .milliseconds(100)))
+    )
+    config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
+      channel.eventLoop.makeCompletedFuture {
+        let sync = channel.pipeline.syncOperations
+        let http2 = try sync.handler(type: NIOHTTP2Handler.self)
+        try sync.addHandler(HTTP2LivenessHandler(keepalive: keepalive), position: .before(http2))
+      }
+    }
+
+    let security: HTTP2ClientTransport.Posix.TransportSecurity
+    if configuration.usesTLS {
+      let tls = configuration.tls ?? EtcdConfiguration.TLS()
+      security = .tls(Self.tlsConfig(tls))
+      config.http2.authority = tls.serverName ?? configuration.endpoints.first { !isIPLiteral($0.host) }?.host
+    } else {
+      security = .plaintext
+    }
+
+    // The transport checks responses against maxRequestMessageBytes too (2.9.2), so the
+    // service config sets both limits for every method.
+    let limits = MethodConfig(
+      names: [MethodConfig.Name(service: "")],
+      maxRequestMessageBytes: max(configuration.maxSendMessageBytes, configuration.maxReceiveMessageBytes),
+      maxResponseMessageBytes: configuration.maxReceiveMessageBytes
+    )
+    let serviceConfig = ServiceConfig(methodConfig: [limits], loadBalancingConfig: [.roundRobin])
+
+    var registry = NameResolverRegistry()
+    registry.registerFactory(EtcdEndpointsResolverFactory())
+    do {
+      return try HTTP2ClientTransport.Posix(
+        target: EtcdEndpointsTarget(endpoints: configuration.endpoints),
+        transportSecurity: security,
+        config: config,
+        resolverRegistry: registry,
+        serviceConfig: serviceConfig
+      )
+    } catch {
+      throw EtcdError(.tlsFailed, "cannot set up the connection: \(error)", cause: error)
+    }
+  }
+
+  private static func tlsConfig(_ tls: EtcdConfiguration.TLS) -> HTTP2ClientTransport.Posix.TransportSecurity.TLS {
+    .defaults { config in
+      if let ca = tls.caFile {
+        config.trustRoots = .certificates([.file(path: ca, format: .pem)])
+      }
+      if let cert = tls.certFile, let key = tls.keyFile {
+        config.certificateChain = [.file(path: cert, format: .pem)]
+        config.privateKey = .file(path: key, format: .pem)
+      }
+      if tls.insecureSkipVerify { config.serverCertificateVerification = .noVerification }
+    }
+  }
+}
+
+func isIPLiteral(_ host: String) -> Bool {
+  host.contains(":") || host.allSatisfy { $0.isNumber || $0 == "." }
+}
+
+func timeAmount(_ duration: Duration) -> TimeAmount {
+  let (seconds, attoseconds) = duration.components
+  return .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+}

@@ -1,0 +1,267 @@
+import Foundation
+import GRPCCore
+import Logging
+import Synchronization
+
+/// Multiplexes every watch of a client on one gRPC Watch stream, and re-creates that stream
+/// (on another member if need be) after a failure, resuming each watcher from the revision
+/// after the last one it delivered.
+final class WatchHub: Sendable {
+  struct Watcher {
+    var range: KeyRange
+    var options: WatchOptions
+    var continuation: AsyncThrowingStream<WatchResponse, any Error>.Continuation
+    /// The next revision this watcher must deliver; 0 until known ("now").
+    var nextRevision: Int64
+    /// Events of a fragmented revision, waiting for its last fragment.
+    var fragments: [WatchEvent] = []
+  }
+
+  struct State {
+    var watchers: [Int64: Watcher] = [:]
+    var nextID: Int64 = 1
+    var outbound: AsyncStream<Etcdserverpb_WatchRequest>.Continuation?
+    var task: Task<Void, Never>?
+    var generation = 0
+    var isShutdown = false
+  }
+
+  private let state = Mutex(State())
+  private let logger: Logger
+
+  init(logger: Logger) {
+    self.logger = logger
+  }
+
+  // MARK: Watchers
+
+  func watch(_ range: KeyRange, options: WatchOptions, client: EtcdClient) -> WatchStream {
+    let (stream, continuation) = AsyncThrowingStream.makeStream(of: WatchResponse.self)
+    let id: Int64 = self.state.withLock { state in
+      let id = state.nextID
+      state.nextID += 1
+      guard !state.isShutdown else {
+        continuation.finish(throwing: EtcdError(.clientClosed, "the etcd client has been shut down"))
+        return id
+      }
+      let watcher = Watcher(range: range, options: options, continuation: continuation, nextRevision: options.startRevision)
+      state.watchers[id] = watcher
+      if let outbound = state.outbound {
+        outbound.yield(Self.createRequest(id: id, watcher))
+      } else if state.task == nil {
+        state.generation += 1
+        let generation = state.generation
+        state.task = Task { await self.runStream(client: client, generation: generation) }
+      }
+      return id
+    }
+    continuation.onTermination = { [weak self] _ in self?.remove(id) }
+    return WatchStream(base: stream, watchID: id)
+  }
+
+  /// Forgets a watcher whose consumer went away, and cancels it on the server.
+  private func remove(_ id: Int64) {
+    self.state.withLock { state in
+      guard state.watchers.removeValue(forKey: id) != nil else { return }
+      var cancel = Etcdserverpb_WatchRequest()
+      cancel.cancelRequest.watchID = id
+      state.outbound?.yield(cancel)
+      Self.stopIfIdle(&state)
+    }
+  }
+
+  private static func stopIfIdle(_ state: inout State) {
+    guard state.watchers.isEmpty else { return }
+    state.task?.cancel()
+    state.task = nil
+    state.outbound?.finish()
+    state.outbound = nil
+  }
+
+  /// Asks etcd for a progress notification on every watcher (clientv3's `RequestProgress`).
+  func requestProgress() {
+    var request = Etcdserverpb_WatchRequest()
+    request.progressRequest = Etcdserverpb_WatchProgressRequest()
+    _ = self.state.withLock { $0.outbound?.yield(request) }
+  }
+
+  func shutdown() {
+    let watchers = self.state.withLock { state -> [Watcher] in
+      state.isShutdown = true
+      let watchers = Array(state.watchers.values)
+      state.watchers.removeAll()
+      Self.stopIfIdle(&state)
+      return watchers
+    }
+    for watcher in watchers {
+      watcher.continuation.finish(throwing: EtcdError(.clientClosed, "the etcd client has been shut down"))
+    }
+  }
+
+  // MARK: The stream
+
+  private func runStream(client: EtcdClient, generation: Int) async {
+    var backoff = Backoff()
+    let progressed = Flag()
+    while !Task.isCancelled {
+      let (outbound, continuation) = AsyncStream.makeStream(of: Etcdserverpb_WatchRequest.self)
+      let started = self.state.withLock { state -> Bool in
+        guard state.generation == generation, !state.watchers.isEmpty else { return false }
+        state.outbound = continuation
+        for (id, watcher) in state.watchers.sorted(by: { $0.key < $1.key }) {
+          continuation.yield(Self.createRequest(id: id, watcher))
+        }
+        return true
+      }
+      guard started else { return }
+      do {
+        let metadata = try await client.streamMetadata([("hasleader", "true")])
+        var options = CallOptions.defaults
+        options.waitForReady = true
+        try await client.watchRPC.watch(metadata: metadata, options: options) { writer in
+          for await request in outbound { try await writer.write(request) }
+        } onResponse: { response in
+          for try await message in response.messages {
+            progressed.set()
+            self.handle(message)
+          }
+        }
+        self.logger.debug("etcd watch stream ended by the server; resuming")
+      } catch {
+        let error = EtcdError.wrap(error)
+        if Task.isCancelled { break }
+        switch error.code {
+        case .clientClosed, .permissionDenied, .authFailed:
+          self.failAll(error, generation: generation)
+          return
+        case .invalidToken:
+          await client.tokens.invalidate()
+        default:
+          self.logger.warning("etcd watch stream failed; resuming", metadata: ["error": "\(error)"])
+        }
+      }
+      self.state.withLock { state in
+        if state.generation == generation { state.outbound = nil }
+      }
+      continuation.finish()
+      if progressed.take() { backoff.reset() }
+      try? await Task.sleep(for: backoff.next())
+    }
+  }
+
+  private func failAll(_ error: EtcdError, generation: Int) {
+    let watchers = self.state.withLock { state -> [Watcher] in
+      guard state.generation == generation else { return [] }
+      let watchers = Array(state.watchers.values)
+      state.watchers.removeAll()
+      state.task = nil
+      state.outbound = nil
+      return watchers
+    }
+    for watcher in watchers { watcher.continuation.finish(throwing: error) }
+  }
+
+  // MARK: Responses
+
+  private func handle(_ message: Etcdserverpb_WatchResponse) {
+    self.state.withLock { state in
+      let header = ResponseHeader(message.header)
+      if message.watchID == -1 {
+        // A progress notification for the whole stream (answer to requestProgress).
+        for id in Array(state.watchers.keys) {
+          Self.deliverProgress(&state.watchers[id]!, id: id, header: header)
+        }
+        return
+      }
+      guard var watcher = state.watchers[message.watchID] else { return }
+      let id = message.watchID
+      defer { if state.watchers[id] != nil { state.watchers[id] = watcher } }
+
+      if message.created {
+        if watcher.nextRevision == 0 { watcher.nextRevision = header.revision + 1 }
+        if watcher.options.createdNotify && !message.canceled {
+          watcher.continuation.yield(WatchResponse(header: header, watchID: id, events: [], created: true))
+        }
+      }
+      if message.canceled || message.compactRevision > 0 {
+        state.watchers[id] = nil
+        Self.stopIfIdle(&state)
+        watcher.continuation.finish(throwing: Self.cancelError(message))
+        return
+      }
+      if message.created { return }
+      var events = message.events.map(WatchEvent.init)
+      if watcher.options.fragment {
+        watcher.fragments += events
+        if message.fragment { return }
+        events = watcher.fragments
+        watcher.fragments = []
+      }
+      if events.isEmpty {
+        Self.deliverProgress(&watcher, id: id, header: header)
+        return
+      }
+      let next = watcher.nextRevision
+      events.removeAll { $0.kv.modRevision < next }
+      guard let last = events.last else { return }
+      watcher.nextRevision = last.kv.modRevision + 1
+      watcher.continuation.yield(WatchResponse(header: header, watchID: id, events: events))
+    }
+  }
+
+  private static func deliverProgress(_ watcher: inout Watcher, id: Int64, header: ResponseHeader) {
+    guard watcher.nextRevision != 0 else { return }
+    watcher.nextRevision = max(watcher.nextRevision, header.revision + 1)
+    watcher.continuation.yield(WatchResponse(header: header, watchID: id, events: []))
+  }
+
+  private static func cancelError(_ message: Etcdserverpb_WatchResponse) -> EtcdError {
+    if message.compactRevision > 0 {
+      return .compacted(revision: message.compactRevision)
+    }
+    let reason = message.cancelReason
+    if reason.contains("permission denied") { return EtcdError(.permissionDenied, reason) }
+    return EtcdError(.watchCanceled, reason.isEmpty ? "etcd cancelled the watch" : reason)
+  }
+
+  private static func createRequest(id: Int64, _ watcher: Watcher) -> Etcdserverpb_WatchRequest {
+    var create = Etcdserverpb_WatchCreateRequest()
+    create.key = Data(watcher.range.key)
+    create.rangeEnd = Data(watcher.range.rangeEnd)
+    create.startRevision = watcher.nextRevision
+    create.progressNotify = watcher.options.progressNotify
+    create.prevKv = watcher.options.prevKV
+    create.fragment = watcher.options.fragment
+    create.watchID = id
+    if watcher.options.filterPuts { create.filters.append(.noput) }
+    if watcher.options.filterDeletes { create.filters.append(.nodelete) }
+    var request = Etcdserverpb_WatchRequest()
+    request.createRequest = create
+    return request
+  }
+}
+
+/// Jittered exponential backoff: 100 ms doubling to 5 s, ±20 %.
+struct Backoff {
+  private var current: Duration = .milliseconds(100)
+  let maximum: Duration
+
+  init(maximum: Duration = .seconds(5)) {
+    self.maximum = maximum
+  }
+
+  mutating func next() -> Duration {
+    let base = self.current
+    self.current = min(self.current * 2, self.maximum)
+    return base * Double.random(in: 0.8...1.2)
+  }
+
+  mutating func reset() { self.current = .milliseconds(100) }
+}
+
+/// A flag set from a `@Sendable` closure and read (and cleared) by its owner.
+final class Flag: Sendable {
+  private let value = Atomic<Bool>(false)
+  func set() { self.value.store(true, ordering: .relaxed) }
+  func take() -> Bool { self.value.exchange(false, ordering: .relaxed) }
+}
