@@ -23,6 +23,10 @@ let grpc: [Target.Dependency] = [
 // The clientv3 tutorial's programs, one executable each (examples/tutorial/NAME).
 let tutorial = ["connect", "put", "get", "delete", "watch", "lease", "op"]
 
+// While the template engine is being written in a scratch package, ETCSYNC_NO_TEMPLATES=1
+// leaves it out (development only).
+let withTemplates = Context.environment["ETCSYNC_NO_TEMPLATES"] == nil
+
 var targets: [Target] = [
   .target(name: "EtcdClient", dependencies: grpc, swiftSettings: settings),
   .target(name: "Templates", swiftSettings: settings),
@@ -102,3 +106,11 @@ let package = Package(
   ],
   targets: targets
 )
+
+if !withTemplates {
+  let names: Set<String> = ["Templates", "TemplatesTests", "TemplateBench"]
+  package.targets.removeAll { names.contains($0.name) }
+  for target in package.targets {
+    target.dependencies.removeAll { if case .byNameItem(let name, _) = $0 { names.contains(name) } else { false } }
+  }
+}

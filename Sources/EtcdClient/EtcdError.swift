@@ -102,8 +102,12 @@ extension EtcdError {
       else if message.contains("requested lease not found") { code = .leaseNotFound }
       else { code = .invalidArgument }
     case .resourceExhausted:
-      if message.contains("larger than max") || message.contains("too large") {
-        code = message.lowercased().contains("response") || message.contains("received message") ? .responseTooLarge : .requestTooLarge
+      // grpc-go on the server: "grpc: received message larger than max (N vs. M)" is our
+      // request; grpc-swift on our side reports a response over maxReceiveMessageBytes.
+      if message.contains("received message larger than max") || message.contains("trying to send message larger") {
+        code = .requestTooLarge
+      } else if message.lowercased().contains("exceeded") || message.lowercased().contains("too large") {
+        code = .responseTooLarge
       } else {
         code = .unavailable
       }

@@ -1,1 +1,249 @@
+import EtcdClient
+import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real etcd process for tests, examples and benchmarks: free loopback ports, a temporary
+/// data directory (on tmpfs when `/dev/shm` exists), and the controls fault tests need (kill -9,
+/// restart, SIGSTOP/SIGCONT). The binary is `$ETCD_BIN`, else `/usr/bin/etcd` (Debian's
+/// `etcd-server`).
+public final class EtcdServer: @unchecked Sendable {
+  /// The member's name in its cluster.
+  public let name: String
+  public let clientPort: Int
+  public let peerPort: Int
+  public let dataDir: String
+  public let logFile: String
+  /// TLS files when the server was started with TLS.
+  public let tls: TestCertificates?
+  let binary: String
+  let initialCluster: String
+  let clusterToken: String
+  let extraArguments: [String]
+
+  private let lock = NSLock()
+  private var process: Process?
+  private var isPaused = false
+
+  /// The client URL, e.g. `http://127.0.0.1:40123`.
+  public var endpoint: String { "\(self.tls == nil ? "http" : "https")://127.0.0.1:\(self.clientPort)" }
+  public var peerURL: String { "http://127.0.0.1:\(self.peerPort)" }
+  /// The OS process ID while running.
+  public var pid: Int32? { self.lock.withLock { self.process?.processIdentifier } }
+
+  init(name: String, clientPort: Int, peerPort: Int, dataDir: String, initialCluster: String,
+       clusterToken: String, tls: TestCertificates?, extraArguments: [String]) {
+    self.name = name
+    self.clientPort = clientPort
+    self.peerPort = peerPort
+    self.dataDir = dataDir
+    self.logFile = dataDir + ".log"
+    self.initialCluster = initialCluster
+    self.clusterToken = clusterToken
+    self.tls = tls
+    self.extraArguments = extraArguments
+    self.binary = ProcessInfo.processInfo.environment["ETCD_BIN"] ?? "/usr/bin/etcd"
+  }
+
+  /// Starts a single-member etcd and waits until it serves requests.
+  public static func start(tls: Bool = false, arguments: [String] = []) async throws -> EtcdServer {
+    var lastError: (any Error)?
+    for _ in 0..<3 {  // a port taken between choosing and binding: choose again
+      let ports = try freePorts(2)
+      let dir = try makeTempDirectory(prefix: "etcd")
+      let name = "m0"
+      let certs = tls ? try TestCertificates.make(in: dir + "-tls") : nil
+      let server = EtcdServer(
+        name: name, clientPort: ports[0], peerPort: ports[1], dataDir: dir + "/data",
+        initialCluster: "\(name)=http://127.0.0.1:\(ports[1])", clusterToken: "t-\(ports[0])",
+        tls: certs, extraArguments: arguments)
+      do {
+        try server.launch()
+        try await server.waitUntilReady()
+        return server
+      } catch {
+        lastError = error
+        server.destroy()
+      }
+    }
+    throw lastError!
+  }
+
+  /// Runs `body` with a fresh single-member etcd, and removes it afterwards.
+  public static func with<T>(tls: Bool = false, arguments: [String] = [], _ body: (EtcdServer) async throws -> T) async throws -> T {
+    let server = try await EtcdServer.start(tls: tls, arguments: arguments)
+    defer { server.destroy() }
+    return try await body(server)
+  }
+
+  /// A client configuration for this server (TLS files included when it uses TLS).
+  public func configuration() -> EtcdConfiguration {
+    var configuration = try! EtcdConfiguration(endpoints: [self.endpoint])
+    if let tls = self.tls {
+      configuration.tls = EtcdConfiguration.TLS(caFile: tls.caFile, certFile: tls.clientCertFile, keyFile: tls.clientKeyFile)
+    }
+    configuration.dialTimeout = .seconds(10)
+    return configuration
+  }
+
+  // MARK: Process control
+
+  func arguments() -> [String] {
+    let scheme = self.tls == nil ? "http" : "https"
+    var args = [
+      "--name", self.name, "--data-dir", self.dataDir,
+      "--listen-client-urls", "\(scheme)://127.0.0.1:\(self.clientPort)",
+      "--advertise-client-urls", "\(scheme)://127.0.0.1:\(self.clientPort)",
+      "--listen-peer-urls", self.peerURL, "--initial-advertise-peer-urls", self.peerURL,
+      "--initial-cluster", self.initialCluster, "--initial-cluster-token", self.clusterToken,
+      "--initial-cluster-state", "new",
+      "--heartbeat-interval", "50", "--election-timeout", "500",
+      "--logger", "zap", "--log-outputs", "stderr",
+    ]
+    if let tls = self.tls {
+      args += ["--cert-file", tls.serverCertFile, "--key-file", tls.serverKeyFile,
+               "--trusted-ca-file", tls.caFile, "--client-cert-auth"]
+    }
+    return args + self.extraArguments
+  }
+
+  func launch() throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: self.binary)
+    process.arguments = self.arguments()
+    if !FileManager.default.fileExists(atPath: self.logFile) {
+      FileManager.default.createFile(atPath: self.logFile, contents: nil)
+    }
+    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: self.logFile))
+    log.seekToEndOfFile()
+    process.standardOutput = log
+    process.standardError = log
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    self.lock.withLock {
+      self.process = process
+      self.isPaused = false
+    }
+  }
+
+  /// Waits until the member answers a Status request and knows a leader.
+  public func waitUntilReady(timeout: Duration = .seconds(30)) async throws {
+    let deadline = ContinuousClock.now + timeout
+    var configuration = self.configuration()
+    configuration.requestTimeout = .seconds(1)
+    configuration.retryReads = false
+    try await withEtcdClient(configuration) { client in
+      while true {
+        if let process = self.lock.withLock({ self.process }), !process.isRunning {
+          throw TestSupportError("etcd \(self.name) exited during start-up; see \(self.logFile): \(self.logTail())")
+        }
+        if let status = try? await client.status(timeout: .seconds(1)), status.leader != 0 { return }
+        if ContinuousClock.now > deadline {
+          throw TestSupportError("etcd \(self.name) not ready after \(timeout); see \(self.logFile): \(self.logTail())")
+        }
+        try await Task.sleep(for: .milliseconds(50))
+      }
+    }
+  }
+
+  /// Sends a signal to the process.
+  public func signal(_ signal: Int32) {
+    if let pid = self.pid { kill(pid, signal) }
+  }
+
+  /// kill -9, and waits for the process to be gone.
+  public func kill9() {
+    guard let process = self.lock.withLock({ self.process }) else { return }
+    if self.lock.withLock({ self.isPaused }) { kill(process.processIdentifier, SIGCONT) }
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+    self.lock.withLock { self.process = nil }
+  }
+
+  /// SIGTERM, and waits for a clean exit.
+  public func stop() {
+    guard let process = self.lock.withLock({ self.process }) else { return }
+    process.terminate()
+    process.waitUntilExit()
+    self.lock.withLock { self.process = nil }
+  }
+
+  /// Starts the process again with the same data directory and ports.
+  public func restart(waitUntilReady: Bool = true) async throws {
+    self.kill9()
+    try self.launch()
+    if waitUntilReady { try await self.waitUntilReady() }
+  }
+
+  /// SIGSTOP: the process keeps its sockets but answers nothing.
+  public func pause() {
+    self.signal(SIGSTOP)
+    self.lock.withLock { self.isPaused = true }
+  }
+
+  /// SIGCONT after ``pause()``.
+  public func resume() {
+    self.signal(SIGCONT)
+    self.lock.withLock { self.isPaused = false }
+  }
+
+  /// Kills the process and deletes its directories.
+  public func destroy() {
+    self.kill9()
+    let parent = (self.dataDir as NSString).deletingLastPathComponent
+    try? FileManager.default.removeItem(atPath: parent)
+    try? FileManager.default.removeItem(atPath: parent + "-tls")
+  }
+
+  /// The last lines of the member's log, for error messages.
+  public func logTail(lines: Int = 5) -> String {
+    let text = (try? String(contentsOfFile: self.logFile, encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+  }
+
+  deinit {
+    if let process = self.process, process.isRunning {
+      kill(process.processIdentifier, SIGCONT)
+      kill(process.processIdentifier, SIGKILL)
+    }
+  }
+}
+
+/// A failure of the test support itself (etcd did not start, openssl failed, …).
+public struct TestSupportError: Error, CustomStringConvertible {
+  public var description: String
+  public init(_ description: String) { self.description = description }
+}
+
+/// Free TCP ports on 127.0.0.1, found by binding port 0.
+public func freePorts(_ count: Int) throws -> [Int] {
+  var sockets: [Int32] = []
+  defer { sockets.forEach { close($0) } }
+  var ports: [Int] = []
+  for _ in 0..<count {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
+    sockets.append(fd)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+    }
+    guard bound else { throw TestSupportError("bind() failed: errno \(errno)") }
+    ports.append(Int(UInt16(bigEndian: addr.sin_port)))
+  }
+  return ports
+}
+
+/// A new empty directory under /dev/shm (tmpfs: no fsync cost) or the temp directory.
+public func makeTempDirectory(prefix: String) throws -> String {
+  let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+  var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
+  guard let result = mkdtemp(&template) else { throw TestSupportError("mkdtemp failed: errno \(errno)") }
+  return String(cString: result)
+}

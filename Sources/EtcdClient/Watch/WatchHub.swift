@@ -164,49 +164,56 @@ final class WatchHub: Sendable {
   // MARK: Responses
 
   private func handle(_ message: Etcdserverpb_WatchResponse) {
-    self.state.withLock { state in
-      let header = ResponseHeader(message.header)
-      if message.watchID == -1 {
-        // A progress notification for the whole stream (answer to requestProgress).
-        for id in Array(state.watchers.keys) {
-          Self.deliverProgress(&state.watchers[id]!, id: id, header: header)
-        }
-        return
-      }
-      guard var watcher = state.watchers[message.watchID] else { return }
-      let id = message.watchID
-      defer { if state.watchers[id] != nil { state.watchers[id] = watcher } }
+    // Finishing a stream runs its onTermination, which takes the lock: do it afterwards.
+    let finished = self.state.withLock { state in Self.apply(message, to: &state) }
+    if let (continuation, error) = finished { continuation.finish(throwing: error) }
+  }
 
-      if message.created {
-        if watcher.nextRevision == 0 { watcher.nextRevision = header.revision + 1 }
-        if watcher.options.createdNotify && !message.canceled {
-          watcher.continuation.yield(WatchResponse(header: header, watchID: id, events: [], created: true))
-        }
+  /// Applies one response to the watchers; returns a watcher to finish, if it was cancelled.
+  private static func apply(
+    _ message: Etcdserverpb_WatchResponse, to state: inout State
+  ) -> (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)? {
+    let header = ResponseHeader(message.header)
+    if message.watchID == -1 {
+      // A progress notification for the whole stream (answer to requestProgress).
+      for id in Array(state.watchers.keys) {
+        Self.deliverProgress(&state.watchers[id]!, id: id, header: header)
       }
-      if message.canceled || message.compactRevision > 0 {
-        state.watchers[id] = nil
-        Self.stopIfIdle(&state)
-        watcher.continuation.finish(throwing: Self.cancelError(message))
-        return
-      }
-      if message.created { return }
-      var events = message.events.map(WatchEvent.init)
-      if watcher.options.fragment {
-        watcher.fragments += events
-        if message.fragment { return }
-        events = watcher.fragments
-        watcher.fragments = []
-      }
-      if events.isEmpty {
-        Self.deliverProgress(&watcher, id: id, header: header)
-        return
-      }
-      let next = watcher.nextRevision
-      events.removeAll { $0.kv.modRevision < next }
-      guard let last = events.last else { return }
-      watcher.nextRevision = last.kv.modRevision + 1
-      watcher.continuation.yield(WatchResponse(header: header, watchID: id, events: events))
+      return nil
     }
+    guard var watcher = state.watchers[message.watchID] else { return nil }
+    let id = message.watchID
+    defer { if state.watchers[id] != nil { state.watchers[id] = watcher } }
+
+    if message.created {
+      if watcher.nextRevision == 0 { watcher.nextRevision = header.revision + 1 }
+      if watcher.options.createdNotify && !message.canceled {
+        watcher.continuation.yield(WatchResponse(header: header, watchID: id, events: [], created: true))
+      }
+    }
+    if message.canceled || message.compactRevision > 0 {
+      state.watchers[id] = nil
+      Self.stopIfIdle(&state)
+      return (watcher.continuation, Self.cancelError(message))
+    }
+    if message.created { return nil }
+    var events = message.events.map(WatchEvent.init)
+    if watcher.options.fragment {
+      watcher.fragments += events
+      if message.fragment { return nil }
+      events = watcher.fragments
+      watcher.fragments = []
+    }
+    if events.isEmpty {
+      Self.deliverProgress(&watcher, id: id, header: header)
+      return nil
+    }
+    let next = watcher.nextRevision
+    events.removeAll { $0.kv.modRevision < next }
+    guard let last = events.last else { return nil }
+    watcher.nextRevision = last.kv.modRevision + 1
+    watcher.continuation.yield(WatchResponse(header: header, watchID: id, events: events))
+    return nil
   }
 
   private static func deliverProgress(_ watcher: inout Watcher, id: Int64, header: ResponseHeader) {

@@ -1,0 +1,53 @@
+import Foundation
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, made with
+/// openssl in a directory of their own.
+public struct TestCertificates: Sendable {
+  public let directory: String
+  public var caFile: String { self.directory + "/ca.pem" }
+  public var serverCertFile: String { self.directory + "/server.pem" }
+  public var serverKeyFile: String { self.directory + "/server-key.pem" }
+  public var clientCertFile: String { self.directory + "/client.pem" }
+  public var clientKeyFile: String { self.directory + "/client-key.pem" }
+
+  /// Makes a fresh CA and certificates signed by it.
+  public static func make(in directory: String) throws -> TestCertificates {
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let certs = TestCertificates(directory: directory)
+    try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=etcsync test CA",
+                 "-keyout", directory + "/ca-key.pem", "-out", certs.caFile], in: directory)
+    try certs.issue(name: "server", subject: "/CN=localhost",
+                    extensions: "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth")
+    try certs.issue(name: "client", subject: "/CN=root", extensions: "extendedKeyUsage=clientAuth")
+    return certs
+  }
+
+  private func issue(name: String, subject: String, extensions: String) throws {
+    let dir = self.directory
+    try extensions.write(toFile: "\(dir)/\(name).ext", atomically: true, encoding: .utf8)
+    try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+                 "-keyout", "\(dir)/\(name)-key.pem", "-out", "\(dir)/\(name).csr"], in: dir)
+    try openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", self.caFile, "-CAkey", "\(dir)/ca-key.pem",
+                 "-CAcreateserial", "-days", "2", "-extfile", "\(dir)/\(name).ext", "-out", "\(dir)/\(name).pem"], in: dir)
+  }
+
+  private static func openssl(_ arguments: [String], in directory: String) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    process.arguments = arguments
+    process.currentDirectoryURL = URL(fileURLWithPath: directory)
+    let errors = Pipe()
+    process.standardError = errors
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let output = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+      throw TestSupportError("openssl \(arguments.first ?? "") failed: \(String(decoding: output, as: UTF8.self))")
+    }
+  }
+
+  private func openssl(_ arguments: [String], in directory: String) throws {
+    try Self.openssl(arguments, in: directory)
+  }
+}
