@@ -79,6 +79,9 @@ public struct EtcdConfiguration: Sendable {
   public var tls: TLS?
   /// Whether to retry read-only requests that fail with `unavailable` on another member.
   public var retryReads = true
+  /// Tests only: leave out the handler that answers etcd's PINGs (and runs the keepalive),
+  /// to show the transport defect it works around.
+  package var installsLivenessHandler = true
 
   public init(endpoints: [EtcdEndpoint]) {
     self.endpoints = endpoints
@@ -92,7 +95,7 @@ public struct EtcdConfiguration: Sendable {
   }
 
   /// A user name and password for etcd's `Authenticate` call.
-  public struct Credentials: Sendable, Hashable, CustomStringConvertible {
+  public struct Credentials: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public var username: String
     public var password: String
     public init(username: String, password: String) {
@@ -101,6 +104,8 @@ public struct EtcdConfiguration: Sendable {
     }
     /// Never shows the password.
     public var description: String { "Credentials(username: \(self.username), password: <redacted>)" }
+    public var debugDescription: String { self.description }
+    public var customMirror: Mirror { Mirror(self, children: ["username": self.username, "password": "<redacted>"]) }
   }
 
   /// TLS files in PEM format.

@@ -97,6 +97,7 @@ extension EtcdError {
       else if message.contains("too many operations in txn") { code = .tooManyOps }
       else if message.contains("duplicate key") { code = .duplicateKey }
       else if message.contains("authentication failed") || message.contains("authentication is not enabled") { code = .authFailed }
+      else if message.contains("user name is empty") { code = .permissionDenied }  // auth is on, no credentials
       else if message.contains("permission denied") { code = .permissionDenied }
       else if message.contains("invalid auth token") { code = .invalidToken }
       else if message.contains("requested lease not found") { code = .leaseNotFound }

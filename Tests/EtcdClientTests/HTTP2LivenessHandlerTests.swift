@@ -101,9 +101,18 @@ import Testing
     loop.advanceTime(by: .seconds(6))
     #expect(try channel.readOutbound(as: IOData.self) == nil, "no ping while no stream is open")
 
-    // The client opens stream 1 (outbound HEADERS).
+    // The client sends its preface and SETTINGS, then opens stream 1 (HEADERS), split
+    // across writes the way a real client may split them.
+    let opening = HTTP2LivenessHandler.clientPreface + Self.frame(type: 4, payload: []) +
+      Self.frame(type: 1, flags: 4, stream: 1, payload: [0x82, 0x84])
+    for chunk in [opening[..<10], opening[10..<30], opening[30...]] {
+      var buffer = channel.allocator.buffer(capacity: chunk.count)
+      buffer.writeBytes(chunk)
+      try channel.writeOutbound(IOData.byteBuffer(buffer))
+      _ = try channel.readOutbound(as: IOData.self)
+    }
     var headers = channel.allocator.buffer(capacity: 16)
-    headers.writeBytes(Self.frame(type: 1, flags: 4, stream: 1, payload: [0x82, 0x84]))
+    headers.writeBytes(Self.frame(type: 8, stream: 1, payload: [0, 0, 1, 0]))  // WINDOW_UPDATE
     try channel.writeOutbound(IOData.byteBuffer(headers))
     _ = try channel.readOutbound(as: IOData.self)
 
@@ -133,8 +142,8 @@ import Testing
     let loop = EmbeddedEventLoop()
     let channel = EmbeddedChannel(handler: HTTP2LivenessHandler(keepalive: .init(interval: .seconds(5), timeout: .seconds(1))), loop: loop)
     try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 1)).wait()
-    var headers = channel.allocator.buffer(capacity: 16)
-    headers.writeBytes(Self.frame(type: 1, flags: 4, stream: 1, payload: [0x82]))
+    var headers = channel.allocator.buffer(capacity: 40)
+    headers.writeBytes(HTTP2LivenessHandler.clientPreface + Self.frame(type: 1, flags: 4, stream: 1, payload: [0x82]))
     try channel.writeOutbound(IOData.byteBuffer(headers))
     _ = try channel.readOutbound(as: IOData.self)
     // The server's trailers (HEADERS with END_STREAM) end the stream.

@@ -189,4 +189,20 @@ final class EventCollector: Sendable {
       watch.stop()
     }
   }
+
+  /// The same load without the handler loses the connection (and fails RPCs) on this etcd,
+  /// so the test above proves something.
+  @Test func withoutTheHandlerSequentialPutsFail() async throws {
+    try await EtcdServer.with { server in
+      var configuration = server.configuration()
+      configuration.installsLivenessHandler = false
+      try await withEtcdClient(configuration) { etcd in
+        var failures = 0
+        for i in 0..<2_000 {
+          do { try await etcd.put("/load/\(i % 100)", "\(i)") } catch { failures += 1 }
+        }
+        #expect(failures > 0, "swift-nio-http2 should have closed the connection (ExcessiveControlFrames)")
+      }
+    }
+  }
 }

@@ -55,8 +55,16 @@ final class HTTP2LivenessHandler: ChannelDuplexHandler, RemovableChannelHandler 
     self.pingData = pingData
   }
 
+  /// The client connection preface (RFC 9113 §3.4) that precedes the first outbound frame.
+  static let clientPreface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
   func handlerAdded(context: ChannelHandlerContext) {
-    if context.channel.isActive { self.startKeepalive(context: context) }
+    if context.channel.isActive {
+      self.startKeepalive(context: context)
+    } else {
+      // Added before the connection starts: the HTTP/2 handler's first write is the preface.
+      self.outbound.startPayload(Self.clientPreface.count)
+    }
   }
 
   func channelActive(context: ChannelHandlerContext) {

@@ -15,13 +15,13 @@ enum TransportFactory {
       interval: timeAmount(max(configuration.keepaliveTime, .seconds(5))),
       timeout: timeAmount(max(configuration.keepaliveTimeout, .milliseconds(100)))
     )
-    config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
+    if configuration.installsLivenessHandler { config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
       channel.eventLoop.makeCompletedFuture {
         let sync = channel.pipeline.syncOperations
         let http2 = try sync.handler(type: NIOHTTP2Handler.self)
         try sync.addHandler(HTTP2LivenessHandler(keepalive: keepalive), position: .before(http2))
       }
-    }
+    } }
 
     let security: HTTP2ClientTransport.Posix.TransportSecurity
     if configuration.usesTLS {

@@ -21,6 +21,10 @@ final class WatchHub: Sendable {
     var watchers: [Int64: Watcher] = [:]
     var nextID: Int64 = 1
     var outbound: AsyncStream<Etcdserverpb_WatchRequest>.Continuation?
+    /// Watchers whose create request was sent on the current stream and not yet answered,
+    /// oldest first. etcd answers creates in order, and answers a refused one with watch ID
+    /// -1, so this queue is how a refusal finds its watcher.
+    var pendingCreates: [Int64] = []
     var task: Task<Void, Never>?
     var generation = 0
     var isShutdown = false
@@ -48,6 +52,7 @@ final class WatchHub: Sendable {
       state.watchers[id] = watcher
       if let outbound = state.outbound {
         outbound.yield(Self.createRequest(id: id, watcher))
+        state.pendingCreates.append(id)
       } else if state.task == nil {
         state.generation += 1
         let generation = state.generation
@@ -108,8 +113,10 @@ final class WatchHub: Sendable {
       let started = self.state.withLock { state -> Bool in
         guard state.generation == generation, !state.watchers.isEmpty else { return false }
         state.outbound = continuation
+        state.pendingCreates = []
         for (id, watcher) in state.watchers.sorted(by: { $0.key < $1.key }) {
           continuation.yield(Self.createRequest(id: id, watcher))
+          state.pendingCreates.append(id)
         }
         return true
       }
@@ -123,7 +130,7 @@ final class WatchHub: Sendable {
         } onResponse: { response in
           for try await message in response.messages {
             progressed.set()
-            self.handle(message)
+            try self.handle(message)
           }
         }
         self.logger.debug("etcd watch stream ended by the server; resuming")
@@ -163,10 +170,14 @@ final class WatchHub: Sendable {
 
   // MARK: Responses
 
-  private func handle(_ message: Etcdserverpb_WatchResponse) {
+  /// Applies a response; throws (ending the stream, which is then re-created) when a create
+  /// was refused because the auth token expired.
+  private func handle(_ message: Etcdserverpb_WatchResponse) throws(EtcdError) {
     // Finishing a stream runs its onTermination, which takes the lock: do it afterwards.
     let finished = self.state.withLock { state in Self.apply(message, to: &state) }
-    if let (continuation, error) = finished { continuation.finish(throwing: error) }
+    guard let (continuation, error) = finished else { return }
+    if error.code == .invalidToken { throw error }
+    continuation.finish(throwing: error)
   }
 
   /// Applies one response to the watchers; returns a watcher to finish, if it was cancelled.
@@ -174,15 +185,20 @@ final class WatchHub: Sendable {
     _ message: Etcdserverpb_WatchResponse, to state: inout State
   ) -> (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)? {
     let header = ResponseHeader(message.header)
-    if message.watchID == -1 {
+    var watchID = message.watchID
+    if message.created, !state.pendingCreates.isEmpty {
+      let pending = state.pendingCreates.removeFirst()
+      if watchID == -1 { watchID = pending }
+    }
+    if watchID == -1 {
       // A progress notification for the whole stream (answer to requestProgress).
       for id in Array(state.watchers.keys) {
         Self.deliverProgress(&state.watchers[id]!, id: id, header: header)
       }
       return nil
     }
-    guard var watcher = state.watchers[message.watchID] else { return nil }
-    let id = message.watchID
+    guard var watcher = state.watchers[watchID] else { return nil }
+    let id = watchID
     defer { if state.watchers[id] != nil { state.watchers[id] = watcher } }
 
     if message.created {
@@ -192,9 +208,12 @@ final class WatchHub: Sendable {
       }
     }
     if message.canceled || message.compactRevision > 0 {
+      let error = Self.cancelError(message)
+      // Refused for an expired token: keep the watcher; the stream is re-created.
+      if error.code == .invalidToken { return (watcher.continuation, error) }
       state.watchers[id] = nil
       Self.stopIfIdle(&state)
-      return (watcher.continuation, Self.cancelError(message))
+      return (watcher.continuation, error)
     }
     if message.created { return nil }
     var events = message.events.map(WatchEvent.init)
@@ -227,7 +246,10 @@ final class WatchHub: Sendable {
       return .compacted(revision: message.compactRevision)
     }
     let reason = message.cancelReason
-    if reason.contains("permission denied") { return EtcdError(.permissionDenied, reason) }
+    if reason.contains("permission denied") || reason.contains("user name is empty") {
+      return EtcdError(.permissionDenied, reason)
+    }
+    if reason.contains("invalid auth token") { return EtcdError(.invalidToken, reason) }
     return EtcdError(.watchCanceled, reason.isEmpty ? "etcd cancelled the watch" : reason)
   }
 
