@@ -29,22 +29,7 @@ if [ -z "${PROTOC_GEN_SWIFT:-}" ] || [ -z "${PROTOC_GEN_GRPC_SWIFT:-}" ]; then
   PROTOC_GEN_GRPC_SWIFT=$bin/protoc-gen-grpc-swift-2
 fi
 
-# Copy the three protos, dropping the gogoproto and google.api.http options, which only
-# matter to Go code and the JSON gateway, and rewriting imports to the copied layout.
-mkdir -p "$work/protos/etcd/mvcc/mvccpb" "$work/protos/etcd/auth/authpb" "$work/protos/etcd/etcdserver/etcdserverpb"
-python3 - "$src" "$work/protos" <<'PY'
-import re, sys
-src, dst = sys.argv[1], sys.argv[2]
-for rel in ("mvcc/mvccpb/kv.proto", "auth/authpb/auth.proto", "etcdserver/etcdserverpb/rpc.proto"):
-    text = open(f"{src}/{rel}").read()
-    text = re.sub(r'import "gogoproto/gogo.proto";\n', "", text)
-    text = re.sub(r'import "google/api/annotations.proto";\n', "", text)
-    text = re.sub(r'option \(gogoproto\.[a-z_]+\) = (true|false);\n', "", text)
-    text = re.sub(r'\s*option \(google\.api\.http\) = \{(?:[^{}]|\{[^{}]*\})*\};', "", text)
-    text = re.sub(r'\s*\[\(gogoproto\.[^\]]*\]', "", text)
-    assert "gogoproto" not in text and "google.api" not in text, rel
-    open(f"{dst}/etcd/{rel}", "w").write(text)
-PY
+scripts/prepare-protos "$work/protos" "$src"
 
 rm -f "$out"/*.swift
 protoc -I "$work/protos" \

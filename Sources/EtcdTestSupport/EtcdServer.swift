@@ -18,7 +18,8 @@ public final class EtcdServer: @unchecked Sendable {
   public let logFile: String
   /// TLS files when the server was started with TLS.
   public let tls: TestCertificates?
-  let binary: String
+  /// The etcd binary in use.
+  public let binary: String
   let initialCluster: String
   let clusterToken: String
   let extraArguments: [String]
@@ -121,7 +122,9 @@ public final class EtcdServer: @unchecked Sendable {
     process.standardOutput = log
     process.standardError = log
     process.standardInput = FileHandle.nullDevice
+    OrphanReaper.reap()
     try process.run()
+    OrphanReaper.register(pid: process.processIdentifier, dataDir: self.dataDir)
     self.lock.withLock {
       self.process = process
       self.isPaused = false
@@ -159,6 +162,7 @@ public final class EtcdServer: @unchecked Sendable {
     if self.lock.withLock({ self.isPaused }) { kill(process.processIdentifier, SIGCONT) }
     kill(process.processIdentifier, SIGKILL)
     process.waitUntilExit()
+    OrphanReaper.unregister(pid: process.processIdentifier)
     self.lock.withLock { self.process = nil }
   }
 
@@ -167,6 +171,7 @@ public final class EtcdServer: @unchecked Sendable {
     guard let process = self.lock.withLock({ self.process }) else { return }
     process.terminate()
     process.waitUntilExit()
+    OrphanReaper.unregister(pid: process.processIdentifier)
     self.lock.withLock { self.process = nil }
   }
 

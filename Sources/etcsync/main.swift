@@ -1,1 +1,51 @@
-print("x")
+import ArgumentParser
+import EtcSync
+import EtcdClient
+
+/// The `etcsync` command line. It parses arguments and calls into the libraries.
+@main
+struct EtcsyncCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "etcsync",
+    abstract: "Keeps local files in step with etcd v3.",
+    version: EtcSync.version,
+    subcommands: [Ping.self]
+  )
+}
+
+/// `etcsync ping`: connects to the cluster and prints every member's status.
+struct Ping: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Connect to etcd and print the cluster's members and revision.",
+    discussion: "Example: etcsync ping --endpoints http://127.0.0.1:2379"
+  )
+
+  @Option(name: .long, parsing: .singleValue, help: "An etcd client URL; repeat for several members.")
+  var endpoints: [String] = ["http://127.0.0.1:2379"]
+
+  @Option(help: "Seconds to wait for a member to answer.")
+  var timeout: Int = 5
+
+  func run() async throws {
+    var configuration: EtcdConfiguration
+    do {
+      configuration = try EtcdConfiguration(endpoints: self.endpoints)
+    } catch {
+      throw ValidationError("--endpoints: \(error.message)")
+    }
+    configuration.dialTimeout = .seconds(self.timeout)
+    try await withEtcdClient(configuration) { etcd in
+      do {
+        let status = try await etcd.connect()
+        print("cluster \(String(status.clusterID, radix: 16)) at revision \(status.revision), etcd \(status.version)")
+        for member in try await etcd.memberList() {
+          let leader = member.id == status.leader ? " (leader)" : ""
+          print("  \(member.name)\(leader): \(member.clientURLs.joined(separator: ", "))")
+        }
+      } catch {
+        print("etcsync: cannot reach etcd at \(self.endpoints.joined(separator: ", ")): \(error)")
+        throw ExitCode(3)
+      }
+    }
+  }
+}

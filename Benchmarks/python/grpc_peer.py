@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""The Python grpcio (gRPC C-core) peer of ClientBench: the same three measurements on the
+same etcd, printed as one JSON object.
+
+  grpc_peer.py ENDPOINT PREFIX PUTS READS WATCHES
+
+Stubs are generated at start-up from etcd's protos (scripts/prepare-protos) with grpcio-tools.
+"""
+import json, os, statistics, subprocess, sys, tempfile, threading, time
+
+endpoint, prefix, puts, reads, watches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+work = tempfile.mkdtemp(prefix="grpc-peer-")
+subprocess.run([f"{root}/scripts/prepare-protos", f"{work}/protos"], check=True)
+from grpc_tools import protoc  # noqa: E402
+args = ["protoc", f"-I{work}/protos", f"--python_out={work}", f"--grpc_python_out={work}",
+        "etcd/mvcc/mvccpb/kv.proto", "etcd/auth/authpb/auth.proto", "etcd/etcdserver/etcdserverpb/rpc.proto"]
+assert protoc.main(args) == 0
+for d in ("etcd", "etcd/mvcc", "etcd/mvcc/mvccpb", "etcd/auth", "etcd/auth/authpb", "etcd/etcdserver", "etcd/etcdserver/etcdserverpb"):
+    open(f"{work}/{d}/__init__.py", "a").close()
+sys.path.insert(0, work)
+import grpc  # noqa: E402
+from etcd.etcdserver.etcdserverpb import rpc_pb2 as pb, rpc_pb2_grpc as rpc  # noqa: E402
+
+target = endpoint.split("://", 1)[-1]
+channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 2**31 - 1)])
+kv = rpc.KVStub(channel)
+watch = rpc.WatchStub(channel)
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+value = b"x" * 100
+for i in range(200):  # warm-up
+    kv.Put(pb.PutRequest(key=f"{prefix}warm/{i}".encode(), value=value))
+lat = []
+start = time.perf_counter()
+for i in range(puts):
+    t = time.perf_counter()
+    kv.Put(pb.PutRequest(key=f"{prefix}put/{i % 1000}".encode(), value=value))
+    lat.append(time.perf_counter() - t)
+total = time.perf_counter() - start
+
+read_times, count = [], 0
+key = f"{prefix}data/".encode()
+end = key[:-1] + bytes([key[-1] + 1])
+for _ in range(reads):
+    t = time.perf_counter()
+    r = kv.Range(pb.RangeRequest(key=key, range_end=end))
+    read_times.append(time.perf_counter() - t)
+    count = len(r.kvs)
+
+# put -> watch event
+events = {}
+ready = threading.Event()
+wkey = f"{prefix}watch/".encode()
+wend = wkey[:-1] + bytes([wkey[-1] + 1])
+requests_done = threading.Event()
+def gen():
+    yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=wkey, range_end=wend))
+    requests_done.wait()
+def reader():
+    for resp in watch.Watch(gen()):
+        if resp.created:
+            ready.set()
+        for ev in resp.events:
+            events[ev.kv.key] = time.perf_counter()
+        if len(events) >= watches:
+            return
+th = threading.Thread(target=reader, daemon=True)
+th.start()
+ready.wait(10)
+wl, sent = [], {}
+for i in range(watches):
+    k = f"{prefix}watch/{i}".encode()
+    sent[k] = time.perf_counter()
+    kv.Put(pb.PutRequest(key=k, value=value))
+    while k not in events:
+        time.sleep(0)  # spin: the reader thread records the arrival time
+    wl.append(events[k] - sent[k])
+requests_done.set()
+
+print(json.dumps({
+    "put_p50_ms": pct(lat, 50) * 1e3, "put_p99_ms": pct(lat, 99) * 1e3, "put_per_s": puts / total,
+    "read_s": statistics.median(read_times), "read_keys": count,
+    "watch_p50_ms": pct(wl, 50) * 1e3, "watch_p99_ms": pct(wl, 99) * 1e3,
+}))
