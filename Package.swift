@@ -23,9 +23,9 @@ let grpc: [Target.Dependency] = [
 // The clientv3 tutorial's programs, one executable each (examples/tutorial/NAME).
 let tutorial = ["connect", "put", "get", "delete", "watch", "lease", "op"]
 
-// While the template engine is being written in a scratch package, ETCSYNC_NO_TEMPLATES=1
-// leaves it out (development only).
-let withTemplates = Context.environment["ETCSYNC_NO_TEMPLATES"] == nil
+// Development only, while parts of the agent are written in scratch packages:
+// ETCSYNC_WIP=1 leaves those folders out of the EtcSync target.
+let wip: [String] = Context.environment["ETCSYNC_WIP"] == nil ? [] : ["Configuration", "Files", "Commands", "State"]
 
 var targets: [Target] = [
   .target(name: "EtcdClient", dependencies: grpc, swiftSettings: settings),
@@ -36,6 +36,7 @@ var targets: [Target] = [
       "EtcdClient", "Templates",
       .product(name: "Logging", package: "swift-log"),
     ],
+    exclude: wip,
     swiftSettings: settings
   ),
   .executableTarget(
@@ -58,6 +59,8 @@ var targets: [Target] = [
     name: "EtcdClientTests",
     dependencies: [
       "EtcdClient", "EtcdTestSupport",
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "NIOCore", package: "swift-nio"),
       .product(name: "NIOEmbedded", package: "swift-nio"),
     ],
@@ -107,10 +110,3 @@ let package = Package(
   targets: targets
 )
 
-if !withTemplates {
-  let names: Set<String> = ["Templates", "TemplatesTests", "TemplateBench"]
-  package.targets.removeAll { names.contains($0.name) }
-  for target in package.targets {
-    target.dependencies.removeAll { if case .byNameItem(let name, _) = $0 { names.contains(name) } else { false } }
-  }
-}

@@ -31,18 +31,24 @@ extension EtcdClient {
     }
   }
 
+  /// Runs one Auth administration RPC (a mutation: not retried), discarding its response.
+  private func admin<Request: Sendable, Response: Sendable>(
+    _ request: Request,
+    _ call: @Sendable (Etcdserverpb_Auth.Client<Transport>, Request, Metadata, CallOptions) async throws -> Response
+  ) async throws(EtcdError) {
+    _ = try await self.unary(idempotent: false) { metadata, options in
+      try await call(self.authRPC, request, metadata, options)
+    }
+  }
+
   /// Turns authentication on (a `root` user with the `root` role must exist).
   public func authEnable() async throws(EtcdError) {
-    try await self.unary(idempotent: false) { metadata, options in
-      _ = try await self.authRPC.authEnable(Etcdserverpb_AuthEnableRequest(), metadata: metadata, options: options)
-    }
+    try await self.admin(Etcdserverpb_AuthEnableRequest()) { try await $0.authEnable($1, metadata: $2, options: $3) }
   }
 
   /// Turns authentication off.
   public func authDisable() async throws(EtcdError) {
-    try await self.unary(idempotent: false) { metadata, options in
-      _ = try await self.authRPC.authDisable(Etcdserverpb_AuthDisableRequest(), metadata: metadata, options: options)
-    }
+    try await self.admin(Etcdserverpb_AuthDisableRequest()) { try await $0.authDisable($1, metadata: $2, options: $3) }
   }
 
   /// Adds a user.
@@ -50,44 +56,34 @@ extension EtcdClient {
     var request = Etcdserverpb_AuthUserAddRequest()
     request.name = name
     request.password = password
-    try await self.unary(idempotent: false) { [request] metadata, options in
-      _ = try await self.authRPC.userAdd(request, metadata: metadata, options: options)
-    }
+    try await self.admin(request) { try await $0.userAdd($1, metadata: $2, options: $3) }
   }
 
   public func userDelete(_ name: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthUserDeleteRequest()
     request.name = name
-    try await self.unary(idempotent: false) { [request] metadata, options in
-      _ = try await self.authRPC.userDelete(request, metadata: metadata, options: options)
-    }
+    try await self.admin(request) { try await $0.userDelete($1, metadata: $2, options: $3) }
   }
 
   public func userChangePassword(_ name: String, password: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthUserChangePasswordRequest()
     request.name = name
     request.password = password
-    try await self.unary(idempotent: false) { [request] metadata, options in
-      _ = try await self.authRPC.userChangePassword(request, metadata: metadata, options: options)
-    }
+    try await self.admin(request) { try await $0.userChangePassword($1, metadata: $2, options: $3) }
   }
 
   public func userGrantRole(_ user: String, role: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthUserGrantRoleRequest()
     request.user = user
     request.role = role
-    try await self.unary(idempotent: false) { [request] metadata, options in
-      _ = try await self.authRPC.userGrantRole(request, metadata: metadata, options: options)
-    }
+    try await self.admin(request) { try await $0.userGrantRole($1, metadata: $2, options: $3) }
   }
 
   public func userRevokeRole(_ user: String, role: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthUserRevokeRoleRequest()
     request.name = user
     request.role = role
-    try await self.unary(idempotent: false) { [request] metadata, options in
-      _ = try await self.authRPC.userRevokeRole(request, metadata: metadata, options: options)
-    }
+    try await self.admin(request) { try await $0.userRevokeRole($1, metadata: $2, options: $3) }
   }
 
   public func userList() async throws(EtcdError) -> [String] {
@@ -99,17 +95,13 @@ extension EtcdClient {
   public func roleAdd(_ name: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthRoleAddRequest()
     request.name = name
-    try await self.unary(idempotent: false) { [request] metadata, options in
-      _ = try await self.authRPC.roleAdd(request, metadata: metadata, options: options)
-    }
+    try await self.admin(request) { try await $0.roleAdd($1, metadata: $2, options: $3) }
   }
 
   public func roleDelete(_ name: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthRoleDeleteRequest()
     request.role = name
-    try await self.unary(idempotent: false) { [request] metadata, options in
-      _ = try await self.authRPC.roleDelete(request, metadata: metadata, options: options)
-    }
+    try await self.admin(request) { try await $0.roleDelete($1, metadata: $2, options: $3) }
   }
 
   /// Grants `permission` on `range` to a role.
@@ -119,9 +111,7 @@ extension EtcdClient {
     request.perm.permType = permission.proto
     request.perm.key = Data(range.key)
     request.perm.rangeEnd = Data(range.rangeEnd)
-    try await self.unary(idempotent: false) { [request] metadata, options in
-      _ = try await self.authRPC.roleGrantPermission(request, metadata: metadata, options: options)
-    }
+    try await self.admin(request) { try await $0.roleGrantPermission($1, metadata: $2, options: $3) }
   }
 
   /// Revokes whatever a role was granted on exactly `range`.
@@ -130,9 +120,7 @@ extension EtcdClient {
     request.role = role
     request.key = Data(range.key)
     request.rangeEnd = Data(range.rangeEnd)
-    try await self.unary(idempotent: false) { [request] metadata, options in
-      _ = try await self.authRPC.roleRevokePermission(request, metadata: metadata, options: options)
-    }
+    try await self.admin(request) { try await $0.roleRevokePermission($1, metadata: $2, options: $3) }
   }
 
   public func roleList() async throws(EtcdError) -> [String] {

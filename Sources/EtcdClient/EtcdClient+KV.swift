@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import GRPCProtobuf
 
 extension EtcdClient {
   // MARK: Get

@@ -88,7 +88,7 @@ public final class EtcdClient: Sendable {
     while true {
       attempt += 1
       do {
-        let metadata = try await self.tokens.metadata(using: self)
+        let metadata: Metadata = self.configuration.credentials == nil ? [:] : try await self.tokens.metadata(using: self)
         return try await body(metadata, self.callOptions(timeout: timeout))
       } catch {
         let error = EtcdError.wrap(error)

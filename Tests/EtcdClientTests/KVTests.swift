@@ -212,6 +212,8 @@ func withEtcd<T: Sendable>(arguments: [String] = [], _ body: (EtcdClient, EtcdSe
         try await etcd.get("/c", options: GetOptions(revision: second.header.revision + 100))
       }
       #expect(future?.code == .futureRevision)
+      try await etcd.defragment()
+      #expect(try await etcd.get("/c").kvs.first?.valueString == "2", "data intact after defragmentation")
     }
   }
 

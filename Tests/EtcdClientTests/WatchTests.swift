@@ -117,6 +117,21 @@ final class EventCollector: Sendable {
     }
   }
 
+  @Test func periodicProgressNotifications() async throws {
+    try await withEtcd(arguments: ["--experimental-watch-progress-notify-interval", "300ms"]) { etcd, _ in
+      let rev = try await etcd.put("/quiet", "v").header.revision
+      let watch = EventCollector(etcd.watch("/quiet", options: WatchOptions(startRevision: rev + 1, progressNotify: true)))
+      let silent = EventCollector(etcd.watch("/quiet", options: WatchOptions(startRevision: rev + 1)))
+      try await etcd.put("/elsewhere", "v")
+      #expect(await watch.wait { $0.responses.filter(\.isProgressNotify).count >= 2 })
+      #expect(watch.responses.allSatisfy(\.isProgressNotify) && watch.events.isEmpty)
+      #expect(watch.responses.last!.header.revision >= rev + 1)
+      #expect(silent.responses.isEmpty, "no notifications without progressNotify")
+      watch.stop()
+      silent.stop()
+    }
+  }
+
   @Test func compactedStartRevisionEndsTheWatchWithItsRevision() async throws {
     try await withEtcd { etcd, _ in
       let first = try await etcd.put("/c", "1").header.revision

@@ -152,6 +152,13 @@ public struct GetResponse: Sendable, Hashable {
   /// Number of keys in the range (all of them, not only those returned).
   public var count: Int64
 
+  init(header: ResponseHeader, kvs: [KeyValue], more: Bool, count: Int64) {
+    self.header = header
+    self.kvs = kvs
+    self.more = more
+    self.count = count
+  }
+
   init(_ r: Etcdserverpb_RangeResponse) {
     self.header = ResponseHeader(r.header)
     self.kvs = r.kvs.map(KeyValue.init)

@@ -1,0 +1,92 @@
+/// What functions can reach during one render: the data source, the key prefix, the
+/// environment, the clock and the resolver. Calls dispatch on ``Builtin`` with a switch.
+struct FunctionContext {
+  let data: any TemplateDataSource
+  /// The key prefix without a trailing `/` (empty for none).
+  let keyPrefix: String
+  let environment: [String: String]?
+  let clock: @Sendable () -> TemplateTime
+  let resolver: DNSResolver
+
+  init(data: any TemplateDataSource, options: RenderOptions) {
+    self.data = data
+    var prefix = options.keyPrefix
+    while prefix.hasSuffix("/") { prefix.removeLast() }
+    self.keyPrefix = prefix
+    self.environment = options.environment
+    self.clock = options.clock
+    self.resolver = options.resolver
+  }
+
+  func call(_ function: Builtin, _ a: [TemplateValue]) throws(FunctionFailure) -> TemplateValue {
+    switch function {
+    case .and, .or: return a.last ?? .null  // evaluated lazily by the renderer
+    case .not: return .bool(!a[0].isTrue)
+    case .len: return try GoBuiltins.length(a[0])
+    case .index: return try GoBuiltins.index(a[0], Array(a.dropFirst()))
+    case .slice: return try GoBuiltins.slice(a[0], Array(a.dropFirst()))
+    case .print: return .bytes(GoFormat.sprintBytes(a))
+    case .println: return .bytes(GoFormat.sprintlnBytes(a))
+    case .printf: return .bytes(GoFormat.sprintfBytes(try string(a[0]), Array(a.dropFirst())))
+    case .html: return .string(GoBuiltins.html(GoFormat.sprint(a)))
+    case .js: return .string(GoBuiltins.js(GoFormat.sprint(a)))
+    case .urlquery: return .string(GoBuiltins.urlQuery(GoFormat.sprint(a)))
+    case .eq: return .bool(try Comparison.equal(a[0], Array(a.dropFirst())))
+    case .ne: return .bool(!(try Comparison.equal(a[0], [a[1]])))
+    case .lt: return .bool(try Comparison.less(a[0], a[1]))
+    case .le: return .bool(try Comparison.lessOrEqual(a[0], a[1]))
+    case .gt: return .bool(!(try Comparison.lessOrEqual(a[0], a[1])))
+    case .ge: return .bool(!(try Comparison.less(a[0], a[1])))
+    case .get, .gets, .getv, .getvs, .exists, .ls, .lsdir:
+      return try storeFunction(function, a)
+    case .base, .dir, .split, .join, .toUpper, .toLower, .contains, .replace, .trimSuffix,
+      .trimSpace, .indent, .default:
+      return try StringFunctions.call(function, a)
+    case .json, .jsonArray, .base64Encode, .base64Decode, .toJSON, .toYAML:
+      return try EncodingFunctions.call(function, a)
+    case .atoi, .parseBool, .add, .sub, .mul, .div, .mod, .seq, .reverse, .sortByLength,
+      .sortKVByLength, .map:
+      return try CollectionFunctions.call(function, a)
+    case .getenv, .datetime, .lookupIP, .lookupIPV4, .lookupIPV6, .lookupSRV:
+      return try systemFunction(function, a)
+    }
+  }
+}
+
+// MARK: - Argument conversion, with Go's messages for wrong types
+
+/// A string argument (string or bytes).
+func string(_ value: TemplateValue) throws(FunctionFailure) -> String {
+  switch value {
+  case .string(let s): return s
+  case .bytes(let b): return String(decoding: b, as: UTF8.self)
+  case .null: throw .argument("invalid value; expected string")
+  default: throw .argument("wrong type for value; expected string; got \(value.goTypeName)")
+  }
+}
+
+/// An int argument. Unlike Go, an integral float (a JSON number) is accepted too.
+func integer(_ value: TemplateValue) throws(FunctionFailure) -> Int {
+  switch value {
+  case .int(let i): return i
+  case .double(let d) where d.rounded() == d && abs(d) < 9.2e18: return Int(d)
+  case .null: throw .argument("invalid value; expected int")
+  default: throw .argument("wrong type for value; expected int; got \(value.goTypeName)")
+  }
+}
+
+/// A list of strings (`[]string`).
+func stringList(_ value: TemplateValue) throws(FunctionFailure) -> [String] {
+  guard case .list(let items) = value else {
+    throw .argument("wrong type for value; expected []string; got \(value.goTypeName)")
+  }
+  var strings: [String] = []
+  strings.reserveCapacity(items.count)
+  for item in items {
+    guard let s = item.stringValue else {
+      throw .argument("wrong type for value; expected []string; got \(value.goTypeName)")
+    }
+    strings.append(s)
+  }
+  return strings
+}
