@@ -25,7 +25,7 @@ let tutorial = ["connect", "put", "get", "delete", "watch", "lease", "op"]
 
 // Development only, while parts of the agent are written in scratch packages:
 // ETCSYNC_WIP=1 leaves those folders out of the EtcSync target.
-let wip: [String] = Context.environment["ETCSYNC_WIP"] == nil ? [] : ["Configuration", "Files", "Commands", "State"]
+let wip: [String] = Context.environment["ETCSYNC_WIP"] == nil ? [] : ["Files", "Commands", "State"]
 
 var targets: [Target] = [
   .target(name: "EtcdClient", dependencies: grpc, swiftSettings: settings),
@@ -35,6 +35,7 @@ var targets: [Target] = [
     dependencies: [
       "EtcdClient", "Templates",
       .product(name: "Logging", package: "swift-log"),
+      .product(name: "Yams", package: "Yams"),
     ],
     exclude: wip,
     swiftSettings: settings
@@ -67,6 +68,12 @@ var targets: [Target] = [
     swiftSettings: settings
   ),
   .testTarget(name: "TemplatesTests", dependencies: ["Templates"], swiftSettings: settings),
+  .testTarget(
+    name: "EtcSyncTests",
+    dependencies: ["EtcSync", "EtcdTestSupport", "EtcdClient", "Templates", .product(name: "Yams", package: "Yams")],
+    exclude: wip,
+    swiftSettings: settings
+  ),
   .executableTarget(
     name: "ClientBench",
     dependencies: ["EtcdClient", "EtcdTestSupport"],
@@ -106,6 +113,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
   ],
   targets: targets
 )

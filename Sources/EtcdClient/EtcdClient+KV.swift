@@ -118,7 +118,10 @@ extension EtcdClient {
     keysOnly: Bool = false,
     _ body: ([KeyValue]) throws -> Void
   ) async throws(EtcdError) -> Int64 {
-    var options = GetOptions(limit: max(pageSize, 1), sortOrder: .ascend, sortTarget: .key, keysOnly: keysOnly)
+    // No sort order: etcd returns keys in key order anyway, and any sort order (or a
+    // min/max revision filter) makes it read the whole range for every page before
+    // truncating it to the limit (etcdserver/apply.go).
+    var options = GetOptions(limit: max(pageSize, 1), keysOnly: keysOnly)
     var current = range
     var revision: Int64 = 0
     while true {

@@ -1,0 +1,138 @@
+/// One mapping from etcd to local files: which keys, which file or directory, and what to do
+/// around each write.
+///
+/// Two mappings are equal when every setting is; on SIGHUP the agent matches old and new
+/// mappings by ``name`` and restarts only those that differ (see
+/// ``AgentConfiguration/mappingChanges(from:)``).
+public struct Mapping: Sendable, Equatable {
+  /// How the keys become files.
+  public enum Kind: String, Sendable, Hashable, CaseIterable {
+    /// One or more prefixes render through a Go text/template into one file.
+    case template
+    /// A prefix maps to a directory, one file per key, with nested directories.
+    case tree
+    /// One key maps to one file holding its raw bytes.
+    case file
+    /// A prefix becomes one JSON, YAML, TOML, env or properties document.
+    case format
+  }
+
+  /// How a `tree` mapping replaces its files.
+  public enum Swap: String, Sendable, Hashable, CaseIterable {
+    /// The whole tree is written beside the old one and swapped in with one rename of the
+    /// `..data` symlink, as Kubernetes does: readers never see two revisions mixed.
+    case symlink
+    /// Each changed file is replaced atomically on its own; no symlinks.
+    case inPlace = "in-place"
+  }
+
+  /// The document a `format` mapping writes.
+  public enum Format: String, Sendable, Hashable, CaseIterable {
+    case json, yaml, toml, env, properties
+  }
+
+  /// Who wins when a local edit and an etcd change race (write-back only).
+  public enum ConflictPolicy: String, Sendable, Hashable, CaseIterable {
+    /// etcd's value is written; the local edit is kept beside the file as `NAME.conflict.REV`.
+    case etcdWins = "etcd-wins"
+    /// The local edit is put to etcd, overwriting the newer value.
+    case localWins = "local-wins"
+  }
+
+  /// Unique name, used in logs, metrics labels, the state file and presence values.
+  public var name: String
+  /// How the keys become files.
+  public var kind: Kind
+  /// The etcd prefixes read: one or more for `template`, exactly one for `tree` and `format`,
+  /// none for `file`.
+  public var prefixes: [String]
+  /// The one key of a `file` mapping.
+  public var key: String?
+  /// Absolute path of the template file of a `template` mapping.
+  public var template: String?
+  /// Absolute path of the file (or, for `tree`, the directory) written. No two mappings'
+  /// destinations overlap.
+  public var dest: String
+  /// Permission bits of written files; `nil` keeps an existing file's mode (new files get
+  /// 0644).
+  public var mode: UInt16?
+  /// Owner of written files, a user name or numeric id; `nil` keeps the existing owner (new
+  /// files belong to the agent's user).
+  public var owner: String?
+  /// Group of written files, a name or numeric id; `nil` as for ``owner``.
+  public var group: String?
+  /// Permission bits of directories the agent creates; `nil` gives 0755.
+  public var dirMode: UInt16?
+  /// Whether missing parent directories of ``dest`` are created (default true).
+  public var createDirs: Bool
+  /// Command run on each staged file before it replaces the old one, as argv; `{{.src}}` is
+  /// replaced by the staged file's path. A non-zero exit keeps the old file.
+  public var check: [String]?
+  /// Command run once per applied batch after files changed, as argv.
+  public var reload: [String]?
+  /// Timeout of ``check`` and ``reload``; `nil` uses the global `commandTimeout`.
+  public var commandTimeout: Duration?
+  /// Quiescence of this mapping; `nil` uses the global `wait`.
+  public var wait: WaitSettings?
+  /// How a `tree` replaces its files (default `.symlink`); ignored by other kinds.
+  public var swap: Swap
+  /// The document format of a `format` mapping.
+  public var format: Format?
+  /// Whether local edits are pushed back to etcd (`tree`, `file` and `format` only).
+  public var writeBack: Bool
+  /// The write-back conflict policy (default `.etcdWins`).
+  public var conflict: ConflictPolicy
+  /// Whether deleting a local file deletes its key (write-back only; default false).
+  public var deletes: Bool
+
+  /// A mapping with the defaults for everything not given.
+  public init(
+    name: String,
+    kind: Kind,
+    prefixes: [String] = [],
+    key: String? = nil,
+    template: String? = nil,
+    dest: String,
+    mode: UInt16? = nil,
+    owner: String? = nil,
+    group: String? = nil,
+    dirMode: UInt16? = nil,
+    createDirs: Bool = true,
+    check: [String]? = nil,
+    reload: [String]? = nil,
+    commandTimeout: Duration? = nil,
+    wait: WaitSettings? = nil,
+    swap: Swap = .symlink,
+    format: Format? = nil,
+    writeBack: Bool = false,
+    conflict: ConflictPolicy = .etcdWins,
+    deletes: Bool = false
+  ) {
+    self.name = name
+    self.kind = kind
+    self.prefixes = prefixes
+    self.key = key
+    self.template = template
+    self.dest = dest
+    self.mode = mode
+    self.owner = owner
+    self.group = group
+    self.dirMode = dirMode
+    self.createDirs = createDirs
+    self.check = check
+    self.reload = reload
+    self.commandTimeout = commandTimeout
+    self.wait = wait
+    self.swap = swap
+    self.format = format
+    self.writeBack = writeBack
+    self.conflict = conflict
+    self.deletes = deletes
+  }
+
+  /// The single prefix of a `tree` or `format` mapping (the first of a `template`'s).
+  public var prefix: String? { self.prefixes.first }
+
+  /// Whether this kind can push local edits back to etcd.
+  public var kindSupportsWriteBack: Bool { self.kind != .template }
+}
