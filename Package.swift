@@ -2,11 +2,16 @@
 import PackageDescription
 
 // Swift 6 language mode everywhere, plus the upcoming features our code is written for.
-let settings: [SwiftSetting] = [
+let baseSettings: [SwiftSetting] = [
   .swiftLanguageMode(.v6),
   .enableUpcomingFeature("ExistentialAny"),
-  .enableUpcomingFeature("MemberImportVisibility"),
 ]
+let settings = baseSettings + [.enableUpcomingFeature("MemberImportVisibility")]
+
+// EtcSync works with Glibc's `struct stat`. On Linux that struct is also visible through
+// CoreFoundation and CDispatch, and with MemberImportVisibility its fields then demand
+// whichever of those modules the compiler happened to load first; so EtcSync goes without it.
+let agentSettings = baseSettings
 
 let grpc: [Target.Dependency] = [
   .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -23,10 +28,6 @@ let grpc: [Target.Dependency] = [
 // The clientv3 tutorial's programs, one executable each (examples/tutorial/NAME).
 let tutorial = ["connect", "put", "get", "delete", "watch", "lease", "op"]
 
-// Development only, while parts of the agent are written in scratch packages:
-// ETCSYNC_WIP=1 leaves those folders out of the EtcSync target.
-let wip: [String] = Context.environment["ETCSYNC_WIP"] == nil ? [] : ["Files", "Commands", "State"]
-
 var targets: [Target] = [
   .target(name: "EtcdClient", dependencies: grpc, swiftSettings: settings),
   .target(name: "Templates", swiftSettings: settings),
@@ -37,8 +38,7 @@ var targets: [Target] = [
       .product(name: "Logging", package: "swift-log"),
       .product(name: "Yams", package: "Yams"),
     ],
-    exclude: wip,
-    swiftSettings: settings
+    swiftSettings: agentSettings
   ),
   .executableTarget(
     name: "etcsync",
@@ -71,7 +71,6 @@ var targets: [Target] = [
   .testTarget(
     name: "EtcSyncTests",
     dependencies: ["EtcSync", "EtcdTestSupport", "EtcdClient", "Templates", .product(name: "Yams", package: "Yams")],
-    exclude: wip,
     swiftSettings: settings
   ),
   .executableTarget(

@@ -1,0 +1,114 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What stands at a target's name before a write.
+struct TargetState {
+  /// The target's `lstat` when it is a regular file (the only kind whose bytes and
+  /// attributes are compared and inherited).
+  var regular: stat?
+  /// Whether anything (file, symlink, FIFO…) stands there; a write replaces it by rename.
+  var exists: Bool
+}
+
+extension AtomicWriter {
+  /// Validates `relativePath` and splits it into directory components and the file name.
+  func split(_ relativePath: String) throws(FileError) -> (directories: [String], name: String) {
+    if let problem = pathProblem(relativePath) {
+      throw FileError(
+        .invalidPath, path: joinPath(root, relativePath),
+        message: "invalid relative path (\(KeyPathError(problem, key: Array(relativePath.utf8)).description))")
+    }
+    var components = relativePath.split(separator: "/").map(String.init)
+    let name = components.removeLast()
+    return (components, name)
+  }
+
+  /// Opens the directory that holds `relativePath`, creating it when asked.
+  func openParent(of relativePath: String, create: Bool) throws(FileError)
+    -> (RootedDirectory, String)
+  {
+    let (directories, name) = try split(relativePath)
+    var parent = try RootedDirectory(root: root, create: create, mode: options.directoryMode)
+    try parent.descend(into: directories, create: create, mode: options.directoryMode)
+    return (parent, name)
+  }
+
+  /// Like ``openParent(of:create:)`` without creating; nil when a directory is missing.
+  func openExistingParent(of relativePath: String) throws(FileError) -> (RootedDirectory, String)? {
+    do {
+      return try openParent(of: relativePath, create: false)
+    } catch where error.code == .openDirectory && error.errno == ENOENT {
+      return nil
+    }
+  }
+
+  /// What stands at `name`; a directory there is an error (a file cannot replace it).
+  func inspectTarget(_ name: String, in parent: RootedDirectory) throws(FileError) -> TargetState {
+    guard let info = lstatAt(parent.directory, name) else {
+      if currentErrno() == ENOENT { return TargetState(regular: nil, exists: false) }
+      throw .system(.read, joinPath(parent.path, name), "cannot inspect the target")
+    }
+    switch FileKind(mode: info.st_mode) {
+    case .regular: return TargetState(regular: info, exists: true)
+    case .directory:
+      throw FileError(
+        .isADirectory, path: joinPath(parent.path, name), errno: EISDIR,
+        message: "cannot replace a directory with a file")
+    case .symlink, .other: return TargetState(regular: nil, exists: true)
+    }
+  }
+
+  /// Removes the file at `relativePath` (a key was deleted), fsyncs its directory, and with
+  /// ``Options/removeEmptyDirectories`` removes the directories this left empty, up to (not
+  /// including) the root: any empty directory on the way, whoever created it.
+  @discardableResult
+  public func delete(relativePath: String) throws(FileError) -> DeleteOutcome {
+    guard let (parent, name) = try openExistingParent(of: relativePath) else { return .absent }
+    if unlinkat(parent.directory.raw, name, 0) != 0 {
+      let error = currentErrno()
+      if error == ENOENT { return .absent }
+      throw FileError(
+        error == EISDIR ? .isADirectory : .remove, path: joinPath(parent.path, name),
+        errno: error, message: "cannot remove the file")
+    }
+    if options.fsync { try syncDirectory(parent.directory, path: parent.path) }
+    if options.removeEmptyDirectories { try removeEmptyDirectories(parent) }
+    return .deleted
+  }
+
+  /// Removes the innermost directories of `chain` while they are empty.
+  private func removeEmptyDirectories(_ chain: RootedDirectory) throws(FileError) {
+    var level = chain.components.count
+    while level > 0 {
+      let parent = chain.descriptors[level - 1]
+      if unlinkat(parent.raw, chain.components[level - 1], AT_REMOVEDIR) != 0 { return }
+      let parentPath = joinPath([root] + chain.components[0..<(level - 1)])
+      if options.fsync { try syncDirectory(parent, path: parentPath) }
+      level -= 1
+    }
+  }
+}
+
+/// Whether the regular file `name` (whose `lstat` is `info`) holds exactly `bytes`.
+func hasContent(_ bytes: [UInt8], name: String, in directory: FileDescriptor, info: stat) -> Bool {
+  guard Int(info.st_size) == bytes.count else { return false }
+  return readRegularFile(name, in: directory, info: info) == bytes
+}
+
+/// Reads the regular file `name`, making sure it is still the inode `info` describes (never a
+/// symlink, FIFO or device swapped in meanwhile); nil when it cannot be read.
+func readRegularFile(_ name: String, in directory: FileDescriptor, info: stat) -> [UInt8]? {
+  let fd = retryingEINTR {
+    openat(directory.raw, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+  }
+  guard fd >= 0 else { return nil }
+  let file = FileDescriptor(fd)
+  guard let now = file.status(), FileKind(mode: now.st_mode) == .regular,
+    now.st_ino == info.st_ino, now.st_dev == info.st_dev
+  else { return nil }
+  guard case .success(let bytes) = readAll(file, sizeHint: Int(now.st_size)) else { return nil }
+  return bytes
+}

@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes single files below a mapping root atomically, following the pipeline of
+/// `docs/writing.md`: open the directory without following symlinks, skip unchanged files,
+/// stage a temp file beside the target, set owner and mode, fsync, run `check`, rename over
+/// the target, fsync the directory. On any error the temp file is removed and the old file
+/// stays intact; the target is never written in place.
+///
+/// Nothing is written outside `root`: every directory below it is opened with `O_NOFOLLOW`,
+/// and a symlink planted as the target itself is replaced, not followed. Operations on one
+/// root should be applied one at a time (a mapping's batch is sequential); different roots
+/// are independent.
+public struct AtomicWriter: Sendable {
+  /// How the writer treats directories and durability.
+  public struct Options: Sendable, Hashable {
+    /// Create missing directories (the root included) instead of failing.
+    public var createDirectories: Bool
+    /// Mode of directories the writer creates, applied exactly (the umask does not apply).
+    public var directoryMode: mode_t
+    /// `fsync` the file before the rename and the directory after it.
+    public var fsync: Bool
+    /// After a delete, remove the directories it left empty, up to (not including) the root.
+    public var removeEmptyDirectories: Bool
+
+    /// Creates options; the defaults create directories 0755, fsync, and prune.
+    public init(
+      createDirectories: Bool = true, directoryMode: mode_t = 0o755, fsync: Bool = true,
+      removeEmptyDirectories: Bool = true
+    ) {
+      self.createDirectories = createDirectories
+      self.directoryMode = directoryMode
+      self.fsync = fsync
+      self.removeEmptyDirectories = removeEmptyDirectories
+    }
+  }
+
+  /// What a write did.
+  public enum Outcome: Sendable, Hashable {
+    /// Bytes, mode and owner were already as wanted: nothing was touched.
+    case unchanged
+    /// The file did not exist and was created.
+    case created
+    /// An existing entry was replaced by the new file.
+    case replaced
+  }
+
+  /// What a delete did.
+  public enum DeleteOutcome: Sendable, Hashable {
+    /// The file was removed.
+    case deleted
+    /// There was nothing to remove.
+    case absent
+  }
+
+  /// The mapping's root directory; every relative path is below it.
+  public let root: String
+  /// Directory and durability options.
+  public var options: Options
+  /// Test seam called between steps; nil in production.
+  public var hook: WriteHook?
+
+  /// Creates a writer for the directory `root`.
+  public init(root: String, options: Options = Options(), hook: WriteHook? = nil) {
+    self.root = root
+    self.options = options
+    self.hook = hook
+  }
+
+  /// A writer for the single file at `path` (a `file` or `template` mapping's destination)
+  /// and the name to pass to ``write(_:to:check:)``: the root is the file's directory.
+  public static func forFile(_ path: String, options: Options = Options(), hook: WriteHook? = nil)
+    -> (writer: AtomicWriter, name: String)
+  {
+    guard let slash = path.lastIndex(of: "/") else {
+      return (AtomicWriter(root: ".", options: options, hook: hook), path)
+    }
+    let directory = String(path[..<slash])
+    return (
+      AtomicWriter(root: directory.isEmpty ? "/" : directory, options: options, hook: hook),
+      String(path[path.index(after: slash)...])
+    )
+  }
+
+  /// Writes `file` at `relativePath` unless it is unchanged; `check` (the mapping's check
+  /// command) vets the staged file before it replaces the target.
+  @discardableResult
+  public func write(_ file: DesiredFile, to relativePath: String, check: StagedFileCheck? = nil)
+    async throws(FileError) -> Outcome
+  {
+    let (parent, name) = try openParent(of: relativePath, create: options.createDirectories)
+    let target = try inspectTarget(name, in: parent)
+    let attributes = EffectiveAttributes(file.attributes, existing: target.regular)
+    if let existing = target.regular, attributes.matches(existing),
+      hasContent(file.bytes, name: name, in: parent.directory, info: existing)
+    {
+      return .unchanged
+    }
+    let staged = try StagedFile.create(
+      in: parent.directory, directoryPath: parent.path, targetName: name)
+    try await publish(staged, file: file, attributes: attributes, check: check)
+    return target.exists ? .replaced : .created
+  }
+
+  /// Whether ``write(_:to:check:)`` would write anything: false when the bytes, mode and
+  /// owner on disk already are the wanted ones. Touches nothing (for `diff` and dry runs).
+  public func needsWrite(_ file: DesiredFile, to relativePath: String) throws(FileError) -> Bool {
+    guard let (parent, name) = try openExistingParent(of: relativePath) else { return true }
+    let target = try inspectTarget(name, in: parent)
+    guard let existing = target.regular else { return true }
+    let attributes = EffectiveAttributes(file.attributes, existing: existing)
+    return !(attributes.matches(existing)
+      && hasContent(file.bytes, name: name, in: parent.directory, info: existing))
+  }
+
+  /// The current bytes of the regular file at `relativePath`, or nil when there is none.
+  public func contents(of relativePath: String) throws(FileError) -> [UInt8]? {
+    guard let (parent, name) = try openExistingParent(of: relativePath) else { return nil }
+    guard let existing = try inspectTarget(name, in: parent).regular else { return nil }
+    return readRegularFile(name, in: parent.directory, info: existing)
+  }
+
+  /// Steps after the temp file exists; removes it on any failure.
+  private func publish(
+    _ staged: StagedFile, file: DesiredFile, attributes: EffectiveAttributes,
+    check: StagedFileCheck?
+  ) async throws(FileError) {
+    var renamed = false
+    do {
+      try staged.write(file.bytes)
+      try attributes.apply(to: staged.file, path: staged.path)
+      try await hook(.afterTempWrite, staged.path)
+      if options.fsync { try staged.sync() }
+      try await hook(.afterFsync, staged.path)
+      if let check { try await runCheck(check, on: staged.path, target: staged.targetPath) }
+      try staged.commit()
+      renamed = true
+      try await hook(.afterRename, staged.targetPath)
+      if options.fsync { try syncDirectory(staged.directory, path: staged.directoryPath) }
+    } catch {
+      if !renamed && error.code != .interrupted { staged.discard() }
+      throw error
+    }
+  }
+}
+
+/// Runs a `check` hook, turning its error into ``FileError/Code/checkFailed``.
+func runCheck(_ check: StagedFileCheck, on stagedPath: String, target: String)
+  async throws(FileError)
+{
+  do {
+    try await check(stagedPath)
+  } catch {
+    throw FileError(
+      .checkFailed, path: target, message: "the check command rejected the staged file",
+      cause: error)
+  }
+}

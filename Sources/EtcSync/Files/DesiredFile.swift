@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Mode and ownership wanted for a written file. A nil field keeps what the existing file
+/// has; for a new file, the mode defaults to 0644 and the owner to the agent's own user and
+/// group (or the directory's group where it is set-group-ID).
+public struct FileAttributes: Sendable, Hashable {
+  /// Permission bits (`0o644`), including set-ID and sticky bits when given.
+  public var mode: mode_t?
+  /// Numeric owner; resolve a user name with ``FileAttributes/userID(_:)``.
+  public var userID: uid_t?
+  /// Numeric group; resolve a group name with ``FileAttributes/groupID(_:)``.
+  public var groupID: gid_t?
+
+  /// The mode of a new file when none is configured.
+  public static let defaultMode: mode_t = 0o644
+
+  /// Creates attributes; nil fields keep the existing file's values.
+  public init(mode: mode_t? = nil, userID: uid_t? = nil, groupID: gid_t? = nil) {
+    self.mode = mode
+    self.userID = userID
+    self.groupID = groupID
+  }
+
+  /// Resolves attributes as a mapping configures them: `owner` and `group` are a name
+  /// (looked up with `getpwnam`/`getgrnam`) or a numeric id. Resolve once per mapping, not
+  /// per file.
+  public static func resolve(mode: mode_t?, owner: String?, group: String?) throws(FileError)
+    -> FileAttributes
+  {
+    FileAttributes(
+      mode: mode,
+      userID: try owner.map { (name) throws(FileError) in try userID(name) },
+      groupID: try group.map { (name) throws(FileError) in try groupID(name) })
+  }
+
+  /// The user id for a user name or a numeric id.
+  public static func userID(_ owner: String) throws(FileError) -> uid_t {
+    if let id = uid_t(owner) { return id }
+    var entry = passwd()
+    var result: UnsafeMutablePointer<passwd>?
+    var buffer = [CChar](repeating: 0, count: 16 * 1024)
+    let status = getpwnam_r(owner, &entry, &buffer, buffer.count, &result)
+    guard status == 0, result != nil else {
+      throw FileError(
+        .unknownUser, path: owner, errno: status == 0 ? nil : status,
+        message: "unknown user")
+    }
+    return entry.pw_uid
+  }
+
+  /// The group id for a group name or a numeric id.
+  public static func groupID(_ group: String) throws(FileError) -> gid_t {
+    if let id = gid_t(group) { return id }
+    var entry = Glibc.group()
+    var result: UnsafeMutablePointer<Glibc.group>?
+    var buffer = [CChar](repeating: 0, count: 16 * 1024)
+    let status = getgrnam_r(group, &entry, &buffer, buffer.count, &result)
+    guard status == 0, result != nil else {
+      throw FileError(
+        .unknownGroup, path: group, errno: status == 0 ? nil : status,
+        message: "unknown group")
+    }
+    return entry.gr_gid
+  }
+}
+
+/// One file as the plan wants it: its bytes and its attributes.
+public struct DesiredFile: Sendable, Hashable {
+  /// The exact bytes of the file.
+  public var bytes: [UInt8]
+  /// Mode and ownership; nil fields keep the existing file's.
+  public var attributes: FileAttributes
+
+  /// Creates a desired file.
+  public init(bytes: [UInt8], attributes: FileAttributes = FileAttributes()) {
+    self.bytes = bytes
+    self.attributes = attributes
+  }
+}
+
+/// The mode and owner a file will get, once "keep the existing" has been decided.
+struct EffectiveAttributes: Equatable {
+  var mode: mode_t
+  var userID: uid_t?
+  var groupID: gid_t?
+  /// Whether the owner was configured (a failed `fchown` is then an error) or inherited
+  /// from the existing file (a failed `fchown` for lack of privilege is tolerated).
+  var ownerConfigured: Bool
+
+  init(_ wanted: FileAttributes, existing: stat?) {
+    mode = wanted.mode ?? existing.map { $0.st_mode & 0o7777 } ?? FileAttributes.defaultMode
+    userID = wanted.userID ?? existing?.st_uid
+    groupID = wanted.groupID ?? existing?.st_gid
+    ownerConfigured = wanted.userID != nil || wanted.groupID != nil
+  }
+
+  /// Whether an existing file's metadata already is what is wanted.
+  func matches(_ info: stat) -> Bool {
+    (info.st_mode & 0o7777) == mode
+      && (userID ?? info.st_uid) == info.st_uid
+      && (groupID ?? info.st_gid) == info.st_gid
+  }
+
+  /// Applies owner, then mode, to a freshly created file: `fchown` first because it clears
+  /// set-ID bits that `fchmod` then sets.
+  func apply(to fd: FileDescriptor, path: String) throws(FileError) {
+    if userID != nil || groupID != nil {
+      let user = userID ?? uid_t.max
+      let group = groupID ?? gid_t.max
+      if fchown(fd.raw, user, group) != 0 {
+        let error = currentErrno()
+        if ownerConfigured || error != EPERM {
+          throw FileError(.setOwner, path: path, errno: error, message: "cannot set the owner")
+        }
+      }
+    }
+    if fchmod(fd.raw, mode) != 0 {
+      throw .system(.setMode, path, "cannot set the mode")
+    }
+  }
+}

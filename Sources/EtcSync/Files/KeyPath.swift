@@ -1,0 +1,155 @@
+/// A key that cannot become a file path below a mapping root. The description shows the key
+/// escaped (printable ASCII as is, every other byte as `\xNN`), never raw.
+public struct KeyPathError: Error, Sendable, Equatable, CustomStringConvertible {
+  /// Why the key was rejected.
+  public enum Reason: Sendable, Equatable {
+    /// The key does not start with the mapping's prefix.
+    case notUnderPrefix
+    /// The key is the prefix itself, so it names no file.
+    case emptyPath
+    /// The path left after the prefix starts with "/".
+    case absolute
+    /// Two slashes in a row, or a trailing slash (`a//b`, `a/`).
+    case emptySegment
+    /// A `.` or `..` segment.
+    case dotSegment
+    /// The key contains a NUL byte.
+    case containsNUL
+    /// The key is not valid UTF-8.
+    case invalidUTF8
+    /// A segment is longer than 255 bytes (`NAME_MAX`).
+    case segmentTooLong(bytes: Int)
+    /// The path is longer than 4096 bytes (`PATH_MAX`).
+    case pathTooLong(bytes: Int)
+    /// A segment has a name etcsync keeps for itself: a temp file name
+    /// (`.NAME.etcsync-tmp-…`) or, first segment only, a name starting with `..` (the tree
+    /// swap's `..data` and hidden revision directories).
+    case reservedName
+    /// The key is both a file and a directory (`a` and `a/b`).
+    case fileDirectoryConflict
+  }
+
+  /// Why the key was rejected.
+  public var reason: Reason
+  /// The key's raw bytes.
+  public var key: [UInt8]
+
+  /// Creates an error for `key`.
+  public init(_ reason: Reason, key: [UInt8]) {
+    self.reason = reason
+    self.key = key
+  }
+
+  /// The key with every byte outside printable ASCII written as `\xNN`.
+  public var escapedKey: String { escapeBytes(key) }
+
+  public var description: String { "rejected key \"\(escapedKey)\": \(reasonText)" }
+
+  private var reasonText: String {
+    switch reason {
+    case .notUnderPrefix: "key is not under the mapping's prefix"
+    case .emptyPath: "key names the prefix itself, not a file below it"
+    case .absolute: "path below the prefix is absolute (starts with '/')"
+    case .emptySegment: "path has an empty segment ('//' or a trailing '/')"
+    case .dotSegment: "path has a '.' or '..' segment"
+    case .containsNUL: "key contains a NUL byte"
+    case .invalidUTF8: "key is not valid UTF-8"
+    case .segmentTooLong(let bytes): "a path segment is \(bytes) bytes, over 255"
+    case .pathTooLong(let bytes): "path is \(bytes) bytes, over 4096"
+    case .reservedName: "path uses a name reserved for etcsync's temporary files and tree layout"
+    case .fileDirectoryConflict: "key is both a file and a directory of another key"
+    }
+  }
+}
+
+/// The longest file name Linux accepts (`NAME_MAX`).
+public let maximumSegmentBytes = 255
+/// The longest relative path etcsync accepts (`PATH_MAX`).
+public let maximumPathBytes = 4096
+
+/// Maps an etcd key below a mapping's prefix to a relative file path:
+/// `/app/conf/db/url` with prefix `/app/conf/` gives `db/url`.
+///
+/// A prefix that does not end in "/" is treated as a directory: with prefix `/app/conf` the
+/// key `/app/conf/db/url` also gives `db/url`, while `/app/config2/x` is not under it.
+/// Rejected: a result that is empty or absolute, empty, `.` or `..` segments, NUL bytes,
+/// non-UTF-8 keys, segments over 255 bytes, paths over 4096 bytes, and names reserved for
+/// etcsync (see ``KeyPathError/Reason/reservedName``).
+public func relativePath(forKey key: [UInt8], prefix: [UInt8]) throws(KeyPathError) -> String {
+  guard key.starts(with: prefix) else { throw KeyPathError(.notUnderPrefix, key: key) }
+  var rest = key[prefix.count...]
+  if let last = prefix.last, last != UInt8(ascii: "/"), !rest.isEmpty {
+    guard rest.first == UInt8(ascii: "/") else { throw KeyPathError(.notUnderPrefix, key: key) }
+    rest = rest.dropFirst()
+  }
+  guard !rest.contains(0) else { throw KeyPathError(.containsNUL, key: key) }
+  guard let path = String(validating: rest, as: UTF8.self) else {
+    throw KeyPathError(.invalidUTF8, key: key)
+  }
+  if let reason = pathProblem(path) { throw KeyPathError(reason, key: key) }
+  return path
+}
+
+/// Why `path` is not a clean relative path, or nil when it is one.
+func pathProblem(_ path: String) -> KeyPathError.Reason? {
+  if path.isEmpty { return .emptyPath }
+  if path.utf8.first == UInt8(ascii: "/") { return .absolute }
+  if path.utf8.contains(0) { return .containsNUL }
+  for (index, segment) in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).enumerated() {
+    if let problem = segmentProblem(segment, isFirst: index == 0) { return problem }
+  }
+  if path.utf8.count > maximumPathBytes { return .pathTooLong(bytes: path.utf8.count) }
+  return nil
+}
+
+private func segmentProblem(_ segment: Substring.UTF8View.SubSequence, isFirst: Bool)
+  -> KeyPathError.Reason?
+{
+  if segment.isEmpty { return .emptySegment }
+  if segment.elementsEqual(".".utf8) || segment.elementsEqual("..".utf8) { return .dotSegment }
+  if segment.count > maximumSegmentBytes { return .segmentTooLong(bytes: segment.count) }
+  if isFirst && segment.starts(with: "..".utf8) { return .reservedName }
+  if isTemporaryFileName(segment) { return .reservedName }
+  return nil
+}
+
+/// The paths of `paths` that are both a file and a directory of another path (`a` and
+/// `a/b`): both sides are returned, so that both are rejected and neither wins by accident.
+public func detectFileDirectoryConflicts(_ paths: [String]) -> Set<String> {
+  let files = Set(paths)
+  var directories = Set<Substring>()
+  for path in files {
+    var index = path.startIndex
+    while let slash = path[index...].firstIndex(of: "/") {
+      directories.insert(path[..<slash])
+      index = path.index(after: slash)
+    }
+  }
+  var conflicts = Set<String>()
+  for path in files {
+    if directories.contains(Substring(path)) { conflicts.insert(path) }
+    var index = path.startIndex
+    while let slash = path[index...].firstIndex(of: "/") {
+      if files.contains(String(path[..<slash])) { conflicts.insert(path) }
+      index = path.index(after: slash)
+    }
+  }
+  return conflicts
+}
+
+/// Writes printable ASCII as is (backslash and double quote escaped) and every other byte as
+/// `\xNN`, so that a hostile key never reaches a log or terminal raw.
+public func escapeBytes(_ bytes: some Sequence<UInt8>) -> String {
+  var text = ""
+  for byte in bytes {
+    switch byte {
+    case UInt8(ascii: "\\"): text += "\\\\"
+    case UInt8(ascii: "\""): text += "\\\""
+    case 0x20...0x7E: text.unicodeScalars.append(Unicode.Scalar(byte))
+    default:
+      let hex = String(byte, radix: 16)
+      text += "\\x" + (hex.count == 1 ? "0" + hex : hex)
+    }
+  }
+  return text
+}

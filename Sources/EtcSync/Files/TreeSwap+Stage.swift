@@ -1,0 +1,119 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension TreeSwap {
+  /// Writes `files` into the new hidden directory `name`, fsyncs it and runs `check` on it.
+  /// On failure the half-written directory is removed (unless a test hook abandoned the
+  /// publish, which simulates a crash).
+  func stage(
+    _ files: [String: DesiredFile], as name: String, in rootDir: FileDescriptor,
+    inheriting current: CurrentTree?, check: StagedFileCheck?
+  ) async throws(FileError) {
+    let stagedPath = joinPath(root, name)
+    do {
+      let top = try RootedDirectory.openChild(
+        of: rootDir, name: name, path: stagedPath, create: true, mode: options.directoryMode)
+      var writer = StagingWriter(top: top, path: stagedPath, options: options)
+      for path in files.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+        guard let file = files[path] else { continue }
+        try writer.write(file, at: path, inheriting: current?.files[path]?.info)
+      }
+      try await hook(.afterTempWrite, stagedPath)
+      try writer.finish()
+      try await hook(.afterFsync, stagedPath)
+      if let check { try await runCheck(check, on: stagedPath, target: root) }
+    } catch {
+      if error.code != .interrupted {
+        try? removeTree(name.cName, in: rootDir, path: stagedPath)
+      }
+      throw error
+    }
+  }
+}
+
+/// Writes the files of a new tree in byte order of their paths, keeping open only the
+/// directories on the current path and fsyncing each one when it is left.
+///
+/// Files are fsynced in batches after they are written rather than one by one: the first
+/// fsync of a batch commits the others' data with it on journaling file systems, which makes
+/// a large tree far cheaper to stage. Everything is synced before ``finish()`` returns.
+private struct StagingWriter {
+  let top: FileDescriptor
+  let path: String
+  let options: TreeSwap.Options
+  /// Open directories below `top` on the current path.
+  var stack: [(name: String, fd: FileDescriptor)] = []
+  /// Written files not yet fsynced.
+  var unsynced: [(fd: FileDescriptor, path: String)] = []
+  static let syncBatch = 128
+
+  init(top: FileDescriptor, path: String, options: TreeSwap.Options) {
+    self.top = top
+    self.path = path
+    self.options = options
+  }
+
+  var currentPath: String { joinPath([path] + stack.map(\.name)) }
+
+  mutating func write(_ file: DesiredFile, at relativePath: String, inheriting info: stat?)
+    throws(FileError)
+  {
+    var directories = relativePath.split(separator: "/").map(String.init)
+    let name = directories.removeLast()
+    try enter(directories)
+    let directory = stack.last?.fd ?? top
+    let filePath = joinPath(currentPath, name)
+    let flags = O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC
+    let fd = retryingEINTR { openat(directory.raw, name, flags, 0o600) }
+    guard fd >= 0 else { throw .system(.createTemporary, filePath, "cannot create a staged file") }
+    let handle = FileDescriptor(fd)
+    if let error = writeAll(handle, file.bytes) {
+      throw FileError(.write, path: filePath, errno: error, message: "cannot write a staged file")
+    }
+    try EffectiveAttributes(file.attributes, existing: info).apply(to: handle, path: filePath)
+    guard options.fsync else { return }
+    unsynced.append((handle, filePath))
+    if unsynced.count >= Self.syncBatch { try syncFiles() }
+  }
+
+  private mutating func syncFiles() throws(FileError) {
+    defer { unsynced.removeAll() }
+    for (handle, filePath) in unsynced {
+      if let error = handle.sync() {
+        throw FileError(.sync, path: filePath, errno: error, message: "cannot fsync a staged file")
+      }
+    }
+  }
+
+  /// Leaves directories not on `directories` and creates the missing ones.
+  private mutating func enter(_ directories: [String]) throws(FileError) {
+    var common = 0
+    while common < min(stack.count, directories.count), stack[common].name == directories[common] {
+      common += 1
+    }
+    while stack.count > common { try leave() }
+    for name in directories[common...] {
+      let parent = stack.last?.fd ?? top
+      let child = try RootedDirectory.openChild(
+        of: parent, name: name, path: joinPath(currentPath, name), create: true,
+        mode: options.directoryMode)
+      stack.append((name, child))
+    }
+  }
+
+  private mutating func leave() throws(FileError) {
+    let directoryPath = currentPath
+    guard let last = stack.popLast() else { return }
+    if options.fsync { try syncDirectory(last.fd, path: directoryPath) }
+  }
+
+  /// Fsyncs the remaining files, every directory still open, then the top directory.
+  mutating func finish() throws(FileError) {
+    try syncFiles()
+    while !stack.isEmpty { try leave() }
+    if options.fsync { try syncDirectory(top, path: path) }
+  }
+}
