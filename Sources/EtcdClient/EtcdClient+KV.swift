@@ -90,30 +90,34 @@ extension EtcdClient {
 
   // MARK: Paginated snapshot
 
-  /// Reads a whole range of any size, `pageSize` keys per request, every page pinned to the
-  /// revision of the first, so the result is one consistent snapshot. If that revision is
-  /// compacted mid-read, the read starts over at the current revision (up to 3 times).
-  public func getAll(_ range: KeyRange, pageSize: Int64 = 10_000, keysOnly: Bool = false) async throws(EtcdError) -> Snapshot {
+  /// Reads a whole range of any size, `pageSize` keys per request, every page pinned to one
+  /// revision: `revision`, or else the revision of the first page. The result is one
+  /// consistent snapshot. Without a given revision, a read whose revision is compacted
+  /// mid-way starts over at the current revision (up to 3 times); with one, it throws
+  /// `compacted`.
+  public func getAll(_ range: KeyRange, revision: Int64 = 0, pageSize: Int64 = 10_000, keysOnly: Bool = false) async throws(EtcdError) -> Snapshot {
     var kvs: [KeyValue] = []
     var attempts = 0
     while true {
       attempts += 1
       kvs.removeAll(keepingCapacity: true)
       do {
-        let revision = try await self.forEachPage(range, pageSize: pageSize, keysOnly: keysOnly) { page in
+        let read = try await self.forEachPage(range, revision: revision, pageSize: pageSize, keysOnly: keysOnly) { page in
           kvs.append(contentsOf: page)
         }
-        return Snapshot(revision: revision, kvs: kvs)
-      } catch where error.code == .compacted && attempts < 3 {
+        return Snapshot(revision: read, kvs: kvs)
+      } catch where error.code == .compacted && revision == 0 && attempts < 3 {
         continue
       }
     }
   }
 
-  /// Calls `body` with each page of a range, in key order, all pinned to one revision, which
-  /// it returns. Throws `compacted` if that revision is compacted before the last page.
+  /// Calls `body` with each page of a range, in key order, all pinned to one revision
+  /// (`revision`, or else the first page's), which it returns. Throws `compacted` if that
+  /// revision is compacted before the last page.
   public func forEachPage(
     _ range: KeyRange,
+    revision: Int64 = 0,
     pageSize: Int64 = 10_000,
     keysOnly: Bool = false,
     _ body: ([KeyValue]) throws -> Void
@@ -121,18 +125,18 @@ extension EtcdClient {
     // No sort order: etcd returns keys in key order anyway, and any sort order (or a
     // min/max revision filter) makes it read the whole range for every page before
     // truncating it to the limit (etcdserver/apply.go).
-    var options = GetOptions(limit: max(pageSize, 1), keysOnly: keysOnly)
+    var options = GetOptions(limit: max(pageSize, 1), revision: revision, keysOnly: keysOnly)
     var current = range
-    var revision: Int64 = 0
+    var pinned = revision
     while true {
       let page = try await self.get(current, options: options)
-      if revision == 0 {
-        revision = page.header.revision
-        options.revision = revision
+      if pinned == 0 {
+        pinned = page.header.revision
+        options.revision = pinned
       }
       do { try body(page.kvs) } catch { throw EtcdError.wrap(error) }
-      guard page.more, let last = page.kvs.last else { return revision }
-      if current.rangeEnd.isEmpty { return revision }
+      guard page.more, let last = page.kvs.last else { return pinned }
+      if current.rangeEnd.isEmpty { return pinned }
       current.key = last.key + [0]
     }
   }

@@ -1,17 +1,5 @@
 import ArgumentParser
-import EtcSync
 import EtcdClient
-
-/// The `etcsync` command line. It parses arguments and calls into the libraries.
-@main
-struct EtcsyncCommand: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(
-    commandName: "etcsync",
-    abstract: "Keeps local files in step with etcd v3.",
-    version: EtcSync.version,
-    subcommands: [Ping.self]
-  )
-}
 
 /// `etcsync ping`: connects to the cluster and prints every member's status.
 struct Ping: AsyncParsableCommand {

@@ -1,0 +1,288 @@
+import EtcdClient
+import Logging
+import Synchronization
+
+/// The etcsync agent: reads every mapping's keys at one revision, brings the files to it,
+/// and (in ``run()``) watches from the next revision on.
+///
+/// All mappings share one snapshot (``KeySpace``), so every render sees exactly one
+/// revision across all of its prefixes. The daemon watches the smallest key range that
+/// covers every mapping with **one** watcher: etcd delivers each revision whole to a watcher,
+/// so a transaction that touches two prefixes is never applied half-way. Keys inside that
+/// range but outside every mapping are dropped on arrival.
+public actor Agent {
+  public let configuration: AgentConfiguration
+  let client: EtcdClient
+  let logger: Logger
+  let runners: [MappingRunner]
+  let stateFile: StateFile
+  private var state: SyncState
+  private(set) var keySpace = KeySpace()
+  /// Mappings waiting to be applied: first and latest change.
+  private var dirty: [String: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
+  /// Applied batches, for tests and status.
+  public private(set) var history: [MappingResult] = []
+
+  public init(configuration: AgentConfiguration, client: EtcdClient, logger: Logger, hook: WriteHook? = nil) throws(AgentError) {
+    self.configuration = configuration
+    self.client = client
+    self.logger = logger
+    var runners: [MappingRunner] = []
+    for mapping in configuration.mappings {
+      runners.append(try MappingRunner(mapping: configuration.effective(mapping), commandTimeout: configuration.commandTimeout,
+                                       logger: logger, hook: hook))
+    }
+    self.runners = runners
+    self.stateFile = StateFile(path: configuration.state.dir + "/state.json", logger: logger)
+    self.state = SyncState()
+  }
+
+  /// The revision whose content every mapping's files now hold (0 before the first sync).
+  public var appliedRevision: Int64 { self.keySpace.revision }
+
+  // MARK: Ranges
+
+  /// Every range a mapping reads: its prefixes, or its one key.
+  nonisolated var ranges: [KeyRange] {
+    self.configuration.mappings.flatMap { mapping -> [KeyRange] in
+      if mapping.kind == .file, let key = mapping.key { return [.key(key)] }
+      return mapping.prefixes.map { KeyRange.prefix($0) }
+    }
+  }
+
+  /// The smallest range holding every mapping's range.
+  nonisolated var coveringRange: KeyRange {
+    let ranges = self.ranges
+    let start = ranges.map(\.key).min { $0.lexicographicallyPrecedes($1) } ?? [0]
+    let ends = ranges.map { $0.rangeEnd.isEmpty ? $0.key + [0] : $0.rangeEnd }
+    let end = ends.contains([0]) ? [0] : (ends.max { $0.lexicographicallyPrecedes($1) } ?? [0])
+    return KeyRange(key: start, rangeEnd: end)
+  }
+
+  nonisolated func mappings(touching key: [UInt8]) -> [String] {
+    self.configuration.mappings.filter { mapping in
+      if mapping.kind == .file { return mapping.key.map { Array($0.utf8) == key } ?? false }
+      return mapping.prefixes.contains { key.starts(with: Array($0.utf8)) }
+    }.map(\.name)
+  }
+
+  // MARK: One pass
+
+  /// Reads every mapping's ranges at one revision: the first range's first page fixes it.
+  func readSnapshot() async throws(EtcdError) -> KeySpace {
+    var revision: Int64 = 0
+    var kvs: [KeyValue] = []
+    for range in self.ranges {
+      let snapshot = try await self.client.getAll(range, revision: revision)
+      revision = snapshot.revision
+      kvs += snapshot.kvs
+    }
+    if revision == 0 { revision = try await self.client.status().revision }
+    return KeySpace(revision: revision, kvs: kvs)
+  }
+
+  /// One consistent pass over every mapping (`etcsync sync`): returns one result per mapping.
+  public func sync() async throws(EtcdError) -> [MappingResult] {
+    self.state = self.stateFile.load()
+    self.cleanTemporaryFiles()
+    self.keySpace = try await self.readSnapshot()
+    return await self.apply(self.runners.map(\.mapping.name))
+  }
+
+  /// What `sync` would change in every mapping, without writing.
+  public func diff() async throws -> [(path: String, old: [UInt8]?, new: [UInt8]?)] {
+    self.keySpace = try await self.readSnapshot()
+    var changes: [(path: String, old: [UInt8]?, new: [UInt8]?)] = []
+    for runner in self.runners { changes += try runner.diff(self.keySpace) }
+    return changes
+  }
+
+  /// Applies the named mappings to the current snapshot.
+  func apply(_ names: [String]) async -> [MappingResult] {
+    var results: [MappingResult] = []
+    let snapshot = self.keySpace
+    for runner in self.runners where names.contains(runner.mapping.name) {
+      let clock = ContinuousClock()
+      let started = clock.now
+      var mappingState = self.state[mapping: runner.mapping.name]
+      let name = runner.mapping.name
+      let result = await runner.apply(snapshot, state: &mappingState) { saved in await self.save(saved, for: name) }
+      self.log(result, duration: clock.now - started)
+      results.append(result)
+    }
+    self.history += results
+    return results
+  }
+
+  private func save(_ mappingState: MappingState, for name: String) {
+    self.state.mappings[name] = mappingState
+    do {
+      try self.stateFile.save(self.state)
+    } catch {
+      self.logger.error("cannot save the state file", metadata: ["file.path": "\(self.stateFile.path)", "error": "\(error)"])
+    }
+  }
+
+  private func cleanTemporaryFiles() {
+    for runner in self.runners {
+      let root = runner.mapping.kind == .tree ? runner.mapping.dest
+        : String(runner.mapping.dest.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+      _ = try? TemporaryFileCleanup.clean(root: root.isEmpty ? "/" : root)
+    }
+  }
+
+  private func log(_ result: MappingResult, duration: Duration) {
+    var metadata: Logger.Metadata = [
+      "mapping.name": "\(result.mapping)", "etcd.revision": "\(result.revision)",
+      "files.written": "\(result.written.count)", "files.deleted": "\(result.deleted.count)",
+      "duration": "\(duration)",
+    ]
+    for rejected in result.rejected {
+      self.logger.warning("key rejected", metadata: ["mapping.name": "\(result.mapping)", "etcd.key": "\(rejected.escapedKey)", "reason": "\(rejected)"])
+    }
+    if let error = result.error {
+      metadata["error"] = "\(error)"
+      self.logger.error("mapping failed; its files are unchanged", metadata: metadata)
+    } else if result.changed {
+      metadata["reloaded"] = "\(result.reloaded)"
+      self.logger.info("applied", metadata: metadata)
+    } else {
+      self.logger.debug("unchanged", metadata: metadata)
+    }
+  }
+
+  // MARK: The daemon
+
+  /// Syncs, then watches from the next revision and applies every change until cancelled.
+  /// Stream failures resume from the applied revision + 1 (EtcdClient does that); a
+  /// compaction re-reads everything at the current revision and diffs against the snapshot,
+  /// deletes included.
+  public func run() async throws {
+    _ = try await self.sync()
+    let inbox = Inbox()
+    let watchTask = Task { await self.pumpWatch(into: inbox) }
+    defer { watchTask.cancel() }
+    for await input in inbox.stream {
+      inbox.consumed()
+      switch input {
+      case .response(let response): self.absorb(response)
+      case .compacted:
+        do {
+          let fresh = try await self.readSnapshot()
+          self.logger.warning("watch compacted; re-read everything", metadata: ["etcd.revision": "\(fresh.revision)"])
+          self.keySpace = fresh
+          self.markDirty(self.runners.map(\.mapping.name))
+        } catch {
+          self.logger.error("re-read after compaction failed", metadata: ["error": "\(error)"])
+        }
+        watchTask.cancel()
+        return try await self.continueRun(inbox: inbox)
+      case .tick: break
+      }
+      await self.applyDue(inbox: inbox)
+    }
+  }
+
+  private func continueRun(inbox: Inbox) async throws {
+    let watchTask = Task { await self.pumpWatch(into: inbox) }
+    defer { watchTask.cancel() }
+    for await input in inbox.stream {
+      inbox.consumed()
+      switch input {
+      case .response(let response): self.absorb(response)
+      case .compacted:
+        if let fresh = try? await self.readSnapshot() {
+          self.keySpace = fresh
+          self.markDirty(self.runners.map(\.mapping.name))
+        }
+        watchTask.cancel()
+        return try await self.continueRun(inbox: inbox)
+      case .tick: break
+      }
+      await self.applyDue(inbox: inbox)
+    }
+  }
+
+  /// Feeds watch responses into the inbox, from the applied revision + 1.
+  private func pumpWatch(into inbox: Inbox) async {
+    let start = self.keySpace.revision + 1
+    do {
+      for try await response in self.client.watch(self.coveringRange, options: WatchOptions(startRevision: start, progressNotify: true)) {
+        inbox.send(.response(response))
+      }
+    } catch let error as EtcdError where error.code == .compacted {
+      inbox.send(.compacted)
+    } catch {
+      if !Task.isCancelled { self.logger.error("watch ended", metadata: ["error": "\(error)"]) }
+    }
+  }
+
+  /// Applies a watch response to the snapshot and marks the mappings it touches.
+  private func absorb(_ response: WatchResponse) {
+    guard !response.events.isEmpty else {
+      self.keySpace.advance(to: response.header.revision)
+      return
+    }
+    let relevant = response.events.filter { !self.mappings(touching: $0.kv.key).isEmpty }
+    let applied = self.keySpace.apply(relevant)
+    if let last = response.events.last { self.keySpace.advance(to: last.revision) }
+    self.markDirty(Array(Set(applied.flatMap { self.mappings(touching: $0.kv.key) })))
+  }
+
+  private func markDirty(_ names: [String]) {
+    let now = ContinuousClock.now
+    for name in names { self.dirty[name] = (self.dirty[name]?.first ?? now, now) }
+  }
+
+  /// Applies the mappings whose quiet period is over, and arms a tick for the next one.
+  /// While more input is already queued, waiting mappings are not applied yet (it will be
+  /// coalesced), unless their `wait.max` has passed.
+  private func applyDue(inbox: Inbox) async {
+    let now = ContinuousClock.now
+    var due: [String] = []
+    var next: ContinuousClock.Instant?
+    for (name, times) in self.dirty {
+      let wait = self.runners.first { $0.mapping.name == name }?.mapping.wait ?? WaitSettings(min: .zero, max: .zero)
+      let deadline = min(times.last + wait.min, times.first + wait.max)
+      let overdue = now >= times.first + wait.max
+      if (now >= deadline && inbox.pending == 0) || overdue {
+        due.append(name)
+      } else {
+        let at = max(deadline, now + .milliseconds(1))
+        next = next.map { min($0, at) } ?? at
+      }
+    }
+    for name in due { self.dirty[name] = nil }
+    if !due.isEmpty { _ = await self.apply(due) }
+    if let next { inbox.tick(at: next) }
+  }
+}
+
+/// The daemon's single input queue: watch responses, compaction, and timer ticks. It counts
+/// what is queued, so the loop can coalesce a burst before rendering.
+final class Inbox: Sendable {
+  enum Input: Sendable { case response(WatchResponse), compacted, tick }
+  let stream: AsyncStream<Input>
+  private let continuation: AsyncStream<Input>.Continuation
+  private let queued = Atomic<Int>(0)
+
+  init() {
+    (self.stream, self.continuation) = AsyncStream.makeStream(of: Input.self)
+  }
+
+  var pending: Int { self.queued.load(ordering: .relaxed) }
+
+  func send(_ input: Input) {
+    self.queued.add(1, ordering: .relaxed)
+    self.continuation.yield(input)
+  }
+
+  func consumed() { self.queued.subtract(1, ordering: .relaxed) }
+
+  func tick(at deadline: ContinuousClock.Instant) {
+    Task {
+      try? await Task.sleep(until: deadline)
+      self.send(.tick)
+    }
+  }
+}

@@ -1,0 +1,183 @@
+import EtcdClient
+import Logging
+import Templates
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What applying one mapping at one revision did.
+public struct MappingResult: Sendable {
+  public var mapping: String
+  public var revision: Int64
+  /// Paths written (relative to a tree's root, or the destination file).
+  public var written: [String] = []
+  public var deleted: [String] = []
+  /// Keys refused by the path rules; the rest of the mapping synced.
+  public var rejected: [KeyPathError] = []
+  /// Whether the reload command ran (and succeeded).
+  public var reloaded = false
+  /// Why the mapping failed, if it did: its files are then as they were.
+  public var error: String?
+
+  public var changed: Bool { !self.written.isEmpty || !self.deleted.isEmpty }
+  public var failed: Bool { self.error != nil }
+}
+
+/// One mapping at run time: the planner, the writer for its destination and its commands.
+/// `apply` is the pipeline of DESIGN.md: plan → write (temp, fsync, check, rename) → reload.
+public struct MappingRunner: Sendable {
+  public let mapping: Mapping
+  public let planner: MappingPlanner
+  let commands: CommandRunner
+  let commandTimeout: Duration
+  let logger: Logger
+  /// Test seam between write steps (crash tests); nil in production.
+  var hook: WriteHook?
+
+  /// Compiles the mapping's template and resolves its owner and group.
+  public init(mapping: Mapping, commandTimeout: Duration, logger: Logger, hook: WriteHook? = nil) throws(AgentError) {
+    var template: Template?
+    if mapping.kind == .template, let path = mapping.template {
+      let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+      let name = String(path.split(separator: "/").last ?? "")
+      do {
+        template = try TemplateLoader(directory: directory.isEmpty ? "." : directory).load(name)
+      } catch {
+        throw AgentError(.configuration, "mapping \(mapping.name): template \(path): \(error)")
+      }
+    }
+    let attributes: FileAttributes
+    do {
+      attributes = try FileAttributes.resolve(mode: mapping.mode.map { mode_t($0) }, owner: mapping.owner, group: mapping.group)
+    } catch {
+      throw AgentError(.configuration, "mapping \(mapping.name): \(error)")
+    }
+    self.mapping = mapping
+    self.planner = MappingPlanner(mapping: mapping, template: template, attributes: attributes)
+    self.commands = CommandRunner(logger: logger)
+    self.commandTimeout = mapping.commandTimeout ?? commandTimeout
+    self.logger = logger
+    self.hook = hook
+  }
+
+  var check: StagedFileCheck? {
+    self.mapping.check.map { self.commands.stagedFileCheck($0, timeout: self.commandTimeout) }
+  }
+
+  /// Brings the mapping's files to the snapshot, and runs the reload if anything changed (or
+  /// a reload is still owed from before a crash). `state` records the files written and the
+  /// owed reload; `persist` saves it before files change, so a crash mid-way is recovered.
+  public func apply(
+    _ keySpace: KeySpace, state: inout MappingState, persist: @Sendable (MappingState) async -> Void
+  ) async -> MappingResult {
+    var result = MappingResult(mapping: self.mapping.name, revision: keySpace.revision)
+    let plan: MappingPlan
+    do {
+      plan = try self.planner.plan(keySpace)
+    } catch {
+      result.error = error.message
+      return result
+    }
+    result.rejected = plan.rejected
+    let hashes = Self.hashes(plan.output)
+    let owesReload = state.pendingReload
+    if hashes != state.files || owesReload {
+      state.pendingReload = true
+      await persist(state)
+    }
+    do {
+      try await self.write(plan.output, previous: state.files, revision: keySpace.revision, into: &result)
+    } catch {
+      result.error = "\(error)"
+      // Files that did change still need their reload: keep it owed.
+      state.pendingReload = state.pendingReload && (result.changed || owesReload)
+      await persist(state)
+      return result
+    }
+    state.files = hashes
+    state.appliedRevision = keySpace.revision
+    if result.changed || owesReload, let reload = self.mapping.reload {
+      do {
+        let outcome = try await self.commands.run(reload, timeout: self.commandTimeout)
+        result.reloaded = outcome.succeeded
+        if !outcome.succeeded { result.error = "reload failed: \(outcome)" }
+      } catch {
+        result.error = "reload failed: \(error)"
+      }
+    }
+    state.pendingReload = false
+    await persist(state)
+    return result
+  }
+
+  private func write(_ output: PlannedOutput, previous: [String: ContentHash], revision: Int64, into result: inout MappingResult) async throws {
+    switch output {
+    case .file(let file):
+      var options = AtomicWriter.Options()
+      options.createDirectories = self.mapping.createDirs
+      options.directoryMode = mode_t(self.mapping.dirMode ?? 0o755)
+      var (writer, name) = AtomicWriter.forFile(self.mapping.dest, options: options)
+      writer.hook = self.hook
+      if try await writer.write(file, to: name, check: self.check) != .unchanged {
+        result.written = [self.mapping.dest]
+      }
+    case .tree(let files):
+      let strategy: TreeWriter.Strategy = self.mapping.swap == .symlink ? .atomicSwap : .perFile
+      let writer = TreeWriter(root: self.mapping.dest, strategy: strategy,
+                              directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook)
+      // Only keys that were written before and are gone now are deleted.
+      let deleted = previous.keys.filter { files[$0] == nil }
+      let report = try await writer.apply(files, deleted: deleted, revision: revision, check: self.check)
+      result.written = report.written
+      result.deleted = report.deleted
+      if let (path, failure) = report.failures.first {
+        throw AgentError(.write, "\(report.failures.count) file(s) not written, first \(path): \(failure)")
+      }
+    }
+  }
+
+  /// What the state file records for an output: path → content hash.
+  static func hashes(_ output: PlannedOutput) -> [String: ContentHash] {
+    switch output {
+    case .file(let file): return [".": ContentHash(of: file.bytes)]
+    case .tree(let files): return files.mapValues { ContentHash(of: $0.bytes) }
+    }
+  }
+
+  /// What `sync` would change, as (path, old bytes, new bytes), without writing.
+  public func diff(_ keySpace: KeySpace) throws(AgentError) -> [(path: String, old: [UInt8]?, new: [UInt8]?)] {
+    let plan: MappingPlan
+    do { plan = try self.planner.plan(keySpace) } catch { throw AgentError(.plan, "mapping \(self.mapping.name): \(error.message)") }
+    do {
+      switch plan.output {
+      case .file(let file):
+        let (writer, name) = AtomicWriter.forFile(self.mapping.dest)
+        let old = try writer.contents(of: name)
+        return old == file.bytes ? [] : [(self.mapping.dest, old, file.bytes)]
+      case .tree(let files):
+        let writer = AtomicWriter(root: self.mapping.dest)
+        return try files.keys.sorted().compactMap { path throws(FileError) -> (String, [UInt8]?, [UInt8]?)? in
+          let old = try writer.contents(of: path)
+          return old == files[path]!.bytes ? nil : (self.mapping.dest + "/" + path, old, files[path]!.bytes)
+        }
+      }
+    } catch {
+      throw AgentError(.write, "mapping \(self.mapping.name): \(error)")
+    }
+  }
+}
+
+/// An agent failure, with what it concerns.
+public struct AgentError: Error, Sendable, CustomStringConvertible {
+  public enum Code: Sendable, Hashable { case configuration, plan, write, etcd, state }
+  public var code: Code
+  public var message: String
+
+  public init(_ code: Code, _ message: String) {
+    self.code = code
+    self.message = message
+  }
+
+  public var description: String { self.message }
+}

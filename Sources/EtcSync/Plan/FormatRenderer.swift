@@ -1,0 +1,236 @@
+import Foundation
+import Yams
+
+/// Renders the keys of a `format` mapping as one document, with no template to write.
+///
+/// Keys are taken relative to the mapping's prefix. JSON, YAML and TOML nest them by `/`
+/// segments (`db/host` → `{"db": {"host": …}}`); env and Java properties keep them flat
+/// (`db/host` → `DB_HOST=…` and `db.host=…`). Values are text: a value that is not valid
+/// UTF-8 is refused with the key named. Output is deterministic (keys in byte order) so an
+/// unchanged snapshot gives unchanged bytes.
+public enum FormatRenderer {
+  /// One entry of the document: the key relative to the prefix, and its value.
+  public typealias Entry = (key: String, value: [UInt8])
+
+  public static func render(_ format: Mapping.Format, _ entries: [Entry]) throws(PlanError) -> [UInt8] {
+    var text: [(String, String)] = []
+    for entry in entries {
+      guard let value = String(validating: entry.value, as: UTF8.self) else {
+        throw PlanError(.notText, "format \(format.rawValue) needs text, but key \"\(escapeBytes(entry.key.utf8))\" holds bytes that are not UTF-8")
+      }
+      text.append((entry.key, value))
+    }
+    switch format {
+    case .json: return try Array(Self.json(Self.nest(text)).utf8)
+    case .yaml: return try Array(Self.yaml(Self.nest(text)).utf8)
+    case .toml: return try Array(Self.toml(Self.nest(text)).utf8)
+    case .env: return try Array(Self.env(text).utf8)
+    case .properties: return Array(Self.properties(text).utf8)
+    }
+  }
+
+  // MARK: Nesting
+
+  /// A tree of nested string maps, built from `/`-separated keys.
+  indirect enum Node: Equatable {
+    case value(String)
+    case table([String: Node])
+  }
+
+  static func nest(_ entries: [(String, String)]) throws(PlanError) -> [String: Node] {
+    var root: [String: Node] = [:]
+    for (key, value) in entries {
+      let segments = key.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+      guard !segments.isEmpty else { throw PlanError(.badKey, "key \"\(key)\" has no name below the prefix") }
+      try Self.insert(value, at: segments[...], into: &root, key: key)
+    }
+    return root
+  }
+
+  private static func insert(_ value: String, at path: ArraySlice<String>, into table: inout [String: Node], key: String) throws(PlanError) {
+    let head = path.first!
+    if path.count == 1 {
+      guard table[head] == nil else {
+        throw PlanError(.badKey, "key \"\(key)\" is both a value and a table (another key lies below it)")
+      }
+      table[head] = .value(value)
+      return
+    }
+    var child: [String: Node]
+    switch table[head] {
+    case nil: child = [:]
+    case .table(let existing): child = existing
+    case .value: throw PlanError(.badKey, "key \"\(key)\" lies below another key that holds a value")
+    }
+    try Self.insert(value, at: path.dropFirst(), into: &child, key: key)
+    table[head] = .table(child)
+  }
+
+  private static func sortedKeys(_ table: [String: Node]) -> [String] {
+    table.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+  }
+
+  // MARK: JSON
+
+  static func json(_ table: [String: Node]) throws(PlanError) -> String {
+    func object(_ table: [String: Node], indent: String) -> String {
+      if table.isEmpty { return "{}" }
+      let inner = indent + "  "
+      let members = Self.sortedKeys(table).map { key -> String in
+        let value: String
+        switch table[key]! {
+        case .value(let v): value = Self.jsonString(v)
+        case .table(let t): value = object(t, indent: inner)
+        }
+        return "\(inner)\(Self.jsonString(key)): \(value)"
+      }
+      return "{\n" + members.joined(separator: ",\n") + "\n\(indent)}"
+    }
+    return object(table, indent: "") + "\n"
+  }
+
+  static func jsonString(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+      switch scalar {
+      case "\"": out += "\\\""
+      case "\\": out += "\\\\"
+      case "\n": out += "\\n"
+      case "\r": out += "\\r"
+      case "\t": out += "\\t"
+      case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+      default: out.unicodeScalars.append(scalar)
+      }
+    }
+    return out + "\""
+  }
+
+  // MARK: YAML
+
+  static func yaml(_ table: [String: Node]) throws(PlanError) -> String {
+    func node(_ table: [String: Node]) -> Yams.Node {
+      .mapping(.init(Self.sortedKeys(table).map { key in
+        let value: Yams.Node
+        switch table[key]! {
+        case .value(let v): value = .scalar(.init(v, Tag(.str), Self.yamlStyle(v)))
+        case .table(let t): value = node(t)
+        }
+        return (.scalar(.init(key, Tag(.str), Self.yamlStyle(key))), value)
+      }))
+    }
+    do {
+      return try Yams.serialize(node: node(table), sortKeys: false)
+    } catch {
+      throw PlanError(.render, "cannot write YAML: \(error)")
+    }
+  }
+
+  /// Quotes every string whose plain form YAML would read as something else.
+  private static func yamlStyle(_ s: String) -> Yams.Node.Scalar.Style {
+    if s.contains("\n") { return .literal }
+    let plain = Yams.Node.scalar(.init(s))
+    return plain.string == s && plain.int == nil && plain.float == nil && plain.bool == nil && plain.null == nil
+      && !s.isEmpty && s.first.map { !"-?:,[]{}#&*!|>'\"%@`~ ".contains($0) } == true
+      && !s.contains(": ") && !s.contains(" #") && s.last != " "
+      ? .plain : .doubleQuoted
+  }
+
+  // MARK: TOML
+
+  static func toml(_ table: [String: Node]) throws(PlanError) -> String {
+    var out = ""
+    func emit(_ table: [String: Node], path: [String]) {
+      let keys = Self.sortedKeys(table)
+      for key in keys { if case .value(let v) = table[key]! { out += "\(Self.tomlKey(key)) = \(Self.tomlString(v))\n" } }
+      for key in keys {
+        guard case .table(let t) = table[key]! else { continue }
+        let sub = path + [key]
+        out += (out.isEmpty ? "" : "\n") + "[\(sub.map(Self.tomlKey).joined(separator: "."))]\n"
+        emit(t, path: sub)
+      }
+    }
+    emit(table, path: [])
+    return out
+  }
+
+  private static func tomlKey(_ key: String) -> String {
+    let bare = !key.isEmpty && key.unicodeScalars.allSatisfy {
+      ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
+    }
+    return bare ? key : Self.tomlString(key)
+  }
+
+  private static func tomlString(_ s: String) -> String {
+    // TOML basic strings use JSON's escapes, plus \u for control characters and DEL.
+    Self.jsonString(s).replacingOccurrences(of: "\u{7F}", with: "\\u007f")
+  }
+
+  // MARK: env
+
+  static func env(_ entries: [(String, String)]) throws(PlanError) -> String {
+    var seen: [String: String] = [:]
+    var out = ""
+    for (key, value) in entries {
+      let name = String(key.uppercased().unicodeScalars.map { scalar -> Character in
+        ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar) ? Character(scalar) : "_"
+      }).trimmingCharacters(in: CharacterSet(charactersIn: "_"))
+      guard !name.isEmpty, !name.first!.isNumber else {
+        throw PlanError(.badKey, "key \"\(key)\" does not make a valid environment variable name")
+      }
+      if let other = seen[name] {
+        throw PlanError(.badKey, "keys \"\(other)\" and \"\(key)\" both become the variable \(name)")
+      }
+      seen[name] = key
+      out += "\(name)=\(Self.envValue(value))\n"
+    }
+    return out
+  }
+
+  /// Bare when safe, else double-quoted with `\`, `"`, `$`, `` ` `` and newlines escaped: read
+  /// the same by POSIX shells (`. file`), systemd's EnvironmentFile and docker's --env-file
+  /// for values without quotes.
+  private static func envValue(_ value: String) -> String {
+    let safe = value.unicodeScalars.allSatisfy {
+      ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "_./:@%+,=-".unicodeScalars.contains($0)
+    }
+    if safe { return value }
+    var out = "\""
+    for c in value {
+      switch c {
+      case "\\", "\"", "$", "`": out += "\\\(c)"
+      case "\n": out += "\\n"
+      default: out.append(c)
+      }
+    }
+    return out + "\""
+  }
+
+  // MARK: Java properties
+
+  static func properties(_ entries: [(String, String)]) -> String {
+    entries.map { key, value in
+      Self.propertiesEscape(key.split(separator: "/").joined(separator: "."), isKey: true) + "=" + Self.propertiesEscape(value, isKey: false)
+    }.joined(separator: "\n") + (entries.isEmpty ? "" : "\n")
+  }
+
+  /// java.util.Properties escaping: backslash, separators and comment marks in keys, a
+  /// leading space in values, control characters, and non-ASCII as \uXXXX (the file is then
+  /// read the same as ISO-8859-1 by Properties.load and as UTF-8 by newer readers).
+  private static func propertiesEscape(_ s: String, isKey: Bool) -> String {
+    var out = ""
+    for (i, scalar) in s.unicodeScalars.enumerated() {
+      switch scalar {
+      case "\\": out += "\\\\"
+      case "\n": out += "\\n"
+      case "\r": out += "\\r"
+      case "\t": out += "\\t"
+      case "=", ":", "#", "!" where isKey || i == 0: out += "\\\(scalar)"
+      case " " where isKey || i == 0: out += "\\ "
+      case _ where scalar.value < 0x20 || scalar.value > 0x7E:
+        for unit in String(scalar).utf16 { out += String(format: "\\u%04X", unit) }
+      default: out.unicodeScalars.append(scalar)
+      }
+    }
+    return out
+  }
+}

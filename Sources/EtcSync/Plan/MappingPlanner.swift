@@ -1,0 +1,116 @@
+import EtcdClient
+import Templates
+
+/// Why a mapping could not be planned. The mapping's files stay as they are.
+public struct PlanError: Error, Sendable, CustomStringConvertible {
+  public enum Code: Sendable, Hashable {
+    /// The template failed (a missing key, a function error, …).
+    case render
+    /// A `file` mapping's key does not exist.
+    case missingKey
+    /// A value is not UTF-8 where the output needs text.
+    case notText
+    /// Keys that cannot be laid out in the document (a key that is also a table, …).
+    case badKey
+  }
+
+  public var code: Code
+  public var message: String
+
+  public init(_ code: Code, _ message: String) {
+    self.code = code
+    self.message = message
+  }
+
+  public var description: String { self.message }
+}
+
+/// What a mapping wants on disk for one snapshot.
+public enum PlannedOutput: Sendable, Equatable {
+  /// One file (template, file and format kinds).
+  case file(DesiredFile)
+  /// A directory tree (tree kind): relative path → file.
+  case tree([String: DesiredFile])
+}
+
+/// The plan of one mapping: the output, and the keys that were rejected (reported, escaped;
+/// the rest of the mapping still syncs).
+public struct MappingPlan: Sendable {
+  public var output: PlannedOutput
+  public var rejected: [KeyPathError]
+}
+
+/// The pure step of the data path: (snapshot, mapping) → desired files. It reads nothing
+/// but the snapshot, so a plan always reflects exactly one revision.
+public struct MappingPlanner: Sendable {
+  public let mapping: Mapping
+  /// The compiled template of a `template` mapping.
+  public let template: Template?
+  public let attributes: FileAttributes
+  public let renderOptions: RenderOptions
+
+  public init(mapping: Mapping, template: Template?, attributes: FileAttributes, renderOptions: RenderOptions = RenderOptions()) {
+    self.mapping = mapping
+    self.template = template
+    self.attributes = attributes
+    self.renderOptions = renderOptions
+  }
+
+  public func plan(_ keySpace: KeySpace) throws(PlanError) -> MappingPlan {
+    switch self.mapping.kind {
+    case .template:
+      let data = KeySpaceDataSource(keySpace: keySpace, prefixes: self.mapping.prefixes)
+      do {
+        let bytes = try self.template!.render(data: data, options: self.renderOptions)
+        return MappingPlan(output: .file(DesiredFile(bytes: bytes, attributes: self.attributes)), rejected: [])
+      } catch {
+        throw PlanError(.render, "\(error)")
+      }
+
+    case .file:
+      let key = self.mapping.key ?? ""
+      guard let kv = keySpace[Array(key.utf8)] else {
+        throw PlanError(.missingKey, "key \"\(key)\" does not exist")
+      }
+      return MappingPlan(output: .file(DesiredFile(bytes: kv.value, attributes: self.attributes)), rejected: [])
+
+    case .tree:
+      let (entries, rejected) = self.relativeEntries(keySpace)
+      var files: [String: DesiredFile] = [:]
+      for (path, value) in entries { files[path] = DesiredFile(bytes: value, attributes: self.attributes) }
+      return MappingPlan(output: .tree(files), rejected: rejected)
+
+    case .format:
+      let (entries, rejected) = self.relativeEntries(keySpace)
+      let bytes = try FormatRenderer.render(self.mapping.format ?? .json, entries.map { (key: $0.0, value: $0.1) })
+      return MappingPlan(output: .file(DesiredFile(bytes: bytes, attributes: self.attributes)), rejected: rejected)
+    }
+  }
+
+  /// The mapping's keys as relative paths, in key order, without the rejected ones: keys the
+  /// path rules refuse, and keys that are both a file and a directory.
+  func relativeEntries(_ keySpace: KeySpace) -> ([(String, [UInt8])], [KeyPathError]) {
+    let prefix = Array((self.mapping.prefix ?? "").utf8)
+    var entries: [(String, [UInt8])] = []
+    var rejected: [KeyPathError] = []
+    var keysByPath: [String: [UInt8]] = [:]
+    keySpace.forEach(withPrefix: prefix) { kv in
+      do throws(KeyPathError) {
+        let path = try relativePath(forKey: kv.key, prefix: prefix)
+        entries.append((path, kv.value))
+        keysByPath[path] = kv.key
+      } catch {
+        rejected.append(error)
+      }
+      return true
+    }
+    let conflicts = detectFileDirectoryConflicts(entries.map(\.0))
+    if !conflicts.isEmpty {
+      entries.removeAll { conflicts.contains($0.0) }
+      for path in conflicts.sorted() {
+        rejected.append(KeyPathError(.fileDirectoryConflict, key: keysByPath[path] ?? Array(path.utf8)))
+      }
+    }
+    return (entries, rejected)
+  }
+}

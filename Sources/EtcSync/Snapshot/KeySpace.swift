@@ -1,0 +1,135 @@
+import EtcdClient
+import Templates
+
+/// The agent's in-memory copy of every watched key at one revision: key → (value, create/mod
+/// revision, version, lease), with an ordered view for prefix walks. Every render and plan
+/// reads one `KeySpace`, so it sees exactly one revision across all of a mapping's prefixes.
+public struct KeySpace: Sendable {
+  /// The revision this snapshot is at: every event up to it is applied, none after it.
+  public private(set) var revision: Int64
+  private var entries: [[UInt8]: KeyValue] = [:]
+  /// The keys in etcd's (byte-wise) order; rebuilt when keys are added or removed.
+  private var order: [[UInt8]] = []
+  private var orderIsCurrent = true
+
+  /// An empty snapshot at `revision`.
+  public init(revision: Int64 = 0) {
+    self.revision = revision
+  }
+
+  /// A snapshot made of the key-values read at `revision` (any order).
+  public init(revision: Int64, kvs: [KeyValue]) {
+    self.revision = revision
+    self.entries.reserveCapacity(kvs.count)
+    for kv in kvs { self.entries[kv.key] = kv }
+    self.orderIsCurrent = false
+    self.sortIfNeeded()
+  }
+
+  public var count: Int { self.entries.count }
+
+  public subscript(key: [UInt8]) -> KeyValue? { self.entries[key] }
+
+  /// Applies the events of one or more whole revisions. Events at or below the current
+  /// revision are dropped (already applied); a revision below the current one is never
+  /// applied. Returns the events that were applied.
+  @discardableResult
+  public mutating func apply(_ events: [WatchEvent]) -> [WatchEvent] {
+    var applied: [WatchEvent] = []
+    let base = self.revision
+    for event in events where event.revision > base {
+      switch event.kind {
+      case .put:
+        if self.entries.updateValue(event.kv, forKey: event.kv.key) == nil { self.orderIsCurrent = false }
+      case .delete:
+        if self.entries.removeValue(forKey: event.kv.key) != nil { self.orderIsCurrent = false }
+      }
+      applied.append(event)
+    }
+    if let last = applied.last { self.revision = last.revision }
+    self.sortIfNeeded()
+    return applied
+  }
+
+  /// Moves the snapshot's revision forward without changes (a progress notification).
+  public mutating func advance(to revision: Int64) {
+    self.revision = max(self.revision, revision)
+  }
+
+  /// Calls `body` with each key-value whose key starts with `prefix`, in key order, until it
+  /// returns false.
+  public func forEach(withPrefix prefix: [UInt8], _ body: (KeyValue) -> Bool) {
+    var index = self.lowerBound(prefix)
+    while index < self.order.count {
+      let key = self.order[index]
+      guard key.starts(with: prefix) else { return }
+      if let kv = self.entries[key], !body(kv) { return }
+      index += 1
+    }
+  }
+
+  /// The key-values under `prefix`, in key order.
+  public func values(withPrefix prefix: [UInt8]) -> [KeyValue] {
+    var result: [KeyValue] = []
+    self.forEach(withPrefix: prefix) { result.append($0); return true }
+    return result
+  }
+
+  private mutating func sortIfNeeded() {
+    guard !self.orderIsCurrent else { return }
+    self.order = self.entries.keys.sorted { $0.lexicographicallyPrecedes($1) }
+    self.orderIsCurrent = true
+  }
+
+  /// Index of the first key ≥ `key`.
+  private func lowerBound(_ key: [UInt8]) -> Int {
+    var low = 0, high = self.order.count
+    while low < high {
+      let mid = (low + high) / 2
+      if self.order[mid].lexicographicallyPrecedes(key) { low = mid + 1 } else { high = mid }
+    }
+    return low
+  }
+}
+
+/// What a template sees: the snapshot's keys under the mapping's prefixes, read in place.
+public struct KeySpaceDataSource: TemplateDataSource {
+  public let keySpace: KeySpace
+  /// The mapping's prefixes; keys outside them are invisible to its template.
+  public let prefixes: [[UInt8]]
+
+  public init(keySpace: KeySpace, prefixes: [String]) {
+    self.keySpace = keySpace
+    // Sorted, and without prefixes that lie inside another (they would be walked twice).
+    let all = prefixes.map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }
+    self.prefixes = all.filter { p in !all.contains { $0 != p && p.starts(with: $0) } }
+  }
+
+  private func visible(_ key: [UInt8]) -> Bool {
+    self.prefixes.contains { key.starts(with: $0) }
+  }
+
+  public func value(forKey key: String) -> [UInt8]? {
+    let bytes = Array(key.utf8)
+    guard self.visible(bytes) else { return nil }
+    return self.keySpace[bytes]?.value
+  }
+
+  public func forEachEntry(withPrefix prefix: String, _ body: (String, [UInt8]) -> Bool) {
+    let bytes = Array(prefix.utf8)
+    // Walk the requested prefix, clipped to each visible mapping prefix, in key order.
+    var walks: [[UInt8]] = []
+    for visible in self.prefixes {
+      if bytes.starts(with: visible) { walks = [bytes]; break }        // inside one prefix
+      if visible.starts(with: bytes) { walks.append(visible) }          // a prefix inside the request
+    }
+    for walk in walks {
+      var keepGoing = true
+      self.keySpace.forEach(withPrefix: walk) { kv in
+        keepGoing = body(kv.keyString, kv.value)
+        return keepGoing
+      }
+      if !keepGoing { return }
+    }
+  }
+}

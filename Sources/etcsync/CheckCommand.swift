@@ -1,0 +1,50 @@
+import ArgumentParser
+import EtcSync
+import Foundation
+
+/// `etcsync check`: validate the configuration and compile every template; touch nothing.
+struct CheckCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "check",
+    abstract: "Validate the configuration and compile every template, without touching any file.",
+    discussion: "Exit 0 when valid, 2 with file:line:column and field otherwise. Example: etcsync check -c etcsync.yaml"
+  )
+
+  @OptionGroup var options: GlobalOptions
+
+  func run() async throws {
+    let (configuration, logger) = try self.options.load(checkFiles: true)
+    for mapping in configuration.mappings {
+      do {
+        _ = try MappingRunner(mapping: mapping, commandTimeout: configuration.commandTimeout, logger: logger)
+      } catch {
+        FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
+        throw ExitCode(2)
+      }
+    }
+    print("configuration OK: \(configuration.mappings.count) mapping(s)")
+  }
+}
+
+/// `etcsync diff`: what `sync` would change, as a unified diff; writes nothing.
+struct DiffCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "diff",
+    abstract: "Print what `sync` would change, as a unified diff, without writing.",
+    discussion: "Exit 0 with no output when the files are current. Example: etcsync diff -c etcsync.yaml"
+  )
+
+  @OptionGroup var options: GlobalOptions
+  @Option(help: "Seconds to wait for etcd before giving up (exit 3).") var timeout: Int = 10
+
+  func run() async throws {
+    let (configuration, logger) = try self.options.load()
+    let changes = try await withAgentClient(configuration, logger: logger, timeout: self.timeout) { client in
+      let agent = try Agent(configuration: configuration, client: client, logger: logger)
+      return try await agent.diff()
+    }
+    for change in changes {
+      print(UnifiedDiff.render(path: change.path, old: change.old, new: change.new), terminator: "")
+    }
+  }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import EtcSync
+import EtcdClient
+import Foundation
+import Logging
+
+/// Options every subcommand shares. Each also has an `ETCSYNC_*` variable and a key in the
+/// configuration file; flags win over the environment, which wins over the file.
+struct GlobalOptions: ParsableArguments {
+  @Option(name: [.short, .customLong("config")], help: "The configuration file (default: $ETCSYNC_CONFIG or /etc/etcsync/etcsync.yaml).")
+  var config: String?
+  @Option(parsing: .singleValue, help: "An etcd client URL; repeat for several members.")
+  var endpoints: [String] = []
+  @Option(help: "etcd user name.") var user: String?
+  @Option(help: "File holding the etcd password.") var passwordFile: String?
+  @Option(help: "CA bundle for etcd's certificates.") var caFile: String?
+  @Option(help: "Client certificate.") var certFile: String?
+  @Option(help: "Client certificate's key.") var keyFile: String?
+  @Option(help: "Log format: text or json.") var logFormat: String?
+  @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String?
+  @Option(help: "Directory of the state file.") var stateDir: String?
+
+  /// Loads the configuration with flags > environment > file > defaults, and bootstraps
+  /// logging. Exits with status 2 on any configuration error, naming file, line and field.
+  func load(checkFiles: Bool = false) throws -> (AgentConfiguration, Logger) {
+    let environment = ProcessInfo.processInfo.environment
+    do {
+      var overrides = try ConfigurationOverrides(environment: environment)
+      if !self.endpoints.isEmpty { overrides.endpoints = self.endpoints.flatMap { $0.split(separator: ",").map(String.init) } }
+      if let user { overrides.user = user }
+      if let passwordFile { overrides.passwordFile = passwordFile }
+      if let caFile { overrides.caFile = caFile }
+      if let certFile { overrides.certFile = certFile }
+      if let keyFile { overrides.keyFile = keyFile }
+      if let stateDir { overrides.stateDir = stateDir }
+      if let logFormat {
+        guard let format = LogSettings.Format(rawValue: logFormat.lowercased()) else {
+          throw ConfigurationError(.invalidValue, field: "--log-format", message: "expected text or json, got \"\(logFormat)\"")
+        }
+        overrides.logFormat = format
+      }
+      if let logLevel {
+        guard let level = Logger.Level(rawValue: logLevel.lowercased() == "warn" ? "warning" : logLevel.lowercased()) else {
+          throw ConfigurationError(.invalidValue, field: "--log-level", message: "expected trace, debug, info, notice, warning, error or critical, got \"\(logLevel)\"")
+        }
+        overrides.logLevel = level
+      }
+      let path = self.config ?? AgentConfiguration.defaultPath(environment: environment)
+      let configuration = try AgentConfiguration.load(path: path, environment: environment, overrides: overrides, checkFiles: checkFiles)
+      return (configuration, Self.bootstrap(configuration.log))
+    } catch let error as ConfigurationError {
+      FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
+      throw ExitCode(2)
+    }
+  }
+
+  private static func bootstrap(_ settings: LogSettings) -> Logger {
+    LoggingSystem.bootstrap { label in
+      var handler: any LogHandler = settings.format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+      handler.logLevel = settings.level
+      return handler
+    }
+    return Logger(label: "etcsync")
+  }
+}
+
+/// Runs `body` with a client for the configuration; exit 3 when etcd is unreachable.
+func withAgentClient<T: Sendable>(_ configuration: AgentConfiguration, logger: Logger, timeout: Int?,
+                                  _ body: (EtcdClient) async throws -> T) async throws -> T {
+  var clientConfiguration: EtcdConfiguration
+  do {
+    clientConfiguration = try configuration.etcd.clientConfiguration()
+  } catch {
+    FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
+    throw ExitCode(2)
+  }
+  if let timeout { clientConfiguration.dialTimeout = .seconds(timeout) }
+  return try await withEtcdClient(clientConfiguration, logger: logger) { client in
+    do {
+      try await client.connect()
+    } catch {
+      FileHandle.standardError.write(Data("etcsync: etcd unreachable at \(configuration.etcd.endpoints.joined(separator: ", ")): \(error)\n".utf8))
+      throw ExitCode(3)
+    }
+    return try await body(client)
+  }
+}
