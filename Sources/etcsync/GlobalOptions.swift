@@ -23,35 +23,40 @@ struct GlobalOptions: ParsableArguments {
   /// Loads the configuration with flags > environment > file > defaults, and bootstraps
   /// logging. Exits with status 2 on any configuration error, naming file, line and field.
   func load(checkFiles: Bool = false) throws -> (AgentConfiguration, Logger) {
-    let environment = ProcessInfo.processInfo.environment
     do {
-      var overrides = try ConfigurationOverrides(environment: environment)
-      if !self.endpoints.isEmpty { overrides.endpoints = self.endpoints.flatMap { $0.split(separator: ",").map(String.init) } }
-      if let user { overrides.user = user }
-      if let passwordFile { overrides.passwordFile = passwordFile }
-      if let caFile { overrides.caFile = caFile }
-      if let certFile { overrides.certFile = certFile }
-      if let keyFile { overrides.keyFile = keyFile }
-      if let stateDir { overrides.stateDir = stateDir }
-      if let logFormat {
-        guard let format = LogSettings.Format(rawValue: logFormat.lowercased()) else {
-          throw ConfigurationError(.invalidValue, field: "--log-format", message: "expected text or json, got \"\(logFormat)\"")
-        }
-        overrides.logFormat = format
-      }
-      if let logLevel {
-        guard let level = Logger.Level(rawValue: logLevel.lowercased() == "warn" ? "warning" : logLevel.lowercased()) else {
-          throw ConfigurationError(.invalidValue, field: "--log-level", message: "expected trace, debug, info, notice, warning, error or critical, got \"\(logLevel)\"")
-        }
-        overrides.logLevel = level
-      }
-      let path = self.config ?? AgentConfiguration.defaultPath(environment: environment)
-      let configuration = try AgentConfiguration.load(path: path, environment: environment, overrides: overrides, checkFiles: checkFiles)
+      let configuration = try self.configuration(checkFiles: checkFiles)
       return (configuration, Self.bootstrap(configuration.log))
     } catch let error as ConfigurationError {
       FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
       throw ExitCode(2)
     }
+  }
+
+  /// Loads the configuration (flags > environment > file > defaults) without touching logging.
+  func configuration(checkFiles: Bool = false) throws(ConfigurationError) -> AgentConfiguration {
+    let environment = ProcessInfo.processInfo.environment
+    var overrides = try ConfigurationOverrides(environment: environment)
+    if !self.endpoints.isEmpty { overrides.endpoints = self.endpoints.flatMap { $0.split(separator: ",").map(String.init) } }
+    if let user { overrides.user = user }
+    if let passwordFile { overrides.passwordFile = passwordFile }
+    if let caFile { overrides.caFile = caFile }
+    if let certFile { overrides.certFile = certFile }
+    if let keyFile { overrides.keyFile = keyFile }
+    if let stateDir { overrides.stateDir = stateDir }
+    if let logFormat {
+      guard let format = LogSettings.Format(rawValue: logFormat.lowercased()) else {
+        throw ConfigurationError(.invalidValue, field: "--log-format", message: "expected text or json, got \"\(logFormat)\"")
+      }
+      overrides.logFormat = format
+    }
+    if let logLevel {
+      guard let level = Logger.Level(rawValue: logLevel.lowercased() == "warn" ? "warning" : logLevel.lowercased()) else {
+        throw ConfigurationError(.invalidValue, field: "--log-level", message: "expected trace, debug, info, notice, warning, error or critical, got \"\(logLevel)\"")
+      }
+      overrides.logLevel = level
+    }
+    let path = self.config ?? AgentConfiguration.defaultPath(environment: environment)
+    return try AgentConfiguration.load(path: path, environment: environment, overrides: overrides, checkFiles: checkFiles)
   }
 
   private static func bootstrap(_ settings: LogSettings) -> Logger {

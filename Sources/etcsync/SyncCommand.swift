@@ -2,6 +2,7 @@ import ArgumentParser
 import EtcSync
 import Foundation
 import Logging
+import Synchronization
 
 /// `etcsync sync`: one consistent pass over every mapping, then exit.
 struct SyncCommand: AsyncParsableCommand {
@@ -46,23 +47,58 @@ struct RunCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "run",
     abstract: "Sync, then watch etcd and keep the files in step until stopped.",
-    discussion: "SIGTERM or SIGINT stop it after the write in progress. Example: etcsync run -c /etc/etcsync/etcsync.yaml"
+    discussion: """
+      SIGHUP re-reads the configuration: a valid new one replaces the old (a re-sync that
+      rewrites nothing unchanged and fires no needless reload); an invalid one is logged and
+      the old one keeps running. SIGTERM or SIGINT stop after the write in progress.
+      Example: etcsync run -c /etc/etcsync/etcsync.yaml
+      """
   )
 
   @OptionGroup var options: GlobalOptions
   @Option(help: "Seconds to wait for etcd at start before giving up (exit 3).") var timeout: Int = 30
 
   func run() async throws {
-    let (configuration, logger) = try self.options.load()
-    try await withAgentClient(configuration, logger: logger, timeout: self.timeout) { client in
-      let agent = try Agent(configuration: configuration, client: client, logger: logger)
-      let task = Task { try await agent.run() }
-      let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { task.cancel() }
-      defer { signals.cancel() }
-      do { try await task.value } catch is CancellationError {}
-      logger.info("stopped")
+    var (configuration, logger) = try self.options.load()
+    let control = RunControl()
+    let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { control.stop() }
+    let hangups = SignalWatcher(signals: [SIGHUP]) { control.reload() }
+    defer { signals.cancel(); hangups.cancel() }
+    while true {
+      let reload = try await withAgentClient(configuration, logger: logger, timeout: self.timeout) { client in
+        let agent = try Agent(configuration: configuration, client: client, logger: logger)
+        let task = Task { try await agent.run() }
+        control.attach(task)
+        do { try await task.value } catch is CancellationError {}
+        return control.takeReload()
+      }
+      guard reload else { break }
+      do {
+        configuration = try self.options.configuration()
+        logger.info("configuration reloaded", metadata: ["mappings": "\(configuration.mappings.count)"])
+      } catch {
+        logger.error("configuration not reloaded; keeping the old one", metadata: ["error": "\(error)"])
+      }
     }
+    logger.info("stopped")
   }
+}
+
+/// What the signal handlers ask the run loop to do.
+final class RunControl: Sendable {
+  private let state = Mutex<(task: Task<Void, any Error>?, reload: Bool, stopped: Bool)>((nil, false, false))
+
+  func attach(_ task: Task<Void, any Error>) {
+    let stopped = self.state.withLock { $0.task = task; return $0.stopped }
+    if stopped { task.cancel() }
+  }
+
+  func stop() { self.state.withLock { $0.stopped = true; $0.reload = false; $0.task?.cancel() } }
+
+  func reload() { self.state.withLock { if !$0.stopped { $0.reload = true; $0.task?.cancel() } } }
+
+  /// Whether the run ended for a reload (and clears the request).
+  func takeReload() -> Bool { self.state.withLock { let r = $0.reload; $0.reload = false; return r } }
 }
 
 /// Calls `handler` when one of `signals` arrives (through Dispatch, not a raw handler).

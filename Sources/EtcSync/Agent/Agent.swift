@@ -91,9 +91,12 @@ public actor Agent {
 
   /// What `sync` would change in every mapping, without writing.
   public func diff() async throws -> [(path: String, old: [UInt8]?, new: [UInt8]?)] {
+    self.state = self.stateFile.load()
     self.keySpace = try await self.readSnapshot()
     var changes: [(path: String, old: [UInt8]?, new: [UInt8]?)] = []
-    for runner in self.runners { changes += try runner.diff(self.keySpace) }
+    for runner in self.runners {
+      changes += try runner.diff(self.keySpace, previous: self.state[mapping: runner.mapping.name].files)
+    }
     return changes
   }
 

@@ -145,8 +145,9 @@ public struct MappingRunner: Sendable {
     }
   }
 
-  /// What `sync` would change, as (path, old bytes, new bytes), without writing.
-  public func diff(_ keySpace: KeySpace) throws(AgentError) -> [(path: String, old: [UInt8]?, new: [UInt8]?)] {
+  /// What `sync` would change, as (path, old bytes, new bytes), without writing. `previous`
+  /// (the state file's record) names the tree files a sync would delete.
+  public func diff(_ keySpace: KeySpace, previous: [String: ContentHash] = [:]) throws(AgentError) -> [(path: String, old: [UInt8]?, new: [UInt8]?)] {
     let plan: MappingPlan
     do { plan = try self.planner.plan(keySpace) } catch { throw AgentError(.plan, "mapping \(self.mapping.name): \(error.message)") }
     do {
@@ -156,11 +157,23 @@ public struct MappingRunner: Sendable {
         let old = try writer.contents(of: name)
         return old == file.bytes ? [] : [(self.mapping.dest, old, file.bytes)]
       case .tree(let files):
-        let writer = AtomicWriter(root: self.mapping.dest)
-        return try files.keys.sorted().compactMap { path throws(FileError) -> (String, [UInt8]?, [UInt8]?)? in
-          let old = try writer.contents(of: path)
-          return old == files[path]!.bytes ? nil : (self.mapping.dest + "/" + path, old, files[path]!.bytes)
+        // A swapped tree is read from the directory `..data` points at: its top-level
+        // entries are symlinks, which the writer never follows.
+        var root = self.mapping.dest
+        if self.mapping.swap == .symlink {
+          guard let current = try TreeSwap(root: root).currentDirectory() else {
+            return files.keys.sorted().map { (self.mapping.dest + "/" + $0, nil, files[$0]!.bytes) }
+          }
+          root = current.hasPrefix("/") ? current : root + "/" + current
         }
+        let reader = AtomicWriter(root: root)
+        var changes: [(path: String, old: [UInt8]?, new: [UInt8]?)] = []
+        for path in Set(files.keys).union(previous.keys.filter { $0 != "." }).sorted() {
+          let old = try reader.contents(of: path)
+          let new = files[path]?.bytes
+          if old != new { changes.append((self.mapping.dest + "/" + path, old, new)) }
+        }
+        return changes
       }
     } catch {
       throw AgentError(.write, "mapping \(self.mapping.name): \(error)")
