@@ -238,20 +238,24 @@ public actor Agent {
   }
 
   /// Applies the mappings whose quiet period is over, and arms a tick for the next one.
-  /// While more input is already queued, waiting mappings are not applied yet (it will be
-  /// coalesced), unless their `wait.max` has passed.
+  ///
+  /// With `wait: {min, max}`, a mapping is due once no change came for `min`, or `max` after
+  /// its first pending change. Without `wait`, it is due as soon as the queued input has been
+  /// absorbed, so a burst that arrives faster than files are written is coalesced; under
+  /// sustained load it is still applied at least every ``Agent/defaultMaxDelay``.
   private func applyDue(inbox: Inbox) async {
     let now = ContinuousClock.now
     var due: [String] = []
     var next: ContinuousClock.Instant?
     for (name, times) in self.dirty {
-      let wait = self.runners.first { $0.mapping.name == name }?.mapping.wait ?? WaitSettings(min: .zero, max: .zero)
-      let deadline = min(times.last + wait.min, times.first + wait.max)
-      let overdue = now >= times.first + wait.max
-      if (now >= deadline && inbox.pending == 0) || overdue {
+      let wait = self.runners.first { $0.mapping.name == name }?.mapping.wait
+      let quietAt = times.last + (wait?.min ?? .zero)
+      let latest = times.first + (wait?.max ?? Self.defaultMaxDelay)
+      if (now >= quietAt && inbox.pending == 0) || now >= latest {
         due.append(name)
       } else {
-        let at = max(deadline, now + .milliseconds(1))
+        // Re-check when the quiet period ends (new input re-checks sooner), or at the latest.
+        let at = now >= quietAt ? latest : min(quietAt, latest)
         next = next.map { min($0, at) } ?? at
       }
     }
@@ -259,6 +263,9 @@ public actor Agent {
     if !due.isEmpty { _ = await self.apply(due) }
     if let next { inbox.tick(at: next) }
   }
+
+  /// The longest a change waits under sustained load when a mapping sets no `wait`.
+  static let defaultMaxDelay: Duration = .seconds(1)
 }
 
 /// The daemon's single input queue: watch responses, compaction, and timer ticks. It counts

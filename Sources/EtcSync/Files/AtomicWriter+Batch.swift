@@ -92,6 +92,7 @@ extension AtomicWriter {
         if let check {
           try await runCheck(check, on: entry.file.path, target: entry.file.targetPath)
         }
+        entry.file.file.close()
         try entry.file.commit()
         renamed.append(entry)
       } catch {

@@ -136,6 +136,7 @@ public struct AtomicWriter: Sendable {
       if options.fsync { try staged.sync() }
       try await hook(.afterFsync, staged.path)
       if let check { try await runCheck(check, on: staged.path, target: staged.targetPath) }
+      staged.file.close()
       try staged.commit()
       renamed = true
       try await hook(.afterRename, staged.targetPath)

@@ -3,14 +3,24 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
-/// An owned file descriptor, closed when the last reference to it goes away.
+/// An owned file descriptor, closed by ``close()`` or when the last reference goes away.
 final class FileDescriptor: Sendable {
   let raw: Int32
+  private let isClosed = Atomic<Bool>(false)
 
   init(_ raw: Int32) { self.raw = raw }
 
-  deinit { _ = close(raw) }
+  deinit { self.close() }
+
+  /// Closes the descriptor now (once; later calls do nothing). A staged file is closed
+  /// before it is renamed: closing after the rename would report a write to watchers of the
+  /// target (inotify's IN_CLOSE_WRITE arrives under the new name).
+  func close() {
+    guard !self.isClosed.exchange(true, ordering: .relaxed) else { return }
+    _ = Glibc.close(self.raw)
+  }
 
   /// `fstat` of this descriptor.
   func status() -> stat? {
