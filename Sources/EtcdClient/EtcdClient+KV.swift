@@ -9,7 +9,14 @@ extension EtcdClient {
   public func get(_ range: KeyRange, options: GetOptions = GetOptions()) async throws(EtcdError) -> GetResponse {
     let request = rangeRequest(range, options)
     return try await self.unary(idempotent: true) { [request] metadata, callOptions in
-      GetResponse(try await self.kv.range(request, metadata: metadata, options: callOptions))
+      // Decoded straight into GetResponse: see RangeResponseDeserializer.
+      try await self.grpc.unary(
+        request: ClientRequest(message: request, metadata: metadata),
+        descriptor: Etcdserverpb_KV.Method.Range.descriptor,
+        serializer: ProtobufSerializer<Etcdserverpb_RangeRequest>(),
+        deserializer: RangeResponseDeserializer(),
+        options: callOptions
+      ) { try $0.message }
     }
   }
 

@@ -71,15 +71,29 @@ extension EtcdClient {
     }
   }
 
-  /// Renews a lease once. Throws `leaseNotFound` if it has expired or was revoked.
+  /// Renews a lease once. Throws `leaseNotFound` if it has expired or was revoked, and
+  /// `deadlineExceeded` if no member answers within ``EtcdConfiguration/requestTimeout``.
   public func keepAliveOnce(_ id: Int64) async throws(EtcdError) -> LeaseKeepAliveResponse {
-    let stream = self.keepAlive(id)
+    let timeout = self.configuration.requestTimeout
     do {
-      for try await response in stream { return response }
+      return try await withThrowingTaskGroup(of: LeaseKeepAliveResponse?.self) { group in
+        group.addTask {
+          for try await response in self.keepAlive(id) { return response }
+          throw EtcdError(.leaseNotFound, "lease \(String(id, radix: 16)) not found")
+        }
+        group.addTask {
+          try await Task.sleep(for: timeout)
+          return nil
+        }
+        defer { group.cancelAll() }
+        guard let response = try await group.next()! else {
+          throw EtcdError(.deadlineExceeded, "no etcd member renewed lease \(String(id, radix: 16)) within \(timeout)")
+        }
+        return response
+      }
     } catch {
       throw EtcdError.wrap(error)
     }
-    throw EtcdError(.leaseNotFound, "lease \(String(id, radix: 16)) not found")
   }
 
   /// Keeps a lease alive for as long as the sequence is iterated (clientv3's `KeepAlive`): a
@@ -91,7 +105,11 @@ extension EtcdClient {
     let (stream, continuation) = AsyncThrowingStream.makeStream(
       of: LeaseKeepAliveResponse.self, bufferingPolicy: .bufferingNewest(1))
     let task = Task { await LeaseKeeper(client: self, id: id, continuation: continuation).run() }
-    continuation.onTermination = { _ in task.cancel() }
+    let key = self.keepers.add(task, continuation: continuation)
+    continuation.onTermination = { [keepers] _ in
+      task.cancel()
+      keepers.remove(key)
+    }
     return LeaseKeepAliveStream(base: stream, leaseID: id)
   }
 }
@@ -109,6 +127,26 @@ public struct LeaseKeepAliveStream: AsyncSequence, Sendable {
 
 /// Runs one keep-alive stream, reopening it after failures until the lease's TTL runs out.
 struct LeaseKeeper: Sendable {
+  /// Runs `body`, but throws `leaseNotFound` once the lease's known lifetime has passed: a
+  /// stream waiting for a member while none answers must not outlive the lease silently.
+  static func untilExpired<T: Sendable>(
+    _ deadline: LeaseDeadline, _ body: @escaping @Sendable () async throws -> T
+  ) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+      group.addTask { try await body() }
+      group.addTask {
+        while true {
+          try await Task.sleep(for: .milliseconds(250))
+          if let end = deadline.value, ContinuousClock.now >= end {
+            throw EtcdError(.leaseNotFound, "the lease expired while no etcd member renewed it")
+          }
+        }
+      }
+      defer { group.cancelAll() }
+      return try await group.next()!!
+    }
+  }
+
   let client: EtcdClient
   let id: Int64
   let continuation: AsyncThrowingStream<LeaseKeepAliveResponse, any Error>.Continuation
@@ -116,7 +154,7 @@ struct LeaseKeeper: Sendable {
   func run() async {
     let clock = ContinuousClock()
     // The lease is known to live at least until `deadline`; extended by each renewal.
-    let deadline = Mutex<ContinuousClock.Instant?>(nil)
+    let deadline = LeaseDeadline()
     let ttl = Mutex<Int64>(3)
     var backoff = Backoff(maximum: .seconds(1))
     let progressed = Flag()
@@ -125,7 +163,7 @@ struct LeaseKeeper: Sendable {
         let metadata = try await self.client.streamMetadata()
         var options = CallOptions.defaults
         options.waitForReady = true
-        let gone: Bool = try await self.client.leaseRPC.leaseKeepAlive(metadata: metadata, options: options) { writer in
+        let gone: Bool = try await Self.untilExpired(deadline) { [options] in try await self.client.leaseRPC.leaseKeepAlive(metadata: metadata, options: options) { writer in
           var request = Etcdserverpb_LeaseKeepAliveRequest()
           request.id = self.id
           while !Task.isCancelled {
@@ -137,12 +175,12 @@ struct LeaseKeeper: Sendable {
           for try await message in response.messages {
             guard message.ttl > 0 else { return true }
             ttl.withLock { $0 = message.ttl }
-            deadline.withLock { $0 = clock.now + .seconds(message.ttl) }
+            deadline.value = clock.now + .seconds(message.ttl)
             self.continuation.yield(LeaseKeepAliveResponse(id: message.id, ttl: message.ttl, header: ResponseHeader(message.header)))
             progressed.set()
           }
           return false
-        }
+        } }
         if gone {
           self.continuation.finish(throwing: EtcdError(.leaseNotFound, "lease \(String(self.id, radix: 16)) expired or was revoked"))
           return
@@ -150,13 +188,17 @@ struct LeaseKeeper: Sendable {
       } catch {
         let error = EtcdError.wrap(error)
         if Task.isCancelled { break }
+        if error.code == .leaseNotFound {
+          self.continuation.finish(throwing: error)
+          return
+        }
         if error.code == .invalidToken { await self.client.tokens.invalidate() }
         else if !error.isTransient && error.code != .internalError && error.code != .cancelled {
           self.continuation.finish(throwing: error)
           return
         }
       }
-      if let deadline = deadline.withLock({ $0 }), clock.now >= deadline {
+      if let end = deadline.value, clock.now >= end {
         self.continuation.finish(throwing: EtcdError(.leaseNotFound, "lease \(String(self.id, radix: 16)) expired while etcd was unreachable"))
         return
       }
@@ -164,5 +206,43 @@ struct LeaseKeeper: Sendable {
       try? await Task.sleep(for: backoff.next())
     }
     self.continuation.finish()
+  }
+}
+
+/// The instant until which a lease is known to live, extended by each renewal.
+final class LeaseDeadline: Sendable {
+  private let instant = Mutex<ContinuousClock.Instant?>(nil)
+  var value: ContinuousClock.Instant? {
+    get { self.instant.withLock { $0 } }
+    set { self.instant.withLock { $0 = newValue } }
+  }
+}
+
+/// The keep-alive tasks of a client, so that ``EtcdClient/shutdown()`` can end them.
+final class KeeperRegistry: Sendable {
+  private let entries = Mutex<(next: Int, tasks: [Int: (Task<Void, Never>, AsyncThrowingStream<LeaseKeepAliveResponse, any Error>.Continuation)])>((0, [:]))
+
+  func add(_ task: Task<Void, Never>, continuation: AsyncThrowingStream<LeaseKeepAliveResponse, any Error>.Continuation) -> Int {
+    self.entries.withLock { entries in
+      entries.next += 1
+      entries.tasks[entries.next] = (task, continuation)
+      return entries.next
+    }
+  }
+
+  func remove(_ key: Int) {
+    _ = self.entries.withLock { $0.tasks.removeValue(forKey: key) }
+  }
+
+  /// Ends every keep-alive with `clientClosed`.
+  func closeAll() {
+    let all = self.entries.withLock { entries in
+      defer { entries.tasks.removeAll() }
+      return Array(entries.tasks.values)
+    }
+    for (task, continuation) in all {
+      continuation.finish(throwing: EtcdError(.clientClosed, "the etcd client has been shut down"))
+      task.cancel()
+    }
   }
 }

@@ -24,6 +24,7 @@ public final class EtcdClient: Sendable {
   let grpc: GRPCClient<Transport>
   let tokens: TokenStore
   let watchHub: WatchHub
+  let keepers = KeeperRegistry()
 
   /// Creates a client. It does not connect until ``run()`` is running and a request is made.
   public init(configuration: EtcdConfiguration, logger: Logger = Logger(label: "etcd.client")) throws(EtcdError) {
@@ -32,7 +33,7 @@ public final class EtcdClient: Sendable {
     self.logger = logger
     self.grpc = GRPCClient(transport: try TransportFactory.make(configuration))
     self.tokens = TokenStore(credentials: configuration.credentials)
-    self.watchHub = WatchHub(logger: logger)
+    self.watchHub = WatchHub(logger: logger, hasCredentials: configuration.credentials != nil)
   }
 
   /// Runs the client's connections until ``shutdown()`` is called (or the task is cancelled).
@@ -48,6 +49,7 @@ public final class EtcdClient: Sendable {
   /// then returns.
   public func shutdown() {
     self.watchHub.shutdown()
+    self.keepers.closeAll()
     self.grpc.beginGracefulShutdown()
   }
 
@@ -87,17 +89,18 @@ public final class EtcdClient: Sendable {
     var refreshedToken = false
     while true {
       attempt += 1
+      var metadata: Metadata?
       do {
-        let metadata: Metadata = self.configuration.credentials == nil ? [:] : try await self.tokens.metadata(using: self)
-        return try await body(metadata, self.callOptions(timeout: timeout))
+        metadata = self.configuration.credentials == nil ? [:] : try await self.tokens.metadata(using: self)
+        return try await body(metadata!, self.callOptions(timeout: timeout))
       } catch {
         let error = EtcdError.wrap(error)
         if error.code == .invalidToken, !refreshedToken, self.configuration.credentials != nil {
           refreshedToken = true
-          await self.tokens.invalidate()
+          await self.tokens.invalidate(ifCurrent: metadata.flatMap { Array($0[stringValues: "token"]).first })
           continue
         }
-        if idempotent, self.configuration.retryReads, error.code == .unavailable, attempt < 4 {
+        if idempotent, self.configuration.retryReads, error.code == .unavailable, attempt < 4, !Task.isCancelled {
           try? await Task.sleep(for: .milliseconds(100 << attempt))
           continue
         }
@@ -138,7 +141,8 @@ public func withEtcdClient<Result: Sendable>(
 }
 
 /// Holds the auth token and fetches a new one when asked to. Concurrent callers share one
-/// Authenticate call.
+/// Authenticate call, and a failure only discards the token that failed, so a burst of
+/// failures does not make several Authenticate calls (each a raft write on the server).
 actor TokenStore {
   private let credentials: EtcdConfiguration.Credentials?
   private var token: String?
@@ -155,8 +159,9 @@ actor TokenStore {
     return ["token": "\(token)"]
   }
 
-  func invalidate() {
-    self.token = nil
+  /// Forgets the token if it is still the one a failed request carried (`nil`: any token).
+  func invalidate(ifCurrent failed: String? = nil) {
+    if failed == nil || failed == self.token { self.token = nil }
   }
 
   private func currentToken(using client: EtcdClient) async throws(EtcdError) -> String {
@@ -171,11 +176,15 @@ actor TokenStore {
     }
     do {
       let token = try await task.value
-      self.pending = nil
-      self.token = token
+      // Only the caller that finds its own task still pending publishes the result; a late
+      // waiter must not overwrite a newer fetch or revive an invalidated token.
+      if self.pending == task {
+        self.pending = nil
+        self.token = token
+      }
       return token
     } catch {
-      self.pending = nil
+      if self.pending == task { self.pending = nil }
       throw EtcdError.wrap(error)
     }
   }

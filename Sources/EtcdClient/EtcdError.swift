@@ -98,6 +98,7 @@ extension EtcdError {
       else if message.contains("duplicate key") { code = .duplicateKey }
       else if message.contains("authentication failed") || message.contains("authentication is not enabled") { code = .authFailed }
       else if message.contains("user name is empty") { code = .permissionDenied }  // auth is on, no credentials
+      else if message.contains("revision of auth store is old") { code = .invalidToken }  // roles changed: re-authenticate
       else if message.contains("permission denied") { code = .permissionDenied }
       else if message.contains("invalid auth token") { code = .invalidToken }
       else if message.contains("requested lease not found") { code = .leaseNotFound }
@@ -115,7 +116,11 @@ extension EtcdError {
     case .cancelled:
       code = .cancelled
     case .unknown, .internalError, .aborted:
-      code = message.contains("no leader") || message.contains("leader changed") ? .unavailable : .internalError
+      if message.contains("revision in header is old") || message.contains("revision of auth store is old") {
+        code = .invalidToken  // the token predates a user or role change: re-authenticate
+      } else {
+        code = message.contains("no leader") || message.contains("leader changed") ? .unavailable : .internalError
+      }
     default:
       code = .internalError
     }

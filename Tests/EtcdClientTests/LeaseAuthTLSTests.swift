@@ -62,6 +62,44 @@ import Testing
     }
   }
 
+  @Test func keepAliveReportsExpiryWhileEtcdIsDown() async throws {
+    try await EtcdServer.with { server in
+      try await withEtcdClient(server.configuration()) { etcd in
+        let lease = try await etcd.grant(ttl: 2)
+        let keeper = Task { () -> EtcdError? in
+          do {
+            for try await _ in etcd.keepAlive(lease.id) {}
+            return nil
+          } catch {
+            return error as? EtcdError
+          }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        server.kill9()  // no member answers from now on
+        let error = await keeper.value
+        #expect(error?.code == .leaseNotFound)
+      }
+    }
+  }
+
+  @Test func shutdownEndsKeepAliveStreams() async throws {
+    try await EtcdServer.with { server in
+      let keeper = try await withEtcdClient(server.configuration()) { etcd in
+        let lease = try await etcd.grant(ttl: 30)
+        let stream = etcd.keepAlive(lease.id)
+        return Task { () -> EtcdError? in
+          do {
+            for try await _ in stream {}
+            return nil
+          } catch {
+            return error as? EtcdError
+          }
+        }
+      }  // returns only once the client (and so the keep-alive) has shut down
+      #expect(await keeper.value?.code == .clientClosed)
+    }
+  }
+
   @Test func keepAliveEndsWhenTheLeaseIsRevoked() async throws {
     try await withEtcd { etcd, _ in
       let lease = try await etcd.grant(ttl: 3)
@@ -116,6 +154,17 @@ import Testing
         #expect(await deniedWatch.wait { $0.error != nil })
         #expect(deniedWatch.error?.code == .permissionDenied)
         watch.stop()
+      }
+
+      // A user or role change makes every existing token stale ("revision of auth store is
+      // old"): the client must re-authenticate by itself.
+      try await withEtcdClient(configuration) { etcd in
+        try await etcd.put("/app/stale-1", "1")
+        var admin = server.configuration()
+        admin.credentials = .init(username: "root", password: "rootpw")
+        try await withEtcdClient(admin) { try await $0.userAdd("another", password: "pw") }
+        try await etcd.put("/app/stale-2", "2")
+        #expect(try await etcd.get("/app/stale-2").kvs.count == 1)
       }
 
       var wrong = server.configuration()

@@ -28,13 +28,20 @@ final class WatchHub: Sendable {
     var task: Task<Void, Never>?
     var generation = 0
     var isShutdown = false
+    /// Whether the current stream was opened with a token fetched just before it. etcd 3.4
+    /// and 3.5 refuse a watch with an expired or stale token as "permission denied"; with an
+    /// older token that refusal is retried once with a fresh one.
+    var tokenIsFresh = false
   }
 
   private let state = Mutex(State())
   private let logger: Logger
+  /// Whether the client authenticates (a refusal may then be a stale token).
+  private let hasCredentials: Bool
 
-  init(logger: Logger) {
+  init(logger: Logger, hasCredentials: Bool) {
     self.logger = logger
+    self.hasCredentials = hasCredentials
   }
 
   // MARK: Watchers
@@ -108,12 +115,15 @@ final class WatchHub: Sendable {
   private func runStream(client: EtcdClient, generation: Int) async {
     var backoff = Backoff()
     let progressed = Flag()
+    var refreshedToken = false
     while !Task.isCancelled {
       let (outbound, continuation) = AsyncStream.makeStream(of: Etcdserverpb_WatchRequest.self)
       let started = self.state.withLock { state -> Bool in
         guard state.generation == generation, !state.watchers.isEmpty else { return false }
         state.outbound = continuation
         state.pendingCreates = []
+        state.tokenIsFresh = refreshedToken
+        for id in Array(state.watchers.keys) { state.watchers[id]!.fragments = [] }  // resent whole
         for (id, watcher) in state.watchers.sorted(by: { $0.key < $1.key }) {
           continuation.yield(Self.createRequest(id: id, watcher))
           state.pendingCreates.append(id)
@@ -121,6 +131,7 @@ final class WatchHub: Sendable {
         return true
       }
       guard started else { return }
+      refreshedToken = false
       do {
         let metadata = try await client.streamMetadata([("hasleader", "true")])
         var options = CallOptions.defaults
@@ -129,8 +140,8 @@ final class WatchHub: Sendable {
           for await request in outbound { try await writer.write(request) }
         } onResponse: { response in
           for try await message in response.messages {
-            progressed.set()
-            try self.handle(message)
+            if !message.events.isEmpty || (message.created && !message.canceled) { progressed.set() }
+            try self.handle(message, generation: generation)
           }
         }
         self.logger.debug("etcd watch stream ended by the server; resuming")
@@ -143,6 +154,7 @@ final class WatchHub: Sendable {
           return
         case .invalidToken:
           await client.tokens.invalidate()
+          refreshedToken = true
         default:
           self.logger.warning("etcd watch stream failed; resuming", metadata: ["error": "\(error)"])
         }
@@ -172,9 +184,14 @@ final class WatchHub: Sendable {
 
   /// Applies a response; throws (ending the stream, which is then re-created) when a create
   /// was refused because the auth token expired.
-  private func handle(_ message: Etcdserverpb_WatchResponse) throws(EtcdError) {
+  private func handle(_ message: Etcdserverpb_WatchResponse, generation: Int) throws(EtcdError) {
     // Finishing a stream runs its onTermination, which takes the lock: do it afterwards.
-    let finished = self.state.withLock { state in Self.apply(message, to: &state) }
+    let hasCredentials = self.hasCredentials
+    let finished = self.state.withLock { state -> (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)? in
+      // A late message of a stream that has been replaced must not touch the new one.
+      guard state.generation == generation else { return nil }
+      return Self.apply(message, to: &state, hasCredentials: hasCredentials)
+    }
     guard let (continuation, error) = finished else { return }
     if error.code == .invalidToken { throw error }
     continuation.finish(throwing: error)
@@ -182,7 +199,7 @@ final class WatchHub: Sendable {
 
   /// Applies one response to the watchers; returns a watcher to finish, if it was cancelled.
   private static func apply(
-    _ message: Etcdserverpb_WatchResponse, to state: inout State
+    _ message: Etcdserverpb_WatchResponse, to state: inout State, hasCredentials: Bool
   ) -> (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)? {
     let header = ResponseHeader(message.header)
     var watchID = message.watchID
@@ -191,9 +208,11 @@ final class WatchHub: Sendable {
       if watchID == -1 { watchID = pending }
     }
     if watchID == -1 {
-      // A progress notification for the whole stream (answer to requestProgress).
-      for id in Array(state.watchers.keys) {
-        Self.deliverProgress(&state.watchers[id]!, id: id, header: header)
+      // A progress notification for the whole stream (answer to requestProgress). Before
+      // etcd 3.4.24/3.5.8 it can overtake events, so it is delivered but never moves a
+      // watcher's resume revision.
+      for (id, watcher) in state.watchers where watcher.nextRevision != 0 {
+        watcher.continuation.yield(WatchResponse(header: header, watchID: id, events: []))
       }
       return nil
     }
@@ -208,7 +227,10 @@ final class WatchHub: Sendable {
       }
     }
     if message.canceled || message.compactRevision > 0 {
-      let error = Self.cancelError(message)
+      var error = Self.cancelError(message)
+      // A stale token is refused as "permission denied" by etcd 3.4/3.5: retry once with a
+      // fresh token before believing it.
+      if error.code == .permissionDenied, hasCredentials, !state.tokenIsFresh { error.code = .invalidToken }
       // Refused for an expired token: keep the watcher; the stream is re-created.
       if error.code == .invalidToken { return (watcher.continuation, error) }
       state.watchers[id] = nil
@@ -249,7 +271,10 @@ final class WatchHub: Sendable {
     if reason.contains("permission denied") || reason.contains("user name is empty") {
       return EtcdError(.permissionDenied, reason)
     }
-    if reason.contains("invalid auth token") { return EtcdError(.invalidToken, reason) }
+    if reason.contains("invalid auth token") || reason.contains("revision of auth store is old")
+      || reason.contains("revision in header is old") {
+      return EtcdError(.invalidToken, reason)
+    }
     return EtcdError(.watchCanceled, reason.isEmpty ? "etcd cancelled the watch" : reason)
   }
 
