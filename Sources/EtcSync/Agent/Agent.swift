@@ -1,4 +1,5 @@
 import EtcdClient
+import Foundation
 import Logging
 import Synchronization
 
@@ -20,8 +21,10 @@ public actor Agent {
   private(set) var keySpace = KeySpace()
   /// Mappings waiting to be applied: first and latest change.
   private var dirty: [String: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
-  /// Applied batches, for tests and status.
+  /// The latest applied batches (at most ``historyLimit``), for tests and status.
   public private(set) var history: [MappingResult] = []
+  /// How many results ``history`` keeps (the latest).
+  static let historyLimit = 1_000
 
   public init(configuration: AgentConfiguration, client: EtcdClient, logger: Logger, hook: WriteHook? = nil) throws(AgentError) {
     self.configuration = configuration
@@ -112,8 +115,11 @@ public actor Agent {
       let result = await runner.apply(snapshot, state: &mappingState) { saved in await self.save(saved, for: name) }
       self.log(result, duration: clock.now - started)
       results.append(result)
+      // Recorded as soon as the mapping is done, so history never lags what is on disk.
+      self.history.append(result)
+      // Bounded: a daemon applies batches for months.
+      if self.history.count > Self.historyLimit { self.history.removeFirst(self.history.count - Self.historyLimit) }
     }
-    self.history += results
     return results
   }
 
@@ -128,9 +134,28 @@ public actor Agent {
 
   private func cleanTemporaryFiles() {
     for runner in self.runners {
-      let root = runner.mapping.kind == .tree ? runner.mapping.dest
-        : String(runner.mapping.dest.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
-      _ = try? TemporaryFileCleanup.clean(root: root.isEmpty ? "/" : root)
+      if runner.mapping.kind == .tree {
+        _ = try? TemporaryFileCleanup.clean(root: runner.mapping.dest)
+      } else {
+        Self.removeTemporaryFiles(besides: runner.mapping.dest)
+      }
+    }
+  }
+
+  /// Removes the temp files a crash left beside one destination file (`.NAME.etcsync-tmp-`
+  /// and 16 hex digits, in its directory) and nothing else. The tree cleanup is meant for a
+  /// root the mapping owns: run on a file's directory it walked all of it (all of `/etc` for
+  /// `/etc/motd`, the whole file system for `/motd`) and deleted other writers' temp files
+  /// and hidden `..N.hex` directories.
+  static func removeTemporaryFiles(besides dest: String) {
+    let (writer, name) = AtomicWriter.forFile(dest)
+    let sample = TemporaryName.make(for: name)
+    let prefix = String(sample.dropLast(16))
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: writer.root) else { return }
+    for entry in entries where entry.hasPrefix(prefix) && entry.utf8.count == sample.utf8.count
+      && entry.utf8.suffix(16).allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
+    {
+      unlink(writer.root == "/" ? "/" + entry : writer.root + "/" + entry)  // never follows a symlink
     }
   }
 
@@ -145,7 +170,9 @@ public actor Agent {
     }
     if let error = result.error {
       metadata["error"] = "\(error)"
-      self.logger.error("mapping failed; its files are unchanged", metadata: metadata)
+      // A reload that failed after the files were written must not read as "unchanged".
+      self.logger.error(result.changed ? "mapping failed after changing files" : "mapping failed; its files are unchanged",
+                        metadata: metadata)
     } else if result.changed {
       metadata["reloaded"] = "\(result.reloaded)"
       self.logger.info("applied", metadata: metadata)
@@ -159,12 +186,15 @@ public actor Agent {
   /// Syncs, then watches from the next revision and applies every change until cancelled.
   /// Stream failures resume from the applied revision + 1 (EtcdClient does that); a
   /// compaction re-reads everything at the current revision and diffs against the snapshot,
-  /// deletes included.
+  /// deletes included. A watch that fails for good (permission denied, say) ends `run()` with
+  /// its error, so that the process exits and its supervisor sees it.
   public func run() async throws {
     _ = try await self.sync()
     let inbox = Inbox()
-    let watchTask = Task { await self.pumpWatch(into: inbox) }
+    var watchTask = Task { await self.pumpWatch(into: inbox) }
     defer { watchTask.cancel() }
+    // One loop for the daemon's whole life: a compaction restarts the watch in place (it
+    // used to recurse into a second loop, one stack frame deeper per compaction).
     for await input in inbox.stream {
       inbox.consumed()
       switch input {
@@ -178,30 +208,13 @@ public actor Agent {
         } catch {
           self.logger.error("re-read after compaction failed", metadata: ["error": "\(error)"])
         }
-        watchTask.cancel()
-        return try await self.continueRun(inbox: inbox)
+        // The old watch has ended; watch on from the snapshot's revision + 1.
+        watchTask = Task { await self.pumpWatch(into: inbox) }
+      case .failed(let error): throw error
       case .tick: break
       }
-      await self.applyDue(inbox: inbox)
-    }
-  }
-
-  private func continueRun(inbox: Inbox) async throws {
-    let watchTask = Task { await self.pumpWatch(into: inbox) }
-    defer { watchTask.cancel() }
-    for await input in inbox.stream {
-      inbox.consumed()
-      switch input {
-      case .response(let response): self.absorb(response)
-      case .compacted:
-        if let fresh = try? await self.readSnapshot() {
-          self.keySpace = fresh
-          self.markDirty(self.runners.map(\.mapping.name))
-        }
-        watchTask.cancel()
-        return try await self.continueRun(inbox: inbox)
-      case .tick: break
-      }
+      // Also right after a compaction: the re-read snapshot is applied now, not when the
+      // next change happens to arrive.
       await self.applyDue(inbox: inbox)
     }
   }
@@ -216,7 +229,13 @@ public actor Agent {
     } catch let error as EtcdError where error.code == .compacted {
       inbox.send(.compacted)
     } catch {
-      if !Task.isCancelled { self.logger.error("watch ended", metadata: ["error": "\(error)"]) }
+      // EtcdClient resumes the stream after transient failures itself; what ends it here is
+      // final (permission denied, auth failed, a watch etcd cancelled, the client closed).
+      // Only logging it left the daemon running with no watch, silently out of date.
+      if !Task.isCancelled {
+        self.logger.error("watch ended", metadata: ["error": "\(error)"])
+        inbox.send(.failed(error))
+      }
     }
   }
 
@@ -245,13 +264,16 @@ public actor Agent {
   /// sustained load it is still applied at least every ``Agent/defaultMaxDelay``.
   private func applyDue(inbox: Inbox) async {
     let now = ContinuousClock.now
+    // Read once: ticks are sent from other tasks, and mappings dirtied together should be
+    // judged against the same queue.
+    let queued = inbox.pending
     var due: [String] = []
     var next: ContinuousClock.Instant?
     for (name, times) in self.dirty {
       let wait = self.runners.first { $0.mapping.name == name }?.mapping.wait
       let quietAt = times.last + (wait?.min ?? .zero)
       let latest = times.first + (wait?.max ?? Self.defaultMaxDelay)
-      if (now >= quietAt && inbox.pending == 0) || now >= latest {
+      if (now >= quietAt && queued == 0) || now >= latest {
         due.append(name)
       } else {
         // Re-check when the quiet period ends (new input re-checks sooner), or at the latest.
@@ -271,7 +293,7 @@ public actor Agent {
 /// The daemon's single input queue: watch responses, compaction, and timer ticks. It counts
 /// what is queued, so the loop can coalesce a burst before rendering.
 final class Inbox: Sendable {
-  enum Input: Sendable { case response(WatchResponse), compacted, tick }
+  enum Input: Sendable { case response(WatchResponse), compacted, failed(any Error), tick }
   let stream: AsyncStream<Input>
   private let continuation: AsyncStream<Input>.Continuation
   private let queued = Atomic<Int>(0)

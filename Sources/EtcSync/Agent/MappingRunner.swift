@@ -17,7 +17,9 @@ public struct MappingResult: Sendable {
   public var rejected: [KeyPathError] = []
   /// Whether the reload command ran (and succeeded).
   public var reloaded = false
-  /// Why the mapping failed, if it did: its files are then as they were.
+  /// Why the mapping failed, if it did. Its files are then as they were, except those in
+  /// ``written`` and ``deleted`` (a reload that failed after the write, one file of an
+  /// in-place tree that could not be written while the others were).
   public var error: String?
 
   public var changed: Bool { !self.written.isEmpty || !self.deleted.isEmpty }
@@ -81,7 +83,10 @@ public struct MappingRunner: Sendable {
     }
     result.rejected = plan.rejected
     let hashes = Self.hashes(plan.output)
-    let owesReload = state.pendingReload
+    // A mapping never applied before (first start, or a state file that was lost or
+    // unreadable) cannot rule out a crash between a rename and its reload: it reloads once,
+    // as the state file's documentation promises, even when every file is already right.
+    let owesReload = state.pendingReload || state.appliedRevision == 0
     if hashes != state.files || owesReload {
       state.pendingReload = true
       await persist(state)
@@ -119,8 +124,17 @@ public struct MappingRunner: Sendable {
       options.directoryMode = mode_t(self.mapping.dirMode ?? 0o755)
       var (writer, name) = AtomicWriter.forFile(self.mapping.dest, options: options)
       writer.hook = self.hook
-      if try await writer.write(file, to: name, check: self.check) != .unchanged {
-        result.written = [self.mapping.dest]
+      do {
+        if try await writer.write(file, to: name, check: self.check) != .unchanged {
+          result.written = [self.mapping.dest]
+        }
+      } catch {
+        // An error after the rename (the directory fsync, an interrupted write) leaves the
+        // new file in place: report it written, so that its reload stays owed.
+        if error.code != .checkFailed, (try? writer.needsWrite(file, to: name)) == false {
+          result.written = [self.mapping.dest]
+        }
+        throw error
       }
     case .tree(let files):
       let strategy: TreeWriter.Strategy = self.mapping.swap == .symlink ? .atomicSwap : .perFile
@@ -128,7 +142,18 @@ public struct MappingRunner: Sendable {
                               directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook)
       // Only keys that were written before and are gone now are deleted.
       let deleted = previous.keys.filter { files[$0] == nil }
-      let report = try await writer.apply(files, deleted: deleted, revision: revision, check: self.check)
+      let current = strategy == .atomicSwap ? try? writer.swap.currentDirectory() : nil
+      let report: TreeWriter.Report
+      do {
+        report = try await writer.apply(files, deleted: deleted, revision: revision, check: self.check)
+      } catch {
+        // As for one file: once `..data` points at a new directory the tree has changed,
+        // whatever failed after the swap, and its reload is owed.
+        if strategy == .atomicSwap, let now = try? writer.swap.currentDirectory(), now != current {
+          result.written = files.keys.sorted()
+        }
+        throw error
+      }
       result.written = report.written
       result.deleted = report.deleted
       if let (path, failure) = report.failures.first {

@@ -126,10 +126,17 @@ public enum FormatRenderer {
   }
 
   /// Quotes every string whose plain form YAML would read as something else.
+  ///
+  /// The plain form is resolved the way a YAML 1.1 reader does (Yams' default resolver:
+  /// bool, int, float, null, timestamp, the merge key `<<` and the value key `=`). The scalar
+  /// must be built with the plain style for that: with the default style (`.any`), Yams'
+  /// `null` and friends answer nil, so `null`, `2001-12-14` and `<<` were written bare and read
+  /// back as null, a date and a merge. `y` and `n` are YAML 1.1 booleans (Go's yaml.v2 reads
+  /// them so) that the resolver lacks.
   private static func yamlStyle(_ s: String) -> Yams.Node.Scalar.Style {
     if s.contains("\n") { return .literal }
-    let plain = Yams.Node.scalar(.init(s))
-    return plain.string == s && plain.int == nil && plain.float == nil && plain.bool == nil && plain.null == nil
+    let resolved = Resolver.default.resolveTag(of: Yams.Node.scalar(.init(s, Tag(.implicit), .plain)))
+    return resolved == .str && !["y", "Y", "n", "N"].contains(s)
       && !s.isEmpty && s.first.map { !"-?:,[]{}#&*!|>'\"%@`~ ".contains($0) } == true
       && !s.contains(": ") && !s.contains(" #") && s.last != " "
       ? .plain : .doubleQuoted
@@ -171,6 +178,10 @@ public enum FormatRenderer {
     var seen: [String: String] = [:]
     var out = ""
     for (key, value) in entries {
+      // No environment can hold a NUL byte (a shell drops or truncates at it).
+      guard !value.unicodeScalars.contains("\0") else {
+        throw PlanError(.notText, "format env cannot carry a NUL byte, but key \"\(escapeBytes(key.utf8))\" holds one")
+      }
       let name = String(key.uppercased().unicodeScalars.map { scalar -> Character in
         ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar) ? Character(scalar) : "_"
       }).trimmingCharacters(in: CharacterSet(charactersIn: "_"))
@@ -186,20 +197,25 @@ public enum FormatRenderer {
     return out
   }
 
-  /// Bare when safe, else double-quoted with `\`, `"`, `$`, `` ` `` and newlines escaped: read
-  /// the same by POSIX shells (`. file`), systemd's EnvironmentFile and docker's --env-file
-  /// for values without quotes.
+  /// Bare when safe, else double-quoted with `\`, `"`, `$` and `` ` `` escaped: read the same
+  /// by POSIX shells (`. file`), systemd's EnvironmentFile and docker's --env-file for values
+  /// without quotes.
+  ///
+  /// A newline stays a newline inside the quotes: neither sh nor systemd turns `\n` within
+  /// double quotes into one, so writing `\n` changed the value. The loop walks Unicode
+  /// scalars, not Characters: a quote or backtick followed by a combining mark is one
+  /// Character, and was written unescaped, which let a value end the quotes and run a
+  /// command when the file is sourced.
   private static func envValue(_ value: String) -> String {
     let safe = value.unicodeScalars.allSatisfy {
       ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "_./:@%+,=-".unicodeScalars.contains($0)
     }
     if safe { return value }
     var out = "\""
-    for c in value {
-      switch c {
-      case "\\", "\"", "$", "`": out += "\\\(c)"
-      case "\n": out += "\\n"
-      default: out.append(c)
+    for scalar in value.unicodeScalars {
+      switch scalar {
+      case "\\", "\"", "$", "`": out += "\\\(scalar)"
+      default: out.unicodeScalars.append(scalar)
       }
     }
     return out + "\""
