@@ -36,7 +36,10 @@ public actor Agent {
                                        logger: logger, hook: hook))
     }
     self.runners = runners
-    self.stateFile = StateFile(path: configuration.state.dir + "/state.json", logger: logger)
+    // Saved atomically but without fsync: the record is only written after a reload, so
+    // losing it to a power cut costs at most one repeated reload (see MappingRunner.apply),
+    // and a per-update fsync pair would double the write latency.
+    self.stateFile = StateFile(path: configuration.state.dir + "/state.json", logger: logger, fsync: false)
     self.state = SyncState()
   }
 

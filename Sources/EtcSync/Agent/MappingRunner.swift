@@ -83,25 +83,20 @@ public struct MappingRunner: Sendable {
     }
     result.rejected = plan.rejected
     let hashes = Self.hashes(plan.output)
-    // A mapping never applied before (first start, or a state file that was lost or
-    // unreadable) cannot rule out a crash between a rename and its reload: it reloads once,
-    // as the state file's documentation promises, even when every file is already right.
-    let owesReload = state.pendingReload || state.appliedRevision == 0
-    if hashes != state.files || owesReload {
-      state.pendingReload = true
-      await persist(state)
-    }
+    // The state records the files as they were at the last successful reload. A planned
+    // output that differs from that record owes a reload even when the disk already holds
+    // it (a crash came between its rename and its reload), so nothing needs saving before
+    // the write. A mapping never applied before (first start, lost or unreadable state)
+    // reloads once for the same reason; `pendingReload` from older state files is honoured.
+    let owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
     do {
       try await self.write(plan.output, previous: state.files, revision: keySpace.revision, into: &result)
     } catch {
+      // The record still describes the last reload: whatever did change is owed one later.
       result.error = "\(error)"
-      // Files that did change still need their reload: keep it owed.
-      state.pendingReload = state.pendingReload && (result.changed || owesReload)
-      await persist(state)
       return result
     }
-    state.files = hashes
-    state.appliedRevision = keySpace.revision
+    var reloadFailed = false
     if result.changed || owesReload, let reload = self.mapping.reload {
       do {
         let outcome = try await self.commands.run(reload, timeout: self.commandTimeout)
@@ -110,9 +105,16 @@ public struct MappingRunner: Sendable {
       } catch {
         result.error = "reload failed: \(error)"
       }
+      reloadFailed = !result.reloaded
     }
-    state.pendingReload = false
-    await persist(state)
+    // A failed reload leaves the record as it was, so the next change tries it again.
+    guard !reloadFailed else { return result }
+    if state.files != hashes || state.appliedRevision != keySpace.revision || state.pendingReload {
+      state.files = hashes
+      state.appliedRevision = keySpace.revision
+      state.pendingReload = false
+      await persist(state)
+    }
     return result
   }
 
