@@ -3,6 +3,16 @@ import EtcdTestSupport
 import Foundation
 import Testing
 
+/// The error a keep-alive stream ends with, iterated to its end (nil if it just finishes).
+func endingError(of stream: LeaseKeepAliveStream) async -> EtcdError? {
+  do {
+    for try await _ in stream {}
+    return nil
+  } catch {
+    return error as? EtcdError
+  }
+}
+
 @Suite("Lease against a real etcd") struct LeaseTests {
   @Test func grantTimeToLiveLeasesAndRevoke() async throws {
     try await withEtcd { etcd, _ in
@@ -66,14 +76,7 @@ import Testing
     try await EtcdServer.with { server in
       try await withEtcdClient(server.configuration()) { etcd in
         let lease = try await etcd.grant(ttl: 2)
-        let keeper = Task { () -> EtcdError? in
-          do {
-            for try await _ in etcd.keepAlive(lease.id) {}
-            return nil
-          } catch {
-            return error as? EtcdError
-          }
-        }
+        let keeper = Task { await endingError(of: etcd.keepAlive(lease.id)) }
         try await Task.sleep(for: .milliseconds(500))
         server.kill9()  // no member answers from now on
         let error = await keeper.value
@@ -87,14 +90,7 @@ import Testing
       let keeper = try await withEtcdClient(server.configuration()) { etcd in
         let lease = try await etcd.grant(ttl: 30)
         let stream = etcd.keepAlive(lease.id)
-        return Task { () -> EtcdError? in
-          do {
-            for try await _ in stream {}
-            return nil
-          } catch {
-            return error as? EtcdError
-          }
-        }
+        return Task { await endingError(of: stream) }
       }  // returns only once the client (and so the keep-alive) has shut down
       #expect(await keeper.value?.code == .clientClosed)
     }
@@ -103,14 +99,7 @@ import Testing
   @Test func keepAliveEndsWhenTheLeaseIsRevoked() async throws {
     try await withEtcd { etcd, _ in
       let lease = try await etcd.grant(ttl: 3)
-      let keeper = Task { () -> EtcdError? in
-        do {
-          for try await _ in etcd.keepAlive(lease.id) {}
-          return nil
-        } catch {
-          return error as? EtcdError
-        }
-      }
+      let keeper = Task { await endingError(of: etcd.keepAlive(lease.id)) }
       try await Task.sleep(for: .milliseconds(300))
       try await etcd.revoke(lease.id)
       let error = await keeper.value

@@ -314,9 +314,21 @@ final class Inbox: Sendable {
 
   func consumed() { self.queued.subtract(1, ordering: .relaxed) }
 
+  /// The earliest tick already armed; a later one is not armed beside it (applying due
+  /// mappings at that tick re-arms whatever is still waiting), so a burst arms one timer, not
+  /// one per input.
+  private let armed = Mutex<ContinuousClock.Instant?>(nil)
+
   func tick(at deadline: ContinuousClock.Instant) {
+    let arm = self.armed.withLock { current -> Bool in
+      if let current, current <= deadline { return false }
+      current = deadline
+      return true
+    }
+    guard arm else { return }
     Task {
       try? await Task.sleep(until: deadline)
+      self.armed.withLock { if $0 == deadline { $0 = nil } }
       self.send(.tick)
     }
   }
