@@ -60,13 +60,15 @@ final class EventCollector: Sendable {
 
   @Test func filtersAndMultiplexedWatchers() async throws {
     try await withEtcd { etcd, _ in
-      let noPuts = WatchOptions(filterPuts: true)
-      let noDeletes = WatchOptions(filterDeletes: true)
+      // Every watch starts at an explicit revision, so none depends on when it was created.
+      let start = try await etcd.put("/m-start", "").header.revision + 1
+      let noPuts = WatchOptions(startRevision: start, filterPuts: true)
+      let noDeletes = WatchOptions(startRevision: start, filterDeletes: true)
+      let from = WatchOptions(startRevision: start)
       let deletesOnly = EventCollector(etcd.watch(.prefix("/m/"), options: noPuts))
       let putsOnly = EventCollector(etcd.watch(.prefix("/m/"), options: noDeletes))
-      let single = EventCollector(etcd.watch("/m/x"))
-      let range = EventCollector(etcd.watch(.range("/m/a", "/m/c")))
-      try await Task.sleep(for: .milliseconds(300))  // let the watches be created: they start "now"
+      let single = EventCollector(etcd.watch("/m/x", options: from))
+      let range = EventCollector(etcd.watch(.range("/m/a", "/m/c"), options: from))
       for key in ["/m/a", "/m/b", "/m/c", "/m/x"] { try await etcd.put(key, "v") }
       try await etcd.delete(.prefix("/m/"))
       #expect(await putsOnly.wait { $0.events.count == 4 })
