@@ -82,7 +82,8 @@ public struct MappingRunner: Sendable {
       return result
     }
     result.rejected = plan.rejected
-    let hashes = Self.hashes(plan.output)
+    let output = self.holding(plan, previous: state.files)
+    let hashes = Self.hashes(output)
     // The state records the files as they were at the last successful reload. A planned
     // output that differs from that record owes a reload even when the disk already holds
     // it (a crash came between its rename and its reload), so nothing needs saving before
@@ -90,7 +91,7 @@ public struct MappingRunner: Sendable {
     // reloads once for the same reason; `pendingReload` from older state files is honoured.
     let owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
     do {
-      try await self.write(plan.output, previous: state.files, revision: keySpace.revision, into: &result)
+      try await self.write(output, previous: state.files, revision: keySpace.revision, into: &result)
     } catch {
       // The record still describes the last reload: whatever did change is owed one later.
       result.error = "\(error)"
@@ -164,6 +165,31 @@ public struct MappingRunner: Sendable {
     }
   }
 
+  /// The plan's output with the files of held paths (`c` once `c/d` appears) kept as they are
+  /// on disk: a conflicting key is rejected, but the file written before it stays.
+  func holding(_ plan: MappingPlan, previous: [String: ContentHash]) -> PlannedOutput {
+    guard case .tree(var files) = plan.output, !plan.held.isEmpty else { return plan.output }
+    let reader = try? self.treeReader()
+    for path in plan.held where files[path] == nil && previous[path] != nil {
+      if let bytes = try? reader?.contents(of: path) {
+        files[path] = DesiredFile(bytes: bytes, attributes: self.planner.attributes)
+      }
+    }
+    return .tree(files)
+  }
+
+  /// A reader of the tree as readers see it: the directory `..data` points at for a swapped
+  /// tree (its top-level entries are symlinks, which the writer never follows), or nil when
+  /// no tree has been swapped in yet.
+  func treeReader() throws -> AtomicWriter? {
+    var root = self.mapping.dest
+    if self.mapping.swap == .symlink {
+      guard let current = try TreeSwap(root: root).currentDirectory() else { return nil }
+      root = current.hasPrefix("/") ? current : root + "/" + current
+    }
+    return AtomicWriter(root: root)
+  }
+
   /// What the state file records for an output: path → content hash.
   static func hashes(_ output: PlannedOutput) -> [String: ContentHash] {
     switch output {
@@ -184,16 +210,9 @@ public struct MappingRunner: Sendable {
         let old = try writer.contents(of: name)
         return old == file.bytes ? [] : [(self.mapping.dest, old, file.bytes)]
       case .tree(let files):
-        // A swapped tree is read from the directory `..data` points at: its top-level
-        // entries are symlinks, which the writer never follows.
-        var root = self.mapping.dest
-        if self.mapping.swap == .symlink {
-          guard let current = try TreeSwap(root: root).currentDirectory() else {
-            return files.keys.sorted().map { (self.mapping.dest + "/" + $0, nil, files[$0]!.bytes) }
-          }
-          root = current.hasPrefix("/") ? current : root + "/" + current
+        guard let reader = try self.treeReader() else {
+          return files.keys.sorted().map { (self.mapping.dest + "/" + $0, nil, files[$0]!.bytes) }
         }
-        let reader = AtomicWriter(root: root)
         var changes: [(path: String, old: [UInt8]?, new: [UInt8]?)] = []
         for path in Set(files.keys).union(previous.keys.filter { $0 != "." }).sorted() {
           let old = try reader.contents(of: path)

@@ -38,6 +38,9 @@ public enum PlannedOutput: Sendable, Equatable {
 public struct MappingPlan: Sendable {
   public var output: PlannedOutput
   public var rejected: [KeyPathError]
+  /// Tree paths whose keys are valid but conflict with another key (`c` beside `c/d`): a
+  /// file already written for one of them stays as it was instead of being deleted.
+  public var held: Set<String> = []
 }
 
 /// The pure step of the data path: (snapshot, mapping) → desired files. It reads nothing
@@ -75,21 +78,22 @@ public struct MappingPlanner: Sendable {
       return MappingPlan(output: .file(DesiredFile(bytes: kv.value, attributes: self.attributes)), rejected: [])
 
     case .tree:
-      let (entries, rejected) = self.relativeEntries(keySpace)
+      let (entries, rejected, held) = self.relativeEntries(keySpace)
       var files: [String: DesiredFile] = [:]
       for (path, value) in entries { files[path] = DesiredFile(bytes: value, attributes: self.attributes) }
-      return MappingPlan(output: .tree(files), rejected: rejected)
+      return MappingPlan(output: .tree(files), rejected: rejected, held: held)
 
     case .format:
-      let (entries, rejected) = self.relativeEntries(keySpace)
+      let (entries, rejected, _) = self.relativeEntries(keySpace)
       let bytes = try FormatRenderer.render(self.mapping.format ?? .json, entries.map { (key: $0.0, value: $0.1) })
       return MappingPlan(output: .file(DesiredFile(bytes: bytes, attributes: self.attributes)), rejected: rejected)
     }
   }
 
   /// The mapping's keys as relative paths, in key order, without the rejected ones: keys the
-  /// path rules refuse, and keys that are both a file and a directory.
-  func relativeEntries(_ keySpace: KeySpace) -> ([(String, [UInt8])], [KeyPathError]) {
+  /// path rules refuse, and keys that are both a file and a directory (also returned as
+  /// paths, so that their old files are held).
+  func relativeEntries(_ keySpace: KeySpace) -> ([(String, [UInt8])], [KeyPathError], Set<String>) {
     let prefix = Array((self.mapping.prefix ?? "").utf8)
     var entries: [(String, [UInt8])] = []
     var rejected: [KeyPathError] = []
@@ -111,6 +115,6 @@ public struct MappingPlanner: Sendable {
         rejected.append(KeyPathError(.fileDirectoryConflict, key: keysByPath[path] ?? Array(path.utf8)))
       }
     }
-    return (entries, rejected)
+    return (entries, rejected, conflicts)
   }
 }

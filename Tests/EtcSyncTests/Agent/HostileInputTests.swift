@@ -57,6 +57,31 @@ struct HostileInputTests {
     #expect(h.messages(atLeast: .warning).filter { $0 == "key rejected" }.count == Self.expectedReasons.count)
   }
 
+  @Test("a file already written stays when a later key makes it a directory too", arguments: [Mapping.Swap.symlink, .inPlace])
+  func conflictKeepsOldFile(swap: Mapping.Swap) async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let dest = h.dir("tree")
+    let agent = try h.agent(h.configuration([Mapping(name: "tree", kind: .tree, prefixes: ["/c/"], dest: dest, swap: swap)]))
+    try await h.put("/c/c", "old file")
+    try await h.put("/c/other", "1")
+    #expect(try await agent.sync()[0].written == ["c", "other"])
+    try await h.put("/c/c/d", "child")
+    try await h.put("/c/other", "2")
+    let result = try await agent.sync()[0]
+    #expect(result.error == nil)
+    // A swapped tree reports every file of the new tree as written.
+    #expect(result.written == (swap == .inPlace ? ["other"] : ["c", "other"]) && result.deleted.isEmpty)
+    #expect(Set(result.rejected.map(\.escapedKey)) == ["/c/c", "/c/c/d"])
+    #expect(Disk.read(dest + "/c") == "old file", "the conflicting key's old file is held, not deleted")
+    #expect(Disk.read(dest + "/other") == "2")
+    // Once the conflict is gone (the child deleted), the file follows its key again.
+    try await h.delete("/c/c/d")
+    try await h.put("/c/c", "new file")
+    #expect(try await agent.sync()[0].written.contains("c"))
+    #expect(Disk.read(dest + "/c") == "new file")
+  }
+
   @Test("hostile keys are rejected from a format document too; the rest is rendered")
   func hostileKeysInFormat() async throws {
     let h = try await AgentHarness.start()
