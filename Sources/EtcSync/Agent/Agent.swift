@@ -17,10 +17,19 @@ public actor Agent {
   let logger: Logger
   let runners: [MappingRunner]
   let stateFile: StateFile
-  private var state: SyncState
+  var state: SyncState
   private(set) var keySpace = KeySpace()
   /// Mappings waiting to be applied: first and latest change.
   private var dirty: [String: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
+  /// Write-back work of each write-back mapping (pending local edits, holds, refusals).
+  var local: [String: LocalWork] = [:]
+  /// What write-back has done so far.
+  public internal(set) var writeBackStats = WriteBackStats()
+  /// Called after every applied batch and every error change (presence, metrics).
+  private var observers: [@Sendable (AgentProgress) -> Void] = []
+  private var errors: [String: String] = [:]
+  private var publishedRevision: Int64 = 0
+  private var lastPublished: AgentProgress?
   /// The latest applied batches (at most ``historyLimit``), for tests and status.
   public private(set) var history: [MappingResult] = []
   /// How many results ``history`` keeps (the latest).
@@ -91,6 +100,15 @@ public actor Agent {
   public func sync() async throws(EtcdError) -> [MappingResult] {
     self.state = self.stateFile.load()
     self.cleanTemporaryFiles()
+    // Local edits made while the agent was stopped go to etcd first (with their compare),
+    // so that the snapshot read next already holds them.
+    for runner in self.runners where runner.mapping.writeBack {
+      let mappingState = self.state[mapping: runner.mapping.name]
+      guard mappingState.appliedRevision != 0 || !mappingState.local.isEmpty else { continue }
+      if await !self.pushLocalEdits(runner, candidates: nil) {
+        throw EtcdError(.unavailable, "local edits of mapping \(runner.mapping.name) could not be pushed")
+      }
+    }
     self.keySpace = try await self.readSnapshot()
     return await self.apply(self.runners.map(\.mapping.name))
   }
@@ -113,10 +131,22 @@ public actor Agent {
     for runner in self.runners where names.contains(runner.mapping.name) {
       let clock = ContinuousClock()
       let started = clock.now
-      var mappingState = self.state[mapping: runner.mapping.name]
       let name = runner.mapping.name
-      let result = await runner.apply(snapshot, state: &mappingState) { saved in await self.save(saved, for: name) }
+      var keep: Set<String> = []
+      if runner.mapping.writeBack {
+        // A local edit the render would overwrite is pushed first; while that push travels
+        // through the watch (or etcd is unreachable) the mapping waits.
+        guard await self.guardLocalEdits(runner) else {
+          self.markDirty([name])
+          continue
+        }
+        keep = Set((self.local[name]?.refused ?? [:]).keys)
+      }
+      var mappingState = self.state[mapping: runner.mapping.name]
+      let result = await runner.apply(snapshot, state: &mappingState, keep: keep) { saved in await self.save(saved, for: name) }
+      if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep) }
       self.log(result, duration: clock.now - started)
+      self.notify(result)
       results.append(result)
       // Recorded as soon as the mapping is done, so history never lags what is on disk.
       self.history.append(result)
@@ -127,7 +157,14 @@ public actor Agent {
   }
 
   private func save(_ mappingState: MappingState, for name: String) {
+    // The runner's copy predates the write-back record kept meanwhile.
+    let local = self.state[mapping: name].local
     self.state.mappings[name] = mappingState
+    self.state.mappings[name]?.local = local
+    self.saveState()
+  }
+
+  func saveState() {
     do {
       try self.stateFile.save(self.state)
     } catch {
@@ -193,9 +230,12 @@ public actor Agent {
   /// its error, so that the process exits and its supervisor sees it.
   public func run() async throws {
     _ = try await self.sync()
+    self.publishProgress()
     let inbox = Inbox()
     var watchTask = Task { await self.pumpWatch(into: inbox) }
     defer { watchTask.cancel() }
+    let watchers = self.startLocalWatchers(into: inbox)
+    defer { watchers.forEach { $0.stop() } }
     // One loop for the daemon's whole life: a compaction restarts the watch in place (it
     // used to recurse into a second loop, one stack frame deeper per compaction).
     for await input in inbox.stream {
@@ -214,6 +254,7 @@ public actor Agent {
         // The old watch has ended; watch on from the snapshot's revision + 1.
         watchTask = Task { await self.pumpWatch(into: inbox) }
       case .failed(let error): throw error
+      case .local(let name, let paths): self.noteLocal(name, paths: paths)
       case .tick: break
       }
       // Also right after a compaction: the re-read snapshot is applied now, not when the
@@ -254,7 +295,7 @@ public actor Agent {
     self.markDirty(Array(Set(applied.flatMap { self.mappings(touching: $0.kv.key) })))
   }
 
-  private func markDirty(_ names: [String]) {
+  func markDirty(_ names: [String]) {
     let now = ContinuousClock.now
     for name in names { self.dirty[name] = (self.dirty[name]?.first ?? now, now) }
   }
@@ -271,8 +312,11 @@ public actor Agent {
     // judged against the same queue.
     let queued = inbox.pending
     var due: [String] = []
-    var next: ContinuousClock.Instant?
+    var next = await self.flushLocalEdits(now: now)
     for (name, times) in self.dirty {
+      // A push of ours (or a conflict's winner) is on its way through the watch: its
+      // response re-checks this mapping.
+      if let hold = self.local[name]?.holdUntil, hold > self.keySpace.revision { continue }
       let wait = self.runners.first { $0.mapping.name == name }?.mapping.wait
       let quietAt = times.last + (wait?.min ?? .zero)
       let latest = times.first + (wait?.max ?? Self.defaultMaxDelay)
@@ -287,16 +331,90 @@ public actor Agent {
     for name in due { self.dirty[name] = nil }
     if !due.isEmpty { _ = await self.apply(due) }
     if let next { inbox.tick(at: next) }
+    self.publishProgress()
+  }
+
+  /// Starts one inotify watcher per write-back mapping, feeding changed paths into the inbox.
+  private func startLocalWatchers(into inbox: Inbox) -> [DirectoryWatcher] {
+    var watchers: [DirectoryWatcher] = []
+    for runner in self.runners where runner.mapping.writeBack {
+      let scanner = LocalScanner(mapping: runner.mapping)
+      let name = runner.mapping.name
+      let watcher: DirectoryWatcher
+      do {
+        watcher = try DirectoryWatcher(root: scanner.watchedDirectory, recursive: runner.mapping.kind == .tree)
+      } catch {
+        self.logger.error("local edits cannot be watched; write-back is off for this mapping", metadata: [
+          "mapping.name": "\(name)", "file.path": "\(scanner.watchedDirectory)", "error": "\(error)",
+        ])
+        continue
+      }
+      watchers.append(watcher)
+      Task {
+        for await batch in watcher.changes {
+          if batch.contains(where: { $0.kind == .overflow }) {
+            inbox.send(.local(name, nil))
+            continue
+          }
+          let paths = Set(batch.compactMap { scanner.recordPath(forChanged: $0.path) })
+          if !paths.isEmpty { inbox.send(.local(name, paths)) }
+        }
+      }
+      // Edits between the first sync's scan and the watch's start are not missed.
+      self.noteLocal(name, paths: nil)
+    }
+    return watchers
+  }
+
+  // MARK: Progress
+
+  /// Registers `observer`, called with the agent's progress after every applied batch.
+  public func observe(_ observer: @escaping @Sendable (AgentProgress) -> Void) {
+    self.observers.append(observer)
+    observer(self.progress)
+  }
+
+  /// The revision every file holds and the mappings now failing.
+  public var progress: AgentProgress {
+    AgentProgress(appliedRevision: self.publishedRevision, errors: self.errors)
+  }
+
+  private func notify(_ result: MappingResult) {
+    self.errors[result.mapping] = result.error
+  }
+
+  /// Tells observers when the applied revision or the errors changed. The revision is the
+  /// snapshot's only once no mapping waits to be applied: until then some file still holds
+  /// an older one.
+  private func publishProgress() {
+    if self.dirty.isEmpty { self.publishedRevision = self.keySpace.revision }
+    let progress = self.progress
+    guard progress != self.lastPublished else { return }
+    self.lastPublished = progress
+    for observer in self.observers { observer(progress) }
   }
 
   /// The longest a change waits under sustained load when a mapping sets no `wait`.
   static let defaultMaxDelay: Duration = .seconds(1)
 }
 
+/// Where an agent is: the revision all of its files hold, and the mappings failing now.
+public struct AgentProgress: Sendable, Hashable {
+  /// The revision whose content every mapping's files hold.
+  public var appliedRevision: Int64
+  /// The current error of each failing mapping, by name.
+  public var errors: [String: String]
+
+  /// The most recent failure, described with its mapping (nil when none is failing).
+  public var lastError: String? {
+    self.errors.sorted { $0.key < $1.key }.first.map { "mapping \($0.key): \($0.value)" }
+  }
+}
+
 /// The daemon's single input queue: watch responses, compaction, and timer ticks. It counts
 /// what is queued, so the loop can coalesce a burst before rendering.
 final class Inbox: Sendable {
-  enum Input: Sendable { case response(WatchResponse), compacted, failed(any Error), tick }
+  enum Input: Sendable { case response(WatchResponse), compacted, failed(any Error), local(String, Set<String>?), tick }
   let stream: AsyncStream<Input>
   private let continuation: AsyncStream<Input>.Continuation
   private let queued = Atomic<Int>(0)

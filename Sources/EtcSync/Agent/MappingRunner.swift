@@ -70,11 +70,15 @@ public struct MappingRunner: Sendable {
   /// Brings the mapping's files to the snapshot, and runs the reload if anything changed (or
   /// a reload is still owed from before a crash). `state` records the files written and the
   /// owed reload; `persist` saves it before files change, so a crash mid-way is recovered.
+  ///
+  /// `keep` (write-back) names paths whose local files must stay as they are: a local edit
+  /// that could not be pushed (too large for etcd, say) is neither overwritten nor deleted.
   public func apply(
-    _ keySpace: KeySpace, state: inout MappingState, persist: @Sendable (MappingState) async -> Void
+    _ keySpace: KeySpace, state: inout MappingState, keep: Set<String> = [],
+    persist: @Sendable (MappingState) async -> Void
   ) async -> MappingResult {
     var result = MappingResult(mapping: self.mapping.name, revision: keySpace.revision)
-    let plan: MappingPlan
+    var plan: MappingPlan
     do {
       plan = try self.planner.plan(keySpace)
     } catch {
@@ -82,7 +86,15 @@ public struct MappingRunner: Sendable {
       return result
     }
     result.rejected = plan.rejected
-    let output = self.holding(plan, previous: state.files)
+    if !keep.isEmpty {
+      switch plan.output {
+      case .file: return result
+      case .tree(let files):
+        plan.output = .tree(files.filter { !keep.contains($0.key) })
+        plan.held.formUnion(keep)
+      }
+    }
+    let output = self.holding(plan, previous: state.files, keep: keep)
     let hashes = Self.hashes(output)
     // The state records the files as they were at the last successful reload. A planned
     // output that differs from that record owes a reload even when the disk already holds
@@ -91,7 +103,7 @@ public struct MappingRunner: Sendable {
     // reloads once for the same reason; `pendingReload` from older state files is honoured.
     let owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
     do {
-      try await self.write(output, previous: state.files, revision: keySpace.revision, into: &result)
+      try await self.write(output, previous: state.files, keep: keep, revision: keySpace.revision, into: &result)
     } catch {
       // The record still describes the last reload: whatever did change is owed one later.
       result.error = "\(error)"
@@ -119,7 +131,8 @@ public struct MappingRunner: Sendable {
     return result
   }
 
-  private func write(_ output: PlannedOutput, previous: [String: ContentHash], revision: Int64, into result: inout MappingResult) async throws {
+  private func write(_ output: PlannedOutput, previous: [String: ContentHash], keep: Set<String>, revision: Int64,
+                     into result: inout MappingResult) async throws {
     switch output {
     case .file(let file):
       var options = AtomicWriter.Options()
@@ -144,7 +157,7 @@ public struct MappingRunner: Sendable {
       let writer = TreeWriter(root: self.mapping.dest, strategy: strategy,
                               directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook)
       // Only keys that were written before and are gone now are deleted.
-      let deleted = previous.keys.filter { files[$0] == nil }
+      let deleted = previous.keys.filter { files[$0] == nil && !keep.contains($0) }
       let current = strategy == .atomicSwap ? try? writer.swap.currentDirectory() : nil
       let report: TreeWriter.Report
       do {
@@ -167,10 +180,10 @@ public struct MappingRunner: Sendable {
 
   /// The plan's output with the files of held paths (`c` once `c/d` appears) kept as they are
   /// on disk: a conflicting key is rejected, but the file written before it stays.
-  func holding(_ plan: MappingPlan, previous: [String: ContentHash]) -> PlannedOutput {
+  func holding(_ plan: MappingPlan, previous: [String: ContentHash], keep: Set<String> = []) -> PlannedOutput {
     guard case .tree(var files) = plan.output, !plan.held.isEmpty else { return plan.output }
     let reader = try? self.treeReader()
-    for path in plan.held where files[path] == nil && previous[path] != nil {
+    for path in plan.held where files[path] == nil && previous[path] != nil && !keep.contains(path) {
       if let bytes = try? reader?.contents(of: path) {
         files[path] = DesiredFile(bytes: bytes, attributes: self.planner.attributes)
       }
@@ -188,6 +201,22 @@ public struct MappingRunner: Sendable {
       root = current.hasPrefix("/") ? current : root + "/" + current
     }
     return AtomicWriter(root: root)
+  }
+
+  /// What a write-back mapping's files hold at this snapshot, by record path: each tree
+  /// file; the one file as `.`; a document as `.` plus each entry by its relative key. Nil
+  /// when the mapping cannot be planned.
+  func localView(_ keySpace: KeySpace) -> [String: [UInt8]]? {
+    guard let plan = try? self.planner.plan(keySpace) else { return nil }
+    switch plan.output {
+    case .tree(let files): return files.mapValues(\.bytes)
+    case .file(let file):
+      var view = [".": file.bytes]
+      if self.mapping.kind == .format {
+        for (path, value) in self.planner.relativeEntries(keySpace).0 { view[path] = value }
+      }
+      return view
+    }
   }
 
   /// What the state file records for an output: path → content hash.

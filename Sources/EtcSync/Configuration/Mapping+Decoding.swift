@@ -144,7 +144,23 @@ extension Mapping {
     self.writeBack = try map.bool("writeBack") ?? false
     if let conflict = try map["conflict"]?.oneOf(ConflictPolicy.self) { self.conflict = conflict }
     self.deletes = try map.bool("deletes") ?? false
-    guard !self.writeBack else { return }
+    if self.writeBack {
+      // A swapped tree is a read-only view (its files live in a hidden directory that the
+      // next swap replaces, and an editor saving over a top-level symlink replaces the link):
+      // local edits need real files, so a write-back tree is written in place.
+      if self.kind == .tree {
+        if map["swap"] != nil, self.swap == .symlink {
+          throw map.error(at: "swap", .conflict, "a write-back tree is written in place; remove swap: symlink or set swap: in-place")
+        }
+        self.swap = .inPlace
+      }
+      // Only JSON and YAML read back to the keys they came from: env and properties rename
+      // keys (db/host → DB_HOST), and no TOML reader is available here.
+      if self.kind == .format, let format = self.format, format != .json, format != .yaml {
+        throw map.error(at: "writeBack", .conflict, "write-back of a format mapping needs format json or yaml; \(format.rawValue) does not read back to its keys")
+      }
+      return
+    }
     if map.has("conflict") {
       throw map.error(at: "conflict", .conflict, "only used with writeBack: true")
     }

@@ -74,7 +74,8 @@ public struct Mapping: Sendable, Equatable {
   public var commandTimeout: Duration?
   /// Quiescence of this mapping; `nil` uses the global `wait`.
   public var wait: WaitSettings?
-  /// How a `tree` replaces its files (default `.symlink`); ignored by other kinds.
+  /// How a `tree` replaces its files (default `.symlink`; always `.inPlace` with write-back);
+  /// ignored by other kinds.
   public var swap: Swap
   /// The document format of a `format` mapping.
   public var format: Format?
@@ -123,7 +124,9 @@ public struct Mapping: Sendable, Equatable {
     self.reload = reload
     self.commandTimeout = commandTimeout
     self.wait = wait
-    self.swap = swap
+    // A write-back tree needs real files to edit: it is always written in place (the
+    // configuration file refuses `swap: symlink` beside `writeBack: true`).
+    self.swap = writeBack && kind == .tree ? .inPlace : swap
     self.format = format
     self.writeBack = writeBack
     self.conflict = conflict

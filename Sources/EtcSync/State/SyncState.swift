@@ -45,6 +45,21 @@ public struct ContentHash: Hashable, Sendable, Codable, CustomStringConvertible 
   }
 }
 
+/// The bytes a write-back mapping's file had when the agent last wrote or pushed it, and the
+/// mod revision of its key then: the base of a local edit's compare-and-swap.
+public struct LocalRecord: Hashable, Sendable, Codable {
+  /// The content hash of the file's bytes.
+  public var hash: ContentHash
+  /// The key's mod revision those bytes came from (or were pushed at).
+  public var revision: Int64
+
+  /// Creates a record.
+  public init(hash: ContentHash, revision: Int64) {
+    self.hash = hash
+    self.revision = revision
+  }
+}
+
 /// What the agent has applied for one mapping.
 public struct MappingState: Hashable, Sendable, Codable {
   /// The etcd revision the mapping's files reflect.
@@ -55,12 +70,18 @@ public struct MappingState: Hashable, Sendable, Codable {
   /// Set (and saved) before a batch's files are written, cleared after its reload ran: a
   /// crash in between leaves it set, and the reload runs at the next start.
   public var pendingReload: Bool
+  /// Write-back mappings only: what is on disk now at each path as far as the agent knows
+  /// (it wrote it, or pushed it), with the mod revision of its key. A file whose bytes differ
+  /// from this record is a local edit, also one made while the agent was stopped.
+  public var local: [String: LocalRecord]
 
   /// Creates a mapping state.
-  public init(appliedRevision: Int64 = 0, files: [String: ContentHash] = [:], pendingReload: Bool = false) {
+  public init(appliedRevision: Int64 = 0, files: [String: ContentHash] = [:], pendingReload: Bool = false,
+              local: [String: LocalRecord] = [:]) {
     self.appliedRevision = appliedRevision
     self.files = files
     self.pendingReload = pendingReload
+    self.local = local
   }
 
   public init(from decoder: any Decoder) throws {
@@ -68,6 +89,7 @@ public struct MappingState: Hashable, Sendable, Codable {
     appliedRevision = try container.decodeIfPresent(Int64.self, forKey: .appliedRevision) ?? 0
     files = try container.decodeIfPresent([String: ContentHash].self, forKey: .files) ?? [:]
     pendingReload = try container.decodeIfPresent(Bool.self, forKey: .pendingReload) ?? false
+    local = try container.decodeIfPresent([String: LocalRecord].self, forKey: .local) ?? [:]
   }
 }
 

@@ -89,7 +89,12 @@ func runTool(_ argv: [String]) -> (status: Int32, output: String) {
 struct RecordingLogHandler: LogHandler {
   final class Store: Sendable {
     let records = Mutex<[(Logger.Level, String)]>([])
+    let details = Mutex<[(message: String, metadata: [String: String])]>([])
     var all: [(Logger.Level, String)] { records.withLock { $0 } }
+    /// The metadata of every record with `message`, values as text.
+    func metadata(of message: String) -> [[String: String]] {
+      details.withLock { $0.filter { $0.message == message }.map(\.metadata) }
+    }
   }
 
   let store: Store
@@ -103,6 +108,8 @@ struct RecordingLogHandler: LogHandler {
 
   func log(event: LogEvent) {
     store.records.withLock { $0.append((event.level, event.message.description)) }
+    let merged = self.metadata.merging(event.metadata ?? [:]) { $1 }
+    store.details.withLock { $0.append((event.message.description, merged.mapValues { "\($0)" })) }
   }
 
   /// A logger whose records land in a new store.

@@ -1,0 +1,348 @@
+import EtcdClient
+import Foundation
+import Logging
+
+/// Counts of what write-back did, for tests, `status` and metrics.
+public struct WriteBackStats: Sendable, Hashable {
+  /// Keys put or deleted because of local edits.
+  public var pushed = 0
+  /// Local edits that lost to a newer etcd value (or won, with `local-wins`).
+  public var conflicts = 0
+  /// Local files refused: too large for etcd, unreadable, or a document that is not flat.
+  public var refused = 0
+}
+
+/// The write-back state of one mapping that lives only while the agent runs.
+struct LocalWork: Sendable {
+  /// Paths reported changed by inotify and not yet scanned (nil: scan everything).
+  var pending: Set<String>? = []
+  var first: ContinuousClock.Instant?
+  var last: ContinuousClock.Instant?
+  /// The mapping is not rendered until the snapshot reaches this revision: a push (or a
+  /// conflict's winner) at that revision is on its way through the watch.
+  var holdUntil: Int64 = 0
+  /// Paths whose local edit lost a conflict: the next render overwrites them with etcd's
+  /// value instead of taking them for new edits.
+  var overwrite: Set<String> = []
+  /// Local files kept as they are because they cannot be pushed (path → the bytes' hash).
+  var refused: [String: ContentHash] = [:]
+  /// When to retry after etcd was unreachable.
+  var retryAt: ContinuousClock.Instant?
+  var hasPending: Bool { self.pending == nil || !(self.pending ?? []).isEmpty }
+}
+
+extension Agent {
+  /// The largest key plus value a write-back puts: etcd's default request limit
+  /// (`--max-request-bytes`, 1.5 MiB) less room for the request's framing.
+  static let writeBackLimit = 1_572_864 - 512
+  /// How long a burst of local edits is coalesced before it is pushed.
+  static let localQuietPeriod: Duration = .milliseconds(50)
+  /// How many changes go into one Txn (etcd's default `--max-txn-ops` is 128).
+  static let maxTxnOps = 128
+
+  /// Notes paths the watcher reported changed under a write-back mapping.
+  func noteLocal(_ name: String, paths: Set<String>?) {
+    let now = ContinuousClock.now
+    var work = self.local[name] ?? LocalWork()
+    if let paths, let pending = work.pending { work.pending = pending.union(paths) } else { work.pending = nil }
+    work.first = work.first ?? now
+    work.last = now
+    self.local[name] = work
+  }
+
+  /// Pushes the local edits whose quiet period is over; returns when to look again.
+  func flushLocalEdits(now: ContinuousClock.Instant) async -> ContinuousClock.Instant? {
+    var next: ContinuousClock.Instant?
+    for runner in self.runners where runner.mapping.writeBack {
+      let name = runner.mapping.name
+      guard var work = self.local[name], work.hasPending else { continue }
+      // Held: etcd's newer value (or our own push) has not reached the files yet; an edit
+      // now could not say which revision it is based on. It waits for the render.
+      if work.holdUntil > self.keySpace.revision { continue }
+      if let retryAt = work.retryAt, now < retryAt {
+        next = next.map { min($0, retryAt) } ?? retryAt
+        continue
+      }
+      let quietAt = (work.last ?? now) + Self.localQuietPeriod
+      let latest = (work.first ?? now) + Self.defaultMaxDelay
+      guard now >= quietAt || now >= latest else {
+        next = next.map { min($0, quietAt) } ?? quietAt
+        continue
+      }
+      let candidates = work.pending
+      work.pending = []
+      work.first = nil
+      work.last = nil
+      self.local[name] = work
+      if await !self.pushLocalEdits(runner, candidates: candidates) {
+        let retryAt = now + .seconds(1)
+        self.local[name, default: LocalWork()].retryAt = retryAt
+        self.noteLocal(name, paths: candidates)
+        next = next.map { min($0, retryAt) } ?? retryAt
+      } else {
+        self.local[name, default: LocalWork()].retryAt = nil
+      }
+    }
+    return next
+  }
+
+  /// Before a write-back mapping is rendered: pushes local edits among the paths the render
+  /// would change, which inotify may not have reported yet. Returns false when the render
+  /// must wait (a push is on its way through the watch, or etcd is unreachable).
+  func guardLocalEdits(_ runner: MappingRunner) async -> Bool {
+    let name = runner.mapping.name
+    let mappingState = self.state[mapping: name]
+    // The first sync adopts etcd's content: there is no record to tell an edit from a file
+    // that was simply there before.
+    if mappingState.appliedRevision == 0 && mappingState.local.isEmpty { return true }
+    guard let view = runner.localView(self.keySpace) else { return true }
+    let work = self.local[name] ?? LocalWork()
+    var candidates = work.pending ?? Set(view.keys).union(mappingState.local.keys)
+    for (path, bytes) in view where mappingState.local[path]?.hash != ContentHash(of: bytes) { candidates.insert(path) }
+    for path in mappingState.local.keys where view[path] == nil { candidates.insert(path) }
+    candidates.subtract(work.overwrite)
+    if runner.mapping.kind == .format && candidates.isEmpty { return true }
+    if candidates.isEmpty { return true }
+    self.local[name, default: LocalWork()].pending = []
+    guard await self.pushLocalEdits(runner, candidates: candidates) else {
+      self.noteLocal(name, paths: candidates)
+      return false
+    }
+    return (self.local[name]?.holdUntil ?? 0) <= self.keySpace.revision
+  }
+
+  /// Scans `candidates` and pushes what changed. False when etcd could not be reached (the
+  /// edits stay on disk and are found again by the next scan).
+  func pushLocalEdits(_ runner: MappingRunner, candidates: Set<String>?) async -> Bool {
+    let name = runner.mapping.name
+    let scanner = LocalScanner(mapping: runner.mapping)
+    let record = self.state[mapping: name].local
+    var (changes, problems) = scanner.scan(candidates, record: record)
+    var work = self.local[name] ?? LocalWork()
+    // A refused file stays refused until its bytes change.
+    changes.removeAll { change in
+      guard let refusedHash = work.refused[change.path] else { return false }
+      if let value = change.value, ContentHash(of: value) == refusedHash { return true }
+      work.refused[change.path] = nil
+      return false
+    }
+    for problem in problems {
+      self.logger.error("local file not pushed", metadata: [
+        "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, problem.path))", "error": "\(problem.message)",
+      ])
+      self.writeBackStats.refused += 1
+      if let bytes = try? scanner.read(problem.path) { work.refused[problem.path] = ContentHash(of: bytes) }
+    }
+    var ready: [LocalChange] = []
+    for change in changes {
+      if let value = change.value, value.count + change.key.count > Self.writeBackLimit {
+        self.logger.error("local file too large for etcd; not pushed, the local file is kept", metadata: [
+          "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, change.path))",
+          "etcd.key": "\(escapeBytes(change.key))", "bytes": "\(value.count)", "limit": "\(Self.writeBackLimit)",
+        ])
+        self.writeBackStats.refused += 1
+        work.refused[change.path] = ContentHash(of: value)
+        continue
+      }
+      if change.value == nil && !runner.mapping.deletes {
+        self.logger.notice("local delete not pushed (deletes: false); the file is restored", metadata: [
+          "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, change.path))",
+        ])
+        work.overwrite.insert(change.path)
+        self.markDirty([name])
+        continue
+      }
+      ready.append(change)
+    }
+    self.local[name] = work
+    guard !ready.isEmpty else { return true }
+    var start = 0
+    while start < ready.count {
+      let chunk = Array(ready[start..<min(start + Self.maxTxnOps, ready.count)])
+      start += chunk.count
+      do {
+        try await self.pushChunk(runner, chunk)
+      } catch {
+        self.logger.warning("local edits not pushed yet; etcd is unreachable, retrying", metadata: [
+          "mapping.name": "\(name)", "files": "\(ready.count - start + chunk.count)", "error": "\(error)",
+        ])
+        return false
+      }
+    }
+    self.saveState()
+    return true
+  }
+
+  /// One Txn for up to ``maxTxnOps`` changes: every key's mod revision must still be the
+  /// local copy's base. When one has moved on, each change is resolved on its own.
+  private func pushChunk(_ runner: MappingRunner, _ chunk: [LocalChange]) async throws(EtcdError) {
+    let compares = chunk.map { Compare(KeyRange(key: $0.key), .modRevision($0.base), .equal) }
+    let ops = chunk.map { change in
+      change.value.map { Op.put(key: change.key, value: $0) } ?? Op.delete(KeyRange(key: change.key))
+    }
+    let response = try await self.client.txn(if: compares, then: ops)
+    if response.succeeded {
+      self.pushed(runner, chunk, at: response.header.revision)
+      return
+    }
+    for change in chunk { try await self.pushOne(runner, change) }
+  }
+
+  /// Pushes one change with its compare; on a conflict applies the mapping's policy.
+  private func pushOne(_ runner: MappingRunner, _ change: LocalChange) async throws(EtcdError) {
+    var change = change
+    for _ in 0..<5 {
+      let op = change.value.map { Op.put(key: change.key, value: $0) } ?? Op.delete(KeyRange(key: change.key))
+      let response = try await self.client.txn(
+        if: [Compare(KeyRange(key: change.key), .modRevision(change.base), .equal)], then: [op],
+        else: [.get(KeyRange(key: change.key))])
+      if response.succeeded {
+        self.pushed(runner, [change], at: response.header.revision)
+        return
+      }
+      let current = response.responses.first?.get?.kvs.first
+      // Already what the local file holds (another agent pushed the same edit): nothing to do.
+      if current?.value == change.value {
+        self.adopt(runner, change, revision: current?.modRevision ?? response.header.revision)
+        return
+      }
+      let currentRevision = current?.modRevision ?? response.header.revision
+      switch runner.mapping.conflict {
+      case .localWins:
+        self.logger.warning("write-back conflict: the local edit overwrites etcd's newer value (conflict: local-wins)", metadata: [
+          "mapping.name": "\(runner.mapping.name)", "etcd.key": "\(escapeBytes(change.key))",
+          "base.revision": "\(change.base)", "etcd.revision": "\(currentRevision)",
+        ])
+        self.writeBackStats.conflicts += 1
+        change.base = current?.modRevision ?? 0
+        continue
+      case .etcdWins:
+        await self.lostConflict(runner, change, etcdRevision: currentRevision)
+        return
+      }
+    }
+    throw EtcdError(.unavailable, "key \(escapeBytes(change.key)) kept changing; the local edit is retried later")
+  }
+
+  /// Records a successful push: the local bytes are now the key's value at `revision`.
+  private func pushed(_ runner: MappingRunner, _ changes: [LocalChange], at revision: Int64) {
+    let name = runner.mapping.name
+    var mappingState = self.state[mapping: name]
+    for change in changes {
+      mappingState.local[change.path] = change.value.map { LocalRecord(hash: ContentHash(of: $0), revision: revision) }
+      self.logger.info(change.value == nil ? "local delete pushed" : "local edit pushed", metadata: [
+        "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, change.path))",
+        "etcd.key": "\(escapeBytes(change.key))", "etcd.revision": "\(revision)",
+      ])
+    }
+    self.recordDocument(runner, &mappingState)
+    self.state.mappings[name] = mappingState
+    self.writeBackStats.pushed += changes.count
+    self.local[name, default: LocalWork()].holdUntil = max(self.local[name]?.holdUntil ?? 0, revision)
+  }
+
+  /// The key already holds the local bytes.
+  private func adopt(_ runner: MappingRunner, _ change: LocalChange, revision: Int64) {
+    let name = runner.mapping.name
+    var mappingState = self.state[mapping: name]
+    mappingState.local[change.path] = change.value.map { LocalRecord(hash: ContentHash(of: $0), revision: revision) }
+    self.recordDocument(runner, &mappingState)
+    self.state.mappings[name] = mappingState
+    self.local[name, default: LocalWork()].holdUntil = max(self.local[name]?.holdUntil ?? 0, revision)
+  }
+
+  /// A document's own record follows the bytes on disk once its entries are pushed, so the
+  /// next render (etcd's canonical form of the same entries) is not taken for an edit.
+  private func recordDocument(_ runner: MappingRunner, _ mappingState: inout MappingState) {
+    guard runner.mapping.kind == .format, let bytes = try? LocalScanner(mapping: runner.mapping).read(".") else { return }
+    mappingState.local["."] = LocalRecord(hash: ContentHash(of: bytes), revision: mappingState.local["."]?.revision ?? 0)
+  }
+
+  /// etcd wins: the local bytes are kept beside the file as `NAME.conflict.REV`, and the
+  /// next render writes etcd's value over the file.
+  private func lostConflict(_ runner: MappingRunner, _ change: LocalChange, etcdRevision: Int64) async {
+    let name = runner.mapping.name
+    var copy = "-"
+    if runner.mapping.kind == .format {
+      // The whole edited document is what the user wrote; keep that.
+      if let bytes = try? LocalScanner(mapping: runner.mapping).read(".") {
+        copy = await self.keepConflictCopy(runner, path: ".", bytes: bytes, revision: etcdRevision) ?? "-"
+      }
+    } else if let value = change.value {
+      copy = await self.keepConflictCopy(runner, path: change.path, bytes: value, revision: etcdRevision) ?? "-"
+    }
+    self.logger.warning("write-back conflict: etcd changed the key since the local copy; etcd wins", metadata: [
+      "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, change.path))",
+      "etcd.key": "\(escapeBytes(change.key))", "base.revision": "\(change.base)",
+      "etcd.revision": "\(etcdRevision)", "conflict.copy": "\(copy)",
+    ])
+    self.writeBackStats.conflicts += 1
+    var work = self.local[name] ?? LocalWork()
+    work.overwrite.insert(runner.mapping.kind == .format ? "." : change.path)
+    work.holdUntil = max(work.holdUntil, etcdRevision)
+    self.local[name] = work
+    self.markDirty([name])
+  }
+
+  /// Writes `bytes` beside the file as `NAME.conflict.REV`; returns its path.
+  private func keepConflictCopy(_ runner: MappingRunner, path: String, bytes: [UInt8], revision: Int64) async -> String? {
+    let file = DesiredFile(bytes: bytes, attributes: runner.planner.attributes)
+    var options = AtomicWriter.Options()
+    options.createDirectories = false
+    let target: String
+    let writer: AtomicWriter
+    if runner.mapping.kind == .tree {
+      writer = AtomicWriter(root: runner.mapping.dest, options: options)
+      target = path + ".conflict.\(revision)"
+    } else {
+      let (fileWriter, name) = AtomicWriter.forFile(runner.mapping.dest, options: options)
+      writer = fileWriter
+      target = name + ".conflict.\(revision)"
+    }
+    do {
+      try await writer.write(file, to: target)
+      return writer.root == "/" ? "/" + target : writer.root + "/" + target
+    } catch {
+      self.logger.error("cannot keep the conflicting local edit", metadata: [
+        "mapping.name": "\(runner.mapping.name)", "file.path": "\(target)", "error": "\(error)",
+      ])
+      return nil
+    }
+  }
+
+  /// After a render of a write-back mapping: the record follows what is now on disk.
+  func recordLocal(_ runner: MappingRunner, _ result: MappingResult, keep: Set<String>) {
+    let name = runner.mapping.name
+    guard let view = runner.localView(self.keySpace) else { return }
+    let scanner = LocalScanner(mapping: runner.mapping)
+    var mappingState = self.state[mapping: name]
+    var local = mappingState.local
+    for (path, bytes) in view where !keep.contains(path) {
+      let hash = ContentHash(of: bytes)
+      let onDisk = path == "." || runner.mapping.kind != .format
+      // After a failure only what really is on disk is recorded: a file the writer could not
+      // replace still holds its old bytes, which must not pass for a local edit.
+      if result.failed, onDisk, (try? scanner.read(path)).flatMap({ $0.map { ContentHash(of: $0) } }) != hash { continue }
+      let key = runner.mapping.kind == .format && path == "." ? nil : scanner.key(for: path)
+      let revision = key.flatMap { self.keySpace[$0]?.modRevision } ?? self.keySpace.revision
+      local[path] = LocalRecord(hash: hash, revision: revision)
+    }
+    for path in local.keys where view[path] == nil && !keep.contains(path) {
+      if runner.mapping.kind == .format || (try? scanner.read(path)) == nil { local[path] = nil }
+    }
+    if local != mappingState.local {
+      mappingState.local = local
+      self.state.mappings[name] = mappingState
+      self.saveState()
+    }
+    if !result.failed { self.local[name]?.overwrite = [] }
+  }
+
+  func displayPath(_ runner: MappingRunner, _ path: String) -> String {
+    switch runner.mapping.kind {
+    case .tree: return runner.mapping.dest + "/" + path
+    case .format where path != ".": return runner.mapping.dest + " (entry \(path))"
+    default: return runner.mapping.dest
+    }
+  }
+}
