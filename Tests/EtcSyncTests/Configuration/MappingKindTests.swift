@@ -41,6 +41,8 @@ struct MappingKindTests {
       ("kind: file\nkey: /k\nprefix: /a/", "prefix", "not used by a file mapping; it applies to kinds template, tree and format"),
       ("kind: file\nkey: /k\nswap: in-place", "swap", "not used by a file mapping; it applies to kind tree"),
       ("kind: format\nformat: env\nprefix: /a/\nkey: /k", "key", "not used by a format mapping; it applies to kind file"),
+      ("kind: tree\nprefix: /a/\nwriteBack: true\nswap: symlink", "swap", "a write-back tree is written in place; remove swap: symlink or set swap: in-place"),
+      ("kind: format\nformat: env\nprefix: /a/\nwriteBack: true", "writeBack", "write-back of a format mapping needs format json or yaml; env does not read back to its keys"),
     ])
   func notApplicable(body: String, key: String, message: String) throws {
     let error = try #require(loadConfigurationError(yamlWithOneMapping("name: a\ndest: /a\n" + body)))
