@@ -22,9 +22,9 @@ struct GlobalOptions: ParsableArguments {
 
   /// Loads the configuration with flags > environment > file > defaults, and bootstraps
   /// logging. Exits with status 2 on any configuration error, naming file, line and field.
-  func load(checkFiles: Bool = false) throws -> (AgentConfiguration, Logger) {
+  func load(checkFiles: Bool = false, fileOptional: Bool = false) throws -> (AgentConfiguration, Logger) {
     do {
-      let configuration = try self.configuration(checkFiles: checkFiles)
+      let configuration = try self.configuration(checkFiles: checkFiles, fileOptional: fileOptional)
       return (configuration, Self.bootstrap(configuration.log))
     } catch let error as ConfigurationError {
       FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
@@ -33,7 +33,9 @@ struct GlobalOptions: ParsableArguments {
   }
 
   /// Loads the configuration (flags > environment > file > defaults) without touching logging.
-  func configuration(checkFiles: Bool = false) throws(ConfigurationError) -> AgentConfiguration {
+  /// With `fileOptional` (`etcsync status`), a default configuration file that does not exist
+  /// is no error: flags and the environment are enough to reach etcd.
+  func configuration(checkFiles: Bool = false, fileOptional: Bool = false) throws(ConfigurationError) -> AgentConfiguration {
     let environment = ProcessInfo.processInfo.environment
     var overrides = try ConfigurationOverrides(environment: environment)
     if !self.endpoints.isEmpty { overrides.endpoints = self.endpoints.flatMap { $0.split(separator: ",").map(String.init) } }
@@ -56,6 +58,9 @@ struct GlobalOptions: ParsableArguments {
       overrides.logLevel = level
     }
     let path = self.config ?? AgentConfiguration.defaultPath(environment: environment)
+    if fileOptional, self.config == nil, environment["ETCSYNC_CONFIG"] == nil, !FileManager.default.fileExists(atPath: path) {
+      return try AgentConfiguration.load(yaml: "{}", sourceName: "<defaults>", environment: environment, overrides: overrides)
+    }
     return try AgentConfiguration.load(path: path, environment: environment, overrides: overrides, checkFiles: checkFiles)
   }
 

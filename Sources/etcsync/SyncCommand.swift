@@ -64,20 +64,55 @@ struct RunCommand: AsyncParsableCommand {
     let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { control.stop() }
     let hangups = SignalWatcher(signals: [SIGHUP]) { control.reload() }
     defer { signals.cancel(); hangups.cancel() }
-    while true {
-      let reload = try await withAgentClient(configuration, logger: logger, timeout: self.timeout) { client in
-        let agent = try Agent(configuration: configuration, client: client, logger: logger)
-        let task = Task { try await agent.run() }
-        control.attach(task)
-        do { try await task.value } catch is CancellationError {}
-        return control.takeReload()
+    // One client (and one presence lease) for as long as the etcd and presence settings
+    // stay the same; a SIGHUP that changes them reconnects.
+    var reconnect = true
+    while reconnect {
+      reconnect = false
+      let current = configuration
+      let next = try await withAgentClient(current, logger: logger, timeout: self.timeout) { client in
+        let presence = current.presence.map {
+          Presence(settings: $0, client: client, logger: logger, mappings: current.mappings.map(\.name))
+        }
+        let presenceTask = presence.map { presence in Task { await presence.run() } }
+        var running = current
+        var reconnectWith: AgentConfiguration?
+        do {
+          while true {
+            let agent = try Agent(configuration: running, client: client, logger: logger)
+            if let presence {
+              await presence.setMappings(running.mappings.map(\.name))
+              await agent.observe { presence.report($0) }
+            }
+            let task = Task { try await agent.run() }
+            control.attach(task)
+            do { try await task.value } catch is CancellationError {}
+            guard control.takeReload() else { break }
+            do {
+              let reloaded = try self.options.configuration()
+              logger.info("configuration reloaded", metadata: ["mappings": "\(reloaded.mappings.count)"])
+              if reloaded.etcd != running.etcd || reloaded.presence != running.presence {
+                reconnectWith = reloaded
+                break
+              }
+              running = reloaded
+            } catch {
+              logger.error("configuration not reloaded; keeping the old one", metadata: ["error": "\(error)"])
+            }
+          }
+        } catch {
+          // Revoke the presence before the client goes, whatever ended the agent.
+          presenceTask?.cancel()
+          await presenceTask?.value
+          throw error
+        }
+        presenceTask?.cancel()
+        await presenceTask?.value
+        return reconnectWith ?? running
       }
-      guard reload else { break }
-      do {
-        configuration = try self.options.configuration()
-        logger.info("configuration reloaded", metadata: ["mappings": "\(configuration.mappings.count)"])
-      } catch {
-        logger.error("configuration not reloaded; keeping the old one", metadata: ["error": "\(error)"])
+      if next != current && (next.etcd != current.etcd || next.presence != current.presence) {
+        configuration = next
+        reconnect = true
       }
     }
     logger.info("stopped")

@@ -1,0 +1,194 @@
+import EtcSync
+import EtcdClient
+import EtcdTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// The `etcsync` executable beside the test bundle, run as a child process.
+final class EtcsyncProcess: @unchecked Sendable {
+  static var binary: String {
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("etcsync").path
+  }
+
+  let process = Process()
+  let logPath: String
+
+  /// Starts `etcsync ARGS`, its output going to `logPath`.
+  init(_ arguments: [String], log logPath: String) throws {
+    self.logPath = logPath
+    FileManager.default.createFile(atPath: logPath, contents: nil)
+    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+    self.process.executableURL = URL(fileURLWithPath: Self.binary)
+    self.process.arguments = arguments
+    self.process.standardOutput = log
+    self.process.standardError = log
+    try self.process.run()
+  }
+
+  var pid: pid_t { self.process.processIdentifier }
+  var log: String { Disk.read(self.logPath) ?? "" }
+
+  func signal(_ number: Int32) { kill(self.pid, number) }
+
+  /// Waits for the process to exit (the limit only bounds a failing test); its status.
+  func waitForExit(within limit: Duration = .seconds(30)) async -> Int32? {
+    let deadline = ContinuousClock.now + limit
+    while self.process.isRunning {
+      if ContinuousClock.now >= deadline { return nil }
+      try? await Task.sleep(for: .milliseconds(20))
+    }
+    return self.process.terminationStatus
+  }
+
+  /// Kills it if it still runs (test clean-up).
+  func kill9() {
+    if self.process.isRunning {
+      kill(self.pid, SIGCONT)
+      kill(self.pid, SIGKILL)
+      self.process.waitUntilExit()
+    }
+  }
+
+  /// Runs `etcsync ARGS` to completion: exit status, standard output, standard error.
+  static func run(_ arguments: [String]) async throws -> (status: Int32, output: String, error: String) {
+    let directory = TemporaryDirectory("etcsync-cli")
+    let out = directory("stdout")
+    let err = directory("stderr")
+    FileManager.default.createFile(atPath: out, contents: nil)
+    FileManager.default.createFile(atPath: err, contents: nil)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: binary)
+    process.arguments = arguments
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+    try process.run()
+    while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+    return (process.terminationStatus, Disk.read(out) ?? "", Disk.read(err) ?? "")
+  }
+}
+
+/// Presence keys and `etcsync status`, with real `etcsync run` processes and a real etcd.
+@Suite("Presence and status", .serialized)
+struct PresenceStatusTests {
+  static let prefix = "/etcsync/agents"
+
+  /// A configuration file for agent `name`: a tree of `/app/` into its own directory.
+  static func configFile(_ h: AgentHarness, name: String, ttl: String = "3s") throws -> String {
+    let path = h.dir("\(name).yaml")
+    try Disk.write(path, """
+      etcd:
+        endpoints: [\(h.server.endpoint)]
+      state:
+        dir: \(h.dir(name + ".state"))
+      presence:
+        prefix: \(Self.prefix)
+        name: \(name)
+        ttl: \(ttl)
+      mappings:
+        - name: app
+          kind: tree
+          prefix: /app/
+          dest: \(h.dir(name))
+      """)
+    return path
+  }
+
+  static func start(_ h: AgentHarness, name: String) throws -> EtcsyncProcess {
+    try EtcsyncProcess(["run", "-c", try Self.configFile(h, name: name)], log: h.dir(name + ".log"))
+  }
+
+  static func record(_ h: AgentHarness, _ name: String) async throws -> (PresenceRecord, lease: Int64)? {
+    guard let kv = try await h.client.get(Self.prefix + "/" + name).kvs.first else { return nil }
+    return (try JSONDecoder().decode(PresenceRecord.self, from: Data(kv.value)), kv.lease)
+  }
+
+  static func applied(_ h: AgentHarness, _ name: String, atLeast revision: Int64) async -> Bool {
+    await eventually { ((try? await Self.record(h, name))??.0.appliedRevision ?? 0) >= revision }
+  }
+
+  @Test("the presence key lives while the agent runs and goes at once after SIGTERM")
+  func sigterm() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let revision = try await h.put("/app/a", "1")
+    let agent = try Self.start(h, name: "a1")
+    defer { agent.kill9() }
+    #expect(await Self.applied(h, "a1", atLeast: revision), "log: \(agent.log)")
+    let (record, lease) = try #require(try await Self.record(h, "a1"))
+    #expect(record.name == "a1" && record.pid == agent.pid && record.mappings == ["app"] && record.version == EtcSync.version)
+    #expect(record.lastError == nil)
+    let ttl = try await h.client.timeToLive(lease)
+    #expect(ttl.grantedTTL == 3 && ttl.ttl > 0)
+    // The applied revision follows the agent's progress.
+    let next = try await h.put("/app/b", "2")
+    #expect(await Self.applied(h, "a1", atLeast: next))
+    agent.signal(SIGTERM)
+    #expect(await agent.waitForExit() == 0)
+    #expect(try await Self.record(h, "a1") == nil, "revoked on a clean stop, not left to expire")
+  }
+
+  @Test("after SIGKILL the key is gone within its TTL; a lost lease is replaced and the key put again")
+  func sigkillAndLostLease() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let agent = try Self.start(h, name: "a1")
+    defer { agent.kill9() }
+    #expect(await eventually { (try? await Self.record(h, "a1")) != nil }, "log: \(agent.log)")
+    // The lease is lost (revoked behind the agent's back, as when etcd forgets it).
+    let first = try #require(try await Self.record(h, "a1")).lease
+    try await h.client.revoke(first)
+    #expect(await eventually {
+      guard let lease = (try? await Self.record(h, "a1"))??.lease else { return false }
+      return lease != first
+    }, "log: \(agent.log)")
+    // etcd killed and restarted: the key is there again once it is back.
+    h.server.kill9()
+    try await h.server.restart()
+    #expect(await eventually { (try? await Self.record(h, "a1")) != nil })
+    let third = try #require(try await Self.record(h, "a1")).lease
+    agent.kill9()
+    #expect(try await Self.record(h, "a1") != nil, "a killed agent cannot revoke")
+    #expect(await eventually(within: .seconds(15)) { (try? await Self.record(h, "a1")) ?? nil == nil })
+    #expect(try await h.client.timeToLive(third).ttl == -1, "it expired with its lease")
+  }
+
+  @Test("status lists two agents; --wait-revision returns once both applied a put and names a stopped laggard")
+  func statusAndWait() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let one = try Self.start(h, name: "a1")
+    defer { one.kill9() }
+    let two = try Self.start(h, name: "a2")
+    defer { two.kill9() }
+    let endpoint = ["--endpoints", h.server.endpoint, "--prefix", Self.prefix]
+    let revision = try await h.put("/app/x", "1")
+    let waited = try await EtcsyncProcess.run(["status", "--wait-revision", "\(revision)", "--min-agents", "2", "--timeout", "30s"] + endpoint)
+    #expect(waited.status == 0, "\(waited.error)\n\(one.log)\n\(two.log)")
+    #expect(await Self.applied(h, "a1", atLeast: revision))
+    #expect(await Self.applied(h, "a2", atLeast: revision))
+
+    let table = try await EtcsyncProcess.run(["status"] + endpoint)
+    #expect(table.status == 0)
+    let lines = table.output.split(separator: "\n").map(String.init)
+    #expect(lines.first?.hasPrefix("NAME") == true)
+    #expect(lines.contains { $0.hasPrefix("a1 ") && $0.contains(" \(revision) ") })
+    #expect(lines.contains { $0.hasPrefix("a2 ") && $0.contains(" \(revision) ") })
+    let json = try await EtcsyncProcess.run(["status", "--json"] + endpoint)
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
+    let agents = try #require(object["agents"] as? [[String: Any]])
+    #expect(agents.compactMap { ($0["record"] as? [String: Any])?["name"] as? String } == ["a1", "a2"])
+
+    // a2 is stopped: a new put is applied by a1 only, and the wait names a2.
+    two.signal(SIGSTOP)
+    let later = try await h.put("/app/x", "2")
+    #expect(await Self.applied(h, "a1", atLeast: later))
+    let timedOut = try await EtcsyncProcess.run(["status", "--wait-revision", "\(later)", "--timeout", "1s"] + endpoint)
+    #expect(timedOut.status == 1)
+    #expect(timedOut.error.contains("lagging: a2 (applied \(revision)"), "\(timedOut.error)")
+    #expect(!timedOut.error.contains("a1 ("))
+    two.signal(SIGCONT)
+    let resumed = try await EtcsyncProcess.run(["status", "--wait-revision", "\(later)", "--min-agents", "2", "--timeout", "30s"] + endpoint)
+    #expect(resumed.status == 0, "\(resumed.error)")
+  }
+}
