@@ -37,6 +37,9 @@ var targets: [Target] = [
       "EtcdClient", "Templates",
       .product(name: "Logging", package: "swift-log"),
       .product(name: "Yams", package: "Yams"),
+      .product(name: "Metrics", package: "swift-metrics"),
+      .product(name: "Prometheus", package: "swift-prometheus"),
+      .product(name: "Hummingbird", package: "hummingbird"),
     ],
     swiftSettings: agentSettings
   ),
@@ -46,6 +49,8 @@ var targets: [Target] = [
       "EtcSync", "EtcdClient",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "Logging", package: "swift-log"),
+      .product(name: "Metrics", package: "swift-metrics"),
+      .product(name: "Prometheus", package: "swift-prometheus"),
     ],
     swiftSettings: settings
   ),
@@ -70,7 +75,8 @@ var targets: [Target] = [
   .testTarget(name: "TemplatesTests", dependencies: ["Templates"], swiftSettings: settings),
   .testTarget(
     name: "EtcSyncTests",
-    dependencies: ["EtcSync", "EtcdTestSupport", "EtcdClient", "Templates", .product(name: "Yams", package: "Yams")],
+    dependencies: ["EtcSync", "EtcdTestSupport", "EtcdClient", "Templates", .product(name: "Yams", package: "Yams"),
+                   .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus")],
     swiftSettings: settings
   ),
   .executableTarget(
@@ -113,6 +119,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
   ],
   targets: targets
 )

@@ -2,6 +2,8 @@ import ArgumentParser
 import EtcSync
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import Synchronization
 
 /// `etcsync sync`: one consistent pass over every mapping, then exit.
@@ -64,6 +66,13 @@ struct RunCommand: AsyncParsableCommand {
     let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { control.stop() }
     let hangups = SignalWatcher(signals: [SIGHUP]) { control.reload() }
     defer { signals.cancel(); hangups.cancel() }
+    let readiness = Readiness()
+    let notifier = SystemdNotifier.fromEnvironment()
+    let health = Self.startHealthServer(configuration, readiness: readiness, logger: logger)
+    defer { health?.cancel() }
+    let currentAgent = CurrentAgent()
+    let watchdog = Self.startWatchdog(notifier, current: currentAgent)
+    defer { watchdog?.cancel() }
     // One client (and one presence lease) for as long as the etcd and presence settings
     // stay the same; a SIGHUP that changes them reconnects.
     var reconnect = true
@@ -79,15 +88,30 @@ struct RunCommand: AsyncParsableCommand {
         var reconnectWith: AgentConfiguration?
         do {
           while true {
-            let agent = try Agent(configuration: running, client: client, logger: logger)
+            let agent = try Agent(configuration: running, client: client, logger: logger, readiness: readiness)
+            currentAgent.set(agent)
             if let presence {
               await presence.setMappings(running.mappings.map(\.name))
               await agent.observe { presence.report($0) }
             }
+            if let notifier {
+              let announced = Announced()
+              await agent.observe { progress in
+                guard progress.appliedRevision > 0 else { return }
+                let status = "applied revision \(progress.appliedRevision)" + (progress.lastError.map { "; failing: \($0)" } ?? "")
+                if announced.first() { notifier.ready(status: status) } else { notifier.status(status) }
+              }
+            }
             let task = Task { try await agent.run() }
             control.attach(task)
-            do { try await task.value } catch is CancellationError {}
+            do {
+              try await task.value
+            } catch where task.isCancelled {
+              // We cancelled it (SIGHUP, SIGTERM): a call cut short by that ends with
+              // whatever error the transport gives, not always CancellationError.
+            }
             guard control.takeReload() else { break }
+            notifier?.reloading()
             do {
               let reloaded = try self.options.configuration()
               logger.info("configuration reloaded", metadata: ["mappings": "\(reloaded.mappings.count)"])
@@ -115,8 +139,59 @@ struct RunCommand: AsyncParsableCommand {
         reconnect = true
       }
     }
+    notifier?.stopping()
     logger.info("stopped")
   }
+
+  /// Serves `/metrics`, `/healthz` and `/readyz` when `metrics.listen` is set, with
+  /// swift-metrics bootstrapped to a Prometheus registry. Read once at start: a SIGHUP does
+  /// not move the listener.
+  static func startHealthServer(_ configuration: AgentConfiguration, readiness: Readiness, logger: Logger) -> Task<Void, Never>? {
+    guard let settings = configuration.metrics else { return nil }
+    let registry = PrometheusCollectorRegistry()
+    var factory = PrometheusMetricsFactory(registry: registry)
+    factory.durationHistogramBuckets["etcsync_propagation_seconds"] = [
+      .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+      .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+    MetricsSystem.bootstrap(factory)
+    let server = HealthServer(settings: settings, registry: registry, readiness: readiness, logger: logger)
+    return Task {
+      do {
+        try await server.run()
+      } catch {
+        logger.error("metrics endpoint stopped", metadata: ["listen": "\(settings.listen)", "error": "\(error)"])
+      }
+    }
+  }
+
+  /// With systemd's watchdog (`WatchdogSec`), sends WATCHDOG=1 at half the interval, each time
+  /// after the agent's actor has answered: a wedged agent stops the pings and systemd
+  /// restarts it.
+  static func startWatchdog(_ notifier: SystemdNotifier?, current: CurrentAgent) -> Task<Void, Never>? {
+    guard let notifier, let interval = SystemdNotifier.watchdogInterval() else { return nil }
+    return Task {
+      while !Task.isCancelled {
+        try? await Task.sleep(for: interval / 2)
+        if let agent = current.get() { _ = await agent.progress }
+        notifier.watchdog()
+      }
+    }
+  }
+}
+
+/// The agent now running (SIGHUP replaces it), for the watchdog.
+final class CurrentAgent: Sendable {
+  private let agent = Mutex<Agent?>(nil)
+  func set(_ agent: Agent) { self.agent.withLock { $0 = agent } }
+  func get() -> Agent? { self.agent.withLock { $0 } }
+}
+
+/// Whether READY=1 was sent yet.
+final class Announced: Sendable {
+  private let done = Mutex(false)
+  /// True the first time only.
+  func first() -> Bool { self.done.withLock { let first = !$0; $0 = true; return first } }
 }
 
 /// What the signal handlers ask the run loop to do.

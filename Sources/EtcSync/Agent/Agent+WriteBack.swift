@@ -131,6 +131,7 @@ extension Agent {
         "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, problem.path))", "error": "\(problem.message)",
       ])
       self.writeBackStats.refused += 1
+      self.metrics.writeBack(name, "refused")
       if let bytes = try? scanner.read(problem.path) { work.refused[problem.path] = ContentHash(of: bytes) }
     }
     var ready: [LocalChange] = []
@@ -141,6 +142,7 @@ extension Agent {
           "etcd.key": "\(escapeBytes(change.key))", "bytes": "\(value.count)", "limit": "\(Self.writeBackLimit)",
         ])
         self.writeBackStats.refused += 1
+        self.metrics.writeBack(name, "refused")
         work.refused[change.path] = ContentHash(of: value)
         continue
       }
@@ -166,6 +168,7 @@ extension Agent {
         self.logger.warning("local edits not pushed yet; etcd is unreachable, retrying", metadata: [
           "mapping.name": "\(name)", "files": "\(ready.count - start + chunk.count)", "error": "\(error)",
         ])
+        self.metrics.writeBack(name, "error")
         return false
       }
     }
@@ -214,6 +217,7 @@ extension Agent {
           "base.revision": "\(change.base)", "etcd.revision": "\(currentRevision)",
         ])
         self.writeBackStats.conflicts += 1
+        self.metrics.writeBack(runner.mapping.name, "conflict")
         change.base = current?.modRevision ?? 0
         continue
       case .etcdWins:
@@ -238,6 +242,7 @@ extension Agent {
     self.recordDocument(runner, &mappingState)
     self.state.mappings[name] = mappingState
     self.writeBackStats.pushed += changes.count
+    self.metrics.writeBack(name, "pushed", count: changes.count)
     self.local[name, default: LocalWork()].holdUntil = max(self.local[name]?.holdUntil ?? 0, revision)
   }
 
@@ -277,6 +282,7 @@ extension Agent {
       "etcd.revision": "\(etcdRevision)", "conflict.copy": "\(copy)",
     ])
     self.writeBackStats.conflicts += 1
+    self.metrics.writeBack(name, "conflict")
     var work = self.local[name] ?? LocalWork()
     work.overwrite.insert(runner.mapping.kind == .format ? "." : change.path)
     work.holdUntil = max(work.holdUntil, etcdRevision)

@@ -35,10 +35,23 @@ public actor Agent {
   /// How many results ``history`` keeps (the latest).
   static let historyLimit = 1_000
 
-  public init(configuration: AgentConfiguration, client: EtcdClient, logger: Logger, hook: WriteHook? = nil) throws(AgentError) {
+  /// Counters and gauges (swift-metrics; no-ops unless a backend was bootstrapped).
+  let metrics: AgentMetrics
+  /// What `/readyz` answers from, when the agent serves it.
+  public let readiness: Readiness
+  /// When the mappings being applied had their first pending change (for the propagation
+  /// histogram).
+  private var applyingSince: [String: ContinuousClock.Instant] = [:]
+  /// How often the daemon checks that etcd answers (readiness, `etcsync_watch_connected`).
+  static let probeInterval: Duration = .seconds(2)
+
+  public init(configuration: AgentConfiguration, client: EtcdClient, logger: Logger, hook: WriteHook? = nil,
+              metrics: AgentMetrics? = nil, readiness: Readiness = Readiness()) throws(AgentError) {
     self.configuration = configuration
     self.client = client
     self.logger = logger
+    self.metrics = metrics ?? AgentMetrics(mappings: configuration.mappings.map(\.name))
+    self.readiness = readiness
     var runners: [MappingRunner] = []
     for mapping in configuration.mappings {
       runners.append(try MappingRunner(mapping: configuration.effective(mapping), commandTimeout: configuration.commandTimeout,
@@ -147,6 +160,8 @@ public actor Agent {
       if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep) }
       self.log(result, duration: clock.now - started)
       self.notify(result)
+      let reloadRan = result.reloaded || (result.error?.hasPrefix("reload failed") ?? false)
+      self.metrics.record(result, reloadRan: reloadRan, since: self.applyingSince.removeValue(forKey: name))
       results.append(result)
       // Recorded as soon as the mapping is done, so history never lags what is on disk.
       self.history.append(result)
@@ -230,10 +245,15 @@ public actor Agent {
   /// its error, so that the process exits and its supervisor sees it.
   public func run() async throws {
     _ = try await self.sync()
+    self.readiness.synced()
+    self.metrics.watchConnected.record(1)
+    self.metrics.ready.record(1)
     self.publishProgress()
     let inbox = Inbox()
     var watchTask = Task { await self.pumpWatch(into: inbox) }
     defer { watchTask.cancel() }
+    let probe = Task { await self.probeEtcd() }
+    defer { probe.cancel() }
     let watchers = self.startLocalWatchers(into: inbox)
     defer { watchers.forEach { $0.stop() } }
     // One loop for the daemon's whole life: a compaction restarts the watch in place (it
@@ -328,7 +348,7 @@ public actor Agent {
         next = next.map { min($0, at) } ?? at
       }
     }
-    for name in due { self.dirty[name] = nil }
+    for name in due { self.applyingSince[name] = self.dirty.removeValue(forKey: name)?.first }
     if !due.isEmpty { _ = await self.apply(due) }
     if let next { inbox.tick(at: next) }
     self.publishProgress()
@@ -366,6 +386,44 @@ public actor Agent {
     return watchers
   }
 
+  /// Checks every ``probeInterval`` that etcd answers a linearizable read (which needs a
+  /// leader and a quorum, as the watch's `hasleader` does): the agent is not ready while it
+  /// does not, and the last good files stay.
+  private func probeEtcd() async {
+    while !Task.isCancelled {
+      try? await Task.sleep(for: Self.probeInterval)
+      if Task.isCancelled { return }
+      let client = self.client
+      let failure: String? = await withTaskGroup(of: String?.self) { group in
+        group.addTask {
+          do {
+            _ = try await client.get(KeyRange(key: [0]), options: GetOptions(countOnly: true))
+            return nil
+          } catch {
+            return "\(error)"
+          }
+        }
+        group.addTask {
+          try? await Task.sleep(for: Self.probeInterval)
+          return "no answer within \(Self.probeInterval)"
+        }
+        let first = await group.next() ?? nil
+        group.cancelAll()
+        return first
+      }
+      if Task.isCancelled { return }
+      let changed = self.readiness.connected(failure == nil, reason: "etcd does not answer: \(failure ?? "")")
+      self.metrics.watchConnected.record(failure == nil ? 1 : 0)
+      self.metrics.ready.record(self.readiness.isReady ? 1 : 0)
+      guard changed else { continue }
+      if let failure {
+        self.logger.warning("etcd does not answer; not ready, the files stay as they are", metadata: ["error": "\(failure)"])
+      } else {
+        self.logger.info("etcd answers again; ready")
+      }
+    }
+  }
+
   // MARK: Progress
 
   /// Registers `observer`, called with the agent's progress after every applied batch.
@@ -387,7 +445,10 @@ public actor Agent {
   /// snapshot's only once no mapping waits to be applied: until then some file still holds
   /// an older one.
   private func publishProgress() {
-    if self.dirty.isEmpty { self.publishedRevision = self.keySpace.revision }
+    if self.dirty.isEmpty {
+      self.publishedRevision = self.keySpace.revision
+      self.metrics.appliedRevision.record(self.publishedRevision)
+    }
     let progress = self.progress
     guard progress != self.lastPublished else { return }
     self.lastPublished = progress

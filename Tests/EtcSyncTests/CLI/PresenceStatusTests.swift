@@ -14,13 +14,15 @@ final class EtcsyncProcess: @unchecked Sendable {
   let process = Process()
   let logPath: String
 
-  /// Starts `etcsync ARGS`, its output going to `logPath`.
-  init(_ arguments: [String], log logPath: String) throws {
+  /// Starts `etcsync ARGS`, its output going to `logPath`; `environment` is added to the
+  /// test process's own.
+  init(_ arguments: [String], log logPath: String, environment: [String: String] = [:]) throws {
     self.logPath = logPath
     FileManager.default.createFile(atPath: logPath, contents: nil)
     let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
     self.process.executableURL = URL(fileURLWithPath: Self.binary)
     self.process.arguments = arguments
+    self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     self.process.standardOutput = log
     self.process.standardError = log
     try self.process.run()

@@ -1,0 +1,125 @@
+import CoreMetrics
+import Foundation
+import Metrics
+import Synchronization
+
+/// The agent's metrics, through swift-metrics: whatever backend the process bootstrapped
+/// (Prometheus in `etcsync run`), or the factory given (tests). `docs/metrics.md` lists them.
+public struct AgentMetrics: Sendable {
+  let factory: any MetricsFactory
+  let appliedRevision: Gauge
+  let watchConnected: Gauge
+  let ready: Gauge
+  let lastSuccess: Gauge
+  let conflicts: Counter
+  let propagation: Metrics.Timer
+  private let perMapping: [String: MappingMetrics]
+
+  /// The counters of one mapping, created once (label values are the mapping's name).
+  struct MappingMetrics: Sendable {
+    let rendersChanged: Counter
+    let rendersUnchanged: Counter
+    let rendersFailed: Counter
+    let reloadsOK: Counter
+    let reloadsFailed: Counter
+    let writeBack: [String: Counter]
+  }
+
+  /// The write-back outcomes counted by `etcsync_writeback_total{result}`.
+  static let writeBackResults = ["pushed", "conflict", "refused", "error"]
+
+  /// Metrics for an agent with `mappings`, created in `factory` (default: the bootstrapped one).
+  public init(mappings: [String], factory: (any MetricsFactory)? = nil) {
+    let factory = factory ?? MetricsSystem.factory
+    self.factory = factory
+    self.appliedRevision = Gauge(label: "etcsync_applied_revision", factory: factory)
+    self.watchConnected = Gauge(label: "etcsync_watch_connected", factory: factory)
+    self.ready = Gauge(label: "etcsync_ready", factory: factory)
+    self.lastSuccess = Gauge(label: "etcsync_last_success_timestamp_seconds", factory: factory)
+    self.conflicts = Counter(label: "etcsync_conflicts_total", factory: factory)
+    self.propagation = Metrics.Timer(label: "etcsync_propagation_seconds", factory: factory)
+    var perMapping: [String: MappingMetrics] = [:]
+    for name in mappings {
+      func counter(_ label: String, _ result: String) -> Counter {
+        Counter(label: label, dimensions: [("mapping", name), ("result", result)], factory: factory)
+      }
+      perMapping[name] = MappingMetrics(
+        rendersChanged: counter("etcsync_renders_total", "changed"),
+        rendersUnchanged: counter("etcsync_renders_total", "unchanged"),
+        rendersFailed: counter("etcsync_renders_total", "error"),
+        reloadsOK: counter("etcsync_reloads_total", "ok"),
+        reloadsFailed: counter("etcsync_reloads_total", "error"),
+        writeBack: Dictionary(uniqueKeysWithValues: Self.writeBackResults.map { ($0, counter("etcsync_writeback_total", $0)) }))
+    }
+    self.perMapping = perMapping
+  }
+
+  /// Counts one applied batch of a mapping; `since` is when its first change arrived.
+  func record(_ result: MappingResult, reloadRan: Bool, since: ContinuousClock.Instant?) {
+    guard let mapping = self.perMapping[result.mapping] else { return }
+    if result.failed && !result.changed {
+      mapping.rendersFailed.increment()
+    } else if result.changed {
+      mapping.rendersChanged.increment()
+      if let since { self.propagation.recordInterval(since: since) }
+    } else {
+      mapping.rendersUnchanged.increment()
+    }
+    if reloadRan {
+      if result.reloaded { mapping.reloadsOK.increment() } else { mapping.reloadsFailed.increment() }
+    }
+    if !result.failed { self.lastSuccess.record(Date().timeIntervalSince1970) }
+  }
+
+  /// Counts write-back outcomes (`pushed`, `conflict`, `refused`, `error`).
+  func writeBack(_ mapping: String, _ result: String, count: Int = 1) {
+    guard count > 0 else { return }
+    self.perMapping[mapping]?.writeBack[result]?.increment(by: count)
+    if result == "conflict" { self.conflicts.increment(by: count) }
+  }
+}
+
+extension Metrics.Timer {
+  /// Records the time from `start` to now.
+  func recordInterval(since start: ContinuousClock.Instant) {
+    let elapsed = ContinuousClock.now - start
+    let (seconds, attoseconds) = elapsed.components
+    self.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+  }
+}
+
+/// Whether the agent is ready (`/readyz`): its first full sync is done and it can reach etcd
+/// (so its watch is current). Shared between the agent and the health server.
+public final class Readiness: Sendable {
+  private let state = Mutex<(synced: Bool, connected: Bool, reason: String)>((false, false, "the first sync has not finished"))
+
+  /// Creates a readiness that is not ready.
+  public init() {}
+
+  /// Whether `/readyz` answers 200.
+  public var isReady: Bool { self.state.withLock { $0.synced && $0.connected } }
+
+  /// Why the agent is not ready (empty when it is).
+  public var reason: String {
+    self.state.withLock { state in
+      if !state.synced { return state.reason }
+      return state.connected ? "" : state.reason
+    }
+  }
+
+  /// The first sync finished.
+  func synced() {
+    self.state.withLock { $0.synced = true; $0.connected = true; $0.reason = "" }
+  }
+
+  /// The agent reached etcd, or could not (with why). Returns whether that changed anything.
+  @discardableResult
+  func connected(_ connected: Bool, reason: String = "") -> Bool {
+    self.state.withLock { state in
+      let changed = state.connected != connected
+      state.connected = connected
+      if !connected { state.reason = reason }
+      return changed
+    }
+  }
+}
