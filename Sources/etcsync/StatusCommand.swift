@@ -64,7 +64,8 @@ struct StatusCommand: AsyncParsableCommand {
         let listed = Set(fleet.agents.map(\.key))
         for agent in fleet.agents { seen[agent.key] = agent }
         let done = fleet.agents.filter { $0.record.appliedRevision >= wanted }
-        let required = self.minAgents ?? max(1, fleet.agents.count)
+        // Every agent seen counts: one whose lease ran out while we waited has not applied N.
+        let required = self.minAgents ?? max(1, seen.count)
         if done.count >= required {
           self.print(fleet.agents, revision: fleet.revision, problems: fleet.problems)
           return

@@ -21,9 +21,12 @@ struct LocalWork: Sendable {
   /// The mapping is not rendered until the snapshot reaches this revision: a push (or a
   /// conflict's winner) at that revision is on its way through the watch.
   var holdUntil: Int64 = 0
-  /// Paths whose local edit lost a conflict: the next render overwrites them with etcd's
-  /// value instead of taking them for new edits.
-  var overwrite: Set<String> = []
+  /// Paths whose local edit lost a conflict (path → the losing bytes' hash, nil for a
+  /// delete): the next render overwrites them with etcd's value. Edited again meanwhile, a
+  /// file differs from that hash and is pushed (and kept) like any edit.
+  var overwrite: [String: ContentHash?] = [:]
+  /// Problems already logged, so that a rescan does not log them again.
+  var reported: Set<LocalProblem> = []
   /// Local files kept as they are because they cannot be pushed (path → the bytes' hash).
   var refused: [String: ContentHash] = [:]
   /// When to retry after etcd was unreachable.
@@ -86,27 +89,38 @@ extension Agent {
     return next
   }
 
-  /// Before a write-back mapping is rendered: pushes local edits among the paths the render
-  /// would change, which inotify may not have reported yet. Returns false when the render
-  /// must wait (a push is on its way through the watch, or etcd is unreachable).
+  /// Before a write-back mapping is rendered: pushes every local edit first, also ones
+  /// inotify has not reported yet (the render would overwrite them). Returns false when the
+  /// render must wait (a push is on its way through the watch, or etcd is unreachable).
   func guardLocalEdits(_ runner: MappingRunner) async -> Bool {
     let name = runner.mapping.name
     let mappingState = self.state[mapping: name]
     // The first sync adopts etcd's content: there is no record to tell an edit from a file
     // that was simply there before.
     if mappingState.appliedRevision == 0 && mappingState.local.isEmpty { return true }
-    guard let view = runner.localView(self.keySpace) else { return true }
-    let work = self.local[name] ?? LocalWork()
-    var candidates = work.pending ?? Set(view.keys).union(mappingState.local.keys)
-    for (path, bytes) in view where mappingState.local[path]?.hash != ContentHash(of: bytes) { candidates.insert(path) }
-    for path in mappingState.local.keys where view[path] == nil { candidates.insert(path) }
-    candidates.subtract(work.overwrite)
-    if runner.mapping.kind == .format && candidates.isEmpty { return true }
-    if candidates.isEmpty { return true }
     self.local[name, default: LocalWork()].pending = []
-    guard await self.pushLocalEdits(runner, candidates: candidates) else {
-      self.noteLocal(name, paths: candidates)
+    guard await self.pushLocalEdits(runner, candidates: nil) else {
+      var work = self.local[name] ?? LocalWork()
+      work.retryAt = ContinuousClock.now + .seconds(1)
+      self.local[name] = work
+      self.noteLocal(name, paths: nil)
       return false
+    }
+    // Before it writes, the render says what it means to write: after a crash mid-way, a
+    // file holding that is its own write, not an edit.
+    if let view = runner.localView(self.keySpace) {
+      let scanner = LocalScanner(mapping: runner.mapping)
+      var intended: [String: LocalRecord] = [:]
+      for (path, bytes) in view {
+        let hash = ContentHash(of: bytes)
+        guard mappingState.local[path]?.hash != hash else { continue }
+        let key = runner.mapping.kind == .format && path == "." ? nil : scanner.key(for: path)
+        intended[path] = LocalRecord(hash: hash, revision: key.flatMap { self.keySpace[$0]?.modRevision } ?? self.keySpace.revision)
+      }
+      if intended != self.state[mapping: name].intended {
+        self.state[mapping: name].intended = intended
+        self.saveState()
+      }
     }
     return (self.local[name]?.holdUntil ?? 0) <= self.keySpace.revision
   }
@@ -116,26 +130,46 @@ extension Agent {
   func pushLocalEdits(_ runner: MappingRunner, candidates: Set<String>?) async -> Bool {
     let name = runner.mapping.name
     let scanner = LocalScanner(mapping: runner.mapping)
-    let record = self.state[mapping: name].local
-    var (changes, problems) = scanner.scan(candidates, record: record)
     var work = self.local[name] ?? LocalWork()
-    // A refused file stays refused until its bytes change.
-    changes.removeAll { change in
-      guard let refusedHash = work.refused[change.path] else { return false }
-      if let value = change.value, ContentHash(of: value) == refusedHash { return true }
-      work.refused[change.path] = nil
+    // A refused file stays refused until its bytes change (or it becomes readable).
+    for (path, hash) in work.refused {
+      if case .bytes(let bytes) = scanner.readLocal(path), ContentHash(of: bytes) != hash { work.refused[path] = nil }
+    }
+    let mappingState = self.state[mapping: name]
+    var scan = scanner.scan(candidates, record: mappingState.local, intended: mappingState.intended)
+    if !scan.promoted.isEmpty {
+      self.state[mapping: name].local.merge(scan.promoted) { $1 }
+      self.saveState()
+    }
+    scan.changes.removeAll { change in
+      if work.refused[change.path] != nil { return true }
+      // A lost conflict waiting for its overwrite: the same bytes are not pushed again.
+      if let lost = work.overwrite[change.path], lost == change.value.map({ ContentHash(of: $0) }) { return true }
       return false
     }
-    for problem in problems {
+    var reported: Set<LocalProblem> = []
+    for problem in scan.problems {
+      reported.insert(problem)
+      if !problem.path.isEmpty, work.refused[problem.path] == nil {
+        // Kept as it is: renders do not overwrite what could not be read.
+        if case .bytes(let bytes) = scanner.readLocal(problem.path) {
+          work.refused[problem.path] = ContentHash(of: bytes)
+        } else {
+          work.refused[problem.path] = ContentHash(of: [])
+        }
+      }
+      guard !work.reported.contains(problem) else { continue }
       self.logger.error("local file not pushed", metadata: [
-        "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, problem.path))", "error": "\(problem.message)",
+        "mapping.name": "\(name)", "file.path": "\(problem.path.isEmpty ? scanner.watchedDirectory : self.displayPath(runner, problem.path))",
+        "error": "\(problem.message)",
       ])
       self.writeBackStats.refused += 1
       self.metrics.writeBack(name, "refused")
-      if let bytes = try? scanner.read(problem.path) { work.refused[problem.path] = ContentHash(of: bytes) }
     }
+    work.reported = reported
+    if runner.mapping.kind == .format, case .absent = scanner.readLocal(".") { self.markDirty([name]) }
     var ready: [LocalChange] = []
-    for change in changes {
+    for change in scan.changes {
       if let value = change.value, value.count + change.key.count > Self.writeBackLimit {
         self.logger.error("local file too large for etcd; not pushed, the local file is kept", metadata: [
           "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, change.path))",
@@ -150,7 +184,7 @@ extension Agent {
         self.logger.notice("local delete not pushed (deletes: false); the file is restored", metadata: [
           "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, change.path))",
         ])
-        work.overwrite.insert(change.path)
+        work.overwrite[change.path] = .some(nil)
         self.markDirty([name])
         continue
       }
@@ -158,15 +192,23 @@ extension Agent {
     }
     self.local[name] = work
     guard !ready.isEmpty else { return true }
-    var start = 0
-    while start < ready.count {
-      let chunk = Array(ready[start..<min(start + Self.maxTxnOps, ready.count)])
-      start += chunk.count
+    for chunk in Self.chunks(ready) {
       do {
         try await self.pushChunk(runner, chunk)
+      } catch let error as EtcdError where Self.isPermanent(error) {
+        // Retrying cannot help (permission denied, too large): refused, reported, kept.
+        for change in chunk {
+          self.logger.error("local edit refused by etcd; not pushed, the local file is kept", metadata: [
+            "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, change.path))",
+            "etcd.key": "\(escapeBytes(change.key))", "error": "\(error)",
+          ])
+          self.local[name, default: LocalWork()].refused[change.path] = change.value.map { ContentHash(of: $0) } ?? ContentHash(of: [])
+        }
+        self.writeBackStats.refused += chunk.count
+        self.metrics.writeBack(name, "refused", count: chunk.count)
       } catch {
         self.logger.warning("local edits not pushed yet; etcd is unreachable, retrying", metadata: [
-          "mapping.name": "\(name)", "files": "\(ready.count - start + chunk.count)", "error": "\(error)",
+          "mapping.name": "\(name)", "files": "\(ready.count)", "error": "\(error)",
         ])
         self.metrics.writeBack(name, "error")
         return false
@@ -174,6 +216,30 @@ extension Agent {
     }
     self.saveState()
     return true
+  }
+
+  /// Errors that retrying the same push cannot cure.
+  static func isPermanent(_ error: EtcdError) -> Bool {
+    [.permissionDenied, .requestTooLarge, .tooManyOps, .duplicateKey, .invalidArgument, .authFailed].contains(error.code)
+  }
+
+  /// Changes in Txns of at most ``maxTxnOps`` operations and ``writeBackLimit`` bytes.
+  static func chunks(_ changes: [LocalChange]) -> [[LocalChange]] {
+    var chunks: [[LocalChange]] = []
+    var current: [LocalChange] = []
+    var bytes = 0
+    for change in changes {
+      let size = change.key.count + (change.value?.count ?? 0) + 64
+      if !current.isEmpty && (current.count == Self.maxTxnOps || bytes + size > Self.writeBackLimit) {
+        chunks.append(current)
+        current = []
+        bytes = 0
+      }
+      current.append(change)
+      bytes += size
+    }
+    if !current.isEmpty { chunks.append(current) }
+    return chunks
   }
 
   /// One Txn for up to ``maxTxnOps`` changes: every key's mod revision must still be the
@@ -221,7 +287,7 @@ extension Agent {
         change.base = current?.modRevision ?? 0
         continue
       case .etcdWins:
-        await self.lostConflict(runner, change, etcdRevision: currentRevision)
+        await self.lostConflict(runner, change, etcdRevision: currentRevision, keyExists: current != nil)
         return
       }
     }
@@ -259,18 +325,18 @@ extension Agent {
   /// A document's own record follows the bytes on disk once its entries are pushed, so the
   /// next render (etcd's canonical form of the same entries) is not taken for an edit.
   private func recordDocument(_ runner: MappingRunner, _ mappingState: inout MappingState) {
-    guard runner.mapping.kind == .format, let bytes = try? LocalScanner(mapping: runner.mapping).read(".") else { return }
+    guard runner.mapping.kind == .format, case .bytes(let bytes) = LocalScanner(mapping: runner.mapping).readLocal(".") else { return }
     mappingState.local["."] = LocalRecord(hash: ContentHash(of: bytes), revision: mappingState.local["."]?.revision ?? 0)
   }
 
   /// etcd wins: the local bytes are kept beside the file as `NAME.conflict.REV`, and the
   /// next render writes etcd's value over the file.
-  private func lostConflict(_ runner: MappingRunner, _ change: LocalChange, etcdRevision: Int64) async {
+  private func lostConflict(_ runner: MappingRunner, _ change: LocalChange, etcdRevision: Int64, keyExists: Bool) async {
     let name = runner.mapping.name
     var copy = "-"
     if runner.mapping.kind == .format {
       // The whole edited document is what the user wrote; keep that.
-      if let bytes = try? LocalScanner(mapping: runner.mapping).read(".") {
+      if case .bytes(let bytes) = LocalScanner(mapping: runner.mapping).readLocal(".") {
         copy = await self.keepConflictCopy(runner, path: ".", bytes: bytes, revision: etcdRevision) ?? "-"
       }
     } else if let value = change.value {
@@ -284,8 +350,10 @@ extension Agent {
     self.writeBackStats.conflicts += 1
     self.metrics.writeBack(name, "conflict")
     var work = self.local[name] ?? LocalWork()
-    work.overwrite.insert(runner.mapping.kind == .format ? "." : change.path)
-    work.holdUntil = max(work.holdUntil, etcdRevision)
+    work.overwrite[change.path] = .some(change.value.map { ContentHash(of: $0) })
+    // Wait for etcd's value to reach the snapshot before rendering it over the edit. A
+    // deleted key has no revision of its own to wait for: its delete arrives anyway.
+    if keyExists { work.holdUntil = max(work.holdUntil, etcdRevision) }
     self.local[name] = work
     self.markDirty([name])
   }
@@ -295,7 +363,7 @@ extension Agent {
     let file = DesiredFile(bytes: bytes, attributes: runner.planner.attributes)
     var options = AtomicWriter.Options()
     options.createDirectories = false
-    let target: String
+    var target: String
     let writer: AtomicWriter
     if runner.mapping.kind == .tree {
       writer = AtomicWriter(root: runner.mapping.dest, options: options)
@@ -305,6 +373,15 @@ extension Agent {
       writer = fileWriter
       target = name + ".conflict.\(revision)"
     }
+    // An earlier copy is never replaced: a second losing edit gets `.1`, `.2`, …
+    var unique = target
+    var counter = 0
+    var info = stat()
+    while lstat((writer.root == "/" ? "" : writer.root) + "/" + unique, &info) == 0 {
+      counter += 1
+      unique = target + ".\(counter)"
+    }
+    target = unique
     do {
       try await writer.write(file, to: target)
       return writer.root == "/" ? "/" + target : writer.root + "/" + target
@@ -322,26 +399,35 @@ extension Agent {
     guard let view = runner.localView(self.keySpace) else { return }
     let scanner = LocalScanner(mapping: runner.mapping)
     var mappingState = self.state[mapping: name]
+    mappingState.intended = [:]
+    // A document's entries follow etcd only once the document on disk is the rendered one:
+    // if it was not written (held, a failed check), the entries keep the revisions the local
+    // copy is based on.
+    if runner.mapping.kind == .format {
+      guard let rendered = view["."], case .bytes(let onDisk) = scanner.readLocal("."), onDisk == rendered else {
+        self.state.mappings[name] = mappingState
+        return
+      }
+    }
     var local = mappingState.local
     for (path, bytes) in view where !keep.contains(path) {
       let hash = ContentHash(of: bytes)
       let onDisk = path == "." || runner.mapping.kind != .format
       // After a failure only what really is on disk is recorded: a file the writer could not
       // replace still holds its old bytes, which must not pass for a local edit.
-      if result.failed, onDisk, (try? scanner.read(path)).flatMap({ $0.map { ContentHash(of: $0) } }) != hash { continue }
+      if result.failed, onDisk, scanner.readLocal(path) != .bytes(bytes) { continue }
       let key = runner.mapping.kind == .format && path == "." ? nil : scanner.key(for: path)
       let revision = key.flatMap { self.keySpace[$0]?.modRevision } ?? self.keySpace.revision
       local[path] = LocalRecord(hash: hash, revision: revision)
     }
     for path in local.keys where view[path] == nil && !keep.contains(path) {
-      if runner.mapping.kind == .format || (try? scanner.read(path)) == nil { local[path] = nil }
+      if runner.mapping.kind == .format || scanner.readLocal(path) == .absent { local[path] = nil }
     }
-    if local != mappingState.local {
-      mappingState.local = local
-      self.state.mappings[name] = mappingState
-      self.saveState()
-    }
-    if !result.failed { self.local[name]?.overwrite = [] }
+    let changed = local != mappingState.local || !self.state[mapping: name].intended.isEmpty
+    mappingState.local = local
+    self.state.mappings[name] = mappingState
+    if changed { self.saveState() }
+    if !result.failed { self.local[name]?.overwrite = [:] }
   }
 
   func displayPath(_ runner: MappingRunner, _ path: String) -> String {

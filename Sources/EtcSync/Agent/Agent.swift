@@ -29,6 +29,9 @@ public actor Agent {
   private var observers: [@Sendable (AgentProgress) -> Void] = []
   private var errors: [String: String] = [:]
   private var publishedRevision: Int64 = 0
+  /// The revision of the last change that touched a mapping (or of a snapshot or progress
+  /// notification): what the applied revision reports.
+  private var relevantRevision: Int64 = 0
   private var lastPublished: AgentProgress?
   /// The latest applied batches (at most ``historyLimit``), for tests and status.
   public private(set) var history: [MappingResult] = []
@@ -123,6 +126,7 @@ public actor Agent {
       }
     }
     self.keySpace = try await self.readSnapshot()
+    self.relevantRevision = self.keySpace.revision
     return await self.apply(self.runners.map(\.mapping.name))
   }
 
@@ -267,6 +271,7 @@ public actor Agent {
           let fresh = try await self.readSnapshot()
           self.logger.warning("watch compacted; re-read everything", metadata: ["etcd.revision": "\(fresh.revision)"])
           self.keySpace = fresh
+          self.relevantRevision = fresh.revision
           self.markDirty(self.runners.map(\.mapping.name))
         } catch {
           self.logger.error("re-read after compaction failed", metadata: ["error": "\(error)"])
@@ -306,12 +311,15 @@ public actor Agent {
   /// Applies a watch response to the snapshot and marks the mappings it touches.
   private func absorb(_ response: WatchResponse) {
     guard !response.events.isEmpty else {
+      // A progress notification: every revision up to it is applied.
       self.keySpace.advance(to: response.header.revision)
+      self.relevantRevision = self.keySpace.revision
       return
     }
     let relevant = response.events.filter { !self.mappings(touching: $0.kv.key).isEmpty }
     let applied = self.keySpace.apply(relevant)
     if let last = response.events.last { self.keySpace.advance(to: last.revision) }
+    if let last = relevant.last { self.relevantRevision = last.revision }
     self.markDirty(Array(Set(applied.flatMap { self.mappings(touching: $0.kv.key) })))
   }
 
@@ -350,6 +358,11 @@ public actor Agent {
     }
     for name in due { self.applyingSince[name] = self.dirty.removeValue(forKey: name)?.first }
     if !due.isEmpty { _ = await self.apply(due) }
+    // A render that had to wait for a push that failed retries with the push.
+    for work in self.local.values where work.hasPending {
+      let at = work.retryAt ?? (now + Self.localQuietPeriod)
+      next = next.map { min($0, at) } ?? at
+    }
     if let next { inbox.tick(at: next) }
     self.publishProgress()
   }
@@ -446,7 +459,10 @@ public actor Agent {
   /// an older one.
   private func publishProgress() {
     if self.dirty.isEmpty {
-      self.publishedRevision = self.keySpace.revision
+      // Not the snapshot's revision: keys inside the watched range but outside every mapping
+      // (a presence key under it, say) move that, and publishing it would make a presence put
+      // advance every agent's revision, whose presence put advances it again, for ever.
+      self.publishedRevision = max(self.publishedRevision, self.relevantRevision)
       self.metrics.appliedRevision.record(self.publishedRevision)
     }
     let progress = self.progress

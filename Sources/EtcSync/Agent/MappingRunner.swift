@@ -88,7 +88,10 @@ public struct MappingRunner: Sendable {
     result.rejected = plan.rejected
     if !keep.isEmpty {
       switch plan.output {
-      case .file: return result
+      case .file:
+        // The whole file is a local edit that could not be pushed: it stays, and says so.
+        result.error = "held: the local edit of \(self.mapping.dest) could not be pushed (see the log); etcd's changes wait"
+        return result
       case .tree(let files):
         plan.output = .tree(files.filter { !keep.contains($0.key) })
         plan.held.formUnion(keep)

@@ -161,16 +161,47 @@ public actor Presence {
       }
       return
     }
-    try? await self.put()
+    await self.putOrRetry()
   }
 
   private func flushDelayed() async {
     self.delayedPut = nil
-    try? await self.put()
+    await self.putOrRetry()
   }
 
-  /// Puts the record under the current lease.
+  /// Puts the record; a failed put (a leader election, say) is tried again a second later,
+  /// so the key never stays behind the agent's progress.
+  private func putOrRetry() async {
+    do {
+      try await self.put()
+    } catch {
+      guard self.delayedPut == nil, !Task.isCancelled else { return }
+      self.delayedPut = Task {
+        try? await Task.sleep(for: Self.minimumInterval)
+        await self.flushDelayed()
+      }
+    }
+  }
+
+  private var putting = false
+  private var putAgain = false
+
+  /// Puts the latest record under the current lease. One put at a time: two in flight could
+  /// land in either order and leave the key with the older record.
   private func put() async throws {
+    if self.putting {
+      self.putAgain = true
+      return
+    }
+    self.putting = true
+    defer { self.putting = false }
+    repeat {
+      self.putAgain = false
+      try await self.putOnce()
+    } while self.putAgain
+  }
+
+  private func putOnce() async throws {
     guard self.leaseID != 0 else { return }
     self.record.updatedAt = PresenceRecord.timestamp()
     self.lastPut = ContinuousClock.now

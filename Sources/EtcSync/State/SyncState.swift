@@ -74,6 +74,10 @@ public struct MappingState: Hashable, Sendable, Codable {
   /// (it wrote it, or pushed it), with the mod revision of its key. A file whose bytes differ
   /// from this record is a local edit, also one made while the agent was stopped.
   public var local: [String: LocalRecord]
+  /// Write-back mappings only: the records a render is about to make true, saved before it
+  /// writes. A file found holding one of them after a crash is the agent's own write, not a
+  /// local edit.
+  public var intended: [String: LocalRecord]
 
   /// Creates a mapping state.
   public init(appliedRevision: Int64 = 0, files: [String: ContentHash] = [:], pendingReload: Bool = false,
@@ -82,6 +86,7 @@ public struct MappingState: Hashable, Sendable, Codable {
     self.files = files
     self.pendingReload = pendingReload
     self.local = local
+    self.intended = [:]
   }
 
   public init(from decoder: any Decoder) throws {
@@ -90,6 +95,7 @@ public struct MappingState: Hashable, Sendable, Codable {
     files = try container.decodeIfPresent([String: ContentHash].self, forKey: .files) ?? [:]
     pendingReload = try container.decodeIfPresent(Bool.self, forKey: .pendingReload) ?? false
     local = try container.decodeIfPresent([String: LocalRecord].self, forKey: .local) ?? [:]
+    intended = try container.decodeIfPresent([String: LocalRecord].self, forKey: .intended) ?? [:]
   }
 }
 

@@ -75,21 +75,48 @@ struct LocalScanner: Sendable {
     return pathProblem(path) != nil
   }
 
-  /// `NAME.conflict.REV`, as the agent names a kept local edit.
+  /// `NAME.conflict.REV` (or `NAME.conflict.REV.N` when that exists), as the agent names a
+  /// kept local edit.
   static func isConflictCopy(_ name: String) -> Bool {
     guard let range = name.range(of: ".conflict.", options: .backwards) else { return false }
     let digits = name[range.upperBound...]
-    return !digits.isEmpty && digits.allSatisfy(\.isASCII) && digits.allSatisfy(\.isNumber)
+    return !digits.isEmpty && digits.first != "." && digits.allSatisfy { $0.isASCII && ($0.isNumber || $0 == ".") }
   }
 
   /// The local changes among `candidates` (every path when nil): files that differ from the
   /// record, new files (trees), and files the record has that are gone.
-  func scan(_ candidates: Set<String>?, record: [String: LocalRecord]) -> (changes: [LocalChange], problems: [LocalProblem]) {
+  /// What a scan found.
+  struct ScanResult: Sendable {
+    var changes: [LocalChange] = []
+    var problems: [LocalProblem] = []
+    /// Files holding what the agent meant to write before a crash cut its record short:
+    /// theirs, not edits; the record is brought up to them.
+    var promoted: [String: LocalRecord] = [:]
+  }
+
+  /// The local changes among `candidates` (every path when nil); `intended` are the records
+  /// of a render that may have been cut short (see ``MappingState/intended``).
+  func scan(_ candidates: Set<String>?, record: [String: LocalRecord], intended: [String: LocalRecord]) -> ScanResult {
+    var result = self.scanPaths(candidates, record: record)
+    result.changes.removeAll { change in
+      guard let planned = intended[change.path], change.value.map({ ContentHash(of: $0) }) == planned.hash else { return false }
+      result.promoted[change.path] = planned
+      return true
+    }
+    return result
+  }
+
+  private func scanPaths(_ candidates: Set<String>?, record: [String: LocalRecord]) -> ScanResult {
+    // A missing (or unmounted, or replaced) directory is no reason to delete every key.
+    var info = stat()
+    guard lstat(self.watchedDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+      return ScanResult(problems: [LocalProblem(path: "", message: "\(self.watchedDirectory) is missing or not a directory; nothing is pushed from it")])
+    }
     switch self.mapping.kind {
-    case .template: return ([], [])
+    case .template: return ScanResult()
     case .format: return self.scanDocument(record: record)
     case .file:
-      if let candidates, !candidates.contains(".") { return ([], []) }
+      if let candidates, !candidates.contains(".") { return ScanResult() }
       return self.scanFiles(["."], record: record)
     case .tree:
       var paths = candidates ?? Set(record.keys).union(self.listTree())
@@ -104,17 +131,19 @@ struct LocalScanner: Sendable {
     }
   }
 
-  private func scanFiles(_ paths: [String], record: [String: LocalRecord]) -> (changes: [LocalChange], problems: [LocalProblem]) {
+  private func scanFiles(_ paths: [String], record: [String: LocalRecord]) -> ScanResult {
     var changes: [LocalChange] = []
     var problems: [LocalProblem] = []
     for path in paths {
       let known = record[path]
       if known == nil, self.mapping.kind == .tree, Self.isIgnored(path) { continue }
       let bytes: [UInt8]?
-      do {
-        bytes = try self.read(path)
-      } catch {
-        problems.append(LocalProblem(path: path, message: "\(error)"))
+      switch self.readLocal(path) {
+      case .absent: bytes = nil
+      case .bytes(let read): bytes = read
+      case .unreadable(let why):
+        // Never taken for a delete: only a file that is really gone deletes its key.
+        problems.append(LocalProblem(path: path, message: why))
         continue
       }
       guard let bytes else {
@@ -125,20 +154,23 @@ struct LocalScanner: Sendable {
       if let known, known.hash == ContentHash(of: bytes) { continue }
       changes.append(LocalChange(path: path, key: self.key(for: path), value: bytes, base: known?.revision ?? 0))
     }
-    return (changes, problems)
+    return ScanResult(changes: changes, problems: problems)
   }
 
   /// A flat JSON or YAML document, compared entry by entry with the record.
-  private func scanDocument(record: [String: LocalRecord]) -> (changes: [LocalChange], problems: [LocalProblem]) {
-    let bytes: [UInt8]?
-    do { bytes = try self.read(".") } catch { return ([], [LocalProblem(path: ".", message: "\(error)")]) }
-    guard let bytes else { return ([], []) }  // a deleted document is restored, not pushed
-    if record["."]?.hash == ContentHash(of: bytes) { return ([], []) }
+  private func scanDocument(record: [String: LocalRecord]) -> ScanResult {
+    let bytes: [UInt8]
+    switch self.readLocal(".") {
+    case .absent: return ScanResult()  // a deleted document is restored, not pushed
+    case .unreadable(let why): return ScanResult(problems: [LocalProblem(path: ".", message: why)])
+    case .bytes(let read): bytes = read
+    }
+    if record["."]?.hash == ContentHash(of: bytes) { return ScanResult() }
     let entries: [String: [UInt8]]
     do {
       entries = try Self.parseFlatDocument(bytes, format: self.mapping.format ?? .json)
     } catch {
-      return ([], [LocalProblem(path: ".", message: error.message)])
+      return ScanResult(problems: [LocalProblem(path: ".", message: error.message)])
     }
     var changes: [LocalChange] = []
     for path in Set(entries.keys).union(record.keys.filter { $0 != "." }).sorted() {
@@ -147,62 +179,103 @@ struct LocalScanner: Sendable {
       if let value, let known, known.hash == ContentHash(of: value) { continue }
       if value == nil, known == nil { continue }
       if let problem = pathProblem(path) {
-        return ([], [LocalProblem(path: ".", message: "the entry \"\(path)\" cannot be a key: \(KeyPathError(problem, key: Array(path.utf8)).reason)")])
+        return ScanResult(problems: [LocalProblem(path: ".", message: "the entry \"\(path)\" cannot be a key: \(KeyPathError(problem, key: Array(path.utf8)).reason)")])
       }
       changes.append(LocalChange(path: path, key: self.key(for: path), value: value, base: known?.revision ?? 0))
     }
-    return (changes, [])
+    return ScanResult(changes: changes)
   }
 
-  /// The entries of a flat JSON object or YAML mapping whose values are all strings (numbers
-  /// and booleans are taken as the text written). A nested document does not map back onto
-  /// keys one to one, so it is refused.
+  /// The entries of a JSON object or YAML mapping of strings, nested objects giving `a/b`
+  /// keys as the renderer nests them. Numbers, booleans, nulls and lists are refused (the
+  /// renderer writes every value as a string; guessing their text would change values).
   static func parseFlatDocument(_ bytes: [UInt8], format: Mapping.Format) throws(AgentError) -> [String: [UInt8]] {
+    var entries: [String: [UInt8]] = [:]
     switch format {
     case .json:
       let object: Any
-      do { object = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) } catch {
+      do { object = try JSONSerialization.jsonObject(with: Data(bytes)) } catch {
         throw AgentError(.plan, "not valid JSON: \(error.localizedDescription)")
       }
       guard let dictionary = object as? [String: Any] else { throw AgentError(.plan, "the JSON document is not an object") }
-      var entries: [String: [UInt8]] = [:]
-      for (key, value) in dictionary {
-        switch value {
-        case let text as String: entries[key] = Array(text.utf8)
-        case let number as NSNumber: entries[key] = Array("\(number)".utf8)
-        default: throw AgentError(.plan, "\"\(key)\" is not a string: only a flat document of strings is written back")
+      func walk(_ dictionary: [String: Any], _ prefix: String) throws(AgentError) {
+        for (key, value) in dictionary {
+          let name = prefix + key
+          if let text = value as? String {
+            entries[name] = Array(text.utf8)
+          } else if let nested = value as? [String: Any] {
+            try walk(nested, name + "/")
+          } else {
+            throw AgentError(.plan, "\"\(name)\" is not a string (write it in quotes): only strings are written back")
+          }
         }
       }
-      return entries
+      try walk(dictionary, "")
     case .yaml:
       guard let text = String(validating: bytes, as: UTF8.self) else { throw AgentError(.plan, "the YAML document is not UTF-8") }
       let node: Node?
       do { node = try Yams.compose(yaml: text) } catch { throw AgentError(.plan, "not valid YAML: \(error)") }
       guard let node else { return [:] }
       guard let mapping = node.mapping else { throw AgentError(.plan, "the YAML document is not a mapping") }
-      var entries: [String: [UInt8]] = [:]
-      for (key, value) in mapping {
-        guard let name = key.string else { throw AgentError(.plan, "a YAML key is not a string") }
-        guard let scalar = value.scalar else {
-          throw AgentError(.plan, "\"\(name)\" is not a string: only a flat document of strings is written back")
+      func walk(_ mapping: Node.Mapping, _ prefix: String) throws(AgentError) {
+        for (key, value) in mapping {
+          guard let name = key.string.map({ prefix + $0 }) else { throw AgentError(.plan, "a YAML key is not a string") }
+          if let scalar = value.scalar {
+            entries[name] = Array(scalar.string.utf8)
+          } else if let nested = value.mapping {
+            try walk(nested, name + "/")
+          } else {
+            throw AgentError(.plan, "\"\(name)\" is a list: only strings are written back")
+          }
         }
-        entries[name] = Array(scalar.string.utf8)
       }
-      return entries
+      try walk(mapping, "")
     default:
       throw AgentError(.configuration, "write-back of \(format.rawValue) documents is not supported")
     }
+    return entries
   }
 
-  /// The bytes at a record path, nil when there is no regular file there. Never follows a
-  /// symlink (AtomicWriter's reader refuses them).
-  func read(_ path: String) throws(FileError) -> [UInt8]? {
-    switch self.mapping.kind {
-    case .tree: return try AtomicWriter(root: self.mapping.dest).contents(of: path)
-    default:
-      let (writer, name) = AtomicWriter.forFile(self.mapping.dest)
-      return try writer.contents(of: name)
+  /// What is at a record path on disk.
+  enum LocalRead: Sendable, Equatable {
+    case absent
+    case bytes([UInt8])
+    case unreadable(String)
+  }
+
+  /// Reads a record path without following any symlink. A file that is not there is
+  /// `.absent`; one that is there but cannot be read (permissions, a symlink or FIFO in its
+  /// place, replaced twice while read) is `.unreadable`, never mistaken for a delete.
+  func readLocal(_ path: String) -> LocalRead {
+    let (writer, name): (AtomicWriter, String)
+    if self.mapping.kind == .tree {
+      (writer, name) = (AtomicWriter(root: self.mapping.dest), path)
+    } else {
+      (writer, name) = AtomicWriter.forFile(self.mapping.dest)
     }
+    for _ in 0..<3 {
+      let parent: (RootedDirectory, String)?
+      do { parent = try writer.openExistingParent(of: name) } catch { return .unreadable("\(error)") }
+      guard let (directory, leaf) = parent else { return .absent }
+      guard let info = lstatAt(directory.directory, leaf) else {
+        let code = errno
+        return code == ENOENT ? .absent : .unreadable(FileError.errnoText(code))
+      }
+      guard info.st_mode & S_IFMT == S_IFREG else { return .unreadable("not a regular file") }
+      let fd = openat(directory.directory.raw, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+      guard fd >= 0 else {
+        let code = errno
+        if code == ENOENT { continue }  // replaced between lstat and open: look again
+        return .unreadable("cannot open: \(FileError.errnoText(code))")
+      }
+      let file = FileDescriptor(fd)
+      guard let now = file.status(), now.st_ino == info.st_ino, now.st_dev == info.st_dev else { continue }
+      switch readAll(file, sizeHint: Int(now.st_size)) {
+      case .success(let bytes): return .bytes(bytes)
+      case .failure(let error): return .unreadable("cannot read: \(FileError.errnoText(error.value))")
+      }
+    }
+    return .unreadable("the file kept being replaced while it was read")
   }
 
   /// Every regular file under the tree's root, relative to it; symlinks are not followed.

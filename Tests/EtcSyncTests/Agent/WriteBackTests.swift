@@ -215,11 +215,81 @@ struct WriteBackTests {
     })
     // The document is rendered back in its canonical form, which is not taken for an edit.
     #expect(await eventually { Disk.read(h.dir("etc/app.json"))?.contains("\"user\"") == true && Disk.read(h.dir("etc/app.json"))?.contains("\n") == true })
-    // A nested document cannot be written back: reported, not pushed.
-    try Disk.write(h.dir("etc/app.json"), #"{"host": {"name": "db3"}}"#)
+    // A value that is not a string is refused with the entry named; nothing is pushed.
+    try Disk.write(h.dir("etc/app.json"), #"{"host": "db3", "port": 5432, "user": "app"}"#)
     #expect(await eventually { h.messages(atLeast: .error).contains("local file not pushed") })
+    let problem = h.logs.metadata(of: "local file not pushed").last
+    #expect(problem?["error"]?.contains("\"port\" is not a string") == true, "\(problem ?? [:])")
     #expect(try await Self.value(h, "/app/host") == "db2")
     #expect(await agent.writeBackStats.pushed == 3)
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("a nested JSON document writes back to its a/b keys")
+  func nestedFormat() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/cfg/db/host", "h1")
+    try await h.put("/cfg/name", "n")
+    let mapping = Mapping(name: "json", kind: .format, prefixes: ["/cfg/"], dest: h.dir("cfg.json"), format: .json, writeBack: true)
+    let daemon = Daemon(try h.agent(h.configuration([mapping])))
+    #expect(await eventually { Disk.read(h.dir("cfg.json"))?.contains("h1") == true })
+    try Disk.write(h.dir("cfg.json"), #"{"db": {"host": "h2"}, "name": "n"}"#)
+    #expect(await eventually { (try? await Self.value(h, "/cfg/db/host")) == "h2" })
+    #expect(try await Self.value(h, "/cfg/name") == "n")
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("a file replaced by something unreadable is reported and kept, never taken for a delete")
+  func unreadableIsNotADelete() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/wb/f", "1")
+    try await h.put("/wb/g", "1")
+    let agent = try Self.treeAgent(h, "A", deletes: true)
+    let daemon = Daemon(agent)
+    #expect(await eventually { Disk.read(h.dir("A/f")) == "1" })
+    // A symlink where the file was: not a regular file, so not readable as one.
+    unlink(h.dir("A/f"))
+    try Disk.symlink("/etc/hostname", at: h.dir("A/f"))
+    #expect(await eventually { h.messages(atLeast: .error).contains("local file not pushed") })
+    try await h.put("/wb/g", "2")
+    #expect(await eventually { Disk.read(h.dir("A/g")) == "2" }, "the rest still syncs")
+    #expect(try await Self.value(h, "/wb/f") == "1", "the key is not deleted")
+    #expect(Disk.isSymlink(h.dir("A/f")), "and what stands there is left alone")
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("a missing root deletes nothing, even with deletes: true")
+  func missingRoot() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/wb/f", "1")
+    try await h.put("/wb/sub/g", "2")
+    _ = try await Self.treeAgent(h, "A", deletes: true).sync()
+    #expect(Disk.read(h.dir("A/sub/g")) == "2")
+    try FileManager.default.removeItem(atPath: h.dir("A"))
+    let again = try Self.treeAgent(h, "A", deletes: true)
+    _ = try await again.sync()
+    #expect(try await Self.keys(h) == ["/wb/f", "/wb/sub/g"])
+    #expect(Disk.read(h.dir("A/f")) == "1" && Disk.read(h.dir("A/sub/g")) == "2", "the tree is written again")
+  }
+
+  @Test("300 new files at once are pushed in Txns of at most 128")
+  func manyFiles() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/wb/seed", "s")
+    let agent = try Self.treeAgent(h, "A")
+    let daemon = Daemon(agent)
+    #expect(await eventually { Disk.read(h.dir("A/seed")) == "s" })
+    let before = try await Self.revision(h)
+    for index in 0..<300 { try Disk.write(h.dir("A/many/f\(index)"), "v\(index)") }
+    #expect(await eventually { ((try? await Self.keys(h)) ?? []).count == 301 })
+    #expect(await agent.writeBackStats.pushed == 300)
+    #expect(try await Self.value(h, "/wb/many/f299") == "v299")
+    // Every Txn is one revision: 300 changes took at least 3 (128 + 128 + 44), not 300 single puts' worth of compares failing.
+    #expect(try await Self.revision(h) - before >= 3)
     #expect(await daemon.stop() == nil)
   }
 }

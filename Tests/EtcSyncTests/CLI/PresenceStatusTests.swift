@@ -174,8 +174,11 @@ struct PresenceStatusTests {
     #expect(table.status == 0)
     let lines = table.output.split(separator: "\n").map(String.init)
     #expect(lines.first?.hasPrefix("NAME") == true)
-    #expect(lines.contains { $0.hasPrefix("a1 ") && $0.contains(" \(revision) ") })
-    #expect(lines.contains { $0.hasPrefix("a2 ") && $0.contains(" \(revision) ") })
+    // NAME HOST VERSION APPLIED …: each agent's applied revision is at least the put's.
+    for name in ["a1", "a2"] {
+      let columns = try #require(lines.first { $0.hasPrefix(name + " ") }).split(separator: " ")
+      #expect(columns.count >= 4 && (Int64(columns[3]) ?? 0) >= revision, "\(table.output)")
+    }
     let json = try await EtcsyncProcess.run(["status", "--json"] + endpoint)
     let object = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
     let agents = try #require(object["agents"] as? [[String: Any]])
@@ -187,10 +190,40 @@ struct PresenceStatusTests {
     #expect(await Self.applied(h, "a1", atLeast: later))
     let timedOut = try await EtcsyncProcess.run(["status", "--wait-revision", "\(later)", "--timeout", "1s"] + endpoint)
     #expect(timedOut.status == 1)
-    #expect(timedOut.error.contains("lagging: a2 (applied \(revision)"), "\(timedOut.error)")
+    #expect(timedOut.error.contains("1 of 2 agent(s) have applied revision \(later); lagging: a2 (applied "), "\(timedOut.error)")
     #expect(!timedOut.error.contains("a1 ("))
     two.signal(SIGCONT)
     let resumed = try await EtcsyncProcess.run(["status", "--wait-revision", "\(later)", "--min-agents", "2", "--timeout", "30s"] + endpoint)
     #expect(resumed.status == 0, "\(resumed.error)")
+  }
+
+  @Test("a presence prefix inside the watched range does not feed back into presence puts")
+  func presenceInsideWatchedRange() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let path = h.dir("inside.yaml")
+    try Disk.write(path, """
+      etcd:
+        endpoints: [\(h.server.endpoint)]
+      state:
+        dir: \(h.dir("inside.state"))
+      presence: {prefix: /m/agents, name: a1, ttl: 3s}
+      mappings:
+        - {name: low, kind: tree, prefix: /a/, dest: \(h.dir("low"))}
+        - {name: high, kind: tree, prefix: /z/, dest: \(h.dir("high"))}
+      """)
+    let agent = try EtcsyncProcess(["run", "-c", path], log: h.dir("inside.log"))
+    defer { agent.kill9() }
+    let put = try await h.put("/a/x", "1")
+    #expect(await eventually {
+      guard let kv = try? await h.client.get("/m/agents/a1").kvs.first,
+        let record = try? JSONDecoder().decode(PresenceRecord.self, from: Data(kv.value))
+      else { return false }
+      return record.appliedRevision >= put
+    }, "log: \(agent.log)")
+    let settled = try await h.client.get("/m/agents/a1").header.revision
+    // A feedback loop would put again every second; wait out two of its periods.
+    try await Task.sleep(for: .milliseconds(2500))
+    #expect(try await h.client.get("/m/agents/a1").header.revision == settled, "log: \(agent.log)")
   }
 }
