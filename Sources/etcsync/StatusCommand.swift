@@ -17,7 +17,8 @@ struct StatusCommand: AsyncParsableCommand {
       With --wait-revision N it waits until every listed agent (or --min-agents of them) has
       applied revision N or later, then exits 0; after --timeout it exits 1 and names the
       agents that lag. An agent that vanished meanwhile (its lease expired) counts as lagging.
-      A deploy pipeline puts its configuration, takes the revision from the put, and waits:
+      Example: a deploy pipeline puts its configuration, takes the revision from the put, and
+      waits for the fleet:
 
         rev=$(etcdctl put /apps/web/config x -w json | jq .header.revision)
         etcsync status --wait-revision "$rev" --min-agents 3 --timeout 60s

@@ -163,4 +163,31 @@ struct OperationsTests {
     // SIGTERM right after SIGHUP lands while the new agent syncs: still a clean stop.
     #expect(await agent.waitForExit() == 0, "log: \(agent.log)")
   }
+
+  /// The repository's root (tests run from it under `swift test`; found from this file otherwise).
+  static var repository: String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().deletingLastPathComponent().path
+  }
+
+  @Test("the command line: --version, --help with an example on every subcommand, completions, config-example")
+  func commandLine() async throws {
+    let version = try await EtcsyncProcess.run(["--version"])
+    #expect(version.status == 0 && version.output == EtcSync.version + "\n")
+    for command in ["sync", "run", "check", "diff", "status", "ping", "config-example"] {
+      let help = try await EtcsyncProcess.run([command, "--help"])
+      #expect(help.status == 0, "\(command): \(help.error)")
+      #expect(help.output.contains("Example"), "\(command) --help has no example")
+    }
+    for shell in ["bash", "zsh", "fish"] {
+      let script = try await EtcsyncProcess.run(["--generate-completion-script", shell])
+      #expect(script.status == 0 && script.output.contains("config-example"), "\(shell)")
+    }
+    let example = try await EtcsyncProcess.run(["config-example"])
+    #expect(example.status == 0)
+    let shipped = try String(contentsOfFile: Self.repository + "/examples/config/etcsync.yaml", encoding: .utf8)
+    #expect(example.output == shipped, "run scripts/generate-config-example after editing examples/config/etcsync.yaml")
+    // And it is a valid configuration.
+    _ = try AgentConfiguration.load(yaml: example.output, sourceName: "config-example")
+  }
 }
