@@ -113,9 +113,10 @@ public actor Agent {
   }
 
   /// One consistent pass over every mapping (`etcsync sync`): returns one result per mapping.
-  public func sync() async throws(EtcdError) -> [MappingResult] {
+  public func sync() async throws -> [MappingResult] {
     self.state = self.stateFile.load()
     self.cleanTemporaryFiles()
+    try await self.checkCluster()
     // Local edits made while the agent was stopped go to etcd first (with their compare),
     // so that the snapshot read next already holds them.
     for runner in self.runners where runner.mapping.writeBack {
@@ -128,6 +129,29 @@ public actor Agent {
     self.keySpace = try await self.readSnapshot()
     self.relevantRevision = self.keySpace.revision
     return await self.apply(self.runners.map(\.mapping.name))
+  }
+
+  /// The cluster this agent talks to, from the first answer it gave.
+  private(set) var clusterID: UInt64 = 0
+
+  /// Refuses an etcd that is not the one the files came from: another cluster ID, or a
+  /// revision behind the applied one (a cluster restored from an older backup, or wiped).
+  /// Applying it silently would roll every file back; the operator decides, by removing the
+  /// state file.
+  func checkCluster() async throws {
+    let status = try await self.client.status()
+    self.clusterID = status.header.clusterID
+    let applied = self.state.appliedRevision
+    if let known = self.state.clusterID, known != status.header.clusterID {
+      throw AgentError(.etcd, "etcd cluster \(String(status.header.clusterID, radix: 16)) is not the cluster \(String(known, radix: 16)) the files came from (restored or replaced?); refusing to apply it. Remove \(self.stateFile.path) to accept the new cluster")
+    }
+    if status.header.revision < applied {
+      throw AgentError(.etcd, "etcd's revision \(status.header.revision) is behind the applied revision \(applied) (a cluster restored from an older backup, or wiped?); refusing to roll the files back. Remove \(self.stateFile.path) to accept it")
+    }
+    if self.state.clusterID != status.header.clusterID {
+      self.state.clusterID = status.header.clusterID
+      self.saveState()
+    }
   }
 
   /// What `sync` would change in every mapping, without writing.
@@ -265,14 +289,19 @@ public actor Agent {
     for await input in inbox.stream {
       inbox.consumed()
       switch input {
-      case .response(let response): self.absorb(response)
+      case .response(let response): try self.absorb(response)
       case .compacted:
         do {
           let fresh = try await self.readSnapshot()
+          if fresh.revision < self.keySpace.revision {
+            throw AgentError(.etcd, "etcd's revision \(fresh.revision) went back behind the applied revision \(self.keySpace.revision) (a restored cluster?); refusing to roll the files back")
+          }
           self.logger.warning("watch compacted; re-read everything", metadata: ["etcd.revision": "\(fresh.revision)"])
           self.keySpace = fresh
           self.relevantRevision = fresh.revision
           self.markDirty(self.runners.map(\.mapping.name))
+        } catch let refusal as AgentError {
+          throw refusal
         } catch {
           self.logger.error("re-read after compaction failed", metadata: ["error": "\(error)"])
         }
@@ -309,7 +338,12 @@ public actor Agent {
   }
 
   /// Applies a watch response to the snapshot and marks the mappings it touches.
-  private func absorb(_ response: WatchResponse) {
+  private func absorb(_ response: WatchResponse) throws {
+    // A failover that lands on another cluster (the endpoints now point at a restored or
+    // new one) is refused loudly: its revisions mean nothing for these files.
+    if self.clusterID != 0, response.header.clusterID != 0, response.header.clusterID != self.clusterID {
+      throw AgentError(.etcd, "the watch now talks to etcd cluster \(String(response.header.clusterID, radix: 16)), not \(String(self.clusterID, radix: 16)); refusing its changes")
+    }
     guard !response.events.isEmpty else {
       // A progress notification: every revision up to it is applied.
       self.keySpace.advance(to: response.header.revision)

@@ -108,6 +108,9 @@ public struct SyncState: Hashable, Sendable, Codable {
   public var version: Int
   /// States by mapping name.
   public var mappings: [String: MappingState]
+  /// The etcd cluster the files came from: another cluster (restored, wiped, or another
+  /// one entirely) is refused until the state file is removed.
+  public var clusterID: UInt64?
 
   /// Creates a state (empty by default).
   public init(mappings: [String: MappingState] = [:]) {
@@ -126,5 +129,9 @@ public struct SyncState: Hashable, Sendable, Codable {
     let container = try decoder.container(keyedBy: CodingKeys.self)
     version = try container.decode(Int.self, forKey: .version)
     mappings = try container.decodeIfPresent([String: MappingState].self, forKey: .mappings) ?? [:]
+    clusterID = try container.decodeIfPresent(UInt64.self, forKey: .clusterID)
   }
+
+  /// The highest revision any mapping has applied.
+  public var appliedRevision: Int64 { self.mappings.values.map(\.appliedRevision).max() ?? 0 }
 }
