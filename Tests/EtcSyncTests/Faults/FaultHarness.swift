@@ -1,0 +1,279 @@
+import EtcSync
+import EtcdClient
+import EtcdTestSupport
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Glibc
+import Synchronization
+import Testing
+
+/// Whether the long variants run (`scripts/faults`, `make faults`): 30 s faults and the
+/// 1,000 ops/s churn. `.ci/run` runs the short ones.
+let faultsLong = ProcessInfo.processInfo.environment["ETCSYNC_FAULTS_LONG"] == "1"
+
+/// One fault scenario: a real `etcsync run` process mirroring `/f/` into a swapped tree and a
+/// templated file, a writer that puts every key in one Txn per generation, and a reader that
+/// reads both in a tight loop the whole time. `verify()` is the check every scenario ends with.
+final class FaultScenario: @unchecked Sendable {
+  static let keys = 12
+  let name: String
+  let dir: TemporaryDirectory
+  let endpoints: [String]
+  let metricsPort: Int
+  let client: RunningClient
+  private(set) var agent: EtcsyncProcess?
+  let reader: TreeReader
+  /// Generation → revision of each acknowledged write.
+  private let written = Mutex<[(generation: Int, revision: Int64)]>([])
+  var started = ContinuousClock.now
+
+  init(_ name: String, endpoints: [String], clientConfiguration: EtcdConfiguration) throws {
+    self.name = name
+    self.dir = TemporaryDirectory("etcsync-fault")
+    self.endpoints = endpoints
+    self.metricsPort = try freePorts(1)[0]
+    self.client = try RunningClient(clientConfiguration)
+    try Disk.write(self.dir("lines.tmpl"), "{{ range gets \"/f/*\" }}{{ .Value }}\n{{ end }}end\n")
+    self.reader = TreeReader(tree: self.dir("tree"), file: self.dir("lines"))
+  }
+
+  var configPath: String { self.dir("etcsync.yaml") }
+
+  /// Writes the configuration and starts the agent (again, after a kill).
+  func startAgent() throws {
+    let endpoints = self.endpoints.map { "\"\($0)\"" }.joined(separator: ", ")
+    try Disk.write(self.configPath, """
+      etcd:
+        endpoints: [\(endpoints)]
+        dialTimeout: 2s
+        requestTimeout: 3s
+      state:
+        dir: \(self.dir("state"))
+      metrics:
+        listen: 127.0.0.1:\(self.metricsPort)
+      mappings:
+        - name: tree
+          kind: tree
+          prefix: /f/
+          dest: \(self.dir("tree"))
+        - name: lines
+          kind: template
+          prefix: /f/
+          template: \(self.dir("lines.tmpl"))
+          dest: \(self.dir("lines"))
+      """)
+    self.agent = try EtcsyncProcess(["run", "-c", self.configPath, "--timeout", "60"], log: self.dir("agent-\(Int.random(in: 0..<1_000_000)).log"))
+  }
+
+  func killAgent() { self.agent?.kill9() }
+
+  /// Puts generation `g` into every key, in one Txn (one revision).
+  @discardableResult
+  func write(_ generation: Int) async throws -> Int64 {
+    let ops = (0..<Self.keys).map { index in
+      Op.put("/f/k\(index < 10 ? "0" : "")\(index)", "g\(generation)")
+    }
+    let response = try await self.client.client.txn(if: [], then: ops)
+    self.written.withLock { $0.append((generation, response.header.revision)) }
+    return response.header.revision
+  }
+
+  /// Writes generations as fast as etcd takes them (up to `rate` per second), ignoring
+  /// failures (the fault is on), until cancelled.
+  func churn(from start: Int, rate: Int) -> Task<Int, Never> {
+    Task {
+      var generation = start
+      while !Task.isCancelled {
+        generation += 1
+        _ = try? await self.write(generation)
+        try? await Task.sleep(for: .nanoseconds(1_000_000_000 / rate))
+      }
+      return generation
+    }
+  }
+
+  var lastWrite: (generation: Int, revision: Int64)? { self.written.withLock { $0.last } }
+
+  /// The agent's applied revision, from its metrics (nil while it does not answer).
+  func appliedRevision() async -> Int64? {
+    var request = URLRequest(url: URL(string: "http://127.0.0.1:\(self.metricsPort)/metrics")!)
+    request.timeoutInterval = 2
+    guard let (data, _) = try? await URLSession.shared.data(for: request) else { return nil }
+    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasPrefix("etcsync_applied_revision ") {
+      return Double(line.split(separator: " ")[1]).map { Int64($0) }
+    }
+    return nil
+  }
+
+  /// Whether the agent answers /readyz with 200.
+  func isReady() async -> Bool {
+    var request = URLRequest(url: URL(string: "http://127.0.0.1:\(self.metricsPort)/readyz")!)
+    request.timeoutInterval = 2
+    guard let (_, response) = try? await URLSession.shared.data(for: request) else { return false }
+    return (response as? HTTPURLResponse)?.statusCode == 200
+  }
+
+  /// The end of every scenario: waits until the agent reports the last written revision,
+  /// then checks that the files equal `etcdctl get --prefix /f/ --rev=R` for that R, that the
+  /// reader never saw a partial file or a mixed tree, that no update was lost, and that no
+  /// temp file is left. Returns the time from `since` to convergence.
+  func verify(since: ContinuousClock.Instant, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Duration {
+    let last = try #require(self.lastWrite, sourceLocation: sourceLocation)
+    let converged = await eventually(within: .seconds(90)) {
+      guard let applied = await self.appliedRevision(), applied >= last.revision else { return false }
+      return self.reader.current()?.tree == last.generation
+    }
+    let took = ContinuousClock.now - since
+    #expect(converged, "\(self.name): the agent did not reach revision \(last.revision); log: \(self.agent?.log ?? "-")",
+            sourceLocation: sourceLocation)
+    let applied = await self.appliedRevision() ?? 0
+    // The files equal etcdctl's view of the prefix at the revision the agent reports.
+    let expected = try etcdctlPrefix("/f/", revision: applied, endpoint: self.endpoints)
+    #expect(expected.count == Self.keys, "\(self.name): etcdctl: \(expected)", sourceLocation: sourceLocation)
+    for (key, value) in expected {
+      let name = String(key.dropFirst(3))
+      #expect(Disk.read(self.dir("tree/" + name)) == value, "\(self.name): tree/\(name)", sourceLocation: sourceLocation)
+    }
+    let lines = expected.sorted { $0.key < $1.key }.map(\.value).joined(separator: "\n") + "\nend\n"
+    #expect(Disk.read(self.dir("lines")) == lines, "\(self.name): lines", sourceLocation: sourceLocation)
+    // Nothing lost: the last acknowledged generation is what the files hold.
+    #expect(expected.values.allSatisfy { $0 == "g\(last.generation)" }, "\(self.name): lost the last update", sourceLocation: sourceLocation)
+    let report = self.reader.stop()
+    #expect(report.violations.isEmpty, "\(self.name): the reader saw \(report.violations.prefix(3))", sourceLocation: sourceLocation)
+    #expect(report.reads > 0, sourceLocation: sourceLocation)
+    #expect(Disk.temporaryFiles(self.dir("tree")).isEmpty && Disk.temporaryFiles(self.dir("")).filter { !$0.contains("state") }.isEmpty,
+            "\(self.name): temp files left", sourceLocation: sourceLocation)
+    FaultReport.shared.add(self.name, converged: converged, took: took, reads: report.reads, violations: report.violations.count)
+    return took
+  }
+
+  func stop() {
+    _ = self.reader.stop()
+    self.agent?.signal(SIGTERM)
+    if let agent = self.agent {
+      let deadline = Date().addingTimeInterval(10)
+      while agent.process.isRunning && Date() < deadline { usleep(20_000) }
+      agent.kill9()
+    }
+    self.client.stop()
+  }
+}
+
+/// `etcdctl get --prefix PREFIX --rev=R` (Debian's etcdctl, API v3): key → value.
+func etcdctlPrefix(_ prefix: String, revision: Int64, endpoint: [String]) throws -> [String: String] {
+  let etcdctl = FileManager.default.isExecutableFile(atPath: "/usr/bin/etcdctl") ? "/usr/bin/etcdctl" : "etcdctl"
+  let result = runTool(["ETCDCTL_API=3", etcdctl, "--endpoints", endpoint.joined(separator: ","), "get", "--prefix", prefix, "--rev=\(revision)"])
+  guard result.status == 0 else { throw AgentError(.etcd, "etcdctl failed: \(result.output)") }
+  let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+  var pairs: [String: String] = [:]
+  var index = 0
+  while index + 1 < lines.count, !lines[index].isEmpty {
+    pairs[lines[index]] = lines[index + 1]
+    index += 2
+  }
+  return pairs
+}
+
+/// Reads the swapped tree (through one `..data` target at a time, as a Kubernetes reader
+/// does) and the templated file in a tight loop on a thread of its own. A violation is a file
+/// that is not one whole generation (partial), or a tree mixing generations.
+final class TreeReader: @unchecked Sendable {
+  struct Report { var reads: Int; var violations: [String] }
+  final class Box: Sendable {
+    let state = Mutex<(running: Bool, reads: Int, violations: [String], tree: Int?, file: Int?)>((true, 0, [], nil, nil))
+  }
+  private let box = Box()
+  private let thread: Thread
+  private let done = DispatchSemaphore(value: 0)
+
+  init(tree: String, file: String) {
+    let box = self.box
+    let done = self.done
+    self.thread = Thread {
+      let state = box
+      while state.state.withLock({ $0.running }) {
+        let treeGeneration = Self.readTree(tree)
+        let fileGeneration = Self.readFile(file)
+        state.state.withLock { s in
+          s.reads += 1
+          if case .failure(let why) = treeGeneration { s.violations.append("tree: \(why)") }
+          if case .failure(let why) = fileGeneration { s.violations.append("file: \(why)") }
+          if case .success(let g?) = treeGeneration { s.tree = g }
+          if case .success(let g?) = fileGeneration { s.file = g }
+        }
+      }
+      done.signal()
+    }
+    self.thread.start()
+  }
+
+  struct Violation: Error, CustomStringConvertible { var description: String }
+
+  /// The generation the whole tree holds (nil: nothing readable right now, which is no violation).
+  static func readTree(_ root: String) -> Result<Int?, Violation> {
+    guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: root + "/..data") else { return .success(nil) }
+    let directory = target.hasPrefix("/") ? target : root + "/" + target
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return .success(nil) }
+    var generations = Set<String>()
+    for name in names {
+      // The directory may be retired while it is read: a vanished file is a stale read, not a violation.
+      guard let data = FileManager.default.contents(atPath: directory + "/" + name) else { return .success(nil) }
+      generations.insert(String(decoding: data, as: UTF8.self))
+    }
+    guard !generations.isEmpty else { return .success(nil) }
+    // A directory retired (and being removed) while it was read is a stale read, as it is for
+    // any reader of a Kubernetes-style tree; only the current one must be whole.
+    guard (try? FileManager.default.destinationOfSymbolicLink(atPath: root + "/..data")) == target else { return .success(nil) }
+    guard generations.count == 1, let only = generations.first, only.hasPrefix("g"), let g = Int(only.dropFirst()) else {
+      return .failure(Violation(description: "mixed or partial tree \(generations.sorted().prefix(4))"))
+    }
+    guard names.count == FaultScenario.keys else { return .failure(Violation(description: "\(names.count) files in the tree")) }
+    return .success(g)
+  }
+
+  /// The generation the templated file holds: every line the same, then `end`.
+  static func readFile(_ path: String) -> Result<Int?, Violation> {
+    guard let data = FileManager.default.contents(atPath: path) else { return .success(nil) }
+    let text = String(decoding: data, as: UTF8.self)
+    var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    guard lines.last == "", lines.dropLast().last == "end" else { return .failure(Violation(description: "partial file \(text.suffix(40).debugDescription)")) }
+    lines.removeLast(2)
+    let generations = Set(lines)
+    guard lines.count == FaultScenario.keys, generations.count == 1, let g = Int(generations.first!.dropFirst()) else {
+      return .failure(Violation(description: "mixed file \(generations.sorted().prefix(4))"))
+    }
+    return .success(g)
+  }
+
+  /// The generations the reader saw last.
+  func current() -> (tree: Int?, file: Int?)? { self.box.state.withLock { ($0.tree, $0.file) } }
+
+  /// Stops the thread (once) and reports.
+  func stop() -> Report {
+    let wasRunning = self.box.state.withLock { s -> Bool in
+      let was = s.running
+      s.running = false
+      return was
+    }
+    if wasRunning { self.done.wait() }
+    return self.box.state.withLock { Report(reads: $0.reads, violations: $0.violations) }
+  }
+}
+
+/// The scenarios' outcomes, printed as the table of docs/reliability.md at the end of a run
+/// (and written to results/faults.md).
+final class FaultReport: Sendable {
+  static let shared = FaultReport()
+  private let rows = Mutex<[String]>([])
+
+  func add(_ name: String, converged: Bool, took: Duration, reads: Int, violations: Int) {
+    let seconds = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
+    let row = "| \(name) | \(String(format: "%.2f s", seconds)) | \(converged && violations == 0 ? "yes" : "NO") | \(reads) reads, \(violations) bad |"
+    let all = self.rows.withLock { $0.append(row); return $0 }
+    let text = "| scenario | converged after fault ended | nothing lost | reader |\n|---|---|---|---|\n" + all.joined(separator: "\n") + "\n"
+    try? FileManager.default.createDirectory(atPath: "results", withIntermediateDirectories: true)
+    try? text.write(toFile: "results/faults.md", atomically: true, encoding: .utf8)
+  }
+}
