@@ -68,6 +68,7 @@ var targets: [Target] = [
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "NIOPosix", package: "swift-nio"),
       .product(name: "NIOEmbedded", package: "swift-nio"),
     ],
     swiftSettings: settings

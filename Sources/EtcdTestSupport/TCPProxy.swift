@@ -178,9 +178,8 @@ private final class Glue: ChannelInboundHandler {
 
   let proxy: TCPProxy
   var peer: (any Channel)?
-  /// Chunks waiting for their time, in arrival order; each is due no earlier than the one before.
+  /// Chunks waiting for their time, in arrival order: a chunk never overtakes the ones before it.
   var queue = CircularBuffer<(due: NIODeadline, data: ByteBuffer)>()
-  var last = NIODeadline.uptimeNanoseconds(0)
   var scheduled = false
   var closePeerWhenDrained = false
 
@@ -226,12 +225,11 @@ private final class Glue: ChannelInboundHandler {
     }
     // The peer closed during a black-hole, when closes are not passed on: pass this one on now.
     guard peer.isActive else { return context.close(promise: nil) }
-    last = max(.now() + wait, last)
-    queue.append((last, unwrapInboundIn(data)))
+    queue.append((.now() + wait, unwrapInboundIn(data)))
     drain(context.eventLoop)
   }
 
-  /// Writes every chunk that is due (drops them if black-holed now) and schedules the next.
+  /// Writes the chunks at the head that are due (drops them if black-holed now), then waits for the next.
   func drain(_ loop: any EventLoop) {
     guard let peer, !scheduled else { return }
     let now = NIODeadline.now()

@@ -28,6 +28,8 @@ public actor Agent {
   /// Called after every applied batch and every error change (presence, metrics).
   private var observers: [@Sendable (AgentProgress) -> Void] = []
   private var errors: [String: String] = [:]
+  /// Mappings whose write failed for a passing reason: attempts so far and the next try.
+  private var retries: [String: (attempts: Int, at: ContinuousClock.Instant)] = [:]
   private var publishedRevision: Int64 = 0
   /// The revision of the last change that touched a mapping (or of a snapshot or progress
   /// notification): what the applied revision reports.
@@ -188,6 +190,7 @@ public actor Agent {
       if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep) }
       self.log(result, duration: clock.now - started)
       self.notify(result)
+      self.scheduleRetry(result)
       let reloadRan = result.reloaded || (result.error?.hasPrefix("reload failed") ?? false)
       self.metrics.record(result, reloadRan: reloadRan, since: self.applyingSince.removeValue(forKey: name))
       results.append(result)
@@ -375,6 +378,14 @@ public actor Agent {
     let queued = inbox.pending
     var due: [String] = []
     var next = await self.flushLocalEdits(now: now)
+    for (name, retry) in self.retries {
+      if now >= retry.at {
+        self.retries[name]?.at = .now + .seconds(3600)  // re-armed by the outcome of the retry
+        if self.dirty[name] == nil { self.dirty[name] = (now, now) }
+      } else {
+        next = next.map { min($0, retry.at) } ?? retry.at
+      }
+    }
     for (name, times) in self.dirty {
       // A push of ours (or a conflict's winner) is on its way through the watch: its
       // response re-checks this mapping.
@@ -392,6 +403,10 @@ public actor Agent {
     }
     for name in due { self.applyingSince[name] = self.dirty.removeValue(forKey: name)?.first }
     if !due.isEmpty { _ = await self.apply(due) }
+    // Retries scheduled by the batch just applied.
+    for retry in self.retries.values where retry.at > now {
+      next = next.map { min($0, retry.at) } ?? retry.at
+    }
     // A render that had to wait for a push that failed retries with the push.
     for work in self.local.values where work.hasPending {
       let at = work.retryAt ?? (now + Self.localQuietPeriod)
@@ -399,6 +414,19 @@ public actor Agent {
     }
     if let next { inbox.tick(at: next) }
     self.publishProgress()
+  }
+
+  /// A write that failed for a reason that may pass (ENOSPC, EROFS, EBUSY) is tried again
+  /// after 1 s, 2 s, 4 s … at most 30 s, until it succeeds; the old files stay meanwhile.
+  private func scheduleRetry(_ result: MappingResult) {
+    guard result.failed, result.retryable else {
+      self.retries[result.mapping] = nil
+      return
+    }
+    let attempts = (self.retries[result.mapping]?.attempts ?? 0) + 1
+    let delay = Duration.seconds(min(30, 1 << min(attempts - 1, 5)))
+    self.retries[result.mapping] = (attempts, ContinuousClock.now + delay)
+    self.logger.warning("mapping will be retried", metadata: ["mapping.name": "\(result.mapping)", "retry.in": "\(delay)", "retry.attempt": "\(attempts)"])
   }
 
   /// Starts one inotify watcher per write-back mapping, feeding changed paths into the inbox.

@@ -17,6 +17,10 @@ public struct MappingResult: Sendable {
   public var rejected: [KeyPathError] = []
   /// Whether the reload command ran (and succeeded).
   public var reloaded = false
+  /// Whether the failure may pass by itself (a full or read-only disk, a busy target), so
+  /// the daemon retries it with backoff instead of waiting for the next change. A failed
+  /// check, a missing key or a failed reload is not retried on its own.
+  public var retryable = false
   /// Why the mapping failed, if it did. Its files are then as they were, except those in
   /// ``written`` and ``deleted`` (a reload that failed after the write, one file of an
   /// in-place tree that could not be written while the others were).
@@ -110,6 +114,7 @@ public struct MappingRunner: Sendable {
     } catch {
       // The record still describes the last reload: whatever did change is owed one later.
       result.error = "\(error)"
+      result.retryable = (error as? FileError)?.code != .checkFailed
       return result
     }
     var reloadFailed = false

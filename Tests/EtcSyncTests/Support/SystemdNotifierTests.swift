@@ -1,4 +1,5 @@
 @testable import EtcSync
+import Dispatch
 import Foundation
 import Glibc
 import Testing
@@ -56,10 +57,10 @@ final class NotifySocket {
   }
 }
 
+/// CLOCK_MONOTONIC in microseconds (Dispatch's uptime is that clock on Linux; `timespec`'s
+/// fields are ambiguous between Glibc and CoreFoundation under MemberImportVisibility).
 private func monotonicMicroseconds() -> UInt64 {
-  var now = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &now)
-  return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1_000
+  DispatchTime.now().uptimeNanoseconds / 1_000
 }
 
 @Suite("systemd notify protocol")
