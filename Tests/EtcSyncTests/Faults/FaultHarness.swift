@@ -29,8 +29,12 @@ final class FaultScenario: @unchecked Sendable {
   private let written = Mutex<[(generation: Int, revision: Int64)]>([])
   var started = ContinuousClock.now
 
-  init(_ name: String, endpoints: [String], clientConfiguration: EtcdConfiguration) throws {
+  /// `user` and `password`, when etcd has auth on.
+  let auth: (user: String, password: String)?
+
+  init(_ name: String, endpoints: [String], clientConfiguration: EtcdConfiguration, auth: (user: String, password: String)? = nil) throws {
     self.name = name
+    self.auth = auth
     self.dir = TemporaryDirectory("etcsync-fault")
     self.endpoints = endpoints
     self.metricsPort = try freePorts(1)[0]
@@ -44,11 +48,16 @@ final class FaultScenario: @unchecked Sendable {
   /// Writes the configuration and starts the agent (again, after a kill).
   func startAgent() throws {
     let endpoints = self.endpoints.map { "\"\($0)\"" }.joined(separator: ", ")
+    var auth = ""
+    if let credentials = self.auth {
+      try Disk.write(self.dir("password"), credentials.password)
+      auth = "\n  auth: {user: \(credentials.user), passwordFile: \(self.dir("password"))}"
+    }
     try Disk.write(self.configPath, """
       etcd:
         endpoints: [\(endpoints)]
         dialTimeout: 2s
-        requestTimeout: 3s
+        requestTimeout: 3s\(auth)
       state:
         dir: \(self.dir("state"))
       metrics:
@@ -130,7 +139,8 @@ final class FaultScenario: @unchecked Sendable {
             sourceLocation: sourceLocation)
     let applied = await self.appliedRevision() ?? 0
     // The files equal etcdctl's view of the prefix at the revision the agent reports.
-    let expected = try etcdctlPrefix("/f/", revision: applied, endpoint: self.endpoints)
+    let expected = try etcdctlPrefix("/f/", revision: applied, endpoint: self.endpoints,
+                                     user: self.auth.map { "\($0.user):\($0.password)" })
     #expect(expected.count == Self.keys, "\(self.name): etcdctl: \(expected)", sourceLocation: sourceLocation)
     for (key, value) in expected {
       let name = String(key.dropFirst(3))
@@ -162,9 +172,10 @@ final class FaultScenario: @unchecked Sendable {
 }
 
 /// `etcdctl get --prefix PREFIX --rev=R` (Debian's etcdctl, API v3): key → value.
-func etcdctlPrefix(_ prefix: String, revision: Int64, endpoint: [String]) throws -> [String: String] {
+func etcdctlPrefix(_ prefix: String, revision: Int64, endpoint: [String], user: String? = nil) throws -> [String: String] {
   let etcdctl = FileManager.default.isExecutableFile(atPath: "/usr/bin/etcdctl") ? "/usr/bin/etcdctl" : "etcdctl"
-  let result = runTool(["ETCDCTL_API=3", etcdctl, "--endpoints", endpoint.joined(separator: ","), "get", "--prefix", prefix, "--rev=\(revision)"])
+  let credentials = user.map { ["--user", $0] } ?? []
+  let result = runTool(["ETCDCTL_API=3", etcdctl, "--endpoints", endpoint.joined(separator: ",")] + credentials + ["get", "--prefix", prefix, "--rev=\(revision)"])
   guard result.status == 0 else { throw AgentError(.etcd, "etcdctl failed: \(result.output)") }
   let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
   var pairs: [String: String] = [:]

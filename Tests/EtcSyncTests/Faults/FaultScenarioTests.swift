@@ -157,4 +157,57 @@ struct FaultScenarioTests {
     try await scenario.write(100_000)
     _ = try await scenario.verify(since: ended)
   }
+
+  @Test("network black-hole (no RST) through a proxy, then the connections reset")
+  func blackhole() async throws {
+    let server = try await EtcdServer.start()
+    defer { server.destroy() }
+    let proxy = try await TCPProxy.start(targetPort: server.clientPort)
+    let scenario = try FaultScenario("proxy black-hole for \(Self.faultLength), then resets", endpoints: [proxy.endpoint],
+                                     clientConfiguration: server.configuration())
+    defer { scenario.stop() }
+    try await Self.begin(scenario)
+    let churn = scenario.churn(from: 0, rate: 50)
+    try await Task.sleep(for: .milliseconds(500))
+    proxy.blackhole()
+    #expect(await eventually(within: .seconds(30)) { await !scenario.isReady() }, "a silent network makes the agent not ready")
+    try await Task.sleep(for: Self.faultLength)
+    proxy.resetAll()
+    proxy.pass()
+    let ended = ContinuousClock.now
+    churn.cancel()
+    _ = await churn.value
+    try await scenario.write(100_000)
+    _ = try await scenario.verify(since: ended)
+    #expect(await eventually { await scenario.isReady() })
+    await proxy.stop()
+  }
+
+  @Test("auth tokens that expire every 5 s, under churn")
+  func authTokenTTL() async throws {
+    let server = try await EtcdServer.start(arguments: ["--auth-token", "simple", "--auth-token-ttl", "5"])
+    defer { server.destroy() }
+    let password = "fault-pass"
+    do {
+      let admin = try RunningClient(server.configuration())
+      defer { admin.stop() }
+      try await admin.client.roleAdd("root")
+      try await admin.client.userAdd("root", password: password)
+      try await admin.client.userGrantRole("root", role: "root")
+      try await admin.client.authEnable()
+    }
+    var configuration = server.configuration()
+    configuration.credentials = .init(username: "root", password: password)
+    let scenario = try FaultScenario("auth token TTL of 5 s, churn for \(faultsLong ? 30 : 12) s", endpoints: [server.endpoint],
+                                     clientConfiguration: configuration, auth: ("root", password))
+    defer { scenario.stop() }
+    try await Self.begin(scenario)
+    let churn = scenario.churn(from: 0, rate: 20)
+    try await Task.sleep(for: faultsLong ? .seconds(30) : .seconds(12))
+    let ended = ContinuousClock.now
+    churn.cancel()
+    _ = await churn.value
+    try await scenario.write(100_000)
+    _ = try await scenario.verify(since: ended)
+  }
 }
