@@ -32,7 +32,7 @@ struct SyncCommand: AsyncParsableCommand {
     }
     let (configuration, logger) = try self.options.load()
     let results = try await withAgentClient(configuration, logger: logger, timeout: self.timeout) { client in
-      let agent = try Agent(configuration: configuration, client: client, logger: logger)
+      let agent = try configurationErrorsExit2 { try Agent(configuration: configuration, client: client, logger: logger) }
       return try await agent.sync()
     }
     let failed = results.filter(\.failed)
@@ -86,42 +86,70 @@ struct RunCommand: AsyncParsableCommand {
         let presenceTask = presence.map { presence in Task { await presence.run() } }
         var running = current
         var reconnectWith: AgentConfiguration?
+        /// A new agent for `configuration`, wired to presence and systemd; throws for a
+        /// template that does not compile or an unknown owner.
+        func makeAgent(_ configuration: AgentConfiguration) async throws -> Agent {
+          let agent = try Agent(configuration: configuration, client: client, logger: logger, readiness: readiness)
+          if let presence {
+            await presence.setMappings(configuration.mappings.map(\.name))
+            await agent.observe { presence.report($0) }
+          }
+          if let notifier {
+            let announced = Announced()
+            await agent.observe { progress in
+              guard progress.appliedRevision > 0 else { return }
+              let status = "applied revision \(progress.appliedRevision)" + (progress.lastError.map { "; failing: \($0)" } ?? "")
+              if announced.first() { notifier.ready(status: status) } else { notifier.status(status) }
+            }
+          }
+          return agent
+        }
         do {
-          while true {
-            let agent = try Agent(configuration: running, client: client, logger: logger, readiness: readiness)
-            currentAgent.set(agent)
-            if let presence {
-              await presence.setMappings(running.mappings.map(\.name))
-              await agent.observe { presence.report($0) }
-            }
-            if let notifier {
-              let announced = Announced()
-              await agent.observe { progress in
-                guard progress.appliedRevision > 0 else { return }
-                let status = "applied revision \(progress.appliedRevision)" + (progress.lastError.map { "; failing: \($0)" } ?? "")
-                if announced.first() { notifier.ready(status: status) } else { notifier.status(status) }
+          var agent = try await configurationErrorsExit2Async { try await makeAgent(running) }
+          var generation = 0
+          var task = control.start(agent, generation: generation)
+          currentAgent.set(agent)
+          events: for await event in control.events {
+            switch event {
+            case .ended(let ended):
+              guard ended == generation else { continue }  // an agent replaced by a reload
+              do {
+                try await task.value
+              } catch where control.isStopped {
+                // Stopped (SIGTERM): a call cut short by the cancellation ends with whatever
+                // error the transport gives, not always CancellationError.
               }
-            }
-            let task = Task { try await agent.run() }
-            control.attach(task)
-            do {
-              try await task.value
-            } catch where task.isCancelled {
-              // We cancelled it (SIGHUP, SIGTERM): a call cut short by that ends with
-              // whatever error the transport gives, not always CancellationError.
-            }
-            guard control.takeReload() else { break }
-            notifier?.reloading()
-            do {
-              let reloaded = try self.options.configuration()
+              break events
+            case .reload:
+              notifier?.reloading()
+              // The new configuration is loaded and its agent built (templates compiled,
+              // owners resolved) before the running agent is stopped: one that cannot be
+              // is refused, and the old agent never stopped running.
+              let reloaded: AgentConfiguration
+              let fresh: Agent
+              do {
+                reloaded = try self.options.configuration()
+                if reloaded.etcd != running.etcd || reloaded.presence != running.presence {
+                  reconnectWith = reloaded
+                  task.cancel()
+                  _ = await task.result
+                  break events
+                }
+                fresh = try await makeAgent(reloaded)
+              } catch {
+                logger.error("configuration not reloaded; keeping the old one", metadata: ["error": "\(error)"])
+                notifier?.ready(status: "configuration not reloaded; the old one runs")
+                continue
+              }
+              task.cancel()
+              _ = await task.result
+              if control.isStopped { break events }
               logger.info("configuration reloaded", metadata: ["mappings": "\(reloaded.mappings.count)"])
-              if reloaded.etcd != running.etcd || reloaded.presence != running.presence {
-                reconnectWith = reloaded
-                break
-              }
               running = reloaded
-            } catch {
-              logger.error("configuration not reloaded; keeping the old one", metadata: ["error": "\(error)"])
+              agent = fresh
+              generation += 1
+              task = control.start(agent, generation: generation)
+              currentAgent.set(agent)
             }
           }
         } catch {
@@ -194,21 +222,38 @@ final class Announced: Sendable {
   func first() -> Bool { self.done.withLock { let first = !$0; $0 = true; return first } }
 }
 
-/// What the signal handlers ask the run loop to do.
+/// What the signal handlers ask the run loop to do, and when the running agent ends.
 final class RunControl: Sendable {
-  private let state = Mutex<(task: Task<Void, any Error>?, reload: Bool, stopped: Bool)>((nil, false, false))
+  enum Event: Sendable { case reload, ended(Int) }
+  let events: AsyncStream<Event>
+  private let continuation: AsyncStream<Event>.Continuation
+  private let state = Mutex<(task: Task<Void, any Error>?, stopped: Bool)>((nil, false))
 
-  func attach(_ task: Task<Void, any Error>) {
-    let stopped = self.state.withLock { $0.task = task; return $0.stopped }
-    if stopped { task.cancel() }
+  init() {
+    (self.events, self.continuation) = AsyncStream.makeStream(of: Event.self)
   }
 
-  func stop() { self.state.withLock { $0.stopped = true; $0.reload = false; $0.task?.cancel() } }
+  /// Runs `agent` in a task of its own; its end is reported as `.ended(generation)`.
+  func start(_ agent: Agent, generation: Int) -> Task<Void, any Error> {
+    let continuation = self.continuation
+    let task = Task {
+      defer { continuation.yield(.ended(generation)) }
+      try await agent.run()
+    }
+    let stopped = self.state.withLock { $0.task = task; return $0.stopped }
+    if stopped { task.cancel() }
+    return task
+  }
 
-  func reload() { self.state.withLock { if !$0.stopped { $0.reload = true; $0.task?.cancel() } } }
+  /// SIGTERM/SIGINT: the running agent is cancelled, and the loop ends with it.
+  func stop() { self.state.withLock { $0.stopped = true; $0.task?.cancel() } }
 
-  /// Whether the run ended for a reload (and clears the request).
-  func takeReload() -> Bool { self.state.withLock { let r = $0.reload; $0.reload = false; return r } }
+  /// SIGHUP: the loop loads the configuration again.
+  func reload() {
+    if !self.isStopped { self.continuation.yield(.reload) }
+  }
+
+  var isStopped: Bool { self.state.withLock { $0.stopped } }
 }
 
 /// Calls `handler` when one of `signals` arrives (through Dispatch, not a raw handler).
@@ -227,4 +272,25 @@ final class SignalWatcher: @unchecked Sendable {
   }
 
   func cancel() { self.sources.forEach { $0.cancel() } }
+}
+
+/// Runs `body`; an agent configuration error (a template that does not compile, an unknown
+/// owner) exits with status 2, as `etcsync check` reports it, with the message on stderr.
+func configurationErrorsExit2<T>(_ body: () throws -> T) throws -> T {
+  do {
+    return try body()
+  } catch let error as AgentError where error.code == .configuration {
+    FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
+    throw ExitCode(2)
+  }
+}
+
+/// ``configurationErrorsExit2(_:)`` for an async body.
+func configurationErrorsExit2Async<T>(_ body: () async throws -> T) async throws -> T {
+  do {
+    return try await body()
+  } catch let error as AgentError where error.code == .configuration {
+    FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
+    throw ExitCode(2)
+  }
 }

@@ -469,10 +469,13 @@ public actor Agent {
       try? await Task.sleep(for: Self.probeInterval)
       if Task.isCancelled { return }
       let client = self.client
+      // A key the agent may read anyway (its first mapping's range): a user whose role grants
+      // only the mapped prefixes must still be able to become ready.
+      let probe = self.ranges.first ?? KeyRange(key: [0])
       let failure: String? = await withTaskGroup(of: String?.self) { group in
         group.addTask {
           do {
-            _ = try await client.get(KeyRange(key: [0]), options: GetOptions(countOnly: true))
+            _ = try await client.get(probe, options: GetOptions(limit: 1, countOnly: true))
             return nil
           } catch {
             return "\(error)"

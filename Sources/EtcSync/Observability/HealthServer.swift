@@ -42,8 +42,10 @@ public struct HealthServer: Sendable {
       return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain"],
                       body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
+    // Hummingbird's own lines (one at error level for every clean stop) are not ours to show;
+    // a server that fails to run is reported by the caller.
     var httpLogger = self.logger
-    httpLogger.logLevel = max(self.logger.logLevel, .warning)
+    httpLogger.logLevel = .critical
     let host = self.settings.host.isEmpty ? "0.0.0.0" : self.settings.host
     let logger = self.logger
     let listen = self.settings.listen

@@ -190,4 +190,36 @@ struct OperationsTests {
     // And it is a valid configuration.
     _ = try AgentConfiguration.load(yaml: example.output, sourceName: "config-example")
   }
+
+  @Test("a template broken before a SIGHUP is refused and the old configuration keeps running; broken at start it exits 2")
+  func brokenTemplateOnReload() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try Disk.write(h.dir("t.tmpl"), "{{ getv \"/t/a\" }}\n")
+    let config = h.dir("t.yaml")
+    try Disk.write(config, """
+      etcd: {endpoints: [\(h.server.endpoint)]}
+      state: {dir: \(h.dir("state"))}
+      mappings:
+        - {name: t, kind: template, prefix: /t/, template: \(h.dir("t.tmpl")), dest: \(h.dir("out"))}
+      """)
+    try await h.put("/t/a", "1")
+    let agent = try EtcsyncProcess(["run", "-c", config], log: h.dir("run.log"))
+    defer { agent.kill9() }
+    #expect(await eventually { Disk.read(h.dir("out")) == "1\n" }, "log: \(agent.log)")
+    try Disk.write(h.dir("t.tmpl"), "{{ if }}\n")
+    agent.signal(SIGHUP)
+    #expect(await eventually { agent.log.contains("configuration not reloaded; keeping the old one") }, "log: \(agent.log)")
+    try await h.put("/t/a", "2")
+    #expect(await eventually { Disk.read(h.dir("out")) == "2\n" }, "the old configuration still runs; log: \(agent.log)")
+    #expect(agent.process.isRunning)
+    agent.signal(SIGTERM)
+    #expect(await agent.waitForExit() == 0)
+    // At start the same template is a configuration error: exit 2, for sync and run alike.
+    let sync = try await EtcsyncProcess.run(["sync", "-c", config])
+    #expect(sync.status == 2, "\(sync.error)")
+    #expect(sync.error.contains("t.tmpl"))
+    let run = try await EtcsyncProcess.run(["run", "-c", config])
+    #expect(run.status == 2, "\(run.error)")
+  }
 }
