@@ -100,11 +100,12 @@ struct StatusCommand: AsyncParsableCommand {
       Swift.print(String(decoding: data, as: UTF8.self))
       return
     }
-    var rows = [["NAME", "HOST", "VERSION", "APPLIED", "LAG", "LEASE", "ERROR"]]
+    var rows = [["NAME", "HOST", "VERSION", "APPLIED", "LAG", "LEASE", "READY", "ERROR"]]
     for agent in agents {
       rows.append([
         agent.record.name, agent.record.host, agent.record.version, "\(agent.record.appliedRevision)", "\(agent.lag)",
-        agent.leaseSecondsLeft >= 0 ? "\(agent.leaseSecondsLeft)s" : "-", agent.record.lastError ?? "-",
+        agent.leaseSecondsLeft >= 0 ? "\(agent.leaseSecondsLeft)s" : "-", agent.record.ready.map { $0 ? "yes" : "no" } ?? "-",
+        agent.record.lastError ?? "-",
       ])
     }
     let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }

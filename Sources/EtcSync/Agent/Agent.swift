@@ -494,6 +494,7 @@ public actor Agent {
       self.metrics.watchConnected.record(failure == nil ? 1 : 0)
       self.metrics.ready.record(self.readiness.isReady ? 1 : 0)
       guard changed else { continue }
+      self.publishProgress()
       if let failure {
         self.logger.warning("etcd does not answer; not ready, the files stay as they are", metadata: ["error": "\(failure)"])
       } else {
@@ -512,7 +513,7 @@ public actor Agent {
 
   /// The revision every file holds and the mappings now failing.
   public var progress: AgentProgress {
-    AgentProgress(appliedRevision: self.publishedRevision, errors: self.errors)
+    AgentProgress(appliedRevision: self.publishedRevision, errors: self.errors, ready: self.readiness.isReady)
   }
 
   private func notify(_ result: MappingResult) {
@@ -546,6 +547,8 @@ public struct AgentProgress: Sendable, Hashable {
   public var appliedRevision: Int64
   /// The current error of each failing mapping, by name.
   public var errors: [String: String]
+  /// Whether the agent is ready: first sync done and etcd answering (see ``Readiness``).
+  public var ready: Bool = true
 
   /// The most recent failure, described with its mapping (nil when none is failing).
   public var lastError: String? {

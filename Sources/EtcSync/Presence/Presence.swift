@@ -23,6 +23,9 @@ public struct PresenceRecord: Codable, Sendable, Hashable {
   public var lastErrorAt: String?
   /// When the key was last written, RFC 3339 in UTC.
   public var updatedAt: String
+  /// Whether the agent is ready (`/readyz`): false while its etcd probe fails. A stalled
+  /// member is seen here only when another member still takes the presence put.
+  public var ready: Bool?
 
   /// Creates a record.
   public init(name: String, host: String, pid: Int32, version: String, startedAt: String, mappings: [String],
@@ -140,7 +143,8 @@ public actor Presence {
   /// every change of the error at once.
   public func update(_ progress: AgentProgress) async {
     let error = progress.lastError
-    let errorChanged = error != self.record.lastError
+    let errorChanged = error != self.record.lastError || self.record.ready != progress.ready
+    self.record.ready = progress.ready
     // An agent restarted by SIGHUP reports 0 until its first sync: the key keeps the last
     // revision rather than going back.
     let revisionChanged = progress.appliedRevision != 0 && progress.appliedRevision != self.record.appliedRevision

@@ -120,6 +120,7 @@ struct PresenceStatusTests {
     let (record, lease) = try #require(try await Self.record(h, "a1"))
     #expect(record.name == "a1" && record.pid == agent.pid && record.mappings == ["app"] && record.version == EtcSync.version)
     #expect(record.lastError == nil)
+    #expect(record.ready == true)
     let ttl = try await h.client.timeToLive(lease)
     #expect(ttl.grantedTTL == 3 && ttl.ttl > 0)
     // The applied revision follows the agent's progress.
