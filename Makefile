@@ -3,6 +3,7 @@
 #   make test       the whole test suite (scripts/test; CI runs exactly this)
 #   make demo       the quickstart against a throwaway etcd (scripts/demo)
 #   make bench      client and mirror benchmarks (scripts/bench)
+#   make faults     the fault suite with its long variants (scripts/faults)
 #   make deb        dist/etcsync_VERSION_amd64.deb from a static release build (scripts/build-deb)
 #   make test-deb   builds and checks the package from BINARY (scripts/test-deb)
 #
@@ -31,5 +32,4 @@ test-deb:
 	scripts/test-deb --binary $(BINARY)
 
 faults:
-	@echo "the fault suite arrives with issue 6" >&2
-	@exit 1
+	scripts/faults
