@@ -33,6 +33,14 @@ struct SyncCommand: AsyncParsableCommand {
     let (configuration, logger) = try self.options.load()
     let results = try await withAgentClient(configuration, logger: logger, timeout: self.timeout) { client in
       let agent = try configurationErrorsExit2 { try Agent(configuration: configuration, client: client, logger: logger) }
+      // Progress on a terminal only: a pipe or a log file gets none.
+      let terminal = isatty(STDERR_FILENO) == 1
+      if terminal {
+        // Whole lines: log lines share the terminal and would run into a line redrawn in place.
+        await agent.reportProgress { line in
+          FileHandle.standardError.write(Data("etcsync: \(line)\n".utf8))
+        }
+      }
       return try await agent.sync()
     }
     let failed = results.filter(\.failed)

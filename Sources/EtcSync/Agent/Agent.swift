@@ -101,14 +101,31 @@ public actor Agent {
 
   // MARK: One pass
 
+  /// Where `etcsync sync` shows its progress on a terminal (keys read, files written); nil
+  /// stays quiet.
+  private var progressReporter: (@Sendable (String) -> Void)?
+
+  /// Reports progress to `reporter` from now on (nil: quiet).
+  public func reportProgress(to reporter: (@Sendable (String) -> Void)?) {
+    self.progressReporter = reporter
+  }
+
   /// Reads every mapping's ranges at one revision: the first range's first page fixes it.
   func readSnapshot() async throws(EtcdError) -> KeySpace {
     var revision: Int64 = 0
     var kvs: [KeyValue] = []
     for range in self.ranges {
-      let snapshot = try await self.client.getAll(range, revision: revision)
-      revision = snapshot.revision
-      kvs += snapshot.kvs
+      if let report = self.progressReporter {
+        // Page by page, so that a big prefix shows its progress.
+        revision = try await self.client.forEachPage(range, revision: revision) { page in
+          kvs += page
+          report("read \(kvs.count) keys")
+        }
+      } else {
+        let snapshot = try await self.client.getAll(range, revision: revision)
+        revision = snapshot.revision
+        kvs += snapshot.kvs
+      }
     }
     if revision == 0 { revision = try await self.client.status().revision }
     return KeySpace(revision: revision, kvs: kvs)
@@ -189,6 +206,7 @@ public actor Agent {
       let result = await runner.apply(snapshot, state: &mappingState, keep: keep) { saved in await self.save(saved, for: name) }
       if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep) }
       self.log(result, duration: clock.now - started)
+      self.progressReporter?("mapping \(name): \(result.written.count) written, \(result.deleted.count) deleted")
       self.notify(result)
       self.scheduleRetry(result)
       let reloadRan = result.reloaded || (result.error?.hasPrefix("reload failed") ?? false)

@@ -222,4 +222,26 @@ struct OperationsTests {
     let run = try await EtcsyncProcess.run(["run", "-c", config])
     #expect(run.status == 2, "\(run.error)")
   }
+
+  @Test("sync shows its progress on a terminal and none in a pipe")
+  func syncProgress() async throws {
+    guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else {
+      try Test.cancel("util-linux's script (a pseudo-terminal) is not installed")
+    }
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    for index in 0..<3 { try await h.put("/p/k\(index)", "v") }
+    let config = h.dir("p.yaml")
+    try Disk.write(config, """
+      etcd: {endpoints: [\(h.server.endpoint)]}
+      state: {dir: \(h.dir("state"))}
+      mappings: [{name: p, kind: tree, prefix: /p/, dest: \(h.dir("out"))}]
+      """)
+    let onTerminal = try await EtcsyncProcess.runTool(["/usr/bin/script", "-qec", "\(EtcsyncProcess.binary) sync -c \(config) --state-dir \(h.dir("s1"))", "/dev/null"])
+    #expect(onTerminal.output.contains("etcsync: read 3 keys"), "\(onTerminal.output)")
+    #expect(onTerminal.output.contains("etcsync: mapping p: 3 written, 0 deleted"))
+    let piped = try await EtcsyncProcess.run(["sync", "-c", config, "--state-dir", h.dir("s2")])
+    #expect(piped.status == 0)
+    #expect(!piped.error.contains("etcsync: read"), "\(piped.error)")
+  }
 }

@@ -54,14 +54,19 @@ final class EtcsyncProcess: @unchecked Sendable {
 
   /// Runs `etcsync ARGS` to completion: exit status, standard output, standard error.
   static func run(_ arguments: [String]) async throws -> (status: Int32, output: String, error: String) {
+    try await self.runTool([binary] + arguments)
+  }
+
+  /// Runs `PROGRAM ARGS` to completion: exit status, standard output, standard error.
+  static func runTool(_ argv: [String]) async throws -> (status: Int32, output: String, error: String) {
     let directory = TemporaryDirectory("etcsync-cli")
     let out = directory("stdout")
     let err = directory("stderr")
     FileManager.default.createFile(atPath: out, contents: nil)
     FileManager.default.createFile(atPath: err, contents: nil)
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = arguments
+    process.executableURL = URL(fileURLWithPath: argv[0])
+    process.arguments = Array(argv.dropFirst())
     process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
     process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
     try process.run()
