@@ -51,4 +51,24 @@ struct DiskFaultTests {
     #expect(Disk.temporaryFiles(mountPoint).isEmpty)
     #expect(await daemon.stop() == nil)
   }
+
+  @Test("a reload that hangs is killed at its timeout and reported; the daemon goes on applying changes")
+  func hangingReload() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let mapping = Mapping(name: "f", kind: .file, key: "/d/f", dest: h.dir("f"),
+                          reload: ["sh", "-c", "echo started >> '\(h.commandLog)'; exec sleep 600"], commandTimeout: .seconds(1))
+    try await h.put("/d/f", "1")
+    let agent = try h.agent(h.configuration([mapping]))
+    let daemon = Daemon(agent)
+    #expect(await eventually { await agent.history.count >= 1 })
+    let first = try #require(await agent.history.first)
+    #expect(first.error?.hasPrefix("reload failed") == true, "\(first.error ?? "-")")
+    #expect(Disk.read(h.dir("f")) == "1")
+    // Still running: the next change is written (and its reload times out the same way).
+    try await h.put("/d/f", "2")
+    #expect(await eventually { Disk.read(h.dir("f")) == "2" && h.count("started") == 2 })
+    #expect(!daemon.hasEnded)
+    #expect(await daemon.stop() == nil)
+  }
 }
