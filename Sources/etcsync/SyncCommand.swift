@@ -32,7 +32,12 @@ struct SyncCommand: AsyncParsableCommand {
     }
     let (configuration, logger) = try self.options.load()
     let results = try await withAgentClient(configuration, logger: logger, timeout: self.timeout) { client in
-      let agent = try configurationErrorsExit2 { try Agent(configuration: configuration, client: client, logger: logger) }
+      let agent: Agent
+      do {
+        agent = try Agent(configuration: configuration, client: client, logger: logger)
+      } catch let error as AgentError where error.code == .configuration {
+        throw configurationExit(error)
+      }
       // Progress on a terminal only: a pipe or a log file gets none.
       let terminal = isatty(STDERR_FILENO) == 1
       if terminal {
@@ -113,7 +118,12 @@ struct RunCommand: AsyncParsableCommand {
           return agent
         }
         do {
-          var agent = try await configurationErrorsExit2Async { try await makeAgent(running) }
+          var agent: Agent
+          do {
+            agent = try await makeAgent(running)
+          } catch let error as AgentError where error.code == .configuration {
+            throw configurationExit(error)
+          }
           var generation = 0
           var task = control.start(agent, generation: generation)
           currentAgent.set(agent)
@@ -282,23 +292,9 @@ final class SignalWatcher: @unchecked Sendable {
   func cancel() { self.sources.forEach { $0.cancel() } }
 }
 
-/// Runs `body`; an agent configuration error (a template that does not compile, an unknown
-/// owner) exits with status 2, as `etcsync check` reports it, with the message on stderr.
-func configurationErrorsExit2<T>(_ body: () throws -> T) throws -> T {
-  do {
-    return try body()
-  } catch let error as AgentError where error.code == .configuration {
-    FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
-    throw ExitCode(2)
-  }
-}
-
-/// ``configurationErrorsExit2(_:)`` for an async body.
-func configurationErrorsExit2Async<T>(_ body: () async throws -> T) async throws -> T {
-  do {
-    return try await body()
-  } catch let error as AgentError where error.code == .configuration {
-    FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
-    throw ExitCode(2)
-  }
+/// An agent configuration error found at start (a template that does not compile, an unknown
+/// owner): printed as `etcsync check` reports it, and exit status 2.
+func configurationExit(_ error: AgentError) -> ExitCode {
+  FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
+  return ExitCode(2)
 }

@@ -92,7 +92,8 @@ extension Agent {
   /// Before a write-back mapping is rendered: pushes every local edit first, also ones
   /// inotify has not reported yet (the render would overwrite them). Returns false when the
   /// render must wait (a push is on its way through the watch, or etcd is unreachable).
-  func guardLocalEdits(_ runner: MappingRunner) async -> Bool {
+  /// `view` is the render's ``MappingRunner/localView(_:)`` of the current snapshot.
+  func guardLocalEdits(_ runner: MappingRunner, view: [String: [UInt8]]?) async -> Bool {
     let name = runner.mapping.name
     let mappingState = self.state[mapping: name]
     // The first sync adopts etcd's content: there is no record to tell an edit from a file
@@ -108,7 +109,7 @@ extension Agent {
     }
     // Before it writes, the render says what it means to write: after a crash mid-way, a
     // file holding that is its own write, not an edit.
-    if let view = runner.localView(self.keySpace) {
+    if let view {
       let scanner = LocalScanner(mapping: runner.mapping)
       var intended: [String: LocalRecord] = [:]
       for (path, bytes) in view {
@@ -251,7 +252,7 @@ extension Agent {
     }
     let response = try await self.client.txn(if: compares, then: ops)
     if response.succeeded {
-      self.pushed(runner, chunk, at: response.header.revision)
+      self.recordAccepted(runner, chunk, at: response.header.revision)
       return
     }
     for change in chunk { try await self.pushOne(runner, change) }
@@ -266,13 +267,13 @@ extension Agent {
         if: [Compare(KeyRange(key: change.key), .modRevision(change.base), .equal)], then: [op],
         else: [.get(KeyRange(key: change.key))])
       if response.succeeded {
-        self.pushed(runner, [change], at: response.header.revision)
+        self.recordAccepted(runner, [change], at: response.header.revision)
         return
       }
       let current = response.responses.first?.get?.kvs.first
       // Already what the local file holds (another agent pushed the same edit): nothing to do.
       if current?.value == change.value {
-        self.adopt(runner, change, revision: current?.modRevision ?? response.header.revision)
+        self.recordAccepted(runner, [change], at: current?.modRevision ?? response.header.revision, pushed: false)
         return
       }
       let currentRevision = current?.modRevision ?? response.header.revision
@@ -294,12 +295,14 @@ extension Agent {
     throw EtcdError(.unavailable, "key \(escapeBytes(change.key)) kept changing; the local edit is retried later")
   }
 
-  /// Records a successful push: the local bytes are now the key's value at `revision`.
-  private func pushed(_ runner: MappingRunner, _ changes: [LocalChange], at revision: Int64) {
+  /// Records that the local bytes are now the key's value at `revision`: our push (`pushed`,
+  /// logged and counted), or etcd already held them (another agent pushed the same edit).
+  private func recordAccepted(_ runner: MappingRunner, _ changes: [LocalChange], at revision: Int64, pushed: Bool = true) {
     let name = runner.mapping.name
     var mappingState = self.state[mapping: name]
     for change in changes {
       mappingState.local[change.path] = change.value.map { LocalRecord(hash: ContentHash(of: $0), revision: revision) }
+      guard pushed else { continue }
       self.logger.info(change.value == nil ? "local delete pushed" : "local edit pushed", metadata: [
         "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, change.path))",
         "etcd.key": "\(escapeBytes(change.key))", "etcd.revision": "\(revision)",
@@ -307,18 +310,10 @@ extension Agent {
     }
     self.recordDocument(runner, &mappingState)
     self.state.mappings[name] = mappingState
-    self.writeBackStats.pushed += changes.count
-    self.metrics.writeBack(name, "pushed", count: changes.count)
-    self.local[name, default: LocalWork()].holdUntil = max(self.local[name]?.holdUntil ?? 0, revision)
-  }
-
-  /// The key already holds the local bytes.
-  private func adopt(_ runner: MappingRunner, _ change: LocalChange, revision: Int64) {
-    let name = runner.mapping.name
-    var mappingState = self.state[mapping: name]
-    mappingState.local[change.path] = change.value.map { LocalRecord(hash: ContentHash(of: $0), revision: revision) }
-    self.recordDocument(runner, &mappingState)
-    self.state.mappings[name] = mappingState
+    if pushed {
+      self.writeBackStats.pushed += changes.count
+      self.metrics.writeBack(name, "pushed", count: changes.count)
+    }
     self.local[name, default: LocalWork()].holdUntil = max(self.local[name]?.holdUntil ?? 0, revision)
   }
 
@@ -394,9 +389,9 @@ extension Agent {
   }
 
   /// After a render of a write-back mapping: the record follows what is now on disk.
-  func recordLocal(_ runner: MappingRunner, _ result: MappingResult, keep: Set<String>) {
+  func recordLocal(_ runner: MappingRunner, _ result: MappingResult, keep: Set<String>, view: [String: [UInt8]]?) {
     let name = runner.mapping.name
-    guard let view = runner.localView(self.keySpace) else { return }
+    guard let view else { return }
     let scanner = LocalScanner(mapping: runner.mapping)
     var mappingState = self.state[mapping: name]
     mappingState.intended = [:]

@@ -193,10 +193,12 @@ public actor Agent {
       let started = clock.now
       let name = runner.mapping.name
       var keep: Set<String> = []
+      // Planned once for the write-back bookkeeping before and after the render.
+      let view = runner.mapping.writeBack ? runner.localView(snapshot) : nil
       if runner.mapping.writeBack {
         // A local edit the render would overwrite is pushed first; while that push travels
         // through the watch (or etcd is unreachable) the mapping waits.
-        guard await self.guardLocalEdits(runner) else {
+        guard await self.guardLocalEdits(runner, view: view) else {
           self.markDirty([name])
           continue
         }
@@ -204,7 +206,7 @@ public actor Agent {
       }
       var mappingState = self.state[mapping: runner.mapping.name]
       let result = await runner.apply(snapshot, state: &mappingState, keep: keep) { saved in await self.save(saved, for: name) }
-      if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep) }
+      if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep, view: view) }
       self.log(result, duration: clock.now - started)
       self.progressReporter?("mapping \(name): \(result.written.count) written, \(result.deleted.count) deleted")
       self.notify(result)

@@ -98,7 +98,6 @@ public struct MappingRunner: Sendable {
         return result
       case .tree(let files):
         plan.output = .tree(files.filter { !keep.contains($0.key) })
-        plan.held.formUnion(keep)
       }
     }
     let output = self.holding(plan, previous: state.files, keep: keep)

@@ -136,6 +136,4 @@ public struct Mapping: Sendable, Equatable {
   /// The single prefix of a `tree` or `format` mapping (the first of a `template`'s).
   public var prefix: String? { self.prefixes.first }
 
-  /// Whether this kind can push local edits back to etcd.
-  public var kindSupportsWriteBack: Bool { self.kind != .template }
 }

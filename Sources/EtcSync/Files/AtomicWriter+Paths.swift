@@ -101,14 +101,32 @@ func hasContent(_ bytes: [UInt8], name: String, in directory: FileDescriptor, in
 /// Reads the regular file `name`, making sure it is still the inode `info` describes (never a
 /// symlink, FIFO or device swapped in meanwhile); nil when it cannot be read.
 func readRegularFile(_ name: String, in directory: FileDescriptor, info: stat) -> [UInt8]? {
+  if case .bytes(let bytes) = readRegularFileChecked(name, in: directory, info: info) { return bytes }
+  return nil
+}
+
+/// ``readRegularFile(_:in:info:)`` that says why it read nothing: the file was replaced (or
+/// removed) since `info` was taken, or reading it failed with an errno.
+enum RegularFileRead {
+  case bytes([UInt8])
+  case replaced
+  case failed(Int32)
+}
+
+func readRegularFileChecked(_ name: String, in directory: FileDescriptor, info: stat) -> RegularFileRead {
   let fd = retryingEINTR {
     openat(directory.raw, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
   }
-  guard fd >= 0 else { return nil }
+  guard fd >= 0 else {
+    let code = currentErrno()
+    return code == ENOENT || code == ELOOP ? .replaced : .failed(code)
+  }
   let file = FileDescriptor(fd)
   guard let now = file.status(), FileKind(mode: now.st_mode) == .regular,
     now.st_ino == info.st_ino, now.st_dev == info.st_dev
-  else { return nil }
-  guard case .success(let bytes) = readAll(file, sizeHint: Int(now.st_size)) else { return nil }
-  return bytes
+  else { return .replaced }
+  switch readAll(file, sizeHint: Int(now.st_size)) {
+  case .success(let bytes): return .bytes(bytes)
+  case .failure(let error): return .failed(error.value)
+  }
 }

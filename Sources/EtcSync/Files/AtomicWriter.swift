@@ -116,6 +116,38 @@ public struct AtomicWriter: Sendable {
       && hasContent(file.bytes, name: name, in: parent.directory, info: existing))
   }
 
+  /// What stands at a path, for readers that must tell "not there" from "cannot be read".
+  public enum FileRead: Sendable, Equatable {
+    /// No file (nor a missing parent directory) is there.
+    case absent
+    /// The regular file's bytes.
+    case bytes([UInt8])
+    /// Something is there that cannot be read as a regular file, and why.
+    case unreadable(String)
+  }
+
+  /// The bytes at `relativePath`, never following a symlink. Unlike ``contents(of:)`` it
+  /// tells a file that is gone (``FileRead/absent``) from one that is there but unreadable
+  /// (permissions, a symlink or FIFO in its place, replaced again and again while read).
+  public func read(_ relativePath: String) -> FileRead {
+    for _ in 0..<3 {
+      let parent: (RootedDirectory, String)?
+      do { parent = try openExistingParent(of: relativePath) } catch { return .unreadable("\(error)") }
+      guard let (directory, name) = parent else { return .absent }
+      guard let info = lstatAt(directory.directory, name) else {
+        let code = currentErrno()
+        return code == ENOENT ? .absent : .unreadable(FileError.errnoText(code))
+      }
+      guard FileKind(mode: info.st_mode) == .regular else { return .unreadable("not a regular file") }
+      switch readRegularFileChecked(name, in: directory.directory, info: info) {
+      case .bytes(let bytes): return .bytes(bytes)
+      case .replaced: continue  // replaced between lstat and open: look again
+      case .failed(let code): return .unreadable("cannot read: \(FileError.errnoText(code))")
+      }
+    }
+    return .unreadable("the file kept being replaced while it was read")
+  }
+
   /// The current bytes of the regular file at `relativePath`, or nil when there is none.
   public func contents(of relativePath: String) throws(FileError) -> [UInt8]? {
     guard let (parent, name) = try openExistingParent(of: relativePath) else { return nil }

@@ -236,71 +236,36 @@ struct LocalScanner: Sendable {
     return entries
   }
 
-  /// What is at a record path on disk.
-  enum LocalRead: Sendable, Equatable {
-    case absent
-    case bytes([UInt8])
-    case unreadable(String)
-  }
-
-  /// Reads a record path without following any symlink. A file that is not there is
-  /// `.absent`; one that is there but cannot be read (permissions, a symlink or FIFO in its
-  /// place, replaced twice while read) is `.unreadable`, never mistaken for a delete.
-  func readLocal(_ path: String) -> LocalRead {
-    let (writer, name): (AtomicWriter, String)
-    if self.mapping.kind == .tree {
-      (writer, name) = (AtomicWriter(root: self.mapping.dest), path)
-    } else {
-      (writer, name) = AtomicWriter.forFile(self.mapping.dest)
-    }
-    for _ in 0..<3 {
-      let parent: (RootedDirectory, String)?
-      do { parent = try writer.openExistingParent(of: name) } catch { return .unreadable("\(error)") }
-      guard let (directory, leaf) = parent else { return .absent }
-      guard let info = lstatAt(directory.directory, leaf) else {
-        let code = errno
-        return code == ENOENT ? .absent : .unreadable(FileError.errnoText(code))
-      }
-      guard info.st_mode & S_IFMT == S_IFREG else { return .unreadable("not a regular file") }
-      let fd = openat(directory.directory.raw, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-      guard fd >= 0 else {
-        let code = errno
-        if code == ENOENT { continue }  // replaced between lstat and open: look again
-        return .unreadable("cannot open: \(FileError.errnoText(code))")
-      }
-      let file = FileDescriptor(fd)
-      guard let now = file.status(), now.st_ino == info.st_ino, now.st_dev == info.st_dev else { continue }
-      switch readAll(file, sizeHint: Int(now.st_size)) {
-      case .success(let bytes): return .bytes(bytes)
-      case .failure(let error): return .unreadable("cannot read: \(FileError.errnoText(error.value))")
-      }
-    }
-    return .unreadable("the file kept being replaced while it was read")
+  /// Reads a record path without following any symlink (see ``AtomicWriter/read(_:)``):
+  /// only `.absent` is ever taken for a delete.
+  func readLocal(_ path: String) -> AtomicWriter.FileRead {
+    if self.mapping.kind == .tree { return AtomicWriter(root: self.mapping.dest).read(path) }
+    let (writer, name) = AtomicWriter.forFile(self.mapping.dest)
+    return writer.read(name)
   }
 
   /// Every regular file under the tree's root, relative to it; symlinks are not followed.
   func listTree() -> [String] {
     var paths: [String] = []
-    func walk(_ directory: String, _ relative: String) {
-      guard let handle = opendir(directory) else { return }
-      defer { closedir(handle) }
-      while let entry = readdir(handle) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-          String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-        }
-        if name == "." || name == ".." { continue }
-        let full = directory + "/" + name
-        let path = relative.isEmpty ? name : relative + "/" + name
-        var info = stat()
-        guard lstat(full, &info) == 0 else { continue }
-        switch info.st_mode & S_IFMT {
-        case S_IFDIR: walk(full, path)
-        case S_IFREG: paths.append(path)
-        default: continue
+    func walk(_ directory: FileDescriptor, _ relative: String, _ path: String) {
+      guard let entries = try? listDirectory(directory, path: path) else { return }
+      for entry in entries {
+        guard let name = entry.name else { continue }
+        let childRelative = joinPath(relative, name)
+        switch entry.kind {
+        case .directory:
+          let childPath = joinPath(path, name)
+          if let child = try? RootedDirectory.openChild(of: directory, name: name, path: childPath, create: false, mode: 0o755) {
+            walk(child, childRelative, childPath)
+          }
+        case .regular: paths.append(childRelative)
+        case .symlink, .other: continue
         }
       }
     }
-    walk(self.mapping.dest, "")
+    if let root = try? RootedDirectory(root: self.mapping.dest, create: false, mode: 0o755) {
+      walk(root.directory, "", self.mapping.dest)
+    }
     return paths
   }
 }

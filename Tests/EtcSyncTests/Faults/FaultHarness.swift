@@ -2,9 +2,6 @@ import EtcSync
 import EtcdClient
 import EtcdTestSupport
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Glibc
 import Synchronization
 import Testing
@@ -107,21 +104,13 @@ final class FaultScenario: @unchecked Sendable {
 
   /// The agent's applied revision, from its metrics (nil while it does not answer).
   func appliedRevision() async -> Int64? {
-    var request = URLRequest(url: URL(string: "http://127.0.0.1:\(self.metricsPort)/metrics")!)
-    request.timeoutInterval = 2
-    guard let (data, _) = try? await URLSession.shared.data(for: request) else { return nil }
-    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasPrefix("etcsync_applied_revision ") {
-      return Double(line.split(separator: " ")[1]).map { Int64($0) }
-    }
-    return nil
+    guard let scrape = await OperationsTests.get(self.metricsPort, "/metrics")?.body else { return nil }
+    return OperationsTests.sample(scrape, "etcsync_applied_revision").map { Int64($0) }
   }
 
   /// Whether the agent answers /readyz with 200.
   func isReady() async -> Bool {
-    var request = URLRequest(url: URL(string: "http://127.0.0.1:\(self.metricsPort)/readyz")!)
-    request.timeoutInterval = 2
-    guard let (_, response) = try? await URLSession.shared.data(for: request) else { return false }
-    return (response as? HTTPURLResponse)?.statusCode == 200
+    await OperationsTests.get(self.metricsPort, "/readyz")?.status == 200
   }
 
   /// The end of every scenario: waits until the agent reports the last written revision,
