@@ -113,6 +113,16 @@ final class FaultScenario: @unchecked Sendable {
     await OperationsTests.get(self.metricsPort, "/readyz")?.status == 200
   }
 
+  /// Stops the writer, writes one last generation (every key), and runs ``verify(since:sourceLocation:)``.
+  @discardableResult
+  func finish(_ churn: Task<Int, Never>, faultEnded: ContinuousClock.Instant,
+              sourceLocation: SourceLocation = #_sourceLocation) async throws -> Duration {
+    churn.cancel()
+    let generation = await churn.value
+    try await self.write(generation + 1_000_000)
+    return try await self.verify(since: faultEnded, sourceLocation: sourceLocation)
+  }
+
   /// The end of every scenario: waits until the agent reports the last written revision,
   /// then checks that the files equal `etcdctl get --prefix /f/ --rev=R` for that R, that the
   /// reader never saw a partial file or a mixed tree, that no update was lost, and that no

@@ -42,10 +42,7 @@ struct FaultScenarioTests {
     try await Task.sleep(for: .seconds(1))
     try await leader.restart()
     let ended = ContinuousClock.now
-    churn.cancel()
-    _ = await churn.value
-    try await scenario.write(100_000)
-    _ = try await scenario.verify(since: ended)
+    try await scenario.finish(churn, faultEnded: ended)
   }
 
   @Test("two of three members killed (no quorum), then restored")
@@ -67,10 +64,7 @@ struct FaultScenarioTests {
     try await cluster.members[1].restart(waitUntilReady: false)
     let ended = ContinuousClock.now
     #expect(await eventually(within: .seconds(60)) { await scenario.isReady() })
-    churn.cancel()
-    _ = await churn.value
-    try await scenario.write(100_000)
-    _ = try await scenario.verify(since: ended)
+    try await scenario.finish(churn, faultEnded: ended)
   }
 
   @Test("etcd stopped with SIGSTOP, then resumed")
@@ -88,10 +82,7 @@ struct FaultScenarioTests {
     try await Task.sleep(for: Self.faultLength)
     server.resume()
     let ended = ContinuousClock.now
-    churn.cancel()
-    _ = await churn.value
-    try await scenario.write(100_000)
-    _ = try await scenario.verify(since: ended)
+    try await scenario.finish(churn, faultEnded: ended)
     #expect(await eventually { await scenario.isReady() }, "ready again once etcd answers")
   }
 
@@ -113,10 +104,7 @@ struct FaultScenarioTests {
       if round == rounds / 2 { _ = try await scenario.client.client.defragment() }
     }
     let ended = ContinuousClock.now
-    churn.cancel()
-    _ = await churn.value
-    try await scenario.write(1_000_000)
-    _ = try await scenario.verify(since: ended)
+    try await scenario.finish(churn, faultEnded: ended)
   }
 
   @Test("compaction and defragmentation while the agent is stopped")
@@ -152,10 +140,7 @@ struct FaultScenarioTests {
       try scenario.startAgent()
     }
     let ended = ContinuousClock.now
-    churn.cancel()
-    _ = await churn.value
-    try await scenario.write(100_000)
-    _ = try await scenario.verify(since: ended)
+    try await scenario.finish(churn, faultEnded: ended)
   }
 
   @Test("network black-hole (no RST) through a proxy, then the connections reset")
@@ -175,10 +160,7 @@ struct FaultScenarioTests {
     proxy.resetAll()
     proxy.pass()
     let ended = ContinuousClock.now
-    churn.cancel()
-    _ = await churn.value
-    try await scenario.write(100_000)
-    _ = try await scenario.verify(since: ended)
+    try await scenario.finish(churn, faultEnded: ended)
     #expect(await eventually { await scenario.isReady() })
     await proxy.stop()
   }
@@ -205,9 +187,6 @@ struct FaultScenarioTests {
     let churn = scenario.churn(from: 0, rate: 20)
     try await Task.sleep(for: faultsLong ? .seconds(30) : .seconds(12))
     let ended = ContinuousClock.now
-    churn.cancel()
-    _ = await churn.value
-    try await scenario.write(100_000)
-    _ = try await scenario.verify(since: ended)
+    try await scenario.finish(churn, faultEnded: ended)
   }
 }
