@@ -24,6 +24,11 @@ final class FaultScenario: @unchecked Sendable {
   let reader: TreeReader
   /// Generation → revision of each acknowledged write.
   private let written = Mutex<[(generation: Int, revision: Int64)]>([])
+  /// Every generation a write was sent for, acknowledged or not: a write that timed out on
+  /// the client while etcd was stopped may still be applied once etcd runs again.
+  private let attempted = Mutex<Set<Int>>([])
+  /// What the scenario ends on, once etcd has settled (see ``finish(_:faultEnded:sourceLocation:)``).
+  private var settled: (generation: Int, revision: Int64)?
   var started = ContinuousClock.now
 
   /// `user` and `password`, when etcd has auth on.
@@ -81,6 +86,7 @@ final class FaultScenario: @unchecked Sendable {
     let ops = (0..<Self.keys).map { index in
       Op.put("/f/k\(index < 10 ? "0" : "")\(index)", "g\(generation)")
     }
+    self.attempted.withLock { _ = $0.insert(generation) }
     let response = try await self.client.client.txn(if: [], then: ops)
     self.written.withLock { $0.append((generation, response.header.revision)) }
     return response.header.revision
@@ -100,7 +106,12 @@ final class FaultScenario: @unchecked Sendable {
     }
   }
 
-  var lastWrite: (generation: Int, revision: Int64)? { self.written.withLock { $0.last } }
+  /// The last state the writer produced: the settled end state once ``finish`` has run,
+  /// before that the acknowledged write with the highest revision.
+  var lastWrite: (generation: Int, revision: Int64)? {
+    if let settled = self.settled { return settled }
+    return self.written.withLock { $0.max { $0.revision < $1.revision } }
+  }
 
   /// The agent's applied revision, from its metrics (nil while it does not answer).
   func appliedRevision() async -> Int64? {
@@ -119,8 +130,35 @@ final class FaultScenario: @unchecked Sendable {
               sourceLocation: SourceLocation = #_sourceLocation) async throws -> Duration {
     churn.cancel()
     let generation = await churn.value
-    try await self.write(generation + 1_000_000)
+    let final = try await self.write(generation + 1_000_000)
+    // Writes that timed out on the client during the fault can still be applied after the
+    // final one (they sat in a stopped etcd's socket or in raft). The end state is what etcd
+    // holds once its revision stops moving, and it must come from a write the scenario sent.
+    var state = try await self.prefixState()
+    while true {
+      try await Task.sleep(for: .milliseconds(500))
+      let again = try await self.prefixState()
+      if again.revision == state.revision { break }
+      state = again
+    }
+    let generations = Set(state.values.map { Int($0.dropFirst()) ?? -1 })
+    #expect(generations.count == 1, "\(self.name): etcd holds a mixed generation: \(state)", sourceLocation: sourceLocation)
+    let generationNow = generations.first ?? -1
+    let sent = self.attempted.withLock { $0.contains(generationNow) }
+    #expect(sent && (generationNow == generation + 1_000_000 || state.revision > final),
+            "\(self.name): etcd's end state \(state) is not the final write (revision \(final)) nor a later-applied one",
+            sourceLocation: sourceLocation)
+    if state.revision > final {
+      print("\(self.name): writes that timed out during the fault were applied after the final one (revision \(final)); etcd settled at \(state.revision)")
+    }
+    self.settled = (generationNow, state.revision)
     return try await self.verify(since: faultEnded, sourceLocation: sourceLocation)
+  }
+
+  /// The current revision of etcd and the values under `/f/` (a linearizable read).
+  private func prefixState() async throws -> (revision: Int64, values: [String]) {
+    let response = try await self.client.client.get(.prefix("/f/"))
+    return (response.header.revision, response.kvs.map(\.valueString))
   }
 
   /// The end of every scenario: waits until the agent reports the last written revision,
