@@ -40,6 +40,7 @@ var targets: [Target] = [
       .product(name: "Metrics", package: "swift-metrics"),
       .product(name: "Prometheus", package: "swift-prometheus"),
       .product(name: "Hummingbird", package: "hummingbird"),
+      .product(name: "Crypto", package: "swift-crypto"),
     ],
     swiftSettings: agentSettings
   ),
@@ -123,6 +124,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
   ],
   targets: targets
 )

@@ -21,6 +21,9 @@ public actor Agent {
   private(set) var keySpace = KeySpace()
   /// Mappings waiting to be applied: first and latest change.
   private var dirty: [String: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
+  /// Mappings whose last apply ended with watch responses already queued (a burst is on):
+  /// when that apply started. See ``burstSpacing``.
+  private var burstApplied: [String: ContinuousClock.Instant] = [:]
   /// Write-back work of each write-back mapping (pending local edits, holds, refusals).
   var local: [String: LocalWork] = [:]
   /// What write-back has done so far.
@@ -310,7 +313,7 @@ public actor Agent {
     // One loop for the daemon's whole life: a compaction restarts the watch in place (it
     // used to recurse into a second loop, one stack frame deeper per compaction).
     for await input in inbox.stream {
-      inbox.consumed()
+      inbox.consumed(input)
       switch input {
       case .response(let response): try self.absorb(response)
       case .compacted:
@@ -411,7 +414,12 @@ public actor Agent {
       // response re-checks this mapping.
       if let hold = self.local[name]?.holdUntil, hold > self.keySpace.revision { continue }
       let wait = self.runners.first { $0.mapping.name == name }?.mapping.wait
-      let quietAt = times.last + (wait?.min ?? .zero)
+      var quietAt = times.last + (wait?.min ?? .zero)
+      if wait == nil, let started = self.burstApplied[name], now < started + Self.burstSpacing {
+        // A burst is on: rewrite at most every `burstSpacing`, or as soon as the changes
+        // pause for `burstQuiet` (the burst's end is on disk a few ms after its last put).
+        quietAt = min(times.last + Self.burstQuiet, started + Self.burstSpacing)
+      }
       let latest = times.first + (wait?.max ?? Self.defaultMaxDelay)
       if (now >= quietAt && queued == 0) || now >= latest {
         due.append(name)
@@ -422,7 +430,14 @@ public actor Agent {
       }
     }
     for name in due { self.applyingSince[name] = self.dirty.removeValue(forKey: name)?.first }
-    if !due.isEmpty { _ = await self.apply(due) }
+    if !due.isEmpty {
+      let started = ContinuousClock.now
+      _ = await self.apply(due)
+      // Watch responses that came in while the files were written mean a burst: the next
+      // rewrite of these mappings is spaced out. An isolated change is applied at once.
+      let burst = inbox.pendingResponses > 0
+      for name in due { self.burstApplied[name] = burst ? started : nil }
+    }
     // Retries scheduled by the batch just applied.
     for retry in self.retries.values where retry.at > now {
       next = next.map { min($0, retry.at) } ?? retry.at
@@ -559,6 +574,13 @@ public actor Agent {
 
   /// The longest a change waits under sustained load when a mapping sets no `wait`.
   static let defaultMaxDelay: Duration = .seconds(1)
+  /// Without `wait`, a mapping applied while changes kept arriving is rewritten at most this
+  /// often until they stop (a 5,000-put burst in 1.6 s: at most 80 rewrites, not one per
+  /// watch response)…
+  static let burstSpacing: Duration = .milliseconds(20)
+  /// …or as soon as no change has come for this long, so that a burst's last change is on
+  /// disk a few milliseconds after it was made.
+  static let burstQuiet: Duration = .milliseconds(4)
 }
 
 /// Where an agent is: the revision all of its files hold, and the mappings failing now.
@@ -583,19 +605,26 @@ final class Inbox: Sendable {
   let stream: AsyncStream<Input>
   private let continuation: AsyncStream<Input>.Continuation
   private let queued = Atomic<Int>(0)
+  private let queuedResponses = Atomic<Int>(0)
 
   init() {
     (self.stream, self.continuation) = AsyncStream.makeStream(of: Input.self)
   }
 
   var pending: Int { self.queued.load(ordering: .relaxed) }
+  /// Watch responses queued and not yet consumed.
+  var pendingResponses: Int { self.queuedResponses.load(ordering: .relaxed) }
 
   func send(_ input: Input) {
     self.queued.add(1, ordering: .relaxed)
+    if case .response = input { self.queuedResponses.add(1, ordering: .relaxed) }
     self.continuation.yield(input)
   }
 
-  func consumed() { self.queued.subtract(1, ordering: .relaxed) }
+  func consumed(_ input: Input) {
+    self.queued.subtract(1, ordering: .relaxed)
+    if case .response = input { self.queuedResponses.subtract(1, ordering: .relaxed) }
+  }
 
   /// The earliest tick already armed; a later one is not armed beside it (applying due
   /// mappings at that tick re-arms whatever is still waiting), so a burst arms one timer, not

@@ -1,6 +1,10 @@
 import EtcdClient
 import Templates
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The agent's in-memory copy of every watched key at one revision: key → (value, create/mod
 /// revision, version, lease), with an ordered view for prefix walks. Every render and plan
 /// reads one `KeySpace`, so it sees exactly one revision across all of a mapping's prefixes.
@@ -22,8 +26,19 @@ public struct KeySpace: Sendable {
     self.revision = revision
     self.entries.reserveCapacity(kvs.count)
     for kv in kvs { self.entries[kv.key] = kv }
-    self.orderIsCurrent = false
-    self.sortIfNeeded()
+    // etcd returns ranges in key order (pages too): then the order is the input's, and a
+    // 100k-key snapshot skips a sort that took a sixth of a one-shot sync's CPU time.
+    var ascending = true
+    for index in kvs.indices.dropFirst() where !bytesPrecede(kvs[index - 1].key, kvs[index].key) {
+      ascending = false
+      break
+    }
+    if ascending {
+      self.order = kvs.map(\.key)
+    } else {
+      self.orderIsCurrent = false
+      self.sortIfNeeded()
+    }
   }
 
   public var count: Int { self.entries.count }
@@ -77,7 +92,7 @@ public struct KeySpace: Sendable {
 
   private mutating func sortIfNeeded() {
     guard !self.orderIsCurrent else { return }
-    self.order = self.entries.keys.sorted { $0.lexicographicallyPrecedes($1) }
+    self.order = self.entries.keys.sorted(by: bytesPrecede)
     self.orderIsCurrent = true
   }
 
@@ -86,9 +101,25 @@ public struct KeySpace: Sendable {
     var low = 0, high = self.order.count
     while low < high {
       let mid = (low + high) / 2
-      if self.order[mid].lexicographicallyPrecedes(key) { low = mid + 1 } else { high = mid }
+      if bytesPrecede(self.order[mid], key) { low = mid + 1 } else { high = mid }
     }
     return low
+  }
+}
+
+/// Whether `a` sorts before `b` byte-wise (etcd's key order), with `memcmp`: the generic
+/// `lexicographicallyPrecedes` compares element by element through the iterator protocol.
+@inline(__always)
+func bytesPrecede(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+  a.withUnsafeBufferPointer { x in
+    b.withUnsafeBufferPointer { y in
+      let common = min(x.count, y.count)
+      if common > 0, let left = x.baseAddress, let right = y.baseAddress {
+        let order = memcmp(left, right, common)
+        if order != 0 { return order < 0 }
+      }
+      return x.count < y.count
+    }
   }
 }
 

@@ -1,3 +1,5 @@
+import Crypto
+
 /// The SHA-256 of a file's bytes, written `sha256:<64 hex digits>` in the state file.
 ///
 /// It tells a restarted agent which files it wrote and with what content, so that an
@@ -7,9 +9,10 @@ public struct ContentHash: Hashable, Sendable, Codable, CustomStringConvertible 
   /// The 32 digest bytes.
   public let digest: [UInt8]
 
-  /// The hash of `bytes`.
+  /// The hash of `bytes` (swift-crypto's SHA-256: BoringSSL's, several times faster than the
+  /// hand-written one it replaced, which showed at 13 % of a 100k-key sync's CPU time).
   public init(of bytes: [UInt8]) {
-    digest = SHA256.hash(bytes)
+    digest = Array(Crypto.SHA256.hash(data: bytes))
   }
 
   /// Parses `sha256:<hex>`; nil when malformed.

@@ -79,6 +79,22 @@ struct KeySpaceTests {
     #expect(space.values(withPrefix: []).count == keys.count)
   }
 
+  @Test("a snapshot read in etcd's order (the usual case) walks and looks up like a sorted one")
+  func alreadyOrdered() {
+    let keys: [[UInt8]] = [
+      Array("/p".utf8), Array("/p/".utf8) + [0x00], Array("/p/a".utf8), Array("/p/a-".utf8), Array("/p/a/b".utf8),
+      Array("/p/é".utf8), Array("/p/".utf8) + [0xFF], Array("/p0".utf8),
+    ]
+    let space = KeySpace(revision: 4, kvs: keys.map { Self.kv($0, "v", revision: 4) })
+    #expect(space.values(withPrefix: []).map(\.key) == keys)
+    #expect(space.values(withPrefix: Array("/p/a".utf8)).count == 3)
+    #expect(keys.allSatisfy { space[$0]?.valueString == "v" })
+    // One key out of place is noticed, and the walk is sorted all the same.
+    let swapped = [keys[2], keys[1]] + keys.dropFirst(3) + [keys[0]]
+    let resorted = KeySpace(revision: 4, kvs: swapped.map { Self.kv($0, "v", revision: 4) })
+    #expect(resorted.values(withPrefix: []).map(\.key) == [keys[0], keys[1]] + keys.dropFirst(2))
+  }
+
   @Test("keys added and removed by events keep the walk ordered")
   func orderAfterEvents() {
     var space = KeySpace(revision: 1, kvs: [Self.kv("/p/m", "1", revision: 1)])
