@@ -109,8 +109,11 @@ extension EtcdClient {
       attempts += 1
       kvs.removeAll(keepingCapacity: true)
       do {
-        let read = try await self.forEachPage(range, revision: revision, pageSize: pageSize, keysOnly: keysOnly) { page in
-          kvs.append(contentsOf: page)
+        let read = try await self.pages(range, revision: revision, pageSize: pageSize, keysOnly: keysOnly) { page in
+          // The first page says how many keys the range holds: one allocation, not a
+          // doubling series (for 100k keys that held 11 MB at once).
+          if kvs.isEmpty { kvs.reserveCapacity(Int(clamping: page.count)) }
+          kvs.append(contentsOf: page.kvs)
         }
         return Snapshot(revision: read, kvs: kvs)
       } catch where error.code == .compacted && revision == 0 && attempts < 3 {
@@ -129,6 +132,17 @@ extension EtcdClient {
     keysOnly: Bool = false,
     _ body: ([KeyValue]) throws -> Void
   ) async throws(EtcdError) -> Int64 {
+    try await self.pages(range, revision: revision, pageSize: pageSize, keysOnly: keysOnly) { try body($0.kvs) }
+  }
+
+  /// ``forEachPage(_:revision:pageSize:keysOnly:_:)`` with each whole response.
+  func pages(
+    _ range: KeyRange,
+    revision: Int64,
+    pageSize: Int64,
+    keysOnly: Bool,
+    _ body: (GetResponse) throws -> Void
+  ) async throws(EtcdError) -> Int64 {
     // No sort order: etcd returns keys in key order anyway, and any sort order (or a
     // min/max revision filter) makes it read the whole range for every page before
     // truncating it to the limit (etcdserver/apply.go).
@@ -141,7 +155,7 @@ extension EtcdClient {
         pinned = page.header.revision
         options.revision = pinned
       }
-      do { try body(page.kvs) } catch { throw EtcdError.wrap(error) }
+      do { try body(page) } catch { throw EtcdError.wrap(error) }
       guard page.more, let last = page.kvs.last else { return pinned }
       if current.rangeEnd.isEmpty { return pinned }
       current.key = last.key + [0]

@@ -21,6 +21,9 @@ public actor Agent {
   private(set) var keySpace = KeySpace()
   /// Mappings waiting to be applied: first and latest change.
   private var dirty: [String: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
+  /// Mappings this process has applied without error: their state record describes what it
+  /// wrote (see `MappingRunner.apply(_:state:keep:trustRecord:persist:)`).
+  private var verified: Set<String> = []
   /// Mappings whose last apply ended with watch responses already queued (a burst is on):
   /// when that apply started. See ``burstSpacing``.
   private var burstApplied: [String: ContinuousClock.Instant] = [:]
@@ -127,7 +130,8 @@ public actor Agent {
       } else {
         let snapshot = try await self.client.getAll(range, revision: revision)
         revision = snapshot.revision
-        kvs += snapshot.kvs
+        // Taken as it is when it is the only range (no second 100k-entry array).
+        if kvs.isEmpty { kvs = snapshot.kvs } else { kvs += snapshot.kvs }
       }
     }
     if revision == 0 { revision = try await self.client.status().revision }
@@ -208,7 +212,10 @@ public actor Agent {
         keep = Set((self.local[name]?.refused ?? [:]).keys)
       }
       var mappingState = self.state[mapping: runner.mapping.name]
-      let result = await runner.apply(snapshot, state: &mappingState, keep: keep) { saved in await self.save(saved, for: name) }
+      let result = await runner.apply(snapshot, state: &mappingState, keep: keep, trustRecord: self.verified.contains(name)) { saved in
+        await self.save(saved, for: name)
+      }
+      if result.failed { self.verified.remove(name) } else { self.verified.insert(name) }
       if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep, view: view) }
       self.log(result, duration: clock.now - started)
       self.progressReporter?("mapping \(name): \(result.written.count) written, \(result.deleted.count) deleted")

@@ -77,8 +77,12 @@ public struct MappingRunner: Sendable {
   ///
   /// `keep` (write-back) names paths whose local files must stay as they are: a local edit
   /// that could not be pushed (too large for etcd, say) is neither overwritten nor deleted.
+  ///
+  /// `trustRecord` says this process wrote the mapping's files and `state` records them: a
+  /// file whose planned hash differs from its record is then rewritten without reading the old
+  /// bytes back (a restart, or a write-back mapping whose files people edit, always compares).
   public func apply(
-    _ keySpace: KeySpace, state: inout MappingState, keep: Set<String> = [],
+    _ keySpace: KeySpace, state: inout MappingState, keep: Set<String> = [], trustRecord: Bool = false,
     persist: @Sendable (MappingState) async -> Void
   ) async -> MappingResult {
     var result = MappingResult(mapping: self.mapping.name, revision: keySpace.revision)
@@ -109,7 +113,9 @@ public struct MappingRunner: Sendable {
     // reloads once for the same reason; `pendingReload` from older state files is honoured.
     let owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
     do {
-      try await self.write(output, previous: state.files, keep: keep, revision: keySpace.revision, into: &result)
+      let knownChanged = trustRecord && !self.mapping.writeBack && hashes["."] != nil && state.files["."] != hashes["."]
+      try await self.write(output, previous: state.files, keep: keep, revision: keySpace.revision, knownChanged: knownChanged,
+                           into: &result)
     } catch {
       // The record still describes the last reload: whatever did change is owed one later.
       result.error = "\(error)"
@@ -139,7 +145,7 @@ public struct MappingRunner: Sendable {
   }
 
   private func write(_ output: PlannedOutput, previous: [String: ContentHash], keep: Set<String>, revision: Int64,
-                     into result: inout MappingResult) async throws {
+                     knownChanged: Bool = false, into result: inout MappingResult) async throws {
     switch output {
     case .file(let file):
       var options = AtomicWriter.Options()
@@ -148,7 +154,7 @@ public struct MappingRunner: Sendable {
       var (writer, name) = AtomicWriter.forFile(self.mapping.dest, options: options)
       writer.hook = self.hook
       do {
-        if try await writer.write(file, to: name, check: self.check) != .unchanged {
+        if try await writer.write(file, to: name, check: self.check, knownChanged: knownChanged) != .unchanged {
           result.written = [self.mapping.dest]
         }
       } catch {

@@ -87,14 +87,18 @@ public struct AtomicWriter: Sendable {
 
   /// Writes `file` at `relativePath` unless it is unchanged; `check` (the mapping's check
   /// command) vets the staged file before it replaces the target.
+  ///
+  /// `knownChanged` says the caller knows the bytes differ from the file's (it wrote the file
+  /// itself and the content hash moved on): the old file is then not read back to compare.
   @discardableResult
-  public func write(_ file: DesiredFile, to relativePath: String, check: StagedFileCheck? = nil)
+  public func write(_ file: DesiredFile, to relativePath: String, check: StagedFileCheck? = nil,
+                    knownChanged: Bool = false)
     async throws(FileError) -> Outcome
   {
     let (parent, name) = try openParent(of: relativePath, create: options.createDirectories)
     let target = try inspectTarget(name, in: parent)
     let attributes = EffectiveAttributes(file.attributes, existing: target.regular)
-    if let existing = target.regular, attributes.matches(existing),
+    if !knownChanged, let existing = target.regular, attributes.matches(existing),
       hasContent(file.bytes, name: name, in: parent.directory, info: existing)
     {
       return .unchanged

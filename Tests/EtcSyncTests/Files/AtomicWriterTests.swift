@@ -47,6 +47,21 @@ struct AtomicWriterTests {
     #expect(after.st_mtim.tv_nsec == before.st_mtim.tv_nsec)
   }
 
+  @Test("knownChanged skips the read-back: the file is replaced without comparing")
+  func knownChangedSkipsComparison() async throws {
+    let dir = TemporaryDirectory()
+    let writer = AtomicWriter(root: dir.path)
+    try await writer.write(Self.file("v1"), to: "f")
+    let before = try #require(Disk.lstat(dir("f")))
+    #expect(try await writer.write(Self.file("v1"), to: "f") == .unchanged)
+    // The caller vouches that the bytes changed: no comparison, a new inode in place.
+    #expect(try await writer.write(Self.file("v1"), to: "f", knownChanged: true) == .replaced)
+    #expect(Disk.lstat(dir("f"))?.st_ino != before.st_ino)
+    #expect(try await writer.write(Self.file("v2"), to: "f", knownChanged: true) == .replaced)
+    #expect(Disk.read(dir("f")) == "v2")
+    #expect(Disk.temporaryFiles(dir.path).isEmpty)
+  }
+
   @Test("same bytes with another mode are rewritten")
   func metadataChangeIsWritten() async throws {
     let dir = TemporaryDirectory()
