@@ -2,7 +2,7 @@
 #
 #   make test       the whole test suite (scripts/test; CI runs exactly this)
 #   make demo       the quickstart against a throwaway etcd (scripts/demo)
-#   make bench      client and mirror benchmarks (scripts/bench)
+#   make bench      the client benchmark (scripts/bench), then the agent's (scripts/mirror-bench)
 #   make faults     the fault suite with its long variants (scripts/faults)
 #   make deb        dist/etcsync_VERSION_amd64.deb from a static release build (scripts/build-deb)
 #   make test-deb   builds and checks the package from BINARY (scripts/test-deb)
@@ -24,6 +24,7 @@ demo:
 
 bench:
 	scripts/bench
+	scripts/mirror-bench --repeat 3
 
 deb:
 	scripts/build-deb $(DEB_FLAGS)
