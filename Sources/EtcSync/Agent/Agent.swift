@@ -300,6 +300,8 @@ public actor Agent {
   }
 
   private func log(_ result: MappingResult, duration: Duration) {
+    // The common case at the default level: nothing to say, and nothing to format.
+    if result.error == nil, result.rejected.isEmpty, self.logger.logLevel > (result.changed ? .info : .debug) { return }
     var metadata: Logger.Metadata = [
       "mapping.name": "\(result.mapping)", "etcd.revision": "\(result.revision)",
       "files.written": "\(result.written.count)", "files.deleted": "\(result.deleted.count)",
