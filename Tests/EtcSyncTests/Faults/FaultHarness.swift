@@ -171,7 +171,10 @@ final class FaultScenario: @unchecked Sendable {
       guard let applied = await self.appliedRevision(), applied >= last.revision else { return false }
       return self.reader.current()?.tree == last.generation
     }
-    let took = ContinuousClock.now - since
+    // Converged when the reader first saw the tree at the final generation (the settling
+    // check in `finish` may come later than that).
+    let held = self.reader.treeHeld()
+    let took = held.generation == last.generation ? max(.zero, (held.since ?? .now) - since) : ContinuousClock.now - since
     #expect(converged, "\(self.name): the agent did not reach revision \(last.revision); log: \(self.agent?.log ?? "-")",
             sourceLocation: sourceLocation)
     let applied = await self.appliedRevision() ?? 0
@@ -230,7 +233,8 @@ func etcdctlPrefix(_ prefix: String, revision: Int64, endpoint: [String], user: 
 final class TreeReader: @unchecked Sendable {
   struct Report { var reads: Int; var violations: [String] }
   final class Box: Sendable {
-    let state = Mutex<(running: Bool, reads: Int, violations: [String], tree: Int?, file: Int?)>((true, 0, [], nil, nil))
+    let state = Mutex<(running: Bool, reads: Int, violations: [String], tree: Int?, file: Int?, treeSince: ContinuousClock.Instant?)>(
+      (true, 0, [], nil, nil, nil))
   }
   private let box = Box()
   private let thread: Thread
@@ -248,7 +252,10 @@ final class TreeReader: @unchecked Sendable {
           s.reads += 1
           if case .failure(let why) = treeGeneration { s.violations.append("tree: \(why)") }
           if case .failure(let why) = fileGeneration { s.violations.append("file: \(why)") }
-          if case .success(let g?) = treeGeneration { s.tree = g }
+          if case .success(let g?) = treeGeneration {
+            if s.tree != g { s.treeSince = .now }
+            s.tree = g
+          }
           if case .success(let g?) = fileGeneration { s.file = g }
         }
       }
@@ -297,6 +304,9 @@ final class TreeReader: @unchecked Sendable {
 
   /// The generations the reader saw last.
   func current() -> (tree: Int?, file: Int?)? { self.box.state.withLock { ($0.tree, $0.file) } }
+
+  /// The generation the tree holds and since when the reader has seen it.
+  func treeHeld() -> (generation: Int?, since: ContinuousClock.Instant?) { self.box.state.withLock { ($0.tree, $0.treeSince) } }
 
   /// Stops the thread (once) and reports.
   func stop() -> Report {
