@@ -145,7 +145,7 @@ public struct MappingRunner: Sendable {
   }
 
   private func write(_ output: PlannedOutput, previous: [String: ContentHash], keep: Set<String>, revision: Int64,
-                     knownChanged: Bool = false, into result: inout MappingResult) async throws {
+                     knownChanged: Bool, into result: inout MappingResult) async throws {
     switch output {
     case .file(let file):
       var options = AtomicWriter.Options()

@@ -94,14 +94,9 @@ extension AtomicWriter {
 
 /// Whether the regular file `name` (whose `lstat` is `info`) holds exactly `bytes`.
 func hasContent(_ bytes: [UInt8], name: String, in directory: FileDescriptor, info: stat) -> Bool {
-  guard Int(info.st_size) == bytes.count else { return false }
-  // Compared 64 KiB at a time, so that checking a 12 MB file does not hold a second copy.
-  let fd = retryingEINTR { openat(directory.raw, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK) }
-  guard fd >= 0 else { return false }
-  let file = FileDescriptor(fd)
-  guard let now = file.status(), FileKind(mode: now.st_mode) == .regular,
-    now.st_ino == info.st_ino, now.st_dev == info.st_dev
+  guard Int(info.st_size) == bytes.count, case .opened(let file, _) = openRegularFile(name, in: directory, info: info)
   else { return false }
+  // Compared 64 KiB at a time, so that checking a 12 MB file does not hold a second copy.
   var chunk = [UInt8](repeating: 0, count: min(64 * 1024, bytes.count + 1))
   var offset = 0
   while true {
@@ -136,7 +131,14 @@ enum RegularFileRead {
   case failed(Int32)
 }
 
-func readRegularFileChecked(_ name: String, in directory: FileDescriptor, info: stat) -> RegularFileRead {
+/// The regular file `name` opened for reading, if it is still the inode `info` describes.
+enum RegularFileOpen {
+  case opened(FileDescriptor, stat)
+  case replaced
+  case failed(Int32)
+}
+
+func openRegularFile(_ name: String, in directory: FileDescriptor, info: stat) -> RegularFileOpen {
   let fd = retryingEINTR {
     openat(directory.raw, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
   }
@@ -148,6 +150,16 @@ func readRegularFileChecked(_ name: String, in directory: FileDescriptor, info: 
   guard let now = file.status(), FileKind(mode: now.st_mode) == .regular,
     now.st_ino == info.st_ino, now.st_dev == info.st_dev
   else { return .replaced }
+  return .opened(file, now)
+}
+
+func readRegularFileChecked(_ name: String, in directory: FileDescriptor, info: stat) -> RegularFileRead {
+  let (file, now): (FileDescriptor, stat)
+  switch openRegularFile(name, in: directory, info: info) {
+  case .opened(let opened, let status): (file, now) = (opened, status)
+  case .replaced: return .replaced
+  case .failed(let code): return .failed(code)
+  }
   switch readAll(file, sizeHint: Int(now.st_size)) {
   case .success(let bytes): return .bytes(bytes)
   case .failure(let error): return .failed(error.value)
