@@ -14,6 +14,14 @@ public struct RenderOptions: Sendable {
   public var resolver: DNSResolver
   /// How deeply `{{template}}` calls may nest (guards against runaway recursion).
   public var maxTemplateDepth: Int
+  /// The most bytes one render may output, and the longest string any function may build
+  /// (`printf`, `indent`, `replace`, `join`, ...): 64 MiB by default. Past it the render fails
+  /// with ``TemplateError/Code/limitExceeded``, so data cannot make it allocate without bound.
+  public var maxOutputSize: Int
+  /// The most `range` iterations one render may run, over all loops together: 10,000,000
+  /// by default. Past it the render fails with ``TemplateError/Code/limitExceeded``, so a
+  /// count from the data (`range (atoi (getv "/n"))`) cannot run for ever.
+  public var maxIterations: Int
 
   /// Creates options; every parameter has the strict default.
   public init(
@@ -22,7 +30,9 @@ public struct RenderOptions: Sendable {
     environment: [String: String]? = nil,
     clock: @escaping @Sendable () -> TemplateTime = { TemplateTime.now() },
     resolver: DNSResolver = .system,
-    maxTemplateDepth: Int = 100
+    maxTemplateDepth: Int = 100,
+    maxOutputSize: Int = 64 << 20,
+    maxIterations: Int = 10_000_000
   ) {
     self.keyPrefix = keyPrefix
     self.missingKey = missingKey
@@ -30,6 +40,8 @@ public struct RenderOptions: Sendable {
     self.clock = clock
     self.resolver = resolver
     self.maxTemplateDepth = maxTemplateDepth
+    self.maxOutputSize = maxOutputSize
+    self.maxIterations = maxIterations
   }
 }
 

@@ -99,7 +99,7 @@ extension Renderer {
       if hasArguments {
         throw fail(.execution, "\(name) is not a method but has arguments", at: offset)
       }
-      if let value = map[name] { return value }
+      if let value = map[ExactString(name)] { return value }
       if missingKeyIsError {
         throw fail(.missingField, "map has no entry for key \"\(name)\"", at: offset, key: name)
       }
@@ -153,11 +153,26 @@ extension Renderer {
     values.reserveCapacity(count)
     for expression in arguments { values.append(try argument(expression, dot: dot)) }
     if let final { values.append(final) }
+    let result: TemplateValue
     do throws(FunctionFailure) {
-      return try functions.call(function, values)
+      result = try functions.call(function, values)
     } catch {
       throw convert(error, function: function.rawValue, at: offset)
     }
+    // Functions that can grow a string check before they build it; this catches the rest
+    // (escaping, encoding) before the value spreads further.
+    let size: Int
+    switch result {
+    case .string(let s): size = s.utf8.count
+    case .bytes(let b): size = b.count
+    default: size = 0
+    }
+    if size > maxOutput {
+      throw fail(
+        .limitExceeded, "error calling \(function.rawValue): result exceeds the limit of \(maxOutput) bytes",
+        at: offset)
+    }
+    return result
   }
 
   func convert(_ failure: FunctionFailure, function: String, at offset: Int32) -> TemplateError {

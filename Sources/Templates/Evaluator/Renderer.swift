@@ -18,6 +18,13 @@ struct Renderer {
   let functions: FunctionContext
   let missingKeyIsError: Bool
   let maxDepth: Int
+  /// ``RenderOptions/maxOutputSize``: the bytes this render may add to `out`.
+  let maxOutput: Int
+  /// `out.count` when the render started (a caller's buffer may hold earlier output).
+  var outputBase = 0
+  /// ``RenderOptions/maxIterations``, and the `range` iterations run so far.
+  let maxIterations: Int
+  var iterations = 0
 
   init(tree: Tree, set: TemplateSet, out: [UInt8], functions: FunctionContext, options: RenderOptions) {
     self.tree = tree
@@ -26,10 +33,13 @@ struct Renderer {
     self.functions = functions
     self.missingKeyIsError = options.missingKey == .error
     self.maxDepth = options.maxTemplateDepth
+    self.maxOutput = max(0, options.maxOutputSize)
+    self.maxIterations = max(0, options.maxIterations)
   }
 
   /// Runs the tree with `dot` as both `.` and `$`.
   mutating func run(dot: TemplateValue) throws(TemplateError) {
+    outputBase = out.count
     frames = Array(repeating: .null, count: tree.slotCount)
     frames[0] = dot
     _ = try walk(tree.root, dot: dot)
@@ -48,9 +58,13 @@ struct Renderer {
       switch node {
       case .text(let bytes):
         out.append(contentsOf: bytes)
+        try checkOutput(at: 0)
       case .action(let pipeline):
         let value = try evaluate(pipeline, dot: dot)
-        if pipeline.variables.isEmpty { GoFormat.appendValue(value, to: &out) }
+        if pipeline.variables.isEmpty {
+          GoFormat.appendValue(value, to: &out, limit: outputLimit)
+          try checkOutput(at: pipeline.offset)
+        }
       case .conditional(let conditional):
         let value = try evaluate(conditional.pipeline, dot: dot)
         try enter(at: conditional.pipeline.offset)
@@ -75,6 +89,27 @@ struct Renderer {
     return .normal
   }
 
+  /// The `out.count` past which the output is too large (saturating, never trapping).
+  var outputLimit: Int {
+    let (limit, overflow) = outputBase.addingReportingOverflow(maxOutput)
+    return overflow ? Int.max : limit
+  }
+
+  /// Fails once the output has grown past ``RenderOptions/maxOutputSize``.
+  private func checkOutput(at offset: Int32) throws(TemplateError) {
+    if out.count > outputLimit {
+      throw fail(.limitExceeded, "output exceeds the limit of \(maxOutput) bytes", at: offset)
+    }
+  }
+
+  /// Counts one more `range` iteration, failing past ``RenderOptions/maxIterations``.
+  private mutating func iterate(at offset: Int32) throws(TemplateError) {
+    iterations += 1
+    if iterations > maxIterations {
+      throw fail(.limitExceeded, "exceeded the limit of \(maxIterations) range iterations", at: offset)
+    }
+  }
+
   /// Counts one more level of nesting, failing past ``maxNesting``.
   private mutating func enter(at offset: Int32) throws(TemplateError) {
     nesting += 1
@@ -90,16 +125,18 @@ struct Renderer {
     switch value {
     case .list(let items) where !items.isEmpty:
       for (index, item) in items.enumerated() {
+        try iterate(at: loop.pipeline.offset)
         if let slot = loop.elementSlot { frames[frameBase + slot] = item }
         if let slot = loop.indexSlot { frames[frameBase + slot] = .int(index) }
         if try walk(loop.body, dot: item) == .breakLoop { break }
       }
       return
     case .map(let map) where !map.isEmpty:
-      for key in ByteOrder.sorted(Array(map.keys)) {
+      for key in map.keys.sorted() {
+        try iterate(at: loop.pipeline.offset)
         let item = map[key] ?? .null
         if let slot = loop.elementSlot { frames[frameBase + slot] = item }
-        if let slot = loop.indexSlot { frames[frameBase + slot] = .string(key) }
+        if let slot = loop.indexSlot { frames[frameBase + slot] = .string(key.string) }
         if try walk(loop.body, dot: item) == .breakLoop { break }
       }
       return
@@ -108,6 +145,7 @@ struct Renderer {
         throw fail(.execution, "can't use \(count) to iterate over more than one variable", at: loop.pipeline.offset)
       }
       for index in 0..<count {
+        try iterate(at: loop.pipeline.offset)
         if let slot = loop.elementSlot { frames[frameBase + slot] = .int(index) }
         if try walk(loop.body, dot: .int(index)) == .breakLoop { break }
       }

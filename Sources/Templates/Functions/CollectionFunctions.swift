@@ -5,10 +5,12 @@ enum CollectionFunctions {
     switch function {
     case .atoi:
       let text = try string(a[0])
-      guard let value = atoi(text) else {
-        throw .call("strconv.Atoi: parsing \(String(decoding: GoQuote.quote(Array(text.utf8), asciiOnly: false), as: UTF8.self)): invalid syntax")
+      let quoted = String(decoding: GoQuote.quote(Array(text.utf8), asciiOnly: false), as: UTF8.self)
+      switch atoiResult(text) {
+      case .value(let value): return .int(value)
+      case .outOfRange: throw .call("strconv.Atoi: parsing \(quoted): value out of range")
+      case .invalid: throw .call("strconv.Atoi: parsing \(quoted): invalid syntax")
       }
-      return .int(value)
     case .parseBool:
       let text = try string(a[0])
       switch text {
@@ -29,7 +31,11 @@ enum CollectionFunctions {
       let first = try integer(a[0])
       let last = try integer(a[1])
       guard last >= first else { return .list([]) }
-      guard last - first < 10_000_000 else { throw .call("seq: range too large") }
+      // last - first can overflow Int (seq -9223372036854775808 9223372036854775807).
+      let (span, overflow) = last.subtractingReportingOverflow(first)
+      guard !overflow, span < Limits.sequenceLength else {
+        throw .call("seq \(first) \(last): more than \(Limits.sequenceLength) numbers", code: .limitExceeded)
+      }
       return .list((first...last).map { .int($0) })
     case .reverse:
       guard case .list(let items) = a[0] else { return a[0] }
@@ -51,10 +57,10 @@ enum CollectionFunctions {
       return .list(stableSorted(pairs) { $0.key.utf8.count < $1.key.utf8.count }.map { .kvPair($0) })
     case .map:
       guard a.count % 2 == 0 else { throw .call("invalid map call") }
-      var map: [String: TemplateValue] = [:]
+      var map: [ExactString: TemplateValue] = [:]
       for i in stride(from: 0, to: a.count, by: 2) {
         guard let key = a[i].stringValue else { throw .call("map keys must be strings") }
-        map[key] = a[i + 1]
+        map[ExactString(key)] = a[i + 1]
       }
       return .map(map)
     default:
@@ -62,21 +68,35 @@ enum CollectionFunctions {
     }
   }
 
-  /// Go's strconv.Atoi: optional sign and decimal digits only.
-  static func atoi(_ text: String) -> Int? {
-    var digits = Substring(text)
+  /// What `strconv.Atoi` makes of a text.
+  enum AtoiResult: Equatable {
+    case value(Int)
+    case outOfRange
+    case invalid
+  }
+
+  /// Go's strconv.Atoi, telling syntax errors from values outside `Int` (read byte by
+  /// byte: String's `first` would be a grapheme, `+` and a combining mark together).
+  static func atoiResult(_ text: String) -> AtoiResult {
+    var digits = Substring(text).utf8[...]
     var negative = false
-    if let first = digits.first, first == "+" || first == "-" {
-      negative = first == "-"
+    if let first = digits.first, first == UInt8(ascii: "+") || first == UInt8(ascii: "-") {
+      negative = first == UInt8(ascii: "-")
       digits = digits.dropFirst()
     }
-    guard !digits.isEmpty, digits.utf8.allSatisfy(isDigit) else { return nil }
-    guard let magnitude = UInt64(digits) else { return nil }
-    if negative {
-      if magnitude == UInt64(Int.max) + 1 { return Int.min }
-      return magnitude <= UInt64(Int.max) ? -Int(magnitude) : nil
+    guard !digits.isEmpty, digits.allSatisfy(isDigit) else { return .invalid }
+    var magnitude: UInt64 = 0
+    for digit in digits {
+      let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
+      let (sum, o2) = times10.addingReportingOverflow(UInt64(digit - UInt8(ascii: "0")))
+      if o1 || o2 { return .outOfRange }
+      magnitude = sum
     }
-    return magnitude <= UInt64(Int.max) ? Int(magnitude) : nil
+    if negative {
+      if magnitude == UInt64(Int.max) + 1 { return .value(Int.min) }
+      return magnitude <= UInt64(Int.max) ? .value(-Int(magnitude)) : .outOfRange
+    }
+    return magnitude <= UInt64(Int.max) ? .value(Int(magnitude)) : .outOfRange
   }
 
   /// Sorts keeping equal elements in their original order.

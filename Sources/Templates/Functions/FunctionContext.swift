@@ -7,12 +7,17 @@ struct FunctionContext {
   let environment: [String: String]?
   let clock: @Sendable () -> TemplateTime
   let resolver: DNSResolver
+  /// ``RenderOptions/maxOutputSize``: the longest string a function may build.
+  let maxValueSize: Int
 
   init(data: any TemplateDataSource, options: RenderOptions) {
     self.data = data
-    var prefix = options.keyPrefix
-    while prefix.hasSuffix("/") { prefix.removeLast() }
-    self.keyPrefix = prefix
+    // Trailing `/` bytes go (String's `hasSuffix` would compare graphemes, and `/` followed
+    // by a combining mark is one).
+    var prefix = Array(options.keyPrefix.utf8)
+    while prefix.last == UInt8(ascii: "/") { prefix.removeLast() }
+    self.keyPrefix = String(decoding: prefix, as: UTF8.self)
+    self.maxValueSize = max(0, options.maxOutputSize)
     self.environment = options.environment
     self.clock = options.clock
     self.resolver = options.resolver
@@ -25,12 +30,13 @@ struct FunctionContext {
     case .len: return try GoBuiltins.length(a[0])
     case .index: return try GoBuiltins.index(a[0], Array(a.dropFirst()))
     case .slice: return try GoBuiltins.slice(a[0], Array(a.dropFirst()))
-    case .print: return .bytes(GoFormat.sprintBytes(a))
-    case .println: return .bytes(GoFormat.sprintlnBytes(a))
-    case .printf: return .bytes(GoFormat.sprintfBytes(try string(a[0]), Array(a.dropFirst())))
-    case .html: return .string(GoBuiltins.html(GoFormat.sprint(a)))
-    case .js: return .string(GoBuiltins.js(GoFormat.sprint(a)))
-    case .urlquery: return .string(GoBuiltins.urlQuery(GoFormat.sprint(a)))
+    case .print: return .bytes(try bounded(GoFormat.sprintBytes(a, limit: maxValueSize)))
+    case .println: return .bytes(try bounded(GoFormat.sprintlnBytes(a, limit: maxValueSize)))
+    case .printf:
+      return .bytes(try bounded(GoFormat.sprintfBytes(try string(a[0]), Array(a.dropFirst()), limit: maxValueSize)))
+    case .html: return .string(GoBuiltins.html(try boundedText(a)))
+    case .js: return .string(GoBuiltins.js(try boundedText(a)))
+    case .urlquery: return .string(GoBuiltins.urlQuery(try boundedText(a)))
     case .eq: return .bool(try Comparison.equal(a[0], Array(a.dropFirst())))
     case .ne: return .bool(!(try Comparison.equal(a[0], [a[1]])))
     case .lt: return .bool(try Comparison.less(a[0], a[1]))
@@ -41,7 +47,7 @@ struct FunctionContext {
       return try storeFunction(function, a)
     case .base, .dir, .split, .join, .toUpper, .toLower, .contains, .replace, .trimSuffix,
       .trimSpace, .indent, .default:
-      return try StringFunctions.call(function, a)
+      return try StringFunctions.call(function, a, maxSize: maxValueSize)
     case .json, .jsonArray, .base64Encode, .base64Decode, .toJSON, .toYAML:
       return try EncodingFunctions.call(function, a)
     case .atoi, .parseBool, .add, .sub, .mul, .div, .mod, .seq, .reverse, .sortByLength,
@@ -50,6 +56,24 @@ struct FunctionContext {
     case .getenv, .datetime, .lookupIP, .lookupIPV4, .lookupIPV6, .lookupSRV:
       return try systemFunction(function, a)
     }
+  }
+
+  /// The operands as `fmt.Sprint` prints them, at most ``maxValueSize`` bytes.
+  private func boundedText(_ a: [TemplateValue]) throws(FunctionFailure) -> String {
+    String(decoding: try bounded(GoFormat.sprintBytes(a, limit: maxValueSize)), as: UTF8.self)
+  }
+
+  /// Fails when a built string is longer than ``maxValueSize``.
+  func bounded(_ bytes: [UInt8]) throws(FunctionFailure) -> [UInt8] {
+    guard bytes.count <= maxValueSize else { throw .tooLarge(limit: maxValueSize) }
+    return bytes
+  }
+}
+
+extension FunctionFailure {
+  /// A result that would be longer than ``RenderOptions/maxOutputSize``.
+  static func tooLarge(limit: Int) -> FunctionFailure {
+    .call("result exceeds the limit of \(limit) bytes", code: .limitExceeded)
   }
 }
 

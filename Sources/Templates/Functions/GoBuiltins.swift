@@ -27,7 +27,7 @@ enum GoBuiltins {
         guard let key = position.stringValue else {
           throw .call("value has type \(position.goTypeName); should be string")
         }
-        current = map[key] ?? .null
+        current = map[ExactString(key)] ?? .null
       case .null:
         throw .call("index of untyped nil")
       default:

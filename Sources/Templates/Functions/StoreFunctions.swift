@@ -27,10 +27,11 @@ extension FunctionContext {
     }
   }
 
-  /// The data-source key for a key as the template names it.
+  /// The data-source key for a key as the template names it. The leading `/` is tested as
+  /// a byte: `String.hasPrefix` compares graphemes, and `/` with a combining mark is one.
   func fullKey(_ key: String) -> String {
     if keyPrefix.isEmpty { return key }
-    return key.hasPrefix("/") ? keyPrefix + key : keyPrefix + "/" + key
+    return key.utf8.first == UInt8(ascii: "/") ? keyPrefix + key : keyPrefix + "/" + key
   }
 
   /// The key as templates see it: the data-source key without the prefix.
@@ -42,7 +43,7 @@ extension FunctionContext {
   private func value(_ key: String) throws(FunctionFailure) -> [UInt8] {
     let full = fullKey(key)
     if let bytes = data.value(forKey: full) { return bytes }
-    let shown = full == key ? key : "\(key) (read as \(full))"
+    let shown = full.bytesEqual(key) ? key : "\(key) (read as \(full))"
     throw .call("key does not exist: \(shown)", code: .missingKey, key: full)
   }
 

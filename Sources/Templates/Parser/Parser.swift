@@ -23,6 +23,10 @@ struct Parser {
 
   /// Parses a whole file into its trees.
   static func parse(_ source: SourceText) throws(TemplateError) -> ParsedFile {
+    // Nodes keep offsets as Int32; a larger text would trap converting them.
+    guard source.bytes.count < Int(Int32.max) else {
+      throw TemplateError(code: .limitExceeded, message: "template \(source.name) is larger than \(Int32.max) bytes")
+    }
     var parser = Parser(source: source, tokens: try Lexer.tokenize(source))
     let root = try parser.parseTopLevel()
     let main = Tree(

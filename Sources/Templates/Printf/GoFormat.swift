@@ -5,10 +5,12 @@ enum GoFormat {
     String(decoding: sprintBytes(args), as: UTF8.self)
   }
 
-  static func sprintBytes(_ args: [TemplateValue]) -> [UInt8] {
+  /// `limit` stops the output soon after it passes that many bytes (the caller then fails).
+  static func sprintBytes(_ args: [TemplateValue], limit: Int = .max) -> [UInt8] {
     var f = GoFormatter()
+    f.limit = limit
     var previousIsString = false
-    for (i, arg) in args.enumerated() {
+    for (i, arg) in args.enumerated() where !f.full {
       let isString = arg.isStringKind
       if i > 0, !isString, !previousIsString { f.out.append(UInt8(ascii: " ")) }
       f.printArgument(arg, verb: UInt8(ascii: "v"))
@@ -18,9 +20,10 @@ enum GoFormat {
   }
 
   /// `fmt.Sprintln`: operands in `%v`, always separated by spaces, then a newline.
-  static func sprintlnBytes(_ args: [TemplateValue]) -> [UInt8] {
+  static func sprintlnBytes(_ args: [TemplateValue], limit: Int = .max) -> [UInt8] {
     var f = GoFormatter()
-    for (i, arg) in args.enumerated() {
+    f.limit = limit
+    for (i, arg) in args.enumerated() where !f.full {
       if i > 0 { f.out.append(UInt8(ascii: " ")) }
       f.printArgument(arg, verb: UInt8(ascii: "v"))
     }
@@ -28,18 +31,20 @@ enum GoFormat {
     return f.out
   }
 
-  /// `fmt.Sprintf`.
-  static func sprintfBytes(_ format: String, _ args: [TemplateValue]) -> [UInt8] {
+  /// `fmt.Sprintf`; `limit` stops the output soon after it passes that many bytes.
+  static func sprintfBytes(_ format: String, _ args: [TemplateValue], limit: Int = .max) -> [UInt8] {
     var f = GoFormatter()
-    f.out.reserveCapacity(format.utf8.count + 16 * args.count)
+    f.limit = limit
+    f.out.reserveCapacity(min(format.utf8.count, 1 << 16) + 16 * min(args.count, 1 << 12))
     if format.utf8.withContiguousStorageIfAvailable({ f.printf($0, args) }) == nil {
       Array(format.utf8).withUnsafeBufferPointer { f.printf($0, args) }
     }
     return f.out
   }
 
-  /// Appends a value as an action prints it: `%v`, with nil shown as `<no value>`.
-  static func appendValue(_ value: TemplateValue, to out: inout [UInt8]) {
+  /// Appends a value as an action prints it: `%v`, with nil shown as `<no value>`. Lists
+  /// and maps stop soon after `out` passes `limit` bytes (the caller then fails).
+  static func appendValue(_ value: TemplateValue, to out: inout [UInt8], limit: Int = .max) {
     switch value {
     case .string(let s): out.append(contentsOf: s.utf8)
     case .bytes(let b): out.append(contentsOf: b)
@@ -47,6 +52,7 @@ enum GoFormat {
     case .null: out.append(contentsOf: "<no value>".utf8)
     default:
       var f = GoFormatter()
+      f.limit = limit
       swap(&f.out, &out)
       f.printArgument(value, verb: UInt8(ascii: "v"))
       swap(&f.out, &out)

@@ -56,7 +56,12 @@ extension GoFormatter {
       if negative || plus || space { minDigits -= 1 }
     }
     if digits.count < minDigits {
-      digits.insert(contentsOf: repeatElement(UInt8(ascii: "0"), count: minDigits - digits.count), at: 0)
+      // Up to 10,000,009 zeros (Go's width cap): build them as one block.
+      var padded: [UInt8] = []
+      padded.reserveCapacity(minDigits)
+      Self.appendPadding(UInt8(ascii: "0"), count: minDigits - digits.count, to: &padded)
+      padded.append(contentsOf: digits)
+      digits = padded
     }
     var prefix: [UInt8] = []
     if sharp {

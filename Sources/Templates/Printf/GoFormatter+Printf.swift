@@ -8,6 +8,8 @@ extension GoFormatter {
     var argNum = 0
     /// Whether an explicit `[n]` index was used (then unused arguments are not reported).
     var reordered = false
+    /// Go's `goodArgNum`: false when this directive named a bad `[n]` index.
+    var goodArgNum = true
 
     var atEnd: Bool { i >= format.count }
     var current: UInt8 { format[i] }
@@ -18,32 +20,45 @@ extension GoFormatter {
       return true
     }
 
-    /// Reads decimal digits, if any (capped to keep widths sane).
-    mutating func digits() -> Int? {
+    /// Reads decimal digits as Go's `parsenum` does: nil when there are none, or when the
+    /// number passes 1e6 (then, like Go, a width or precision gives up on the rest of the
+    /// format, and an index skips its remaining digits). The value never exceeds 10,000,009.
+    mutating func digits(overflowEndsFormat: Bool) -> Int? {
       var value: Int?
       while !atEnd, isDigit(current) {
-        value = min((value ?? 0) * 10 + Int(current - UInt8(ascii: "0")), 1_000_000)
+        if let value, Limits.formatNumberTooLarge(value) {
+          if overflowEndsFormat {
+            i = format.count
+          } else {
+            while !atEnd, isDigit(current) { i += 1 }
+          }
+          return nil
+        }
+        value = (value ?? 0) * 10 + Int(current - UInt8(ascii: "0"))
         i += 1
       }
       return value
     }
 
-    /// The int argument a `*` takes, if it is one.
+    /// The int argument a `*` takes, if it is one within ±1e6 (Go's `intFromArg`, which
+    /// consumes an argument only when there is one).
     mutating func starArgument() -> Int? {
+      guard argNum < args.count else { return nil }
       defer { argNum += 1 }
-      guard argNum < args.count, case .int(let value) = args[argNum] else { return nil }
+      guard case .int(let value) = args[argNum], !Limits.formatNumberTooLarge(value) else { return nil }
       return value
     }
   }
 
   mutating func printf(_ format: UnsafeBufferPointer<UInt8>, _ args: [TemplateValue]) {
     var cursor = Cursor(format: format, args: args)
-    while !cursor.atEnd {
+    while !cursor.atEnd, !full {
       let start = cursor.i
       while !cursor.atEnd, cursor.current != UInt8(ascii: "%") { cursor.i += 1 }
       out.append(contentsOf: format[start..<cursor.i])
       guard cursor.accept(UInt8(ascii: "%")) else { break }
       clearFlags()
+      cursor.goodArgNum = true
       readFlags(&cursor)
       readWidthAndPrecision(&cursor)
       argumentIndex(&cursor)
@@ -53,7 +68,7 @@ extension GoFormatter {
       }
       printDirective(&cursor)
     }
-    if !cursor.reordered, cursor.argNum < args.count { printExtra(args[cursor.argNum...]) }
+    if !full, !cursor.reordered, cursor.argNum < args.count { printExtra(args[cursor.argNum...]) }
   }
 
   private mutating func readFlags(_ cursor: inout Cursor) {
@@ -76,7 +91,7 @@ extension GoFormatter {
     argumentIndex(&cursor)
     if cursor.accept(UInt8(ascii: "*")) {
       if let w = cursor.starArgument() {
-        width = abs(w)
+        width = w.magnitude <= UInt(Limits.formatNumber) ? Int(w.magnitude) : 0
         if w < 0 {
           minus = true
           zero = false
@@ -84,33 +99,46 @@ extension GoFormatter {
       } else {
         out.append(contentsOf: "%!(BADWIDTH)".utf8)
       }
-    } else if let w = cursor.digits() {
+    } else if let w = cursor.digits(overflowEndsFormat: true) {
       width = w
     }
     guard cursor.accept(UInt8(ascii: ".")) else { return }
     argumentIndex(&cursor)
     if cursor.accept(UInt8(ascii: "*")) {
-      if let p = cursor.starArgument() {
-        precision = p < 0 ? nil : p
+      // Go: a negative precision argument makes no sense, and is bad like a non-int one.
+      if let p = cursor.starArgument(), p >= 0 {
+        precision = p
       } else {
         out.append(contentsOf: "%!(BADPREC)".utf8)
       }
     } else {
-      precision = cursor.digits() ?? 0
+      precision = cursor.digits(overflowEndsFormat: true) ?? 0
     }
   }
 
-  /// Reads an explicit argument index `[n]`, if present.
+  /// Reads an explicit argument index `[n]`, if present, as Go's `argNumber` does: a bad
+  /// one (not digits, past 1e6, out of range) marks the directive `%!v(BADINDEX)`, and the
+  /// cursor moves past the `]` (or past the `[` alone when no `]` follows).
   private mutating func argumentIndex(_ cursor: inout Cursor) {
-    guard cursor.accept(UInt8(ascii: "[")) else { return }
+    guard !cursor.atEnd, cursor.current == UInt8(ascii: "[") else { return }
     cursor.reordered = true
-    if let n = cursor.digits(), cursor.accept(UInt8(ascii: "]")), n >= 1, n <= cursor.args.count {
+    let open = cursor.i
+    var close = open + 1
+    while close < cursor.format.count, cursor.format[close] != UInt8(ascii: "]") { close += 1 }
+    guard close < cursor.format.count else {
+      cursor.i = open + 1
+      cursor.goodArgNum = false
+      return
+    }
+    cursor.i = open + 1
+    let n = cursor.digits(overflowEndsFormat: false)
+    let wellFormed = n != nil && cursor.i == close
+    cursor.i = close + 1
+    if wellFormed, let n, n >= 1, n <= cursor.args.count {
       cursor.argNum = n - 1
       return
     }
-    out.append(contentsOf: "%!(BADINDEX)".utf8)
-    while !cursor.atEnd, !cursor.accept(UInt8(ascii: "]")) { cursor.i += 1 }
-    cursor.argNum = cursor.args.count
+    cursor.goodArgNum = false
   }
 
   /// Prints the verb at the cursor with the next argument.
@@ -121,6 +149,10 @@ extension GoFormatter {
     cursor.i += length
     if lead == UInt8(ascii: "%") {
       out.append(lead)
+      return
+    }
+    guard cursor.goodArgNum else {
+      out.append(contentsOf: "%!".utf8 + verbBytes + "(BADINDEX)".utf8)
       return
     }
     guard cursor.argNum < cursor.args.count else {

@@ -9,6 +9,12 @@ struct GoFormatter {
   var plusV = false
   var width: Int?
   var precision: Int?
+  /// Once `out` holds more than this many bytes, lists, maps and `printf` directives stop
+  /// printing; the caller sees the size and fails. Bounds what data can make a call allocate.
+  var limit = Int.max
+
+  /// Whether the output has passed ``limit``.
+  var full: Bool { out.count > limit }
 
   mutating func clearFlags() {
     minus = false
@@ -56,16 +62,16 @@ struct GoFormatter {
       }
     case .list(let items):
       out.append(UInt8(ascii: "["))
-      for (i, item) in items.enumerated() {
+      for (i, item) in items.enumerated() where !full {
         if i > 0 { out.append(UInt8(ascii: " ")) }
         printValue(item, verb: verb, depth: depth + 1)
       }
       out.append(UInt8(ascii: "]"))
     case .map(let map):
       out.append(contentsOf: "map[".utf8)
-      for (i, key) in ByteOrder.sorted(Array(map.keys)).enumerated() {
+      for (i, key) in map.keys.sorted().enumerated() where !full {
         if i > 0 { out.append(UInt8(ascii: " ")) }
-        printValue(.string(key), verb: verb, depth: depth + 1)
+        printValue(.string(key.string), verb: verb, depth: depth + 1)
         out.append(UInt8(ascii: ":"))
         printValue(map[key] ?? .null, verb: verb, depth: depth + 1)
       }
@@ -98,10 +104,23 @@ struct GoFormatter {
 
   // MARK: - Padding
 
+  /// Widths reach 10,000,009 (Go's fmt): padding is copied in blocks, not byte by byte.
+  private static let spaces = [UInt8](repeating: UInt8(ascii: " "), count: 4096)
+  private static let zeros = [UInt8](repeating: UInt8(ascii: "0"), count: 4096)
+
   mutating func writePadding(_ count: Int) {
-    guard count > 0 else { return }
-    let byte = zero && !minus ? UInt8(ascii: "0") : UInt8(ascii: " ")
-    out.append(contentsOf: repeatElement(byte, count: count))
+    Self.appendPadding(zero && !minus ? UInt8(ascii: "0") : UInt8(ascii: " "), count: count, to: &out)
+  }
+
+  /// Appends `count` spaces or zeros.
+  static func appendPadding(_ byte: UInt8, count: Int, to out: inout [UInt8]) {
+    let block = byte == UInt8(ascii: "0") ? zeros : spaces
+    var left = count
+    while left > 0 {
+      let n = min(left, block.count)
+      block.withUnsafeBufferPointer { out.append(contentsOf: UnsafeBufferPointer(rebasing: $0[..<n])) }
+      left -= n
+    }
   }
 
   /// Writes `bytes` padded to the width (counted in characters), left or right.

@@ -8,7 +8,10 @@ enum Base64 {
     var i = 0
     while i + 3 <= bytes.count {
       let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-      for shift in [18, 12, 6, 0] { out.append(alphabet[Int(n >> UInt32(shift) & 63)]) }
+      out.append(alphabet[Int(n >> 18 & 63)])
+      out.append(alphabet[Int(n >> 12 & 63)])
+      out.append(alphabet[Int(n >> 6 & 63)])
+      out.append(alphabet[Int(n & 63)])
       i += 3
     }
     let rest = bytes.count - i
@@ -36,7 +39,7 @@ enum Base64 {
         positions.append(offset)
         continue
       }
-      guard padding == 0, let value = alphabet.firstIndex(of: byte) else { return .failure(CorruptInput(offset: offset)) }
+      guard padding == 0, let value = sextet(byte) else { return .failure(CorruptInput(offset: offset)) }
       values.append(UInt8(value))
       positions.append(offset)
     }
@@ -57,6 +60,18 @@ enum Base64 {
       i += 4
     }
     return .success(out)
+  }
+
+  /// The 6-bit value of an alphabet byte.
+  private static func sextet(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "A")...UInt8(ascii: "Z"): return byte - UInt8(ascii: "A")
+    case UInt8(ascii: "a")...UInt8(ascii: "z"): return byte - UInt8(ascii: "a") + 26
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0") + 52
+    case UInt8(ascii: "+"): return 62
+    case UInt8(ascii: "/"): return 63
+    default: return nil
+    }
   }
 
   struct CorruptInput: Error {

@@ -53,7 +53,7 @@ enum JSON {
       out.append(UInt8(ascii: "]"))
     case .map(let map):
       out.append(UInt8(ascii: "{"))
-      for (i, key) in ByteOrder.sorted(Array(map.keys)).enumerated() {
+      for (i, key) in map.keys.sorted().enumerated() {
         if i > 0 { out.append(UInt8(ascii: ",")) }
         appendString(Array(key.utf8), to: &out)
         out.append(UInt8(ascii: ":"))

@@ -47,7 +47,7 @@ struct JSONParser {
 
   private mutating func parseObject(depth: Int) throws(JSON.SyntaxError) -> TemplateValue {
     position += 1
-    var map: [String: TemplateValue] = [:]
+    var map: [ExactString: TemplateValue] = [:]
     skipSpace()
     if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
       position += 1
@@ -64,7 +64,7 @@ struct JSONParser {
         throw unexpected("after object key")
       }
       position += 1
-      map[key] = try parseValue(depth: depth + 1)
+      map[ExactString(key)] = try parseValue(depth: depth + 1)
       skipSpace()
       guard position < bytes.count else { throw unexpected("") }
       if bytes[position] == UInt8(ascii: ",") {

@@ -69,7 +69,8 @@ enum SystemDNS {
     var answer = [UInt8](repeating: 0, count: 65535)
     let length = query(target, 1 /* C_IN */, 33 /* T_SRV */, &answer, Int32(answer.count))
     guard length > 12 else { return [] }
-    return SRVRecord.records(inDNSResponse: Array(answer[..<Int(length)]))
+    // A truncated answer can report its full length, beyond the buffer.
+    return SRVRecord.records(inDNSResponse: Array(answer[..<min(Int(length), answer.count)]))
   }
 }
 

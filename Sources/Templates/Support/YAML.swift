@@ -13,14 +13,14 @@ enum YAML {
     return out
   }
 
-  private static func pairMap(_ pair: KVPair) -> [String: TemplateValue] {
+  private static func pairMap(_ pair: KVPair) -> [ExactString: TemplateValue] {
     ["Key": .string(pair.key), "Value": .bytes(pair.value)]
   }
 
-  private static func mapping(_ map: [String: TemplateValue], indent: Int, into out: inout String) {
+  private static func mapping(_ map: [ExactString: TemplateValue], indent: Int, into out: inout String) {
     let pad = String(repeating: " ", count: indent)
-    for key in ByteOrder.sorted(Array(map.keys)) {
-      out += pad + scalar(.string(key), indent: indent) + ":"
+    for key in map.keys.sorted() {
+      out += pad + scalar(.string(key.string), indent: indent) + ":"
       value(map[key] ?? .null, indent: indent, inSequence: false, into: &out)
     }
   }
@@ -55,7 +55,7 @@ enum YAML {
   }
 
   /// A mapping under a key (on the next lines) or under `-` (starting on the same line).
-  private static func nested(_ map: [String: TemplateValue], indent: Int, inline: Bool, into out: inout String) {
+  private static func nested(_ map: [ExactString: TemplateValue], indent: Int, inline: Bool, into out: inout String) {
     var inner = ""
     mapping(map, indent: indent, into: &inner)
     out += inline ? " " + inner.dropFirst(indent) : "\n" + inner
@@ -80,7 +80,9 @@ enum YAML {
   }
 
   private static func string(_ s: String, indent: Int) -> String {
-    if s.contains("\n") && s.unicodeScalars.allSatisfy({ $0 == "\n" || isPrintable($0) }) {
+    // Byte-wise searches: String's `contains` matches whole graphemes, and misses `: ` when
+    // a combining mark follows the space.
+    if StringFunctions.contains(s, "\n") && s.unicodeScalars.allSatisfy({ $0 == "\n" || isPrintable($0) }) {
       return literalBlock(s, indent: indent)
     }
     if s.isEmpty || readsAsOtherType(s) { return doubleQuoted(s) }
@@ -132,7 +134,9 @@ enum YAML {
       if !indicatorNeedsSpace || scalars.count == 1 || scalars[1] == " " { return false }
     }
     if first == " " || scalars.last == " " || scalars.last == ":" { return false }
-    if s.contains(": ") || s.contains(" #") || s.contains("\t") { return false }
+    if StringFunctions.contains(s, ": ") || StringFunctions.contains(s, " #") || StringFunctions.contains(s, "\t") {
+      return false
+    }
     return true
   }
 

@@ -21,4 +21,15 @@ public struct KVPair: Sendable, Hashable {
 
   /// The value decoded as UTF-8 (invalid bytes become U+FFFD).
   public var valueString: String { String(decoding: value, as: UTF8.self) }
+
+  /// Pairs are equal when their keys have the same bytes (etcd's notion of one key) and
+  /// their values too; canonically equivalent keys spelled differently are two keys.
+  public static func == (lhs: KVPair, rhs: KVPair) -> Bool {
+    lhs.key.bytesEqual(rhs.key) && lhs.value == rhs.value
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(ExactString(key))
+    hasher.combine(value)
+  }
 }

@@ -17,8 +17,10 @@ public enum TemplateValue: Sendable, Hashable {
   case bytes([UInt8])
   /// A list (Go slice).
   case list([TemplateValue])
-  /// A map with string keys; `range` visits it in key order.
-  case map([String: TemplateValue])
+  /// A map with string keys, compared as bytes (two keys that are canonically equivalent
+  /// but spelled with different bytes stay two entries, as in Go); `range` visits it in
+  /// key order.
+  case map([ExactString: TemplateValue])
   /// A key and its value, as returned by `get` and `gets`.
   case kvPair(KVPair)
   /// A point in time, as returned by `datetime`.
@@ -79,6 +81,41 @@ extension TemplateValue {
   }
 }
 
+extension TemplateValue {
+  /// Equality as Go sees the values: strings (and bytes) compare by their bytes, not by
+  /// Unicode canonical equivalence as Swift's `String` does.
+  public static func == (lhs: TemplateValue, rhs: TemplateValue) -> Bool {
+    switch (lhs, rhs) {
+    case (.null, .null): return true
+    case (.bool(let x), .bool(let y)): return x == y
+    case (.int(let x), .int(let y)): return x == y
+    case (.double(let x), .double(let y)): return x == y
+    case (.string(let x), .string(let y)): return x.bytesEqual(y)
+    case (.bytes(let x), .bytes(let y)): return x == y
+    case (.list(let x), .list(let y)): return x == y
+    case (.map(let x), .map(let y)): return x == y
+    case (.kvPair(let x), .kvPair(let y)): return x == y
+    case (.time(let x), .time(let y)): return x == y
+    default: return false
+    }
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    switch self {
+    case .null: hasher.combine(0)
+    case .bool(let b): hasher.combine(1); hasher.combine(b)
+    case .int(let i): hasher.combine(2); hasher.combine(i)
+    case .double(let d): hasher.combine(3); hasher.combine(d)
+    case .string(let s): hasher.combine(4); hasher.combine(ExactString(s))
+    case .bytes(let b): hasher.combine(5); hasher.combine(b)
+    case .list(let l): hasher.combine(6); hasher.combine(l)
+    case .map(let m): hasher.combine(7); hasher.combine(m)
+    case .kvPair(let p): hasher.combine(8); hasher.combine(p)
+    case .time(let t): hasher.combine(9); hasher.combine(t)
+    }
+  }
+}
+
 extension TemplateValue: ExpressibleByStringLiteral {
   public init(stringLiteral value: String) { self = .string(value) }
 }
@@ -101,7 +138,7 @@ extension TemplateValue: ExpressibleByArrayLiteral {
 
 extension TemplateValue: ExpressibleByDictionaryLiteral {
   public init(dictionaryLiteral elements: (String, TemplateValue)...) {
-    self = .map(Dictionary(elements, uniquingKeysWith: { _, last in last }))
+    self = .map(Dictionary(elements.map { (ExactString($0.0), $0.1) }, uniquingKeysWith: { _, last in last }))
   }
 }
 

@@ -1,0 +1,75 @@
+/// A string compared, hashed and ordered by its UTF-8 bytes.
+///
+/// Swift's `String` equality and hashing follow Unicode canonical equivalence: a precomposed
+/// `é` (`C3 A9`) and `e` + combining acute (`65 CC 81`) are one `String` key. etcd keys and
+/// Linux file names are bytes, so two such keys are two keys and two files. Every dictionary,
+/// set or comparison keyed by an etcd key, a relative path or a file name uses this type (or
+/// the raw bytes) instead of `String`. The order is etcd's key order (`memcmp`).
+public struct ExactString: Hashable, Comparable, Sendable, CustomStringConvertible,
+  ExpressibleByStringLiteral, ExpressibleByStringInterpolation, Codable
+{
+  /// The string, with its bytes exactly as given (Swift never normalizes stored text).
+  public let string: String
+
+  /// Wraps `string`.
+  public init(_ string: String) {
+    self.string = string
+  }
+
+  /// Wraps a literal.
+  public init(stringLiteral value: String) {
+    self.string = value
+  }
+
+  /// Wraps an interpolated literal.
+  public init(stringInterpolation: DefaultStringInterpolation) {
+    self.string = String(stringInterpolation: stringInterpolation)
+  }
+
+  /// The UTF-8 bytes.
+  public var utf8: String.UTF8View { self.string.utf8 }
+
+  /// Whether the string has no bytes.
+  public var isEmpty: Bool { self.string.utf8.isEmpty }
+
+  public var description: String { self.string }
+
+  public static func == (lhs: ExactString, rhs: ExactString) -> Bool {
+    lhs.string.utf8.elementsEqual(rhs.string.utf8)
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    var copy = self.string
+    copy.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    hasher.combine(self.string.utf8.count)
+  }
+
+  public static func < (lhs: ExactString, rhs: ExactString) -> Bool {
+    var left = lhs.string, right = rhs.string
+    return left.withUTF8 { x in
+      right.withUTF8 { y in
+        let common = min(x.count, y.count)
+        for index in 0..<common where x[index] != y[index] { return x[index] < y[index] }
+        return x.count < y.count
+      }
+    }
+  }
+
+  public init(from decoder: any Decoder) throws {
+    self.string = try decoder.singleValueContainer().decode(String.self)
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.singleValueContainer()
+    try container.encode(self.string)
+  }
+}
+
+extension String {
+  /// Whether the two strings hold the same UTF-8 bytes (not merely canonically equivalent
+  /// text, which is what `==` tests).
+  @inlinable
+  public func bytesEqual(_ other: String) -> Bool {
+    self.utf8.elementsEqual(other.utf8)
+  }
+}
