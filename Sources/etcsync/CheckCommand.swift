@@ -44,7 +44,8 @@ struct DiffCommand: AsyncParsableCommand {
       return try await agent.diff()
     }
     for change in changes {
-      print(UnifiedDiff.render(path: change.path, old: change.old, new: change.new), terminator: "")
+      // The path comes from etcd's keys: no control character reaches the terminal.
+      print(UnifiedDiff.render(path: escapeControlCharacters(change.path), old: change.old, new: change.new), terminator: "")
     }
   }
 }

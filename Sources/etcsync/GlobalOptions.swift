@@ -66,7 +66,7 @@ struct GlobalOptions: ParsableArguments {
 
   private static func bootstrap(_ settings: LogSettings) -> Logger {
     LoggingSystem.bootstrap { label in
-      var handler: any LogHandler = settings.format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+      var handler: any LogHandler = settings.format == .json ? JSONLogHandler(label: label) : TextLogHandler.standardError(label: label)
       handler.logLevel = settings.level
       return handler
     }

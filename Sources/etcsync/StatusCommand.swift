@@ -59,11 +59,13 @@ struct StatusCommand: AsyncParsableCommand {
       let deadline = ContinuousClock.now + limit
       // Every agent seen while waiting, with the latest record: one that vanishes (its lease
       // ran out while it was stopped) is still named among the laggards.
-      var seen: [String: AgentStatus] = [:]
+      // Keyed by the key's bytes: two keys that differ only in their Unicode normalization
+      // are two agents.
+      var seen: [[UInt8]: AgentStatus] = [:]
       while true {
         let fleet = try await FleetStatus.read(client, prefix: prefix)
-        let listed = Set(fleet.agents.map(\.key))
-        for agent in fleet.agents { seen[agent.key] = agent }
+        let listed = Set(fleet.agents.map(\.keyBytes))
+        for agent in fleet.agents { seen[agent.keyBytes] = agent }
         let done = fleet.agents.filter { $0.record.appliedRevision >= wanted }
         // Every agent seen counts: one whose lease ran out while we waited has not applied N.
         let required = self.minAgents ?? max(1, seen.count)
@@ -72,13 +74,13 @@ struct StatusCommand: AsyncParsableCommand {
           return
         }
         if ContinuousClock.now >= deadline {
-          let laggards = seen.values.filter { $0.record.appliedRevision < wanted || !listed.contains($0.key) }
+          let laggards = seen.values.filter { $0.record.appliedRevision < wanted || !listed.contains($0.keyBytes) }
             .sorted { $0.record.name < $1.record.name }
             .map { agent in
-              "\(agent.record.name) (applied \(agent.record.appliedRevision)\(listed.contains(agent.key) ? "" : ", gone: its lease expired"))"
+              "\(escapeControlCharacters(agent.record.name)) (applied \(agent.record.appliedRevision)\(listed.contains(agent.keyBytes) ? "" : ", gone: its lease expired"))"
             }
           var message = "etcsync: timed out after \(self.timeout): \(done.count) of \(required) agent(s) have applied revision \(wanted)"
-          message += laggards.isEmpty ? "; no agent is registered under \(prefix)" : "; lagging: " + laggards.joined(separator: ", ")
+          message += laggards.isEmpty ? "; no agent is registered under \(escapeControlCharacters(prefix))" : "; lagging: " + laggards.joined(separator: ", ")
           FileHandle.standardError.write(Data((message + "\n").utf8))
           throw ExitCode(1)
         }
@@ -87,8 +89,11 @@ struct StatusCommand: AsyncParsableCommand {
     }
   }
 
+  /// Prints the fleet. Every field of a record comes from etcd, where anyone allowed to write
+  /// the prefix can put anything: no control character reaches the terminal (the table
+  /// escapes them, and the JSON writes the ones JSON leaves raw as `\uNNNN`).
   private func print(_ agents: [AgentStatus], revision: Int64, problems: [String]) {
-    for problem in problems { FileHandle.standardError.write(Data("etcsync: \(problem)\n".utf8)) }
+    for problem in problems { FileHandle.standardError.write(Data("etcsync: \(escapeControlCharacters(problem))\n".utf8)) }
     if self.json {
       struct Output: Encodable {
         var revision: Int64
@@ -97,7 +102,7 @@ struct StatusCommand: AsyncParsableCommand {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
       let data = (try? encoder.encode(Output(revision: revision, agents: agents))) ?? Data()
-      Swift.print(String(decoding: data, as: UTF8.self))
+      Swift.print(escapeJSONControlCharacters(String(decoding: data, as: UTF8.self)))
       return
     }
     var rows = [["NAME", "HOST", "VERSION", "APPLIED", "LAG", "LEASE", "READY", "ERROR"]]
@@ -106,7 +111,7 @@ struct StatusCommand: AsyncParsableCommand {
         agent.record.name, agent.record.host, agent.record.version, "\(agent.record.appliedRevision)", "\(agent.lag)",
         agent.leaseSecondsLeft >= 0 ? "\(agent.leaseSecondsLeft)s" : "-", agent.record.ready.map { $0 ? "yes" : "no" } ?? "-",
         agent.record.lastError ?? "-",
-      ])
+      ].map(escapeControlCharacters))
     }
     let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
     for row in rows {

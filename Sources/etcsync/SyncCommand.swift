@@ -1,5 +1,6 @@
 import ArgumentParser
 import EtcSync
+import EtcdClient
 import Foundation
 import Logging
 import Metrics
@@ -43,15 +44,16 @@ struct SyncCommand: AsyncParsableCommand {
       if terminal {
         // Whole lines: log lines share the terminal and would run into a line redrawn in place.
         await agent.reportProgress { line in
-          FileHandle.standardError.write(Data("etcsync: \(line)\n".utf8))
+          FileHandle.standardError.write(Data("etcsync: \(escapeControlCharacters(line))\n".utf8))
         }
       }
       return try await agent.sync()
     }
     let failed = results.filter(\.failed)
     for result in results {
-      let status = result.failed ? "FAILED: \(result.error!)" : result.changed ? "\(result.written.count) written, \(result.deleted.count) deleted" : "unchanged"
-      print("\(result.mapping): revision \(result.revision): \(status)")
+      let status = result.failed ? "FAILED (\(result.failureCode ?? .failed)): \(result.error!)" : result.changed ? "\(result.written.count) written, \(result.deleted.count) deleted" : "unchanged"
+      // Paths and key names in the error come from etcd: no control character reaches the terminal.
+      print(escapeControlCharacters("\(result.mapping): revision \(result.revision): \(status)"))
     }
     if !failed.isEmpty { throw ExitCode(1) }
   }
@@ -67,12 +69,22 @@ struct RunCommand: AsyncParsableCommand {
       rewrites nothing unchanged and fires no needless reload); an invalid one is logged and
       the old one keeps running. SIGTERM or SIGINT stop after the write in progress.
       Example: etcsync run -c /etc/etcsync/etcsync.yaml
+
+      With presence configured, the agent creates its presence key only if it is absent: when
+      another running agent holds the name, it names that agent's host and lease and exits 2,
+      unless --take-over (or presence.takeOver: true) moves the key to this agent. The agent
+      whose name was taken stops updating its key and keeps syncing its files.
+
+      Exit codes: 0 stopped by a signal, 1 the agent failed (a watch that fails for good), 2 configuration error or
+      presence name held by another agent, 3 etcd unreachable within --timeout.
       """
   )
 
   @OptionGroup var options: GlobalOptions
   @Option(help: "Seconds to wait for etcd at start before giving up (exit 3).") var timeout: Int = 30
 
+  @Flag(name: .customLong("take-over"), help: "Take the presence name over at start if another running agent holds it (default: exit 2).")
+  var takeOver = false
   func run() async throws {
     var (configuration, logger) = try self.options.load()
     let control = RunControl()
@@ -91,11 +103,12 @@ struct RunCommand: AsyncParsableCommand {
     var reconnect = true
     while reconnect {
       reconnect = false
+    var atStart = true
       let current = configuration
       let next = try await withAgentClient(current, logger: logger, timeout: self.timeout) { client in
-        let presence = current.presence.map {
-          Presence(settings: $0, client: client, logger: logger, mappings: current.mappings.map(\.name))
-        }
+        let presence = try await Self.registerPresence(current, client: client, logger: logger,
+                                                       takeOver: atStart && self.takeOver, atStart: atStart)
+        atStart = false
         let presenceTask = presence.map { presence in Task { await presence.run() } }
         var running = current
         var reconnectWith: AgentConfiguration?
@@ -191,6 +204,29 @@ struct RunCommand: AsyncParsableCommand {
 
   /// Serves `/metrics`, `/healthz` and `/readyz` when `metrics.listen` is set, with
   /// swift-metrics bootstrapped to a Prometheus registry. Read once at start: a SIGHUP does
+  /// The presence of `configuration`, registered (nil when it has none). A name held by
+  /// another running agent ends the process with status 2 at start, naming the holder; after a
+  /// SIGHUP that changed the presence settings it is logged and the agent runs without one.
+  /// An etcd failure is logged, and the presence keeps trying when it runs.
+  static func registerPresence(_ configuration: AgentConfiguration, client: EtcdClient, logger: Logger,
+                               takeOver: Bool, atStart: Bool) async throws -> Presence? {
+    guard let settings = configuration.presence else { return nil }
+    let presence = Presence(settings: settings, client: client, logger: logger, mappings: configuration.mappings.map(\.name))
+    do {
+      try await presence.register(takeOver: takeOver ? true : nil)
+    } catch let conflict as PresenceConflict {
+      guard atStart else {
+        logger.error("presence not registered; the agent runs without it", metadata: ["error": "\(conflict)"])
+        return nil
+      }
+      FileHandle.standardError.write(Data("etcsync: \(conflict)\n".utf8))
+      throw ExitCode(2)
+    } catch {
+      logger.warning("presence not registered yet; retrying", metadata: ["presence.key": "\(settings.key)", "error": "\(error)"])
+    }
+    return presence
+  }
+
   /// not move the listener.
   static func startHealthServer(_ configuration: AgentConfiguration, readiness: Readiness, logger: Logger) -> Task<Void, Never>? {
     guard let settings = configuration.metrics else { return nil }

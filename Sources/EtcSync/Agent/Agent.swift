@@ -311,7 +311,11 @@ public actor Agent {
       self.logger.warning("key rejected", metadata: ["mapping.name": "\(result.mapping)", "etcd.key": "\(rejected.escapedKey)", "reason": "\(rejected)"])
     }
     if let error = result.error {
-      metadata["error"] = "\(error)"
+      // The full text (a template's error can quote values) is logged at debug level only.
+      let failure = result.failureCode ?? .failed
+      self.logger.debug("mapping failure details", metadata: ["mapping.name": "\(result.mapping)", "error.code": "\(failure)", "error": "\(error)"])
+      metadata["error.code"] = "\(failure)"
+      metadata["error"] = failure.quotesValues ? "\(failure) (the details are logged at debug level)" : "\(error)"
       // A reload that failed after the files were written must not read as "unchanged".
       self.logger.error(result.changed ? "mapping failed after changing files" : "mapping failed; its files are unchanged",
                         metadata: metadata)
@@ -595,7 +599,7 @@ public actor Agent {
   }
 
   private func notify(_ result: MappingResult) {
-    self.errors[result.mapping] = result.error
+    self.errors[result.mapping] = result.failureCode?.rawValue
   }
 
   /// Tells observers when the applied revision or the errors changed. The revision is the
@@ -630,12 +634,14 @@ public actor Agent {
 public struct AgentProgress: Sendable, Hashable {
   /// The revision whose content every mapping's files hold.
   public var appliedRevision: Int64
-  /// The current error of each failing mapping, by name.
+  /// The failure code (a ``MappingFailure`` raw value) of each failing mapping, by name:
+  /// never the error's text, which can quote a command's output or a value from etcd.
   public var errors: [String: String]
   /// Whether the agent is ready: first sync done and etcd answering (see ``Readiness``).
   public var ready: Bool = true
 
-  /// The most recent failure, described with its mapping (nil when none is failing).
+  /// The first failing mapping by name with its code, such as `mapping app: check_failed`
+  /// (nil when none is failing).
   public var lastError: String? {
     self.errors.sorted { $0.key < $1.key }.first.map { "mapping \($0.key): \($0.value)" }
   }

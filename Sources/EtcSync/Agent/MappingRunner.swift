@@ -26,6 +26,13 @@ public struct MappingResult: Sendable {
   /// in-place tree that could not be written while the others were).
   public var error: String?
 
+  /// The short code of ``error``: what systemd's `STATUS=`, the presence key and metrics say
+  /// of the failure, since ``error`` can quote a command's output or a value from etcd.
+  public var failure: MappingFailure?
+
+  /// ``failure`` of a failed mapping (``MappingFailure/failed`` when none was set); nil when
+  /// the mapping did not fail.
+  public var failureCode: MappingFailure? { self.error == nil ? nil : self.failure ?? .failed }
   public var changed: Bool { !self.written.isEmpty || !self.deleted.isEmpty }
   public var failed: Bool { self.error != nil }
 }
@@ -91,6 +98,7 @@ public struct MappingRunner: Sendable {
       plan = try self.planner.plan(keySpace)
     } catch {
       result.error = error.message
+      result.failure = MappingFailure(error.code)
       return result
     }
     result.rejected = plan.rejected
@@ -99,6 +107,7 @@ public struct MappingRunner: Sendable {
       case .file:
         // The whole file is a local edit that could not be pushed: it stays, and says so.
         result.error = "held: the local edit of \(self.mapping.dest) could not be pushed (see the log); etcd's changes wait"
+        result.failure = .held
         return result
       case .tree(let files):
         plan.output = .tree(files.filter { !keep.contains($0.key) })
@@ -120,6 +129,7 @@ public struct MappingRunner: Sendable {
       // The record still describes the last reload: whatever did change is owed one later.
       result.error = "\(error)"
       result.retryable = (error as? FileError)?.code != .checkFailed
+      result.failure = MappingFailure(writing: error)
       return result
     }
     var reloadFailed = false
@@ -127,12 +137,13 @@ public struct MappingRunner: Sendable {
       do {
         let outcome = try await self.commands.run(reload, timeout: self.commandTimeout)
         result.reloaded = outcome.succeeded
-        if !outcome.succeeded { result.error = "reload failed: \(outcome)" }
+        if !outcome.succeeded { result.error = "reload failed: \(outcome)"; result.failure = .reloadFailed }
       } catch {
         result.error = "reload failed: \(error)"
       }
       reloadFailed = !result.reloaded
     }
+        result.failure = .reloadFailed
     // A failed reload leaves the record as it was, so the next change tries it again.
     guard !reloadFailed else { return result }
     if state.files != hashes || state.appliedRevision != keySpace.revision || state.pendingReload {

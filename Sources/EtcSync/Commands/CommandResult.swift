@@ -78,11 +78,19 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
     case .emptyArgv: return "command has an empty argv"
     case .spawnFailed:
       return "cannot start \"\(program)\": \(errno.map(FileError.errnoText) ?? "unknown error")"
+  /// What went wrong, without the command's output: a check or reload can print secrets (the
+  /// staged file's content, say), and this text reaches the mapping's error, which the log
+  /// shows at error level. ``detailedDescription`` adds the output.
     case .failed:
       guard let result else { return "\"\(program)\" failed" }
-      var text = "\"\(program)\" failed: \(result)"
-      if !result.output.isEmpty { text += "; output: \(escapeBytes(result.output.suffix(512)))" }
-      return text
+      return "\"\(program)\" failed: \(result)"
     }
   }
 }
+
+  /// ``description`` with the last 512 bytes of the command's output, escaped: for the log at
+  /// debug level only.
+  public var detailedDescription: String {
+    guard code == .failed, let output = result?.output, !output.isEmpty else { return self.description }
+    return self.description + "; output: \(escapeBytes(output.suffix(512)))"
+  }

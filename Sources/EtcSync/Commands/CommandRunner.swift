@@ -102,9 +102,12 @@ public struct CommandRunner: Sendable {
       "command.status": "\(result.termination)",
       "command.duration_ms": "\(result.duration / .milliseconds(1))",
     ]
-    if !result.output.isEmpty { metadata["command.output"] = "\(result.outputText)" }
-    if result.droppedOutputBytes > 0 {
-      metadata["command.output_dropped_bytes"] = "\(result.droppedOutputBytes)"
+    // A command's output can hold secrets (a check that prints the staged file): it is logged
+    // at debug level only, on a line of its own.
+    if !result.output.isEmpty {
+      var output: Logger.Metadata = ["command.argv": metadata["command.argv"]!, "command.output": "\(result.outputText)"]
+      if result.droppedOutputBytes > 0 { output["command.output_dropped_bytes"] = "\(result.droppedOutputBytes)" }
+      logger.debug("command output", metadata: output)
     }
     if result.succeeded {
       logger.info("command succeeded", metadata: metadata)

@@ -115,7 +115,7 @@ extension ConfigNode {
 
 extension PresenceSettings {
   init(decoding node: ConfigNode) throws(ConfigurationError) {
-    let map = try node.keyed(["prefix", "name", "ttl"])
+    let map = try node.keyed(["prefix", "name", "ttl", "takeOver"])
     self.init(name: ConfigFiles.hostName())
     if let prefix = try map.string("prefix") { self.prefix = prefix }
     if let nameNode = map["name"] {
@@ -131,6 +131,7 @@ extension PresenceSettings {
       }
       self.ttl = ttl
     }
+    if let takeOver = try map.bool("takeOver") { self.takeOver = takeOver }
   }
 }
 

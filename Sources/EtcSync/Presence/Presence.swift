@@ -55,19 +55,89 @@ public struct PresenceRecord: Codable, Sendable, Hashable {
   }
 }
 
+/// Who holds a presence name: what its key's value and lease say.
+public struct PresenceHolder: Sendable, Hashable, CustomStringConvertible {
+  /// The holder's host, pid and start, from its record (nil when the value is not a record).
+  public var host: String?
+  public var pid: Int32?
+  public var startedAt: String?
+  /// The lease the key is bound to (0: none).
+  public var lease: Int64
+
+  /// The holder of `kv`, a presence key.
+  public init(_ kv: KeyValue) {
+    let record = try? JSONDecoder().decode(PresenceRecord.self, from: Data(kv.value))
+    self.host = record?.host
+    self.pid = record?.pid
+    self.startedAt = record?.startedAt
+    self.lease = kv.lease
+  }
+
+  /// The lease as etcdctl writes it: hexadecimal.
+  public var leaseHex: String { String(UInt64(bitPattern: self.lease), radix: 16) }
+
+  /// `host "web-01", pid 812, started 2026-11-25T13:50:02Z, lease 694d7a8c9c1f3a04`, with the
+  /// record's fields escaped (they come from etcd).
+  public var description: String {
+    var text = "host \"\(escapeControlCharacters(self.host ?? "?"))\""
+    if let pid { text += ", pid \(pid)" }
+    if let startedAt { text += ", started \(escapeControlCharacters(startedAt))" }
+    return text + ", lease \(self.leaseHex)"
+  }
+
+  var metadata: Logger.Metadata {
+    ["holder.host": "\(self.host ?? "?")", "holder.pid": "\(self.pid.map(String.init) ?? "?")", "holder.lease": "\(self.leaseHex)"]
+  }
+}
+
+/// A presence name held by another running agent: registering is refused (`etcsync run` exits
+/// with status 2) unless the agent was told to take the name over.
+public struct PresenceConflict: Error, Sendable, CustomStringConvertible {
+  /// The presence key.
+  public var key: String
+  /// Who holds it.
+  public var holder: PresenceHolder
+
+  public var description: String {
+    "presence key \"\(escapeControlCharacters(self.key))\" is held by another running agent (\(self.holder)); "
+      + "stop that agent, give this one another presence.name, or take the name over with "
+      + "`etcsync run --take-over` (or presence.takeOver: true)"
+  }
+}
+
 /// Keeps the agent's presence key: `<prefix>/<name>`, bound to a lease kept alive every
 /// TTL/3, holding a ``PresenceRecord``.
 ///
+/// The key is created only if absent (a Txn on its create revision): a name that another
+/// running agent holds is refused with ``PresenceConflict`` (see ``register(takeOver:)``), so
+/// two agents never share one key. A holder whose lease is not kept alive (an agent killed a
+/// moment ago and restarted) is waited out, within its TTL.
+///
 /// The key is re-put when the applied revision changes (at most once a second) and at once
-/// when an error starts or ends. If the lease is lost (etcd restarted from a snapshot that
-/// lacks it, or the agent was paused past the TTL) a new lease is granted and the key put
-/// again. When ``run()`` is cancelled the lease is revoked, so the key disappears at once.
+/// when an error starts or ends, each time only while this agent's lease still holds it: an
+/// agent whose name was taken over (`--take-over` elsewhere) logs an error and stops updating
+/// the key, and keeps syncing its files. If the lease is lost (etcd restarted from a snapshot
+/// that lacks it, or the agent was paused past the TTL) a new lease is granted and the key
+/// created again, if still absent. When ``run()`` is cancelled the key is deleted if still
+/// ours and the lease revoked.
 public actor Presence {
   public let settings: PresenceSettings
   let client: EtcdClient
   let logger: Logger
   private var record: PresenceRecord
   private var leaseID: Int64 = 0
+  /// Every lease this presence was granted: a key bound to one of them is ours (a new lease
+  /// after a lost keep-alive finds the key on the old one).
+  private var ownLeases: Set<Int64> = []
+  /// Whether the key is ours under ``leaseID``: puts wait until it is.
+  private var registered = false
+  /// Whether a change of the record came while unregistered.
+  private var pendingPut = false
+  /// Whether another agent holds the name now: nothing more is put.
+  private var superseded = false
+  /// Whether the next registration may take the name from another agent: the setting, or
+  /// ``register(takeOver:)``; only until the first registration succeeds.
+  private var takeOverPending: Bool
   private var lastPut: ContinuousClock.Instant?
   private var delayedPut: Task<Void, Never>?
   /// How often the key is re-put for a revision change, at most.
@@ -78,6 +148,7 @@ public actor Presence {
     self.settings = settings
     self.client = client
     self.logger = logger
+    self.takeOverPending = settings.takeOver
     let now = PresenceRecord.timestamp()
     self.record = PresenceRecord(
       name: settings.name, host: ConfigFiles.hostName(), pid: getpid(), version: EtcSync.version,
@@ -87,8 +158,13 @@ public actor Presence {
   /// The lease the key is bound to now (0 before the first grant).
   public var lease: Int64 { self.leaseID }
 
+  /// Whether another agent took the name over: this one no longer updates the key.
+  public var isSuperseded: Bool { self.superseded }
+
   private let progress: (stream: AsyncStream<AgentProgress>, continuation: AsyncStream<AgentProgress>.Continuation) =
     AsyncStream.makeStream(of: AgentProgress.self, bufferingPolicy: .bufferingNewest(16))
+  /// Finished when the name is taken over, which ends ``run()``.
+  private let ended: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation) = AsyncStream.makeStream(of: Void.self)
 
   /// Hands the agent's progress to ``run()`` (callable from any context, in order).
   public nonisolated func report(_ progress: AgentProgress) {
@@ -100,36 +176,52 @@ public actor Presence {
     self.record.mappings = names
   }
 
-  /// Registers and keeps the key until cancelled, then revokes its lease. Progress given
-  /// to ``report(_:)`` meanwhile updates the key.
+  /// Registers the key before ``run()``: grants a lease and creates the key, if absent.
+  ///
+  /// Throws ``PresenceConflict`` when another running agent holds the name, unless
+  /// `takeOver` (default: the `takeOver` setting) says to move the key to this agent's
+  /// lease; throws etcd's error when etcd fails (``run()`` then keeps trying). A key bound to
+  /// no lease, or to a lease nobody keeps alive, is taken without asking.
+  public func register(takeOver: Bool? = nil) async throws {
+    if let takeOver { self.takeOverPending = takeOver }
+    try await self.registerOnce()
+  }
+
+  /// Registers and keeps the key until cancelled, then deletes it (if still ours) and
+  /// revokes its lease. Progress given to ``report(_:)`` meanwhile updates the key.
   public func run() async {
-    await withTaskGroup(of: Void.self) { group in
-      group.addTask { await self.keep() }
-      group.addTask {
-        for await progress in self.progress.stream { await self.update(progress) }
+    if !self.superseded {
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask { await self.keep() }
+        group.addTask {
+          for await progress in self.progress.stream { await self.update(progress) }
+        }
+        group.addTask {
+          for await _ in self.ended.stream {}
+        }
+        await group.next()
+        group.cancelAll()
       }
-      await group.next()
-      group.cancelAll()
     }
-    await self.revoke()
+    await self.release()
   }
 
   private func keep() async {
     var backoff: Duration = .milliseconds(250)
-    while !Task.isCancelled {
+    while !Task.isCancelled && !self.superseded {
       do {
-        let lease = try await self.client.grant(ttl: self.settings.ttlSeconds)
-        self.leaseID = lease.id
-        try await self.put()
-        self.logger.info("presence registered", metadata: [
-          "presence.key": "\(self.settings.key)", "lease.id": "\(String(lease.id, radix: 16))", "lease.ttl": "\(lease.ttl)",
-        ])
+        if !self.registered { try await self.registerOnce() }
         backoff = .milliseconds(250)
-        for try await _ in self.client.keepAlive(lease.id) {}
+        for try await _ in self.client.keepAlive(self.leaseID) {}
         if Task.isCancelled { break }
         throw EtcdError(.leaseNotFound, "the keep-alive stream ended")
+      } catch let conflict as PresenceConflict {
+        self.supersede("presence key held by another running agent; this agent no longer updates it and keeps syncing its files",
+                       holder: conflict.holder)
+        return
       } catch {
         if Task.isCancelled { break }
+        self.registered = false
         self.logger.warning("presence lease lost; registering again", metadata: [
           "presence.key": "\(self.settings.key)", "error": "\(error)",
         ])
@@ -137,6 +229,104 @@ public actor Presence {
         backoff = min(backoff * 2, .seconds(5))
       }
     }
+  }
+
+  /// Grants a lease and claims the key with it; on success the lease replaces the previous
+  /// one, which is revoked.
+  private func registerOnce() async throws {
+    let lease = try await self.client.grant(ttl: self.settings.ttlSeconds)
+    self.ownLeases.insert(lease.id)
+    do {
+      try await self.claim(lease: lease.id, takeOver: self.takeOverPending)
+    } catch {
+      // The new lease holds nothing.
+      let client = self.client
+      _ = await Task { try? await client.revoke(lease.id) }.value
+      throw error
+    }
+    let previous = self.leaseID
+    self.leaseID = lease.id
+    self.registered = true
+    self.takeOverPending = false
+    self.logger.info("presence registered", metadata: [
+      "presence.key": "\(self.settings.key)", "lease.id": "\(String(lease.id, radix: 16))", "lease.ttl": "\(lease.ttl)",
+    ])
+    if previous != 0 && previous != lease.id { _ = try? await self.client.revoke(previous) }
+    if self.pendingPut {
+      self.pendingPut = false
+      await self.putOrRetry()
+    }
+  }
+
+  /// Puts the record under `lease` if the key is absent, bound to one of this presence's
+  /// leases, bound to no lease or to one that nobody keeps alive, or, with `takeOver`, held by
+  /// anyone; throws ``PresenceConflict`` otherwise. Each move is a Txn on what was read, so
+  /// two agents never both succeed.
+  private func claim(lease: Int64, takeOver: Bool) async throws {
+    let key = Array(self.settings.key.utf8)
+    for _ in 0..<8 {
+      self.record.updatedAt = PresenceRecord.timestamp()
+      self.lastPut = ContinuousClock.now
+      let put = Op.put(key: key, value: self.record.json, PutOptions(lease: lease))
+      let created = try await self.client.txn(
+        if: [Compare(.key(key), .createRevision(0), .equal)], then: [put], else: [.get(.key(key))])
+      if created.succeeded { return }
+      guard case .get(let get)? = created.responses.first, let holder = get.kvs.first else { continue }
+      let ours = self.ownLeases.contains(holder.lease)
+      if !ours && !takeOver && holder.lease != 0 {
+        // A lease nobody renews is an agent that just died (kill -9, then a restart): wait
+        // for it to expire rather than refuse.
+        guard try await self.holderIsGone(holder) else {
+          throw PresenceConflict(key: self.settings.key, holder: PresenceHolder(holder))
+        }
+        continue
+      }
+      let moved = try await self.client.txn(
+        if: [Compare(.key(key), .modRevision(holder.modRevision), .equal)], then: [put], else: [])
+      guard moved.succeeded else { continue }
+      if !ours {
+        self.logger.warning(
+          holder.lease == 0 ? "presence key had no lease; taken over" : "presence key taken over from another agent",
+          metadata: PresenceHolder(holder).metadata.merging(["presence.key": "\(self.settings.key)"]) { $1 })
+      }
+      return
+    }
+    throw EtcdError(.unavailable, "the presence key \(self.settings.key) kept changing while registering")
+  }
+
+  /// Watches `holder`'s key and lease for up to the lease's TTL: true when the key went or
+  /// changed hands (registering is tried again), false when the holder is alive: it renewed
+  /// its lease (the time left did not fall as time passed) or updated the key.
+  private func holderIsGone(_ holder: KeyValue) async throws -> Bool {
+    let first = try await self.client.timeToLive(holder.lease)
+    guard first.ttl > 0 else { return true }
+    let observed = ContinuousClock.now
+    let deadline = observed + .seconds(max(first.grantedTTL, first.ttl)) + .seconds(2)
+    while ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(200))
+      let elapsed = ContinuousClock.now - observed
+      guard let current = try await self.client.get(.key(holder.key)).kvs.first, current.lease == holder.lease else {
+        return true
+      }
+      if current.modRevision != holder.modRevision { return false }
+      let left = try await self.client.timeToLive(holder.lease).ttl
+      if left <= 0 { return true }
+      // etcd rounds the time left up to whole seconds: an unrenewed lease shows less than
+      // its first reading minus the time passed, plus one.
+      let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+      if Double(left) >= Double(first.ttl) - seconds + 2 { return false }
+    }
+    return false
+  }
+
+  /// Another agent holds the name: log once, stop updating the key and end ``run()``.
+  private func supersede(_ message: Logger.Message, holder: PresenceHolder) {
+    guard !self.superseded else { return }
+    self.superseded = true
+    self.registered = false
+    self.delayedPut?.cancel()
+    self.logger.error(message, metadata: holder.metadata.merging(["presence.key": "\(self.settings.key)"]) { $1 })
+    self.ended.continuation.finish()
   }
 
   /// Takes the agent's progress: the key follows the applied revision (rate-limited) and
@@ -179,7 +369,7 @@ public actor Presence {
     do {
       try await self.put()
     } catch {
-      guard self.delayedPut == nil, !Task.isCancelled else { return }
+      guard self.delayedPut == nil, !Task.isCancelled, !self.superseded else { return }
       self.delayedPut = Task {
         try? await Task.sleep(for: Self.minimumInterval)
         await self.flushDelayed()
@@ -205,30 +395,54 @@ public actor Presence {
     } while self.putAgain
   }
 
+  /// Puts the record if our lease still holds the key, or creates the key if it is absent
+  /// (deleted by hand); a key that another agent's lease holds is left alone, and this
+  /// presence stops.
   private func putOnce() async throws {
-    guard self.leaseID != 0 else { return }
+    guard !self.superseded else { return }
+    guard self.registered, self.leaseID != 0 else {
+      self.pendingPut = true
+      return
+    }
     self.record.updatedAt = PresenceRecord.timestamp()
     self.lastPut = ContinuousClock.now
+    let key = Array(self.settings.key.utf8)
+    let lease = self.leaseID
+    let put = Op.put(key: key, value: self.record.json, PutOptions(lease: lease))
+    let response: TxnResponse
     do {
-      _ = try await self.client.put(Array(self.settings.key.utf8), self.record.json, options: PutOptions(lease: self.leaseID))
+      response = try await self.client.txn(
+        if: [Compare(.key(key), .lease(lease), .equal)], then: [put],
+        else: [.txn(compare: [Compare(.key(key), .createRevision(0), .equal)], success: [put], failure: [.get(.key(key))])])
     } catch {
       self.logger.warning("presence key not updated", metadata: ["presence.key": "\(self.settings.key)", "error": "\(error)"])
       throw error
     }
+    guard !response.succeeded, case .txn(let inner)? = response.responses.first, !inner.succeeded else { return }
+    guard case .get(let get)? = inner.responses.first, let holder = get.kvs.first else { return }
+    // Our own earlier lease: a registration in progress moves the key.
+    guard !self.ownLeases.contains(holder.lease) else { return }
+    self.supersede("presence key taken over by another agent; this agent no longer updates it and keeps syncing its files",
+                   holder: PresenceHolder(holder))
   }
 
-  /// Revokes the lease (the key goes with it), outside the cancelled task.
-  private func revoke() async {
+  /// Deletes the key if our lease still holds it and revokes the lease, outside the
+  /// cancelled task. A key that another agent holds stays.
+  private func release() async {
     self.delayedPut?.cancel()
     let id = self.leaseID
     guard id != 0 else { return }
     self.leaseID = 0
+    self.registered = false
     let client = self.client
-    let revoked = await Task { () -> Bool in
-      (try? await client.revoke(id)) != nil
+    let key = Array(self.settings.key.utf8)
+    let (deleted, revoked) = await Task { () -> (Bool, Bool) in
+      let deleted = (try? await client.txn(if: [Compare(.key(key), .lease(id), .equal)], then: [.delete(.key(key))]))?.succeeded ?? false
+      return (deleted, (try? await client.revoke(id)) != nil)
     }.value
-    if revoked {
-      self.logger.info("presence revoked", metadata: ["presence.key": "\(self.settings.key)"])
+    if revoked || deleted {
+      self.logger.info(deleted ? "presence key deleted, lease revoked" : "presence lease revoked; the key was not ours",
+                       metadata: ["presence.key": "\(self.settings.key)"])
     } else {
       self.logger.warning("presence lease not revoked; the key expires with its TTL", metadata: ["presence.key": "\(self.settings.key)"])
     }
@@ -237,19 +451,28 @@ public actor Presence {
 
 /// One agent as `etcsync status` shows it: its presence record, its lease and its lag.
 public struct AgentStatus: Sendable, Hashable, Codable {
-  /// The presence key.
+  /// The presence key (invalid UTF-8 replaced; ``keyBytes`` is the key itself).
   public var key: String
+  /// The presence key's bytes: agents are told apart by these, never by ``key``, whose
+  /// comparison is Unicode's canonical equivalence.
+  public var keyBytes: [UInt8] = []
   public var record: PresenceRecord
-  /// Seconds left on the presence lease (-1 when it has just expired).
+  /// Seconds left on the presence lease (-1 when unknown).
   public var leaseSecondsLeft: Int64
   /// The cluster's revision minus the agent's applied revision.
   public var lag: Int64
+
+  enum CodingKeys: String, CodingKey {
+    case key, record, leaseSecondsLeft, lag
+  }
 }
 
 /// Reads the fleet under a presence prefix.
 public enum FleetStatus {
   /// Every agent registered under `prefix`, by name, and the cluster's revision. A key whose
-  /// value is not a presence record is skipped and reported in `problems`.
+  /// value is not a presence record, or that is bound to no lease (no running agent keeps it),
+  /// is skipped and reported in `problems`; one whose lease expired since the read is left out.
+  /// Each key is one agent: registering refuses a name that another running agent holds.
   public static func read(_ client: EtcdClient, prefix: String) async throws(EtcdError)
     -> (agents: [AgentStatus], revision: Int64, problems: [String])
   {
@@ -260,14 +483,28 @@ public enum FleetStatus {
     for kv in response.kvs {
       let key = String(decoding: kv.key, as: UTF8.self)
       guard let record = try? JSONDecoder().decode(PresenceRecord.self, from: Data(kv.value)) else {
-        problems.append("\(key): not a presence record")
+        problems.append("\(escapeBytes(kv.key)): not a presence record")
+        continue
+      }
+      guard kv.lease != 0 else {
+        problems.append("\(escapeBytes(kv.key)): bound to no lease, so no running agent keeps it; not counted")
         continue
       }
       var left: Int64 = -1
-      if kv.lease != 0 { left = (try? await client.timeToLive(kv.lease).ttl) ?? -1 }
-      agents.append(AgentStatus(key: key, record: record, leaseSecondsLeft: left,
+      do {
+        left = try await client.timeToLive(kv.lease).ttl
+        // Expired since the read: the agent is gone.
+        if left < 0 { continue }
+      } catch {
+        left = -1
+      }
+      agents.append(AgentStatus(key: key, keyBytes: kv.key, record: record, leaseSecondsLeft: left,
                                 lag: max(0, response.header.revision - record.appliedRevision)))
     }
-    return (agents.sorted { $0.record.name < $1.record.name }, response.header.revision, problems)
+    // By name, then by key bytes: two names that are canonically equivalent stay two agents.
+    agents.sort { a, b in
+      a.record.name != b.record.name ? a.record.name < b.record.name : a.keyBytes.lexicographicallyPrecedes(b.keyBytes)
+    }
+    return (agents, response.header.revision, problems)
   }
 }

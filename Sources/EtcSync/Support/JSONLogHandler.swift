@@ -2,7 +2,8 @@ import Foundation
 import Logging
 
 /// A swift-log handler that writes one JSON object per line to standard error: `time`,
-/// `level`, `label`, `message`, and the metadata as string fields.
+/// `level`, `label`, `message`, and the metadata as string fields. No control character is
+/// written raw (see ``escapeJSONControlCharacters(_:)``).
 public struct JSONLogHandler: LogHandler {
   public var metadata: Logger.Metadata = [:]
   public var logLevel: Logger.Level = .info
@@ -25,8 +26,11 @@ public struct JSONLogHandler: LogHandler {
     fields["level"] = event.level.rawValue
     fields["label"] = self.label
     fields["message"] = event.message.description
-    guard var data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
-    data.append(0x0A)
-    FileHandle.standardError.write(data)
+    guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]) else { return }
+    // Keys and paths from etcd can hold any control character: JSON escapes C0, and the rest
+    // (DEL, C1, bidirectional marks) is escaped here, so a line is safe on a terminal too.
+    var line = Data(escapeJSONControlCharacters(String(decoding: data, as: UTF8.self)).utf8)
+    line.append(0x0A)
+    FileHandle.standardError.write(line)
   }
 }
