@@ -92,7 +92,7 @@ public actor Agent {
   nonisolated var ranges: [KeyRange] {
     self.configuration.mappings.flatMap { mapping -> [KeyRange] in
       if mapping.kind == .file, let key = mapping.key { return [.key(key)] }
-      return mapping.prefixes.map { KeyRange.prefix($0) }
+      return mapping.prefixes.flatMap { KeyPrefix($0).ranges }
     }
   }
 
@@ -108,7 +108,7 @@ public actor Agent {
   nonisolated func mappings(touching key: [UInt8]) -> [String] {
     self.configuration.mappings.filter { mapping in
       if mapping.kind == .file { return mapping.key.map { Array($0.utf8) == key } ?? false }
-      return mapping.prefixes.contains { key.starts(with: Array($0.utf8)) }
+      return mapping.prefixes.contains { KeyPrefix($0).contains(key) }
     }.map(\.name)
   }
 

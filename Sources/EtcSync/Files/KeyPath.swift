@@ -70,18 +70,19 @@ public let maximumPathBytes = 4096
 /// Maps an etcd key below a mapping's prefix to a relative file path:
 /// `/app/conf/db/url` with prefix `/app/conf/` gives `db/url`.
 ///
-/// A prefix that does not end in "/" is treated as a directory: with prefix `/app/conf` the
-/// key `/app/conf/db/url` also gives `db/url`, while `/app/config2/x` is not under it.
+/// A prefix that does not end in "/" is treated as a directory (the rule is ``KeyPrefix``'s):
+/// with prefix `/app/conf` the key `/app/conf/db/url` also gives `db/url`, while
+/// `/app/config2/x` is not under it.
 /// Rejected: a result that is empty or absolute, empty, `.` or `..` segments, NUL bytes,
 /// non-UTF-8 keys, segments over 255 bytes, paths over 4096 bytes, and names reserved for
 /// etcsync (see ``KeyPathError/Reason/reservedName``).
 public func relativePath(forKey key: [UInt8], prefix: [UInt8]) throws(KeyPathError) -> String {
-  guard key.starts(with: prefix) else { throw KeyPathError(.notUnderPrefix, key: key) }
-  var rest = key[prefix.count...]
-  if let last = prefix.last, last != UInt8(ascii: "/"), !rest.isEmpty {
-    guard rest.first == UInt8(ascii: "/") else { throw KeyPathError(.notUnderPrefix, key: key) }
-    rest = rest.dropFirst()
-  }
+  try relativePath(forKey: key, prefix: KeyPrefix(bytes: prefix))
+}
+
+/// The relative path of `key` below `prefix`; see ``relativePath(forKey:prefix:)-([UInt8],[UInt8])``.
+public func relativePath(forKey key: [UInt8], prefix: KeyPrefix) throws(KeyPathError) -> String {
+  guard let rest = prefix.remainder(of: key) else { throw KeyPathError(.notUnderPrefix, key: key) }
   guard !rest.contains(0) else { throw KeyPathError(.containsNUL, key: key) }
   guard let path = String(validating: rest, as: UTF8.self) else {
     throw KeyPathError(.invalidUTF8, key: key)

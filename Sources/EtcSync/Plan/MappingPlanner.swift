@@ -113,7 +113,7 @@ public struct MappingPlanner: Sendable {
   /// path rules refuse, and keys that are both a file and a directory (also returned as
   /// paths, so that their old files are held).
   func relativeEntries(_ keySpace: KeySpace) -> ([(String, [UInt8])], [KeyPathError], Set<String>) {
-    let prefix = Array((self.mapping.prefix ?? "").utf8)
+    let prefix = KeyPrefix(self.mapping.prefix ?? "")  // its rule: siblings are not walked
     var entries: [(String, [UInt8])] = []
     var rejected: [KeyPathError] = []
     var keysByPath: [String: [UInt8]] = [:]

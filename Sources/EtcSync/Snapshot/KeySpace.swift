@@ -98,6 +98,28 @@ public struct KeySpace: Sendable {
     }
   }
 
+  /// Calls `body` with each key-value that `prefix` covers (``KeyPrefix``'s rule: with
+  /// `/app/config`, the key itself and `/app/config/…`, never `/app/config2/…`), in key
+  /// order, until it returns false.
+  public func forEach(withPrefix prefix: KeyPrefix, _ body: (KeyValue) -> Bool) {
+    self.forEach(in: prefix.units, body)
+  }
+
+  /// Walks disjoint units (exact keys and prefix walks) sorted in key order.
+  func forEach(in units: [(key: [UInt8], exact: Bool)], _ body: (KeyValue) -> Bool) {
+    var keepGoing = true
+    for unit in units where keepGoing {
+      if unit.exact {
+        if let kv = self[unit.key] { keepGoing = body(kv) }
+      } else {
+        self.forEach(withPrefix: unit.key) { kv in
+          keepGoing = body(kv)
+          return keepGoing
+        }
+      }
+    }
+  }
+
   /// The key-values under `prefix`, in key order.
   public func values(withPrefix prefix: [UInt8]) -> [KeyValue] {
     var result: [KeyValue] = []
@@ -133,20 +155,22 @@ func bytesPrecede(_ a: [UInt8], _ b: [UInt8]) -> Bool {
 }
 
 /// What a template sees: the snapshot's keys under the mapping's prefixes, read in place.
+/// Which keys a prefix covers is ``KeyPrefix``'s rule.
 public struct KeySpaceDataSource: TemplateDataSource {
   public let keySpace: KeySpace
   /// The mapping's prefixes; keys outside them are invisible to its template.
-  public let prefixes: [[UInt8]]
+  public let prefixes: [KeyPrefix]
+  /// What the prefixes cover, as disjoint pieces in key order (each walked once).
+  private let units: [(key: [UInt8], exact: Bool)]
 
   public init(keySpace: KeySpace, prefixes: [String]) {
     self.keySpace = keySpace
-    // Sorted, and without prefixes that lie inside another (they would be walked twice).
-    let all = prefixes.map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }
-    self.prefixes = all.filter { p in !all.contains { $0 != p && p.starts(with: $0) } }
+    self.prefixes = prefixes.map(KeyPrefix.init)
+    self.units = coveringUnits(self.prefixes)
   }
 
   private func visible(_ key: [UInt8]) -> Bool {
-    self.prefixes.contains { key.starts(with: $0) }
+    self.units.contains { $0.exact ? key == $0.key : key.starts(with: $0.key) }
   }
 
   public func value(forKey key: String) -> [UInt8]? {
@@ -157,19 +181,17 @@ public struct KeySpaceDataSource: TemplateDataSource {
 
   public func forEachEntry(withPrefix prefix: String, _ body: (String, [UInt8]) -> Bool) {
     let bytes = Array(prefix.utf8)
-    // Walk the requested prefix, clipped to each visible mapping prefix, in key order.
-    var walks: [[UInt8]] = []
-    for visible in self.prefixes {
-      if bytes.starts(with: visible) { walks = [bytes]; break }        // inside one prefix
-      if visible.starts(with: bytes) { walks.append(visible) }          // a prefix inside the request
+    // The requested prefix, clipped to each visible piece, in key order.
+    var walks: [(key: [UInt8], exact: Bool)] = []
+    for unit in self.units {
+      if !unit.exact && bytes.starts(with: unit.key) { walks = [(bytes, false)]; break }  // inside one piece
+      if unit.key.starts(with: bytes) { walks.append(unit) }                            // a piece inside the request
     }
-    for walk in walks {
-      var keepGoing = true
-      self.keySpace.forEach(withPrefix: walk) { kv in
-        keepGoing = body(kv.keyString, kv.value)
-        return keepGoing
-      }
-      if !keepGoing { return }
+    self.keySpace.forEach(in: walks) { kv in
+      // A key that is not UTF-8 cannot become a template string without changing its bytes
+      // (it would read as U+FFFD): no template sees it, and the planner reports it rejected.
+      guard let key = String(validating: kv.key, as: UTF8.self) else { return true }
+      return body(key, kv.value)
     }
   }
 }

@@ -57,8 +57,7 @@ struct LocalScanner: Sendable {
     switch self.mapping.kind {
     case .file: return Array((self.mapping.key ?? "").utf8)
     default:
-      let prefix = self.mapping.prefix ?? ""
-      return Array((prefix.isEmpty || prefix.hasSuffix("/") ? prefix + path : prefix + "/" + path).utf8)
+      return KeyPrefix(self.mapping.prefix ?? "").key(forRelativePath: path)
     }
   }
 
