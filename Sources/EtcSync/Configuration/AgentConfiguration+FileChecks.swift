@@ -25,6 +25,8 @@ extension AgentConfiguration {
       let field = "mappings[\(index)]"
       try Self.checkReadable(mapping.template, field: "\(field).template", what: "template", locator)
       try Self.checkDestination(mapping, field: field, locator)
+      let root = mapping.kind == .tree ? mapping.dest : ConfigFiles.directory(of: mapping.dest)
+      try Self.checkTrusted(root, field: "\(field).dest", locator)
       try Self.checkPrincipals(mapping, field: field, locator)
       for (key, argv) in [("check", mapping.check), ("reload", mapping.reload)] {
         guard let program = argv?.first, Self.findExecutable(program, searchPath: searchPath) == nil else { continue }
@@ -37,6 +39,14 @@ extension AgentConfiguration {
     if case .success(let kind) = ConfigFiles.kind(self.state.dir), kind != .directory {
       throw locator.error(.fileAccess, field: "state.dir", "\"\(self.state.dir)\" exists and is not a directory")
     }
+    try Self.checkTrusted(self.state.dir, field: "state.dir", locator)
+  }
+
+  /// The agent refuses a root whose path another user controls (see `TrustedPath`); `check`
+  /// says so first. It judges with the user it runs as: run it as the agent's user.
+  private static func checkTrusted(_ path: String, field: String, _ locator: FieldLocator) throws(ConfigurationError) {
+    guard let problem = TrustedPath.problem(path) else { return }
+    throw locator.error(.fileAccess, field: field, "\(problem.message) (at \"\(problem.path)\")")
   }
 
   private static func checkReadable(

@@ -26,20 +26,23 @@ extension AtomicWriter {
     return (components, name)
   }
 
-  /// Opens the directory that holds `relativePath`, creating it when asked.
-  func openParent(of relativePath: String, create: Bool) throws(FileError)
+  /// Opens the directory that holds `relativePath`, creating it when asked (each new
+  /// directory's parent is fsynced with ``Options/fsync``). Only that directory's descriptor
+  /// stays open, unless `keepChain` keeps every level's.
+  func openParent(of relativePath: String, create: Bool, keepChain: Bool = false) throws(FileError)
     -> (RootedDirectory, String)
   {
     let (directories, name) = try split(relativePath)
-    var parent = try RootedDirectory(root: root, create: create, mode: options.directoryMode)
+    var parent = try RootedDirectory(
+      root: root, create: create, mode: options.directoryMode, keepChain: keepChain, syncNew: options.fsync)
     try parent.descend(into: directories, create: create, mode: options.directoryMode)
     return (parent, name)
   }
 
-  /// Like ``openParent(of:create:)`` without creating; nil when a directory is missing.
-  func openExistingParent(of relativePath: String) throws(FileError) -> (RootedDirectory, String)? {
+  /// Like ``openParent(of:create:keepChain:)`` without creating; nil when a directory is missing.
+  func openExistingParent(of relativePath: String, keepChain: Bool = false) throws(FileError) -> (RootedDirectory, String)? {
     do {
-      return try openParent(of: relativePath, create: false)
+      return try openParent(of: relativePath, create: false, keepChain: keepChain)
     } catch where error.code == .openDirectory && error.errno == ENOENT {
       return nil
     }
@@ -66,7 +69,8 @@ extension AtomicWriter {
   /// including) the root: any empty directory on the way, whoever created it.
   @discardableResult
   public func delete(relativePath: String) throws(FileError) -> DeleteOutcome {
-    guard let (parent, name) = try openExistingParent(of: relativePath) else { return .absent }
+    guard let (parent, name) = try openExistingParent(of: relativePath, keepChain: options.removeEmptyDirectories)
+    else { return .absent }
     if unlinkat(parent.directory.raw, name, 0) != 0 {
       let error = currentErrno()
       if error == ENOENT { return .absent }

@@ -13,7 +13,7 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
       case invalidPath, openDirectory, symlinkRefused, notADirectory, isADirectory
       case createDirectory, createTemporary, write, read, setOwner, setMode, sync
       case checkFailed, rename, remove, symlink, unknownUser, unknownGroup
-      case interrupted, conflict, encode
+      case interrupted, conflict, encode, untrustedPath
     }
     let value: Value
     private init(_ value: Value) { self.value = value }
@@ -61,6 +61,9 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
     public static let conflict = Code(.conflict)
     /// The state could not be encoded.
     public static let encode = Code(.encode)
+    /// A directory or symlink on the way to a mapping root (or the root itself) is controlled
+    /// by a user other than root and the agent's: it could redirect the agent's writes.
+    public static let untrustedPath = Code(.untrustedPath)
 
     public var description: String { value.rawValue }
   }

@@ -21,6 +21,9 @@ public struct KeyPathError: Error, Sendable, Equatable, CustomStringConvertible 
     case segmentTooLong(bytes: Int)
     /// The path is longer than 4096 bytes (`PATH_MAX`).
     case pathTooLong(bytes: Int)
+    /// The path has more than ``maximumPathDepth`` segments (64): each level is a directory
+    /// to create and open, and a deep tree is an exhaustion attack, not a configuration.
+    case tooDeep(segments: Int)
     /// A segment has a name etcsync keeps for itself: a temp file name
     /// (`.NAME.etcsync-tmp-…`) or, first segment only, a name starting with `..` (the tree
     /// swap's `..data` and hidden revision directories).
@@ -56,6 +59,7 @@ public struct KeyPathError: Error, Sendable, Equatable, CustomStringConvertible 
     case .invalidUTF8: "key is not valid UTF-8"
     case .segmentTooLong(let bytes): "a path segment is \(bytes) bytes, over 255"
     case .pathTooLong(let bytes): "path is \(bytes) bytes, over 4096"
+    case .tooDeep(let segments): "path has \(segments) segments, over \(maximumPathDepth)"
     case .reservedName: "path uses a name reserved for etcsync's temporary files and tree layout"
     case .fileDirectoryConflict: "key is both a file and a directory of another key"
     }
@@ -66,6 +70,9 @@ public struct KeyPathError: Error, Sendable, Equatable, CustomStringConvertible 
 public let maximumSegmentBytes = 255
 /// The longest relative path etcsync accepts (`PATH_MAX`).
 public let maximumPathBytes = 4096
+/// The most segments a relative path may have (`a/b/c` has 3): at most 63 directories below
+/// a mapping root.
+public let maximumPathDepth = 64
 
 /// Maps an etcd key below a mapping's prefix to a relative file path:
 /// `/app/conf/db/url` with prefix `/app/conf/` gives `db/url`.
@@ -74,8 +81,8 @@ public let maximumPathBytes = 4096
 /// with prefix `/app/conf` the key `/app/conf/db/url` also gives `db/url`, while
 /// `/app/config2/x` is not under it.
 /// Rejected: a result that is empty or absolute, empty, `.` or `..` segments, NUL bytes,
-/// non-UTF-8 keys, segments over 255 bytes, paths over 4096 bytes, and names reserved for
-/// etcsync (see ``KeyPathError/Reason/reservedName``).
+/// non-UTF-8 keys, segments over 255 bytes, paths over 4096 bytes or 64 segments, and names
+/// reserved for etcsync (see ``KeyPathError/Reason/reservedName``).
 public func relativePath(forKey key: [UInt8], prefix: [UInt8]) throws(KeyPathError) -> String {
   try relativePath(forKey: key, prefix: KeyPrefix(bytes: prefix))
 }
@@ -100,6 +107,8 @@ func pathProblem(_ path: String) -> KeyPathError.Reason? {
     if let problem = segmentProblem(segment, isFirst: index == 0) { return problem }
   }
   if path.utf8.count > maximumPathBytes { return .pathTooLong(bytes: path.utf8.count) }
+  let segments = path.utf8.count(where: { $0 == UInt8(ascii: "/") }) + 1
+  if segments > maximumPathDepth { return .tooDeep(segments: segments) }
   return nil
 }
 
@@ -153,4 +162,19 @@ public func escapeBytes(_ bytes: some Sequence<UInt8>) -> String {
     }
   }
   return text
+}
+
+/// `path` split at its `/` bytes. `String.split(separator: "/")` splits at Characters, and a
+/// `/` followed by a combining mark is one Character that is not `/`: the segment would then
+/// hold a slash, and an `openat` of it would walk two directories at once.
+func pathSegments(_ path: String, omittingEmpty: Bool = true) -> [String] {
+  path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: omittingEmpty)
+    .map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// The part of `path` before its last `/` byte and the part after it; nil when it has none.
+func splitLastSlash(_ path: String) -> (directory: String, name: String)? {
+  let bytes = Array(path.utf8)
+  guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+  return (String(decoding: bytes[..<slash], as: UTF8.self), String(decoding: bytes[(slash + 1)...], as: UTF8.self))
 }

@@ -6,15 +6,25 @@ import Darwin
 
 /// Opens directories below a mapping root one component at a time with
 /// `openat(O_DIRECTORY|O_NOFOLLOW)`, so that no symlink below the root is ever followed,
-/// whatever appears there. The root path itself is opened normally: an operator may point a
-/// mapping at a path that goes through symlinks.
+/// whatever appears there. The root itself is opened by ``TrustedPath``: every component from
+/// `/` down, symlinks an operator set up included, must be controlled by root or the agent's
+/// user alone.
+///
+/// Only the innermost directory's descriptor stays open (each parent is closed once its child
+/// is open), so a deep path costs one descriptor, not one per level; ``init(root:create:mode:keepChain:syncNew:)``
+/// with `keepChain` keeps them all, for removing empty directories bottom-up.
 struct RootedDirectory {
   /// The root path as configured.
   let root: String
-  /// Descriptors of the root and of each opened component, in order (`[root, a, a/b]`).
+  /// Descriptors of the opened directories, outermost first: the innermost alone, or with
+  /// `keepChain` the root and each component (`[root, a, a/b]`).
   private(set) var descriptors: [FileDescriptor]
   /// The components opened below the root (`["a", "b"]`).
   private(set) var components: [String]
+  /// Whether every level's descriptor is kept.
+  let keepsChain: Bool
+  /// Whether a new directory's parent is fsynced (so that the directory survives a crash).
+  let syncsNewDirectories: Bool
 
   /// The innermost opened directory.
   var directory: FileDescriptor { descriptors[descriptors.count - 1] }
@@ -22,56 +32,45 @@ struct RootedDirectory {
   /// The full path of the innermost opened directory.
   var path: String { joinPath([root] + components) }
 
-  /// Opens (and with `create`, first creates) the root directory.
-  init(root: String, create: Bool, mode: mode_t) throws(FileError) {
+  /// Opens (and with `create`, first creates) the root directory. The root and every
+  /// directory on the way to it must pass ``TrustedPath``'s rule; with `syncNew`, the parent
+  /// of each directory created is fsynced.
+  init(root: String, create: Bool, mode: mode_t, keepChain: Bool = false, syncNew: Bool = true) throws(FileError) {
     self.root = root
     self.components = []
-    self.descriptors = [try Self.openRoot(root, create: create, mode: mode)]
+    self.keepsChain = keepChain
+    self.syncsNewDirectories = syncNew
+    switch try TrustedPath.open(root, create: create, mode: mode, syncNew: syncNew) {
+    case .opened(let descriptor):
+      self.descriptors = [descriptor]
+    case .missing(let path):
+      throw FileError(
+        .openDirectory, path: root, errno: ENOENT,
+        message: "cannot open the mapping root directory (\"\(path)\" does not exist)")
+    }
   }
 
   /// Opens `components` below the root in turn; with `create`, missing directories are
-  /// created with `mode` (exactly, whatever the umask).
+  /// created with `mode` (exactly, whatever the umask), and their parent fsynced. Each
+  /// parent's descriptor is released once its child is open (unless the chain is kept).
   mutating func descend(into components: some Sequence<String>, create: Bool, mode: mode_t)
     throws(FileError)
   {
     for name in components {
       let child = try Self.openChild(
-        of: directory, name: name, path: joinPath(path, name), create: create, mode: mode)
-      descriptors.append(child)
+        of: directory, name: name, path: joinPath(path, name), create: create, mode: mode,
+        syncParent: syncsNewDirectories)
+      if keepsChain { descriptors.append(child) } else { descriptors = [child] }
       self.components.append(name)
     }
   }
 
-  private static func openRoot(_ root: String, create: Bool, mode: mode_t) throws(FileError)
-    -> FileDescriptor
-  {
-    let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC
-    var fd = retryingEINTR { open(root, flags) }
-    if fd < 0 && currentErrno() == ENOENT && create {
-      try makeDirectories(root, mode: mode)
-      fd = retryingEINTR { open(root, flags) }
-    }
-    guard fd >= 0 else {
-      throw .system(.openDirectory, root, "cannot open the mapping root directory")
-    }
-    return FileDescriptor(fd)
-  }
-
-  /// `mkdir -p`, used for the root only (its ancestors may be symlinks the operator set up).
-  private static func makeDirectories(_ path: String, mode: mode_t) throws(FileError) {
-    var prefix = path.hasPrefix("/") ? "/" : ""
-    for piece in path.split(separator: "/") {
-      prefix = joinPath(prefix, String(piece))
-      if mkdir(prefix, mode) == 0 {
-        _ = chmod(prefix, mode)  // exactly the mode, whatever the umask
-      } else if currentErrno() != EEXIST {
-        throw .system(.createDirectory, prefix, "cannot create directory")
-      }
-    }
-  }
-
+  /// Opens the directory `name` in `parent` without following a symlink; with `create`, a
+  /// missing one is made with exactly `mode`, and with `syncParent` the parent is then
+  /// fsynced (a directory entry is only durable once its directory is).
   static func openChild(
-    of parent: FileDescriptor, name: String, path: String, create: Bool, mode: mode_t
+    of parent: FileDescriptor, name: String, path: String, create: Bool, mode: mode_t,
+    syncParent: Bool = false
   ) throws(FileError) -> FileDescriptor {
     let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
     var fd = retryingEINTR { openat(parent.raw, name, flags) }
@@ -79,6 +78,9 @@ struct RootedDirectory {
       let created = mkdirat(parent.raw, name, mode) == 0
       if !created && currentErrno() != EEXIST {
         throw .system(.createDirectory, path, "cannot create directory")
+      }
+      if created && syncParent {
+        try syncDirectory(parent, path: splitLastSlash(path)?.directory ?? path)
       }
       fd = retryingEINTR { openat(parent.raw, name, flags) }
       // Only a directory made here gets the mode (mkdirat's is reduced by the umask); one
