@@ -79,6 +79,9 @@ mappings:
     group: "0"                          # group name or numeric id
     commandTimeout: 10s                 # for this mapping's check and reload
     wait: {min: 200ms, max: 2s}
+    # A write that failed for a passing reason (full or read-only disk, busy target, a
+    # failing check) is retried after min, doubling, never more than max apart.
+    retry: {min: 1s, max: 5s}           # the default
 
   # tree: one prefix → one directory, one file per key (/apps/billing/config/db/url →
   # db/url). Without write-back, the whole tree is swapped in at once through a ..data

@@ -1,6 +1,7 @@
 import EtcdClient
 import Foundation
 import Logging
+import Templates
 
 /// Counts of what write-back did, for tests, `status` and metrics.
 public struct WriteBackStats: Sendable, Hashable {
@@ -15,7 +16,7 @@ public struct WriteBackStats: Sendable, Hashable {
 /// The write-back state of one mapping that lives only while the agent runs.
 struct LocalWork: Sendable {
   /// Paths reported changed by inotify and not yet scanned (nil: scan everything).
-  var pending: Set<String>? = []
+  var pending: Set<ExactString>? = []
   var first: ContinuousClock.Instant?
   var last: ContinuousClock.Instant?
   /// The mapping is not rendered until the snapshot reaches this revision: a push (or a
@@ -24,14 +25,27 @@ struct LocalWork: Sendable {
   /// Paths whose local edit lost a conflict (path → the losing bytes' hash, nil for a
   /// delete): the next render overwrites them with etcd's value. Edited again meanwhile, a
   /// file differs from that hash and is pushed (and kept) like any edit.
-  var overwrite: [String: ContentHash?] = [:]
+  var overwrite: [ExactString: ContentHash?] = [:]
   /// Problems already logged, so that a rescan does not log them again.
   var reported: Set<LocalProblem> = []
-  /// Local files kept as they are because they cannot be pushed (path → the bytes' hash).
-  var refused: [String: ContentHash] = [:]
+  /// Local files kept as they are because they cannot be pushed (path → what `lstat` said of
+  /// the file then; nil when nothing stood there): not read again until that changes.
+  var refused: [ExactString: AtomicWriter.FileStamp?] = [:]
+  /// The watched directory's device and inode when this agent first looked (nil until it
+  /// exists): another one later means an unmount or a replacement, never an edit.
+  var identity: DirectoryIdentity?
+  /// Why the mapping is stopped (a replaced destination, a mass deletion); nil when it runs.
+  var fault: WriteBackFault?
   /// When to retry after etcd was unreachable.
   var retryAt: ContinuousClock.Instant?
   var hasPending: Bool { self.pending == nil || !(self.pending ?? []).isEmpty }
+}
+
+/// Why a write-back mapping is stopped: nothing is pushed from its files or written into them
+/// until the fault is gone.
+struct WriteBackFault: Sendable, Hashable {
+  var code: MappingFailure
+  var message: String
 }
 
 extension Agent {
@@ -44,7 +58,7 @@ extension Agent {
   static let maxTxnOps = 128
 
   /// Notes paths the watcher reported changed under a write-back mapping.
-  func noteLocal(_ name: String, paths: Set<String>?) {
+  func noteLocal(_ name: String, paths: Set<ExactString>?) {
     let now = ContinuousClock.now
     var work = self.local[name] ?? LocalWork()
     if let paths, let pending = work.pending { work.pending = pending.union(paths) } else { work.pending = nil }
@@ -93,7 +107,7 @@ extension Agent {
   /// inotify has not reported yet (the render would overwrite them). Returns false when the
   /// render must wait (a push is on its way through the watch, or etcd is unreachable).
   /// `view` is the render's ``MappingRunner/localView(_:)`` of the current snapshot.
-  func guardLocalEdits(_ runner: MappingRunner, view: [String: [UInt8]]?) async -> Bool {
+  func guardLocalEdits(_ runner: MappingRunner, view: [ExactString: [UInt8]]?) async -> Bool {
     let name = runner.mapping.name
     let mappingState = self.state[mapping: name]
     // The first sync adopts etcd's content: there is no record to tell an edit from a file
@@ -111,11 +125,13 @@ extension Agent {
     // file holding that is its own write, not an edit.
     if let view {
       let scanner = LocalScanner(mapping: runner.mapping)
-      var intended: [String: LocalRecord] = [:]
+      // Read again: the push just awaited recorded what it pushed in the state.
+      let recorded = self.state[mapping: name].local
+      var intended: [ExactString: LocalRecord] = [:]
       for (path, bytes) in view {
         let hash = ContentHash(of: bytes)
-        guard mappingState.local[path]?.hash != hash else { continue }
-        let key = runner.mapping.kind == .format && path == "." ? nil : scanner.key(for: path)
+        guard recorded[path]?.hash != hash else { continue }
+        let key = runner.mapping.kind == .format && path == MappingRunner.wholeFile ? nil : scanner.key(for: path.string)
         intended[path] = LocalRecord(hash: hash, revision: key.flatMap { self.keySpace[$0]?.modRevision } ?? self.keySpace.revision)
       }
       if intended != self.state[mapping: name].intended {
@@ -128,16 +144,16 @@ extension Agent {
 
   /// Scans `candidates` and pushes what changed. False when etcd could not be reached (the
   /// edits stay on disk and are found again by the next scan).
-  func pushLocalEdits(_ runner: MappingRunner, candidates: Set<String>?) async -> Bool {
+  func pushLocalEdits(_ runner: MappingRunner, candidates: Set<ExactString>?) async -> Bool {
     let name = runner.mapping.name
-    let scanner = LocalScanner(mapping: runner.mapping)
+    let scanner = LocalScanner(mapping: runner.mapping, owner: runner.planner.attributes.userID)
+    // Another directory than the one the record describes: nothing is pushed from it.
+    guard self.checkDestination(runner) else { return true }
     var work = self.local[name] ?? LocalWork()
-    // A refused file stays refused until its bytes change (or it becomes readable).
-    for (path, hash) in work.refused {
-      if case .bytes(let bytes) = scanner.readLocal(path), ContentHash(of: bytes) != hash { work.refused[path] = nil }
-    }
+    // A refused file stays refused until it changes (its inode, size or times).
+    for (path, stamp) in work.refused where scanner.stamp(path.string) != stamp { work.refused[path] = nil }
     let mappingState = self.state[mapping: name]
-    var scan = scanner.scan(candidates, record: mappingState.local, intended: mappingState.intended)
+    var scan = scanner.scan(candidates, record: mappingState.local, intended: mappingState.intended, refused: work.refused)
     if !scan.promoted.isEmpty {
       self.state[mapping: name].local.merge(scan.promoted) { $1 }
       self.saveState()
@@ -153,22 +169,48 @@ extension Agent {
       reported.insert(problem)
       if !problem.path.isEmpty, work.refused[problem.path] == nil {
         // Kept as it is: renders do not overwrite what could not be read.
-        if case .bytes(let bytes) = scanner.readLocal(problem.path) {
-          work.refused[problem.path] = ContentHash(of: bytes)
-        } else {
-          work.refused[problem.path] = ContentHash(of: [])
-        }
+        work.refused[problem.path] = .some(problem.stamp)
       }
       guard !work.reported.contains(problem) else { continue }
       self.logger.error("local file not pushed", metadata: [
-        "mapping.name": "\(name)", "file.path": "\(problem.path.isEmpty ? scanner.watchedDirectory : self.displayPath(runner, problem.path))",
+        "mapping.name": "\(name)", "file.path": "\(problem.path.string.isEmpty ? scanner.watchedDirectory : self.displayPath(runner, problem.path))",
         "error": "\(problem.message)",
       ])
       self.writeBackStats.refused += 1
       self.metrics.writeBack(name, "refused")
     }
     work.reported = reported
-    if runner.mapping.kind == .format, case .absent = scanner.readLocal(".") { self.markDirty([name]) }
+    for problem in scan.tooLarge {
+      // Refused from its size alone: a sparse or huge file is never read whole.
+      self.logger.error("local file too large for etcd; not pushed, the local file is kept", metadata: [
+        "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, problem.path))",
+        "bytes": "\(problem.stamp?.size ?? 0)", "limit": "\(runner.mapping.kind == .format ? LocalScanner.documentLimit : Self.writeBackLimit)",
+      ])
+      self.writeBackStats.refused += 1
+      self.metrics.writeBack(name, "refused")
+      work.refused[problem.path] = .some(problem.stamp)
+    }
+    if runner.mapping.kind == .format, case .absent = scanner.readLocal(MappingRunner.wholeFile.string) { self.markDirty([name]) }
+    // Most of the recorded files gone at once is a fault (an unmount, a replaced directory
+    // the identity check could not see because it happened before this agent started), not
+    // an edit: nothing of this scan is pushed, and the mapping stops until they are back.
+    if runner.mapping.deletes, let fault = self.massDeletion(runner, scanner, scan, record: mappingState.local) {
+      if work.fault != fault {
+        self.logger.error("mass deletion refused: the mapping is stopped; nothing is pushed or written", metadata: [
+          "mapping.name": "\(name)", "file.path": "\(scanner.watchedDirectory)", "error": "\(fault.message)",
+        ])
+        self.metrics.writeBack(name, "refused")
+      }
+      work.fault = fault
+      self.local[name] = work
+      self.markDirty([name])
+      return true
+    }
+    if work.fault?.code == .massDeletion {
+      work.fault = nil
+      self.logger.notice("the vanished files are back (or their keys are gone); write-back resumes", metadata: ["mapping.name": "\(name)"])
+      self.markDirty([name])
+    }
     var ready: [LocalChange] = []
     for change in scan.changes {
       if let value = change.value, value.count + change.key.count > Self.writeBackLimit {
@@ -178,7 +220,7 @@ extension Agent {
         ])
         self.writeBackStats.refused += 1
         self.metrics.writeBack(name, "refused")
-        work.refused[change.path] = ContentHash(of: value)
+        work.refused[change.path] = .some(change.stamp)
         continue
       }
       if change.value == nil && !runner.mapping.deletes {
@@ -191,6 +233,7 @@ extension Agent {
       }
       ready.append(change)
     }
+    await self.applyQuotas(runner, scanner, &ready, &work)
     self.local[name] = work
     guard !ready.isEmpty else { return true }
     for chunk in Self.chunks(ready) {
@@ -203,7 +246,7 @@ extension Agent {
             "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, change.path))",
             "etcd.key": "\(escapeBytes(change.key))", "error": "\(error)",
           ])
-          self.local[name, default: LocalWork()].refused[change.path] = change.value.map { ContentHash(of: $0) } ?? ContentHash(of: [])
+          self.local[name, default: LocalWork()].refused[change.path] = .some(change.stamp ?? scanner.stamp(change.path.string))
         }
         self.writeBackStats.refused += chunk.count
         self.metrics.writeBack(name, "refused", count: chunk.count)
@@ -321,7 +364,8 @@ extension Agent {
   /// next render (etcd's canonical form of the same entries) is not taken for an edit.
   private func recordDocument(_ runner: MappingRunner, _ mappingState: inout MappingState) {
     guard runner.mapping.kind == .format, case .bytes(let bytes) = LocalScanner(mapping: runner.mapping).readLocal(".") else { return }
-    mappingState.local["."] = LocalRecord(hash: ContentHash(of: bytes), revision: mappingState.local["."]?.revision ?? 0)
+    let whole = MappingRunner.wholeFile
+    mappingState.local[whole] = LocalRecord(hash: ContentHash(of: bytes), revision: mappingState.local[whole]?.revision ?? 0)
   }
 
   /// etcd wins: the local bytes are kept beside the file as `NAME.conflict.REV`, and the
@@ -335,7 +379,7 @@ extension Agent {
         copy = await self.keepConflictCopy(runner, path: ".", bytes: bytes, revision: etcdRevision) ?? "-"
       }
     } else if let value = change.value {
-      copy = await self.keepConflictCopy(runner, path: change.path, bytes: value, revision: etcdRevision) ?? "-"
+      copy = await self.keepConflictCopy(runner, path: change.path.string, bytes: value, revision: etcdRevision) ?? "-"
     }
     self.logger.warning("write-back conflict: etcd changed the key since the local copy; etcd wins", metadata: [
       "mapping.name": "\(name)", "file.path": "\(self.displayPath(runner, change.path))",
@@ -389,9 +433,10 @@ extension Agent {
   }
 
   /// After a render of a write-back mapping: the record follows what is now on disk.
-  func recordLocal(_ runner: MappingRunner, _ result: MappingResult, keep: Set<String>, view: [String: [UInt8]]?) {
+  func recordLocal(_ runner: MappingRunner, _ result: MappingResult, keep: Set<ExactString>, view: [ExactString: [UInt8]]?) {
     let name = runner.mapping.name
-    guard let view else { return }
+    // Stopped: nothing was written, and what is on disk is not what the record describes.
+    guard let view, self.local[name]?.fault == nil else { return }
     let scanner = LocalScanner(mapping: runner.mapping)
     var mappingState = self.state[mapping: name]
     mappingState.intended = [:]
@@ -399,7 +444,7 @@ extension Agent {
     // if it was not written (held, a failed check), the entries keep the revisions the local
     // copy is based on.
     if runner.mapping.kind == .format {
-      guard let rendered = view["."], case .bytes(let onDisk) = scanner.readLocal("."), onDisk == rendered else {
+      guard let rendered = view[MappingRunner.wholeFile], case .bytes(let onDisk) = scanner.readLocal("."), onDisk == rendered else {
         self.state.mappings[name] = mappingState
         return
       }
@@ -407,16 +452,16 @@ extension Agent {
     var local = mappingState.local
     for (path, bytes) in view where !keep.contains(path) {
       let hash = ContentHash(of: bytes)
-      let onDisk = path == "." || runner.mapping.kind != .format
+      let onDisk = path == MappingRunner.wholeFile || runner.mapping.kind != .format
       // After a failure only what really is on disk is recorded: a file the writer could not
       // replace still holds its old bytes, which must not pass for a local edit.
-      if result.failed, onDisk, scanner.readLocal(path) != .bytes(bytes) { continue }
-      let key = runner.mapping.kind == .format && path == "." ? nil : scanner.key(for: path)
+      if result.failed, onDisk, scanner.readLocal(path.string) != .bytes(bytes) { continue }
+      let key = runner.mapping.kind == .format && path == MappingRunner.wholeFile ? nil : scanner.key(for: path.string)
       let revision = key.flatMap { self.keySpace[$0]?.modRevision } ?? self.keySpace.revision
       local[path] = LocalRecord(hash: hash, revision: revision)
     }
     for path in local.keys where view[path] == nil && !keep.contains(path) {
-      if runner.mapping.kind == .format || scanner.readLocal(path) == .absent { local[path] = nil }
+      if runner.mapping.kind == .format || scanner.readLocal(path.string) == .absent { local[path] = nil }
     }
     let changed = local != mappingState.local || !self.state[mapping: name].intended.isEmpty
     mappingState.local = local
@@ -425,10 +470,11 @@ extension Agent {
     if !result.failed { self.local[name]?.overwrite = [:] }
   }
 
-  func displayPath(_ runner: MappingRunner, _ path: String) -> String {
+  /// Where a record path is, for logs: key-derived, so escaped (never raw control bytes).
+  func displayPath(_ runner: MappingRunner, _ path: ExactString) -> String {
     switch runner.mapping.kind {
-    case .tree: return runner.mapping.dest + "/" + path
-    case .format where path != ".": return runner.mapping.dest + " (entry \(path))"
+    case .tree: return runner.mapping.dest + "/" + escapeBytes(path.utf8)
+    case .format where path != MappingRunner.wholeFile: return runner.mapping.dest + " (entry \(escapeBytes(path.utf8)))"
     default: return runner.mapping.dest
     }
   }

@@ -2,6 +2,7 @@ import EtcdClient
 import Foundation
 import Logging
 import Synchronization
+import Templates
 
 /// The etcsync agent: reads every mapping's keys at one revision, brings the files to it,
 /// and (in ``run()``) watches from the next revision on.
@@ -21,6 +22,17 @@ public actor Agent {
   private(set) var keySpace = KeySpace()
   /// Mappings waiting to be applied: first and latest change.
   private var dirty: [String: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
+  /// Mappings taken out of ``dirty`` whose files are being written now. Until they are done,
+  /// their files do not hold the snapshot's revision, so ``publishProgress()`` (reachable
+  /// from the etcd probe while `apply` awaits) must not publish it.
+  private var applying: Set<String> = []
+  /// The daemon's reloads, each running in a task of its own, by mapping: at most one per
+  /// mapping, and whether changes written meanwhile owe one more (see `Agent+Reload.swift`).
+  var reloading: [String: ReloadWork] = [:]
+  /// Whether `apply` leaves reloads to tasks of their own (the daemon, which sends their
+  /// outcome to `inbox`) or runs them inline (`etcsync sync`).
+  var reloadsInBackground = false
+  var inbox: Inbox?
   /// Whether the daemon coalesces state saves (see `save(_:for:)`), whether a save is owed,
   /// and when the last one was.
   private var coalesceStateSaves = false
@@ -40,16 +52,18 @@ public actor Agent {
   public internal(set) var writeBackStats = WriteBackStats()
   /// Called after every applied batch and every error change (presence, metrics).
   private var observers: [@Sendable (AgentProgress) -> Void] = []
-  private var errors: [String: String] = [:]
+  var errors: [String: String] = [:]
   /// Mappings whose write failed for a passing reason: attempts so far and the next try.
-  private var retries: [String: (attempts: Int, at: ContinuousClock.Instant)] = [:]
+  /// `fault` is the failure being retried, as ``faultSignature(_:)`` gives it: a retry that
+  /// fails the same way is logged at debug level only.
+  private var retries: [String: (attempts: Int, at: ContinuousClock.Instant, fault: String)] = [:]
   private var publishedRevision: Int64 = 0
   /// The revision of the last change that touched a mapping (or of a snapshot or progress
   /// notification): what the applied revision reports.
   private var relevantRevision: Int64 = 0
   private var lastPublished: AgentProgress?
   /// The latest applied batches (at most ``historyLimit``), for tests and status.
-  public private(set) var history: [MappingResult] = []
+  public internal(set) var history: [MappingResult] = []
   /// How many results ``history`` keeps (the latest).
   static let historyLimit = 1_000
 
@@ -201,12 +215,18 @@ public actor Agent {
   /// Applies the named mappings to the current snapshot.
   func apply(_ names: [String]) async -> [MappingResult] {
     var results: [MappingResult] = []
+    // Every named mapping counts as in flight until the batch ends: each `await` below lets
+    // other calls into the actor (the etcd probe publishing progress, say) run meanwhile.
+    self.applying.formUnion(names)
+    defer { self.applying.subtract(names) }
+    // Only the daemon's loop (which is awaiting this call) changes the snapshot, so the
+    // batch renders one revision across its mappings.
     let snapshot = self.keySpace
     for runner in self.runners where names.contains(runner.mapping.name) {
       let clock = ContinuousClock()
       let started = clock.now
       let name = runner.mapping.name
-      var keep: Set<String> = []
+      var keep: Set<ExactString> = []
       // Planned once for the write-back bookkeeping before and after the render.
       let view = runner.mapping.writeBack ? runner.localView(snapshot) : nil
       if runner.mapping.writeBack {
@@ -219,15 +239,23 @@ public actor Agent {
         keep = Set((self.local[name]?.refused ?? [:]).keys)
       }
       var mappingState = self.state[mapping: runner.mapping.name]
-      let result = await runner.apply(snapshot, state: &mappingState, keep: keep, trustRecord: self.verified.contains(name)) { saved in
-        await self.save(saved, for: name)
+      // A write-back destination that was replaced (or lost most of its files at once) is
+      // not written: the mapping fails and reports until the fault is gone.
+      let result: MappingResult
+      if let stopped = self.writeBackStop(runner, revision: snapshot.revision) {
+        result = stopped
+      } else {
+        result = await self.applyFiles(runner, snapshot, state: &mappingState, keep: keep, trustRecord: self.verified.contains(name))
       }
       if result.failed { self.verified.remove(name) } else { self.verified.insert(name) }
       if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep, view: view) }
-      self.log(result, duration: clock.now - started)
+      // An attempt that fails as the previous one did (a retry while the disk is still
+      // full, or a change that arrives meanwhile) was already reported.
+      let repeated = result.failed && self.retries[name].map { $0.fault == Self.faultSignature(result.error) } == true
+      self.log(result, duration: clock.now - started, repeated: repeated)
       self.progressReporter?("mapping \(name): \(result.written.count) written, \(result.deleted.count) deleted")
       self.notify(result)
-      self.scheduleRetry(result)
+      self.scheduleRetry(result, policy: runner.mapping.retry)
       let reloadRan = result.reloaded || (result.error?.hasPrefix("reload failed") ?? false)
       self.metrics.record(result, reloadRan: reloadRan, since: self.applyingSince.removeValue(forKey: name))
       results.append(result)
@@ -239,7 +267,7 @@ public actor Agent {
     return results
   }
 
-  private func save(_ mappingState: MappingState, for name: String) {
+  func save(_ mappingState: MappingState, for name: String) {
     // The runner's copy predates the write-back record kept meanwhile.
     let local = self.state[mapping: name].local
     self.state.mappings[name] = mappingState
@@ -299,7 +327,7 @@ public actor Agent {
     }
   }
 
-  private func log(_ result: MappingResult, duration: Duration) {
+  func log(_ result: MappingResult, duration: Duration, repeated: Bool = false) {
     // The common case at the default level: nothing to say, and nothing to format.
     if result.error == nil, result.rejected.isEmpty, self.logger.logLevel > (result.changed ? .info : .debug) { return }
     var metadata: Logger.Metadata = [
@@ -317,8 +345,10 @@ public actor Agent {
       metadata["error.code"] = "\(failure)"
       metadata["error"] = failure.quotesValues ? "\(failure) (the details are logged at debug level)" : "\(error)"
       // A reload that failed after the files were written must not read as "unchanged".
-      self.logger.error(result.changed ? "mapping failed after changing files" : "mapping failed; its files are unchanged",
-                        metadata: metadata)
+      // A retry that failed as the previous attempt did was reported then.
+      self.logger.log(level: repeated ? .debug : .error,
+                      result.changed ? "mapping failed after changing files" : "mapping failed; its files are unchanged",
+                      metadata: metadata)
     } else if result.changed {
       metadata["reloaded"] = "\(result.reloaded)"
       self.logger.info("applied", metadata: metadata)
@@ -341,6 +371,12 @@ public actor Agent {
     self.metrics.ready.record(1)
     self.publishProgress()
     let inbox = Inbox()
+    // From now on a reload runs in a task of its own: a hanging one does not hold the files
+    // back. Stopping kills the reloads still running (their process groups); the state
+    // records them as owed, so the next start runs them.
+    self.inbox = inbox
+    self.reloadsInBackground = true
+    defer { self.stopReloads() }
     self.coalesceStateSaves = true
     defer {
       self.coalesceStateSaves = false
@@ -377,6 +413,7 @@ public actor Agent {
         watchTask = Task { await self.pumpWatch(into: inbox) }
       case .failed(let error): throw error
       case .local(let name, let paths): self.noteLocal(name, paths: paths)
+      case .reloaded(let name, let result): self.reloadEnded(name, result)
       case .tick: break
       }
       // Also right after a compaction: the re-read snapshot is applied now, not when the
@@ -437,12 +474,12 @@ public actor Agent {
   /// absorbed, so a burst that arrives faster than files are written is coalesced; under
   /// sustained load it is still applied at least every ``Agent/defaultMaxDelay``.
   private func applyDue(inbox: Inbox) async {
+    var next = await self.flushLocalEdits(now: .now)
+    // Read after the pushes (which wait for etcd), and once: ticks are sent from other tasks,
+    // and mappings dirtied together should be judged against the same queue.
     let now = ContinuousClock.now
-    // Read once: ticks are sent from other tasks, and mappings dirtied together should be
-    // judged against the same queue.
     let queued = inbox.pending
     var due: [String] = []
-    var next = await self.flushLocalEdits(now: now)
     for (name, retry) in self.retries {
       if now >= retry.at {
         self.retries[name]?.at = .now + .seconds(3600)  // re-armed by the outcome of the retry
@@ -480,6 +517,8 @@ public actor Agent {
       let burst = inbox.pendingResponses > 0
       for name in due { self.burstApplied[name] = burst ? started : nil }
     }
+    // A reload that runs longer than expected is reported when it does.
+    if let at = self.checkOverdueReloads() { next = next.map { min($0, at) } ?? at }
     // Retries scheduled by the batch just applied.
     for retry in self.retries.values where retry.at > now {
       next = next.map { min($0, retry.at) } ?? retry.at
@@ -498,17 +537,48 @@ public actor Agent {
     self.publishProgress()
   }
 
-  /// A write that failed for a reason that may pass (ENOSPC, EROFS, EBUSY) is tried again
-  /// after 1 s, 2 s, 4 s … at most 30 s, until it succeeds; the old files stay meanwhile.
-  private func scheduleRetry(_ result: MappingResult) {
+  /// A write that failed for a reason that may pass (ENOSPC, EROFS, EBUSY, a failing check)
+  /// is tried again after `retry.min`, doubling, at most `retry.max` apart (1 s … 5 s by
+  /// default), until it succeeds; the old files stay meanwhile.
+  private func scheduleRetry(_ result: MappingResult, policy: RetrySettings) {
+    let name = result.mapping
     guard result.failed, result.retryable else {
-      self.retries[result.mapping] = nil
+      if let previous = self.retries.removeValue(forKey: name), !result.failed {
+        self.logger.notice("mapping recovered", metadata: ["mapping.name": "\(name)", "retry.attempts": "\(previous.attempts)"])
+      }
       return
     }
-    let attempts = (self.retries[result.mapping]?.attempts ?? 0) + 1
-    let delay = Duration.seconds(min(30, 1 << min(attempts - 1, 5)))
-    self.retries[result.mapping] = (attempts, ContinuousClock.now + delay)
-    self.logger.warning("mapping will be retried", metadata: ["mapping.name": "\(result.mapping)", "retry.in": "\(delay)", "retry.attempt": "\(attempts)"])
+    let fault = Self.faultSignature(result.error)
+    let previous = self.retries[name]
+    let attempts = (previous?.attempts ?? 0) + 1
+    let delay = policy.delay(afterFailures: attempts)
+    self.retries[name] = (attempts, ContinuousClock.now + delay, fault)
+    // Once per state change (a new fault, or another one), not on every attempt: a disk
+    // full for an hour is retried every `retry.max`, 720 times.
+    let metadata: Logger.Metadata = ["mapping.name": "\(name)", "retry.in": "\(delay)", "retry.attempt": "\(attempts)", "retry.max": "\(policy.max)"]
+    if previous?.fault != fault {
+      self.logger.warning("mapping will be retried until it succeeds", metadata: metadata)
+    } else {
+      self.logger.debug("mapping will be retried", metadata: metadata)
+    }
+  }
+
+  /// A failure's text without what changes from one attempt to the next (a temporary file's
+  /// random name): two attempts with the same signature failed the same way.
+  static func faultSignature(_ error: String?) -> String {
+    guard let error else { return "" }
+    var signature: [UInt8] = []
+    var hexRun: [UInt8] = []
+    func flush() {
+      signature += hexRun.count >= 8 ? Array("#".utf8) : hexRun
+      hexRun = []
+    }
+    for byte in error.utf8 {
+      let hex = (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+      if hex { hexRun.append(byte) } else { flush(); signature.append(byte) }
+    }
+    flush()
+    return String(decoding: signature, as: UTF8.self)
   }
 
   /// Starts one inotify watcher per write-back mapping, feeding changed paths into the inbox.
@@ -595,7 +665,9 @@ public actor Agent {
 
   /// The revision every file holds and the mappings now failing.
   public var progress: AgentProgress {
-    AgentProgress(appliedRevision: self.publishedRevision, errors: self.errors, ready: self.readiness.isReady)
+    var progress = AgentProgress(appliedRevision: self.publishedRevision, errors: self.errors, ready: self.readiness.isReady)
+    progress.overdueReloads = self.overdueReloads
+    return progress
   }
 
   private func notify(_ result: MappingResult) {
@@ -606,7 +678,11 @@ public actor Agent {
   /// snapshot's only once no mapping waits to be applied: until then some file still holds
   /// an older one.
   private func publishProgress() {
-    if self.dirty.isEmpty {
+    // Also called while `apply` awaits (the etcd probe's readiness change): a mapping taken
+    // out of `dirty` but still being written holds an older revision until it is done.
+    // A reload still running (or owed) means its files' revision has not reached the
+    // service yet either.
+    if self.dirty.isEmpty && self.applying.isEmpty && self.reloading.isEmpty {
       // Not the snapshot's revision: keys inside the watched range but outside every mapping
       // (a presence key under it, say) move that, and publishing it would make a presence put
       // advance every agent's revision, whose presence put advances it again, for ever.
@@ -639,6 +715,9 @@ public struct AgentProgress: Sendable, Hashable {
   public var errors: [String: String]
   /// Whether the agent is ready: first sync done and etcd answering (see ``Readiness``).
   public var ready: Bool = true
+  /// Reloads running longer than expected (see ``Agent/overdueReloadThreshold(timeout:)``):
+  /// when each started, by mapping.
+  public var overdueReloads: [String: Date] = [:]
 
   /// The first failing mapping by name with its code, such as `mapping app: check_failed`
   /// (nil when none is failing).
@@ -650,7 +729,11 @@ public struct AgentProgress: Sendable, Hashable {
 /// The daemon's single input queue: watch responses, compaction, and timer ticks. It counts
 /// what is queued, so the loop can coalesce a burst before rendering.
 final class Inbox: Sendable {
-  enum Input: Sendable { case response(WatchResponse), compacted, failed(any Error), local(String, Set<String>?), tick }
+  enum Input: Sendable {
+    case response(WatchResponse), compacted, failed(any Error), local(String, Set<ExactString>?), tick
+    /// A mapping's reload ended (its outcome in the result).
+    case reloaded(String, MappingResult)
+  }
   let stream: AsyncStream<Input>
   private let continuation: AsyncStream<Input>.Continuation
   private let queued = Atomic<Int>(0)

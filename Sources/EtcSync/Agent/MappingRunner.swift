@@ -17,15 +17,15 @@ public struct MappingResult: Sendable {
   public var rejected: [KeyPathError] = []
   /// Whether the reload command ran (and succeeded).
   public var reloaded = false
-  /// Whether the failure may pass by itself (a full or read-only disk, a busy target), so
-  /// the daemon retries it with backoff instead of waiting for the next change. A failed
-  /// check, a missing key or a failed reload is not retried on its own.
+  /// Whether the failure may pass by itself (a full or read-only disk, a busy target, a
+  /// failing check, which often depends on the machine), so the daemon retries it with the
+  /// mapping's `retry` backoff instead of waiting for the next change. A missing key, a
+  /// template error or a failed reload is not retried on its own.
   public var retryable = false
   /// Why the mapping failed, if it did. Its files are then as they were, except those in
   /// ``written`` and ``deleted`` (a reload that failed after the write, one file of an
   /// in-place tree that could not be written while the others were).
   public var error: String?
-
   /// The short code of ``error``: what systemd's `STATUS=`, the presence key and metrics say
   /// of the failure, since ``error`` can quote a command's output or a value from etcd.
   public var failure: MappingFailure?
@@ -33,6 +33,7 @@ public struct MappingResult: Sendable {
   /// ``failure`` of a failed mapping (``MappingFailure/failed`` when none was set); nil when
   /// the mapping did not fail.
   public var failureCode: MappingFailure? { self.error == nil ? nil : self.failure ?? .failed }
+
   public var changed: Bool { !self.written.isEmpty || !self.deleted.isEmpty }
   public var failed: Bool { self.error != nil }
 }
@@ -52,10 +53,9 @@ public struct MappingRunner: Sendable {
   public init(mapping: Mapping, commandTimeout: Duration, logger: Logger, hook: WriteHook? = nil) throws(AgentError) {
     var template: Template?
     if mapping.kind == .template, let path = mapping.template {
-      let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-      let name = String(path.split(separator: "/").last ?? "")
+      let (directory, name) = splitLastSlash(path) ?? ("", path)
       do {
-        template = try TemplateLoader(directory: directory.isEmpty ? "." : directory).load(name)
+        template = try TemplateLoader(directory: directory.isEmpty ? (path.utf8.first == UInt8(ascii: "/") ? "/" : ".") : directory).load(name)
       } catch {
         throw AgentError(.configuration, "mapping \(mapping.name): template \(path): \(error)")
       }
@@ -79,8 +79,10 @@ public struct MappingRunner: Sendable {
   }
 
   /// Brings the mapping's files to the snapshot, and runs the reload if anything changed (or
-  /// a reload is still owed from before a crash). `state` records the files written and the
-  /// owed reload; `persist` saves it before files change, so a crash mid-way is recovered.
+  /// a reload is still owed from before a crash): ``write(_:state:keep:trustRecord:persist:)``
+  /// then ``reload(into:)``, one after the other (`etcsync sync`; the daemon runs the reload in
+  /// a task of its own, so that a hanging reload does not hold the files back). `state`
+  /// records the files written and the owed reload; `persist` saves it.
   ///
   /// `keep` (write-back) names paths whose local files must stay as they are: a local edit
   /// that could not be pushed (too large for etcd, say) is neither overwritten nor deleted.
@@ -89,9 +91,48 @@ public struct MappingRunner: Sendable {
   /// file whose planned hash differs from its record is then rewritten without reading the old
   /// bytes back (a restart, or a write-back mapping whose files people edit, always compares).
   public func apply(
-    _ keySpace: KeySpace, state: inout MappingState, keep: Set<String> = [], trustRecord: Bool = false,
+    _ keySpace: KeySpace, state: inout MappingState, keep: Set<ExactString> = [], trustRecord: Bool = false,
     persist: @Sendable (MappingState) async -> Void
   ) async -> MappingResult {
+    var (result, reloadOwed) = await self.write(keySpace, state: &state, keep: keep, trustRecord: trustRecord, persist: persist)
+    guard reloadOwed else { return result }
+    await self.reload(into: &result)
+    // A failed reload stays owed (`pendingReload`): the next change, or the next start, runs
+    // it again.
+    if result.reloaded { state.pendingReload = false }
+    await persist(state)
+    return result
+  }
+
+  /// Runs the reload command and records its outcome in `result` (``MappingResult/reloaded``,
+  /// or the error). A reload that hangs is killed at the command timeout, its whole process
+  /// group with it.
+  public func reload(into result: inout MappingResult) async {
+    guard let reload = self.mapping.reload else { return }
+    do {
+      let outcome = try await self.commands.run(reload, timeout: self.commandTimeout)
+      result.reloaded = outcome.succeeded
+      if !outcome.succeeded { result.error = "reload failed: \(outcome)"; result.failure = .reloadFailed }
+    } catch {
+      result.reloaded = false
+      result.error = "reload failed: \(error)"
+      result.failure = .reloadFailed
+    }
+  }
+
+  /// The first half of ``apply(_:state:keep:trustRecord:persist:)``: plans and writes the
+  /// files (temp, fsync, check, rename), without the reload. Returns the result and whether
+  /// a reload is owed for the files now on disk.
+  ///
+  /// With a reload owed, `state` is updated to the files written with `pendingReload` set, but
+  /// not persisted: the caller saves it (before the reload runs, in the daemon, so that a
+  /// crash meanwhile runs the reload at the next start) and clears `pendingReload` once a
+  /// reload that covered these files succeeded. Without one, `state` follows the files and
+  /// `persist` saves it when it changed.
+  public func write(
+    _ keySpace: KeySpace, state: inout MappingState, keep: Set<ExactString> = [], trustRecord: Bool = false,
+    persist: @Sendable (MappingState) async -> Void
+  ) async -> (result: MappingResult, reloadOwed: Bool) {
     var result = MappingResult(mapping: self.mapping.name, revision: keySpace.revision)
     var plan: MappingPlan
     do {
@@ -99,7 +140,7 @@ public struct MappingRunner: Sendable {
     } catch {
       result.error = error.message
       result.failure = MappingFailure(error.code)
-      return result
+      return (result, false)
     }
     result.rejected = plan.rejected
     if !keep.isEmpty {
@@ -108,54 +149,51 @@ public struct MappingRunner: Sendable {
         // The whole file is a local edit that could not be pushed: it stays, and says so.
         result.error = "held: the local edit of \(self.mapping.dest) could not be pushed (see the log); etcd's changes wait"
         result.failure = .held
-        return result
+        return (result, false)
       case .tree(let files):
         plan.output = .tree(files.filter { !keep.contains($0.key) })
       }
     }
     let output = self.holding(plan, previous: state.files, keep: keep)
     let hashes = Self.hashes(output)
-    // The state records the files as they were at the last successful reload. A planned
+    // The state records the files as they were at the last write that needed no reload or
+    // whose reload succeeded, or the files written since with `pendingReload` set. A planned
     // output that differs from that record owes a reload even when the disk already holds
-    // it (a crash came between its rename and its reload), so nothing needs saving before
-    // the write. A mapping never applied before (first start, lost or unreadable state)
-    // reloads once for the same reason; `pendingReload` from older state files is honoured.
+    // it (a crash came between its rename and the save), so nothing needs saving before the
+    // write. A mapping never applied before (first start, lost or unreadable state) reloads
+    // once for the same reason.
     let owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
     do {
-      let knownChanged = trustRecord && !self.mapping.writeBack && hashes["."] != nil && state.files["."] != hashes["."]
+      let knownChanged = trustRecord && !self.mapping.writeBack && hashes[Self.wholeFile] != nil
+        && state.files[Self.wholeFile] != hashes[Self.wholeFile]
       try await self.write(output, previous: state.files, keep: keep, revision: keySpace.revision, knownChanged: knownChanged,
                            into: &result)
     } catch {
       // The record still describes the last reload: whatever did change is owed one later.
       result.error = "\(error)"
-      result.retryable = (error as? FileError)?.code != .checkFailed
       result.failure = MappingFailure(writing: error)
-      return result
+      // Every write failure may pass: a disk that fills or turns read-only, a busy target,
+      // and a check that depends on the machine (a certificate that appears later).
+      result.retryable = true
+      return (result, false)
     }
-    var reloadFailed = false
-    if result.changed || owesReload, let reload = self.mapping.reload {
-      do {
-        let outcome = try await self.commands.run(reload, timeout: self.commandTimeout)
-        result.reloaded = outcome.succeeded
-        if !outcome.succeeded { result.error = "reload failed: \(outcome)"; result.failure = .reloadFailed }
-      } catch {
-        result.error = "reload failed: \(error)"
-      }
-      reloadFailed = !result.reloaded
+    if self.mapping.reload != nil, result.changed || owesReload {
+      // Owed until a reload that covered these files succeeds.
+      state.files = hashes
+      state.appliedRevision = keySpace.revision
+      state.pendingReload = true
+      return (result, true)
     }
-        result.failure = .reloadFailed
-    // A failed reload leaves the record as it was, so the next change tries it again.
-    guard !reloadFailed else { return result }
     if state.files != hashes || state.appliedRevision != keySpace.revision || state.pendingReload {
       state.files = hashes
       state.appliedRevision = keySpace.revision
       state.pendingReload = false
       await persist(state)
     }
-    return result
+    return (result, false)
   }
 
-  private func write(_ output: PlannedOutput, previous: [String: ContentHash], keep: Set<String>, revision: Int64,
+  private func write(_ output: PlannedOutput, previous: [ExactString: ContentHash], keep: Set<ExactString>, revision: Int64,
                      knownChanged: Bool, into result: inout MappingResult) async throws {
     switch output {
     case .file(let file):
@@ -190,13 +228,13 @@ public struct MappingRunner: Sendable {
         // As for one file: once `..data` points at a new directory the tree has changed,
         // whatever failed after the swap, and its reload is owed.
         if strategy == .atomicSwap, let now = try? writer.swap.currentDirectory(), now != current {
-          result.written = files.keys.sorted()
+          result.written = files.keys.sorted().map(\.string)
         }
         throw error
       }
       result.written = report.written
       result.deleted = report.deleted
-      if let (path, failure) = report.failures.first {
+      if let (path, failure) = report.failures.min(by: { $0.key < $1.key }) {
         throw AgentError(.write, "\(report.failures.count) file(s) not written, first \(path): \(failure)")
       }
     }
@@ -204,11 +242,11 @@ public struct MappingRunner: Sendable {
 
   /// The plan's output with the files of held paths (`c` once `c/d` appears) kept as they are
   /// on disk: a conflicting key is rejected, but the file written before it stays.
-  func holding(_ plan: MappingPlan, previous: [String: ContentHash], keep: Set<String> = []) -> PlannedOutput {
+  func holding(_ plan: MappingPlan, previous: [ExactString: ContentHash], keep: Set<ExactString> = []) -> PlannedOutput {
     guard case .tree(var files) = plan.output, !plan.held.isEmpty else { return plan.output }
     let reader = try? self.treeReader()
     for path in plan.held where files[path] == nil && previous[path] != nil && !keep.contains(path) {
-      if let bytes = try? reader?.contents(of: path) {
+      if let bytes = try? reader?.contents(of: path.string) {
         files[path] = DesiredFile(bytes: bytes, attributes: self.planner.attributes)
       }
     }
@@ -230,30 +268,33 @@ public struct MappingRunner: Sendable {
   /// What a write-back mapping's files hold at this snapshot, by record path: each tree
   /// file; the one file as `.`; a document as `.` plus each entry by its relative key. Nil
   /// when the mapping cannot be planned.
-  func localView(_ keySpace: KeySpace) -> [String: [UInt8]]? {
+  func localView(_ keySpace: KeySpace) -> [ExactString: [UInt8]]? {
     guard let plan = try? self.planner.plan(keySpace) else { return nil }
     switch plan.output {
     case .tree(let files): return files.mapValues(\.bytes)
     case .file(let file):
-      var view = [".": file.bytes]
+      var view: [ExactString: [UInt8]] = [Self.wholeFile: file.bytes]
       if self.mapping.kind == .format {
-        for (path, value) in self.planner.relativeEntries(keySpace).0 { view[path] = value }
+        for (path, value) in self.planner.relativeEntries(keySpace).0 { view[ExactString(path)] = value }
       }
       return view
     }
   }
 
   /// What the state file records for an output: path → content hash.
-  static func hashes(_ output: PlannedOutput) -> [String: ContentHash] {
+  static func hashes(_ output: PlannedOutput) -> [ExactString: ContentHash] {
     switch output {
-    case .file(let file): return [".": ContentHash(of: file.bytes)]
+    case .file(let file): return [Self.wholeFile: ContentHash(of: file.bytes)]
     case .tree(let files): return files.mapValues { ContentHash(of: $0.bytes) }
     }
   }
 
   /// What `sync` would change, as (path, old bytes, new bytes), without writing. `previous`
   /// (the state file's record) names the tree files a sync would delete.
-  public func diff(_ keySpace: KeySpace, previous: [String: ContentHash] = [:]) throws(AgentError) -> [(path: String, old: [UInt8]?, new: [UInt8]?)] {
+  /// The record path of a single-file mapping's one file.
+  static let wholeFile: ExactString = "."
+
+  public func diff(_ keySpace: KeySpace, previous: [ExactString: ContentHash] = [:]) throws(AgentError) -> [(path: String, old: [UInt8]?, new: [UInt8]?)] {
     let plan: MappingPlan
     do { plan = try self.planner.plan(keySpace) } catch { throw AgentError(.plan, "mapping \(self.mapping.name): \(error.message)") }
     do {
@@ -264,13 +305,13 @@ public struct MappingRunner: Sendable {
         return old == file.bytes ? [] : [(self.mapping.dest, old, file.bytes)]
       case .tree(let files):
         guard let reader = try self.treeReader() else {
-          return files.keys.sorted().map { (self.mapping.dest + "/" + $0, nil, files[$0]!.bytes) }
+          return files.keys.sorted().map { (self.mapping.dest + "/" + $0.string, nil, files[$0]!.bytes) }
         }
         var changes: [(path: String, old: [UInt8]?, new: [UInt8]?)] = []
-        for path in Set(files.keys).union(previous.keys.filter { $0 != "." }).sorted() {
-          let old = try reader.contents(of: path)
+        for path in Set(files.keys).union(previous.keys.filter { $0 != Self.wholeFile }).sorted() {
+          let old = try reader.contents(of: path.string)
           let new = files[path]?.bytes
-          if old != new { changes.append((self.mapping.dest + "/" + path, old, new)) }
+          if old != new { changes.append((self.mapping.dest + "/" + path.string, old, new)) }
         }
         return changes
       }

@@ -1,7 +1,7 @@
 extension Mapping {
   static let keys = [
     "name", "kind", "prefix", "prefixes", "key", "template", "dest", "mode", "owner", "group",
-    "dirMode", "createDirs", "check", "reload", "commandTimeout", "wait", "swap", "format",
+    "dirMode", "createDirs", "check", "reload", "commandTimeout", "wait", "retry", "swap", "format",
     "writeBack", "conflict", "deletes",
   ]
 
@@ -138,6 +138,7 @@ extension Mapping {
     self.reload = try map["reload"]?.argv(example: "[systemctl, reload, nginx]")
     self.commandTimeout = try map["commandTimeout"]?.positiveDuration()
     if let node = map["wait"] { self.wait = try WaitSettings(decoding: node) }
+    if let node = map["retry"] { self.retry = try RetrySettings(decoding: node) }
   }
 
   private mutating func decodeWriteBack(_ map: KeyedNode) throws(ConfigurationError) {

@@ -74,6 +74,9 @@ public struct Mapping: Sendable, Equatable {
   public var commandTimeout: Duration?
   /// Quiescence of this mapping; `nil` uses the global `wait`.
   public var wait: WaitSettings?
+  /// How a write that failed for a passing reason (or a failing `check`) is retried
+  /// (default 1 s, doubling, at most 5 s).
+  public var retry: RetrySettings
   /// How a `tree` replaces its files (default `.symlink`; always `.inPlace` with write-back);
   /// ignored by other kinds.
   public var swap: Swap
@@ -103,6 +106,7 @@ public struct Mapping: Sendable, Equatable {
     reload: [String]? = nil,
     commandTimeout: Duration? = nil,
     wait: WaitSettings? = nil,
+    retry: RetrySettings = .standard,
     swap: Swap = .symlink,
     format: Format? = nil,
     writeBack: Bool = false,
@@ -124,6 +128,7 @@ public struct Mapping: Sendable, Equatable {
     self.reload = reload
     self.commandTimeout = commandTimeout
     self.wait = wait
+    self.retry = retry
     // A write-back tree needs real files to edit: it is always written in place (the
     // configuration file refuses `swap: symlink` beside `writeBack: true`).
     self.swap = writeBack && kind == .tree ? .inPlace : swap

@@ -22,6 +22,10 @@ public struct AgentMetrics: Sendable {
     let rendersFailed: Counter
     let reloadsOK: Counter
     let reloadsFailed: Counter
+    /// 1 while a reload of the mapping runs (the daemon runs it in a task of its own).
+    let reloadRunning: Gauge
+    /// 1 while that reload has run longer than expected.
+    let reloadOverdue: Gauge
     let writeBack: [String: Counter]
   }
 
@@ -49,6 +53,8 @@ public struct AgentMetrics: Sendable {
         rendersFailed: counter("etcsync_renders_total", "error"),
         reloadsOK: counter("etcsync_reloads_total", "ok"),
         reloadsFailed: counter("etcsync_reloads_total", "error"),
+        reloadRunning: Gauge(label: "etcsync_reload_running", dimensions: [("mapping", name)], factory: factory),
+        reloadOverdue: Gauge(label: "etcsync_reload_overdue", dimensions: [("mapping", name)], factory: factory),
         writeBack: Dictionary(uniqueKeysWithValues: Self.writeBackResults.map { ($0, counter("etcsync_writeback_total", $0)) }))
     }
     self.perMapping = perMapping
@@ -71,6 +77,27 @@ public struct AgentMetrics: Sendable {
     if !result.failed { self.lastSuccess.record(Date().timeIntervalSince1970) }
   }
 
+  /// A reload of `mapping` started in a task of its own.
+  func reloadStarted(_ mapping: String) {
+    self.perMapping[mapping]?.reloadRunning.record(1)
+  }
+
+  /// That reload has run longer than expected (or ended: `false`).
+  func reloadOverdue(_ mapping: String, _ overdue: Bool) {
+    self.perMapping[mapping]?.reloadOverdue.record(overdue ? 1 : 0)
+  }
+
+  /// That reload ended: counted as `ok` or `error` in `etcsync_reloads_total` (nil: killed
+  /// because the daemon stops, not counted).
+  func reloadEnded(_ mapping: String, succeeded: Bool?) {
+    guard let metrics = self.perMapping[mapping] else { return }
+    metrics.reloadRunning.record(0)
+    metrics.reloadOverdue.record(0)
+    guard let succeeded else { return }
+    if succeeded { metrics.reloadsOK.increment() } else { metrics.reloadsFailed.increment() }
+    if succeeded { self.lastSuccess.record(Date().timeIntervalSince1970) }
+  }
+
   /// Counts write-back outcomes (`pushed`, `conflict`, `refused`, `error`).
   func writeBack(_ mapping: String, _ result: String, count: Int = 1) {
     guard count > 0 else { return }
@@ -88,22 +115,40 @@ extension Metrics.Timer {
   }
 }
 
-/// Whether the agent is ready (`/readyz`): its first full sync is done and it can reach etcd
-/// (so its watch is current). Shared between the agent and the health server.
+/// Whether the agent is ready (`/readyz`): its first full sync is done, it can reach etcd
+/// (so its watch is current), and no reload has run longer than expected (see
+/// ``Agent/overdueReloadThreshold(timeout:)``). Shared between the agent and the health server.
 public final class Readiness: Sendable {
   private let state = Mutex<(synced: Bool, connected: Bool, reason: String)>((false, false, "the first sync has not finished"))
+  /// Mappings whose reload has run longer than expected, in name order.
+  private let overdue = Mutex<[String]>([])
 
   /// Creates a readiness that is not ready.
   public init() {}
 
   /// Whether `/readyz` answers 200.
-  public var isReady: Bool { self.state.withLock { $0.synced && $0.connected } }
+  public var isReady: Bool { self.state.withLock { $0.synced && $0.connected } && self.overdue.withLock { $0.isEmpty } }
 
   /// Why the agent is not ready (empty when it is).
   public var reason: String {
-    self.state.withLock { state in
+    let reason = self.state.withLock { state in
       if !state.synced { return state.reason }
       return state.connected ? "" : state.reason
+    }
+    guard reason.isEmpty else { return reason }
+    let overdue = self.overdue.withLock { $0 }
+    guard !overdue.isEmpty else { return "" }
+    return "the reload of mapping\(overdue.count == 1 ? "" : "s") \(overdue.joined(separator: ", ")) has run longer than expected"
+  }
+
+  /// The mappings whose reload has run longer than expected (none: empty). Returns whether
+  /// that changed anything.
+  @discardableResult
+  func reloadsOverdue(_ names: [String]) -> Bool {
+    let sorted = names.sorted()
+    return self.overdue.withLock { current in
+      defer { current = sorted }
+      return current != sorted
     }
   }
 
