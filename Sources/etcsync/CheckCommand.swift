@@ -22,6 +22,9 @@ struct CheckCommand: AsyncParsableCommand {
         throw ExitCode(2)
       }
     }
+    for warning in configuration.warnings {
+      FileHandle.standardError.write(Data("etcsync: warning: \(warning)\n".utf8))
+    }
     print("configuration OK: \(configuration.mappings.count) mapping(s)")
   }
 }

@@ -32,6 +32,7 @@ struct SyncCommand: AsyncParsableCommand {
       return try await diff.run()
     }
     let (configuration, logger) = try self.options.load()
+    for warning in configuration.warnings { logger.warning("configuration: \(warning)") }
     let results = try await withAgentClient(configuration, logger: logger, timeout: self.timeout) { client in
       let agent: Agent
       do {
@@ -87,6 +88,7 @@ struct RunCommand: AsyncParsableCommand {
   var takeOver = false
   func run() async throws {
     var (configuration, logger) = try self.options.load()
+    for warning in configuration.warnings { logger.warning("configuration: \(warning)") }
     let control = RunControl()
     let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { control.stop() }
     let hangups = SignalWatcher(signals: [SIGHUP]) { control.reload() }

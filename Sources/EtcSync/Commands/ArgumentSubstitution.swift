@@ -5,7 +5,108 @@
 /// never scanned again, and no shell sees them. Spaces inside the braces are allowed
 /// (`{{ .src }}`). A placeholder whose name has no value is left as written, so arguments
 /// that carry another tool's own `{{…}}` syntax pass through.
+///
+/// A shell's script (the operand after `-c` of `sh`, `bash`, … ) is different: a shell does
+/// interpret it, and `{{.src}}` holds bytes of an etcd key in a per-file tree. The safe form
+/// passes the value as a positional argument, `[sh, -c, 'lint "$1"', sh, "{{.src}}"]`.
+/// ``checkedSubstitute(_:with:)`` refuses a value that the shell would interpret inside a
+/// script, and ``placeholdersInShellScripts(_:)`` lets `etcsync check` warn about the form.
 public enum ArgumentSubstitution {
+  /// Programs whose `-c` operand is a shell script.
+  static let shells: Set<String> = ["sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "yash", "posh"]
+
+  /// The indices of `argv`'s arguments that a shell runs as a script: `sh -c SCRIPT`, also
+  /// behind `env` or `busybox` (`env -i sh -ec SCRIPT`).
+  public static func shellScriptIndices(_ argv: [String]) -> [Int] {
+    var index = 0
+    // Wrappers that run the next word as the program.
+    while index < argv.count, ["env", "busybox"].contains(baseName(argv[index])) {
+      let wrapper = baseName(argv[index])
+      index += 1
+      while index < argv.count, wrapper == "env",
+        argv[index].hasPrefix("-") || argv[index].utf8.contains(UInt8(ascii: "="))
+      {
+        index += 1
+      }
+    }
+    guard index < argv.count, shells.contains(baseName(argv[index])) else { return [] }
+    index += 1
+    var command = false
+    while index < argv.count {
+      let argument = Array(argv[index].utf8)
+      if argument == Array("--".utf8) { index += 1; break }
+      guard argument.count > 1, argument[0] == UInt8(ascii: "-") || argument[0] == UInt8(ascii: "+") else { break }
+      index += 1
+      if argument[1] == argument[0] { continue }  // --long option
+      if argument.contains(UInt8(ascii: "c")) { command = true }
+      if argument.contains(UInt8(ascii: "o")) || argument.contains(UInt8(ascii: "O")) { index += 1 }  // -o NAME
+    }
+    return command && index < argv.count ? [index] : []
+  }
+
+  /// The placeholder names (`src`) written inside a shell script of `argv` (see
+  /// ``shellScriptIndices(_:)``), in order of appearance.
+  public static func placeholdersInShellScripts(_ argv: [String]) -> [String] {
+    shellScriptIndices(argv).flatMap { placeholderNames(in: argv[$0]) }
+  }
+
+  /// The names of the placeholders in `argument`, in order.
+  private static func placeholderNames(in argument: String) -> [String] {
+    let bytes = Array(argument.utf8)
+    var names: [String] = []
+    var position = 0
+    while position < bytes.count {
+      if let (name, end) = placeholder(in: bytes, at: position) {
+        names.append(name)
+        position = end
+      } else {
+        position += 1
+      }
+    }
+    return names
+  }
+
+  /// Whether the shell gives no byte of `value` a meaning of its own: letters, digits,
+  /// `/ . _ - + , : @ % =` and non-ASCII bytes.
+  public static func isShellInert(_ value: String) -> Bool {
+    value.utf8.allSatisfy { byte in
+      switch byte {
+      case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+        UInt8(ascii: "0")...UInt8(ascii: "9"), 0x80...0xFF:
+        true
+      default: "/._-+,:@%=".utf8.contains(byte)
+      }
+    }
+  }
+
+  /// ``substitute(_:with:)-([String],_)``, refusing to put a value the shell would interpret
+  /// (a space, `$`, a quote, `;`, a backtick…) into a shell script: such a value must reach
+  /// the shell as a positional argument instead.
+  public static func checkedSubstitute(_ argv: [String], with values: [String: String]) throws(CommandError) -> [String] {
+    guard !values.isEmpty else { return argv }
+    let scripts = Set(shellScriptIndices(argv))
+    var result: [String] = []
+    result.reserveCapacity(argv.count)
+    for (index, argument) in argv.enumerated() {
+      if scripts.contains(index) {
+        for name in placeholderNames(in: argument) {
+          guard let value = values[name], !isShellInert(value) else { continue }
+          throw CommandError(
+            .unsafeSubstitution, argv: argv,
+            detail: "refusing to put {{.\(name)}} (\"\(escapeBytes(value.utf8))\") into a shell script: the shell "
+              + "would interpret its characters; pass it as a positional argument instead: "
+              + "[sh, -c, 'cmd \"$1\"', sh, \"{{.\(name)}}\"]")
+        }
+      }
+      result.append(substitute(argument, with: values))
+    }
+    return result
+  }
+
+  private static func baseName(_ path: String) -> String {
+    splitLastSlash(path)?.name ?? path
+  }
+
   /// `argv` with every known `{{.NAME}}` replaced by `values[NAME]`.
   public static func substitute(_ argv: [String], with values: [String: String]) -> [String] {
     guard !values.isEmpty else { return argv }

@@ -53,6 +53,9 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
     case spawnFailed
     /// The command ran but did not succeed; ``CommandError/result`` tells how.
     case failed
+    /// A placeholder's value would have been interpreted by a shell (see
+    /// ``ArgumentSubstitution/checkedSubstitute(_:with:)``); the command did not run.
+    case unsafeSubstitution
   }
 
   /// What went wrong.
@@ -63,19 +66,23 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
   public var errno: Int32?
   /// The result of a command that ran and failed.
   public var result: CommandResult?
+  /// Why an ``Code/unsafeSubstitution`` was refused.
+  public var detail: String?
 
   /// Creates an error.
-  public init(_ code: Code, argv: [String], errno: Int32? = nil, result: CommandResult? = nil) {
+  public init(_ code: Code, argv: [String], errno: Int32? = nil, result: CommandResult? = nil, detail: String? = nil) {
     self.code = code
     self.argv = argv
     self.errno = errno
     self.result = result
+    self.detail = detail
   }
 
   public var description: String {
     let program = escapeBytes((argv.first ?? "").utf8)
     switch code {
     case .emptyArgv: return "command has an empty argv"
+    case .unsafeSubstitution: return detail ?? "refusing an unsafe substitution into a shell script"
     case .spawnFailed:
       return "cannot start \"\(program)\": \(errno.map(FileError.errnoText) ?? "unknown error")"
   /// What went wrong, without the command's output: a check or reload can print secrets (the

@@ -50,7 +50,7 @@ public struct CommandRunner: Sendable {
   public func run(
     _ argv: [String], substitutions: [String: String] = [:], timeout: Duration
   ) async throws(CommandError) -> CommandResult {
-    let argv = ArgumentSubstitution.substitute(argv, with: substitutions)
+    let argv = try ArgumentSubstitution.checkedSubstitute(argv, with: substitutions)
     guard !argv.isEmpty else { throw CommandError(.emptyArgv, argv: argv) }
     let process = try ProcessSpawner.spawn(argv, environment: options.environment)
     logger.debug(

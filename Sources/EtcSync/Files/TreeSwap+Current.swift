@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Templates
 
 /// The tree `..data` currently points at, as compared with a wanted tree.
 struct CurrentTree {
@@ -17,13 +18,13 @@ struct CurrentTree {
   /// The hidden revision directory's name.
   var directoryName: String
   /// Regular files by relative path.
-  var files: [String: File] = [:]
+  var files: [ExactString: File] = [:]
   /// False when the tree holds anything a publish would not produce (symlinks, special
   /// files, empty directories, non-UTF-8 names, directories of another mode).
   var clean = true
 
   /// Whether publishing `wanted` would produce exactly this tree.
-  func matches(_ wanted: [String: DesiredFile]) -> Bool {
+  func matches(_ wanted: [ExactString: DesiredFile]) -> Bool {
     clean && files.count == wanted.count
       && wanted.keys.allSatisfy { files[$0]?.matches == true }
   }
@@ -32,7 +33,7 @@ struct CurrentTree {
 extension TreeSwap {
   /// Reads the current tree, comparing every file with `wanted`; nil when there is no
   /// current revision (first publish, or `..data` dangling).
-  func currentTree(in rootDir: FileDescriptor, comparingWith wanted: [String: DesiredFile])
+  func currentTree(in rootDir: FileDescriptor, comparingWith wanted: [ExactString: DesiredFile])
     throws(FileError) -> CurrentTree?
   {
     guard let name = Self.currentTarget(of: rootDir) else { return nil }
@@ -53,7 +54,7 @@ extension TreeSwap {
   /// Records the files below `directory`; returns how many regular files it holds.
   private func walk(
     _ directory: FileDescriptor, relative: String, path: String,
-    wanted: [String: DesiredFile], into tree: inout CurrentTree
+    wanted: [ExactString: DesiredFile], into tree: inout CurrentTree
   ) throws(FileError) -> Int {
     var count = 0
     for entry in try listDirectory(directory, path: path) {
@@ -76,8 +77,9 @@ extension TreeSwap {
         guard let info = lstatAt(directory, name) else {
           throw .system(.read, childPath, "cannot inspect a file of the current tree")
         }
-        let matches = wanted[childRelative].map { fileMatches($0, name, directory, info) } ?? false
-        tree.files[childRelative] = CurrentTree.File(info: info, matches: matches)
+        let key = ExactString(childRelative)
+        let matches = wanted[key].map { fileMatches($0, name, directory, info) } ?? false
+        tree.files[key] = CurrentTree.File(info: info, matches: matches)
         count += 1
       case .symlink, .other:
         tree.clean = false

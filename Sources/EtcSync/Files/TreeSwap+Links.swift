@@ -3,12 +3,13 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Templates
 
 extension TreeSwap {
   /// Fails before anything is written when a top-level name, or `..data`, is taken by a real
   /// directory (a symlink cannot atomically replace it).
-  func preflight(_ rootDir: FileDescriptor, topLevel: Set<String>) throws(FileError) {
-    for name in topLevel.union([Self.dataLinkName]) {
+  func preflight(_ rootDir: FileDescriptor, topLevel: Set<ExactString>) throws(FileError) {
+    for name in topLevel.map(\.string) + [Self.dataLinkName] {
       guard let info = lstatAt(rootDir, name) else { continue }
       if FileKind(mode: info.st_mode) == .directory {
         throw FileError(
@@ -21,15 +22,15 @@ extension TreeSwap {
   /// Makes `ROOT/NAME -> ..data/NAME` exist for every top-level name, and removes such
   /// symlinks for names no longer in the tree. Entries etcsync does not own are left alone,
   /// except a regular file or foreign symlink at a top-level name, which is replaced by rename.
-  func updateLinks(_ rootDir: FileDescriptor, topLevel: Set<String>) throws(FileError) {
+  func updateLinks(_ rootDir: FileDescriptor, topLevel: Set<ExactString>) throws(FileError) {
     for name in topLevel.sorted() {
-      try ensureLink(name, in: rootDir)
+      try ensureLink(name.string, in: rootDir)
     }
     for entry in try listDirectory(rootDir, path: root) where entry.kind == .symlink {
-      guard let name = entry.name, !topLevel.contains(name), !name.hasPrefix("..") else {
+      guard let name = entry.name, !topLevel.contains(ExactString(name)), !name.utf8.starts(with: "..".utf8) else {
         continue
       }
-      guard readLinkAt(rootDir, name) == Self.linkTarget(name) else { continue }
+      guard readLinkAt(rootDir, name)?.bytesEqual(Self.linkTarget(name)) == true else { continue }
       if unlinkat(rootDir.raw, name, 0) != 0 && currentErrno() != ENOENT {
         throw .system(.remove, joinPath(root, name), "cannot remove a stale top-level symlink")
       }
@@ -42,7 +43,7 @@ extension TreeSwap {
   private func ensureLink(_ name: String, in rootDir: FileDescriptor) throws(FileError) {
     let target = Self.linkTarget(name)
     let path = joinPath(root, name)
-    if readLinkAt(rootDir, name) == target { return }
+    if readLinkAt(rootDir, name)?.bytesEqual(target) == true { return }
     if symlinkat(target, rootDir.raw, name) == 0 { return }
     guard currentErrno() == EEXIST else {
       throw .system(.symlink, path, "cannot create the top-level symlink")

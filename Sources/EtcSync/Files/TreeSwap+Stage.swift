@@ -3,13 +3,14 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Templates
 
 extension TreeSwap {
   /// Writes `files` into the new hidden directory `name`, fsyncs it and runs `check` on it.
   /// On failure the half-written directory is removed (unless a test hook abandoned the
   /// publish, which simulates a crash).
   func stage(
-    _ files: [String: DesiredFile], as name: String, in rootDir: FileDescriptor,
+    _ files: [ExactString: DesiredFile], as name: String, in rootDir: FileDescriptor,
     inheriting current: CurrentTree?, check: StagedFileCheck?
   ) async throws(FileError) {
     let stagedPath = joinPath(root, name)
@@ -17,9 +18,9 @@ extension TreeSwap {
       let top = try RootedDirectory.openChild(
         of: rootDir, name: name, path: stagedPath, create: true, mode: options.directoryMode)
       var writer = StagingWriter(top: top, path: stagedPath, options: options)
-      for path in files.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+      for path in files.keys.sorted() {
         guard let file = files[path] else { continue }
-        try writer.write(file, at: path, inheriting: current?.files[path]?.info)
+        try writer.write(file, at: path.string, inheriting: current?.files[path]?.info)
       }
       try await hook(.afterTempWrite, stagedPath)
       try writer.finish()
@@ -61,7 +62,7 @@ private struct StagingWriter {
   mutating func write(_ file: DesiredFile, at relativePath: String, inheriting info: stat?)
     throws(FileError)
   {
-    var directories = relativePath.split(separator: "/").map(String.init)
+    var directories = pathSegments(relativePath)
     let name = directories.removeLast()
     try enter(directories)
     let directory = stack.last?.fd ?? top
@@ -91,7 +92,7 @@ private struct StagingWriter {
   /// Leaves directories not on `directories` and creates the missing ones.
   private mutating func enter(_ directories: [String]) throws(FileError) {
     var common = 0
-    while common < min(stack.count, directories.count), stack[common].name == directories[common] {
+    while common < min(stack.count, directories.count), stack[common].name.bytesEqual(directories[common]) {
       common += 1
     }
     while stack.count > common { try leave() }

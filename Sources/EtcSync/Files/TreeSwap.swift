@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Templates
 
 /// Publishes a whole directory tree at once, as Kubernetes does for ConfigMap volumes, so a
 /// reader never sees files of two revisions mixed.
@@ -72,9 +73,9 @@ public struct TreeSwap: Sendable {
   /// path) before the swap; when it fails, the new tree is removed and the old stays.
   @discardableResult
   public func publish(
-    _ files: [String: DesiredFile], revision: Int64, check: StagedFileCheck? = nil
+    _ files: [ExactString: DesiredFile], revision: Int64, check: StagedFileCheck? = nil
   ) async throws(FileError) -> Outcome {
-    try validate(Array(files.keys))
+    try validate(files.keys.map(\.string))
     let rootDir = try RootedDirectory(
       root: root, create: options.createRoot, mode: options.directoryMode
     ).directory
@@ -107,7 +108,7 @@ public struct TreeSwap: Sendable {
   /// Whether `relativePath` can be published: top-level names starting with `..` are the
   /// layout's own. ``relativePath(forKey:prefix:)`` already rejects them.
   public static func isReserved(relativePath: String) -> Bool {
-    relativePath.hasPrefix("..")
+    relativePath.utf8.starts(with: "..".utf8)
   }
 
   /// Rejects unclean paths and file/directory conflicts before anything is touched.
@@ -121,7 +122,7 @@ public struct TreeSwap: Sendable {
     }
     if let conflict = detectFileDirectoryConflicts(paths).min() {
       throw FileError(
-        .invalidPath, path: joinPath(root, conflict),
+        .invalidPath, path: joinPath(root, conflict.string),
         message: "path is both a file and a directory in the tree")
     }
   }
@@ -172,7 +173,8 @@ public struct TreeSwap: Sendable {
     return target
   }
 
-  static func topLevelNames(_ paths: some Sequence<String>) -> Set<String> {
-    Set(paths.map { path in String(path.prefix { $0 != "/" }) })
+  /// The first segment of each path (split at `/` bytes), compared as bytes.
+  static func topLevelNames(_ paths: some Sequence<ExactString>) -> Set<ExactString> {
+    Set(paths.map { path in ExactString(String(decoding: path.utf8.prefix { $0 != UInt8(ascii: "/") }, as: UTF8.self)) })
   }
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Templates
 
 /// Applies a `tree` mapping's files to its directory with the strategy the mapping chooses:
 /// each file on its own with ``AtomicWriter``, or the whole tree at once with ``TreeSwap``.
@@ -28,7 +29,7 @@ public struct TreeWriter: Sendable {
     /// Relative paths deleted (per-file strategy).
     public var deleted: [String] = []
     /// Per-file failures (per-file strategy); the other files were still applied.
-    public var failures: [String: FileError] = [:]
+    public var failures: [ExactString: FileError] = [:]
     /// The new revision directory, when the swap strategy published one.
     public var publishedDirectory: String?
   }
@@ -60,7 +61,7 @@ public struct TreeWriter: Sendable {
   /// `check` runs per staged file; with the swap strategy the tree is exactly `files`, and
   /// `check` runs once on the staged tree directory.
   public func apply(
-    _ files: [String: DesiredFile], deleted: some Sequence<String>, revision: Int64,
+    _ files: [ExactString: DesiredFile], deleted: some Sequence<ExactString>, revision: Int64,
     check: StagedFileCheck? = nil
   ) async throws(FileError) -> Report {
     var report = Report()
@@ -70,22 +71,26 @@ public struct TreeWriter: Sendable {
       case .unchanged: report.unchanged = files.count
       case .published(let directory):
         report.publishedDirectory = directory
-        report.written = files.keys.sorted()
+        report.written = files.keys.sorted().map(\.string)
       }
     case .perFile:
-      let batch = await writer.write(files, check: check)
-      for (path, outcome) in batch.outcomes {
-        if outcome == .unchanged { report.unchanged += 1 } else { report.written.append(path) }
-      }
-      report.written.sort()
-      report.failures = batch.failures
-      for path in deleted where files[path] == nil {
+      // Deletes first: a key `a/b` deleted and a key `a` put in the same batch needs the
+      // directory `a` gone (it is removed once empty) before the file `a` can be written.
+      // Written after, the file failed on the directory and the mapping never converged.
+      var failures: [ExactString: FileError] = [:]
+      for path in deleted.sorted() where files[path] == nil {
         do {
-          if try writer.delete(relativePath: path) == .deleted { report.deleted.append(path) }
+          if try writer.delete(relativePath: path.string) == .deleted { report.deleted.append(path.string) }
         } catch {
-          report.failures[path] = error
+          failures[path] = error
         }
       }
+      let batch = await writer.write(files, check: check)
+      for (path, outcome) in batch.outcomes {
+        if outcome == .unchanged { report.unchanged += 1 } else { report.written.append(path.string) }
+      }
+      report.written.sort { ExactString($0) < ExactString($1) }
+      report.failures = batch.failures.merging(failures) { first, _ in first }
     }
     return report
   }

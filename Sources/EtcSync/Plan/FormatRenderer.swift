@@ -1,4 +1,5 @@
 import Foundation
+import Templates
 import Yams
 
 /// Renders the keys of a `format` mapping as one document, with no template to write.
@@ -25,55 +26,57 @@ public enum FormatRenderer {
     case .yaml: return try Array(Self.yaml(Self.nest(text)).utf8)
     case .toml: return try Array(Self.toml(Self.nest(text)).utf8)
     case .env: return try Array(Self.env(text).utf8)
-    case .properties: return Array(Self.properties(text).utf8)
+    case .properties: return try Array(Self.properties(text).utf8)
     }
   }
 
   // MARK: Nesting
 
-  /// A tree of nested string maps, built from `/`-separated keys.
+  /// A tree of nested string maps, built from `/`-separated keys. Tables are keyed by the
+  /// segments' bytes: two canonically equivalent segments (`\u{E9}`, `e\u{301}`) are two keys.
   indirect enum Node: Equatable {
     case value(String)
-    case table([String: Node])
+    case table([ExactString: Node])
   }
 
-  static func nest(_ entries: [(String, String)]) throws(PlanError) -> [String: Node] {
-    var root: [String: Node] = [:]
+  static func nest(_ entries: [(String, String)]) throws(PlanError) -> [ExactString: Node] {
+    var root: [ExactString: Node] = [:]
     for (key, value) in entries {
-      let segments = key.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-      guard !segments.isEmpty else { throw PlanError(.badKey, "key \"\(key)\" has no name below the prefix") }
+      let segments = key.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
+        .map { ExactString(String(decoding: $0, as: UTF8.self)) }
+      guard !segments.isEmpty else { throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" has no name below the prefix") }
       try Self.insert(value, at: segments[...], into: &root, key: key)
     }
     return root
   }
 
-  private static func insert(_ value: String, at path: ArraySlice<String>, into table: inout [String: Node], key: String) throws(PlanError) {
+  private static func insert(_ value: String, at path: ArraySlice<ExactString>, into table: inout [ExactString: Node], key: String) throws(PlanError) {
     let head = path.first!
     if path.count == 1 {
       guard table[head] == nil else {
-        throw PlanError(.badKey, "key \"\(key)\" is both a value and a table (another key lies below it)")
+        throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" is both a value and a table (another key lies below it)")
       }
       table[head] = .value(value)
       return
     }
-    var child: [String: Node]
+    var child: [ExactString: Node]
     switch table[head] {
     case nil: child = [:]
     case .table(let existing): child = existing
-    case .value: throw PlanError(.badKey, "key \"\(key)\" lies below another key that holds a value")
+    case .value: throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" lies below another key that holds a value")
     }
     try Self.insert(value, at: path.dropFirst(), into: &child, key: key)
     table[head] = .table(child)
   }
 
-  private static func sortedKeys(_ table: [String: Node]) -> [String] {
-    table.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+  private static func sortedKeys(_ table: [ExactString: Node]) -> [ExactString] {
+    table.keys.sorted()
   }
 
   // MARK: JSON
 
-  static func json(_ table: [String: Node]) throws(PlanError) -> String {
-    func object(_ table: [String: Node], indent: String) -> String {
+  static func json(_ table: [ExactString: Node]) throws(PlanError) -> String {
+    func object(_ table: [ExactString: Node], indent: String) -> String {
       if table.isEmpty { return "{}" }
       let inner = indent + "  "
       let members = Self.sortedKeys(table).map { key -> String in
@@ -82,7 +85,7 @@ public enum FormatRenderer {
         case .value(let v): value = Self.jsonString(v)
         case .table(let t): value = object(t, indent: inner)
         }
-        return "\(inner)\(Self.jsonString(key)): \(value)"
+        return "\(inner)\(Self.jsonString(key.string)): \(value)"
       }
       return "{\n" + members.joined(separator: ",\n") + "\n\(indent)}"
     }
@@ -107,15 +110,15 @@ public enum FormatRenderer {
 
   // MARK: YAML
 
-  static func yaml(_ table: [String: Node]) throws(PlanError) -> String {
-    func node(_ table: [String: Node]) -> Yams.Node {
+  static func yaml(_ table: [ExactString: Node]) throws(PlanError) -> String {
+    func node(_ table: [ExactString: Node]) -> Yams.Node {
       .mapping(.init(Self.sortedKeys(table).map { key in
         let value: Yams.Node
         switch table[key]! {
         case .value(let v): value = .scalar(.init(v, Tag(.str), Self.yamlStyle(v)))
         case .table(let t): value = node(t)
         }
-        return (.scalar(.init(key, Tag(.str), Self.yamlStyle(key))), value)
+        return (.scalar(.init(key.string, Tag(.str), Self.yamlStyle(key.string))), value)
       }))
     }
     do {
@@ -144,14 +147,14 @@ public enum FormatRenderer {
 
   // MARK: TOML
 
-  static func toml(_ table: [String: Node]) throws(PlanError) -> String {
+  static func toml(_ table: [ExactString: Node]) throws(PlanError) -> String {
     var out = ""
-    func emit(_ table: [String: Node], path: [String]) {
+    func emit(_ table: [ExactString: Node], path: [String]) {
       let keys = Self.sortedKeys(table)
-      for key in keys { if case .value(let v) = table[key]! { out += "\(Self.tomlKey(key)) = \(Self.tomlString(v))\n" } }
+      for key in keys { if case .value(let v) = table[key]! { out += "\(Self.tomlKey(key.string)) = \(Self.tomlString(v))\n" } }
       for key in keys {
         guard case .table(let t) = table[key]! else { continue }
-        let sub = path + [key]
+        let sub = path + [key.string]
         out += (out.isEmpty ? "" : "\n") + "[\(sub.map(Self.tomlKey).joined(separator: "."))]\n"
         emit(t, path: sub)
       }
@@ -186,10 +189,10 @@ public enum FormatRenderer {
         ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar) ? Character(scalar) : "_"
       }).trimmingCharacters(in: CharacterSet(charactersIn: "_"))
       guard !name.isEmpty, !name.first!.isNumber else {
-        throw PlanError(.badKey, "key \"\(key)\" does not make a valid environment variable name")
+        throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" does not make a valid environment variable name")
       }
       if let other = seen[name] {
-        throw PlanError(.badKey, "keys \"\(other)\" and \"\(key)\" both become the variable \(name)")
+        throw PlanError(.badKey, "keys \"\(escapeBytes(other.utf8))\" and \"\(escapeBytes(key.utf8))\" both become the variable \(name)")
       }
       seen[name] = key
       out += "\(name)=\(Self.envValue(value))\n"
@@ -223,10 +226,21 @@ public enum FormatRenderer {
 
   // MARK: Java properties
 
-  static func properties(_ entries: [(String, String)]) -> String {
-    entries.map { key, value in
-      Self.propertiesEscape(key.split(separator: "/").joined(separator: "."), isKey: true) + "=" + Self.propertiesEscape(value, isKey: false)
-    }.joined(separator: "\n") + (entries.isEmpty ? "" : "\n")
+  static func properties(_ entries: [(String, String)]) throws(PlanError) -> String {
+    // `a/b` and `a.b` are both written `a.b`: a reader keeps one of them, so the document
+    // would not hold what etcd holds. Refused, like two keys that make one env variable.
+    var seen: [ExactString: String] = [:]
+    var lines: [String] = []
+    for (key, value) in entries {
+      let dotted = key.utf8.split(separator: UInt8(ascii: "/")).map { String(decoding: $0, as: UTF8.self) }
+      let name = Self.propertiesEscape(dotted.joined(separator: "."), isKey: true)
+      if let other = seen[ExactString(name)] {
+        throw PlanError(.badKey, "keys \"\(escapeBytes(other.utf8))\" and \"\(escapeBytes(key.utf8))\" both become the property \(name)")
+      }
+      seen[ExactString(name)] = key
+      lines.append(name + "=" + Self.propertiesEscape(value, isKey: false))
+    }
+    return lines.joined(separator: "\n") + (entries.isEmpty ? "" : "\n")
   }
 
   /// java.util.Properties escaping: backslash, separators and comment marks in keys, a

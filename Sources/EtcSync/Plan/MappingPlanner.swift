@@ -29,8 +29,8 @@ public struct PlanError: Error, Sendable, CustomStringConvertible {
 public enum PlannedOutput: Sendable, Equatable {
   /// One file (template, file and format kinds).
   case file(DesiredFile)
-  /// A directory tree (tree kind): relative path → file.
-  case tree([String: DesiredFile])
+  /// A directory tree (tree kind): relative path → file, keyed by the path's bytes.
+  case tree([ExactString: DesiredFile])
 }
 
 /// The plan of one mapping: the output, and the keys that were rejected (reported, escaped;
@@ -40,7 +40,7 @@ public struct MappingPlan: Sendable {
   public var rejected: [KeyPathError]
   /// Tree paths whose keys are valid but conflict with another key (`c` beside `c/d`): a
   /// file already written for one of them stays as it was instead of being deleted.
-  public var held: Set<String> = []
+  public var held: Set<ExactString> = []
 }
 
 /// The pure step of the data path: (snapshot, mapping) → desired files. It reads nothing
@@ -69,9 +69,13 @@ public struct MappingPlanner: Sendable {
         // are never touched, so a template that reads a few keys of a large prefix costs
         // nothing for the estimate.
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(Self.estimatedOutput(data))
+        let (estimate, nonText) = Self.estimatedOutput(data)
+        bytes.reserveCapacity(estimate)
         try self.template!.render(into: &bytes, data: data, options: self.renderOptions)
-        return MappingPlan(output: .file(DesiredFile(bytes: bytes, attributes: self.attributes)), rejected: [])
+        // Keys that are not UTF-8 are invisible to the template (see KeySpaceDataSource) and
+        // reported, as a tree reports keys it cannot make paths of.
+        let rejected = nonText.map { KeyPathError(.invalidUTF8, key: $0) }
+        return MappingPlan(output: .file(DesiredFile(bytes: bytes, attributes: self.attributes)), rejected: rejected)
       } catch {
         throw PlanError(.render, "\(error)")
       }
@@ -85,8 +89,9 @@ public struct MappingPlanner: Sendable {
 
     case .tree:
       let (entries, rejected, held) = self.relativeEntries(keySpace)
-      var files: [String: DesiredFile] = [:]
-      for (path, value) in entries { files[path] = DesiredFile(bytes: value, attributes: self.attributes) }
+      var files: [ExactString: DesiredFile] = [:]
+      files.reserveCapacity(entries.count)
+      for (path, value) in entries { files[ExactString(path)] = DesiredFile(bytes: value, attributes: self.attributes) }
       return MappingPlan(output: .tree(files), rejected: rejected, held: held)
 
     case .format:
@@ -97,31 +102,35 @@ public struct MappingPlanner: Sendable {
   }
 
   /// Bytes of every key and value a template can see, plus a line's worth each and 1/16 more:
-  /// about what the usual `key=value` template writes.
-  static func estimatedOutput(_ data: KeySpaceDataSource) -> Int {
+  /// about what the usual `key=value` template writes; and the keys a template cannot see
+  /// because they are not UTF-8.
+  static func estimatedOutput(_ data: KeySpaceDataSource) -> (Int, [[UInt8]]) {
     var total = 4_096
+    var nonText: [[UInt8]] = []
     for prefix in data.prefixes {
       data.keySpace.forEach(withPrefix: prefix) { kv in
         total += kv.key.count + kv.value.count + 2
+        // ASCII keys (nearly all) are checked without decoding.
+        if !kv.key.allSatisfy({ $0 < 0x80 }), String(validating: kv.key, as: UTF8.self) == nil { nonText.append(kv.key) }
         return true
       }
     }
-    return total + total / 16
+    return (total + total / 16, nonText)
   }
 
   /// The mapping's keys as relative paths, in key order, without the rejected ones: keys the
   /// path rules refuse, and keys that are both a file and a directory (also returned as
   /// paths, so that their old files are held).
-  func relativeEntries(_ keySpace: KeySpace) -> ([(String, [UInt8])], [KeyPathError], Set<String>) {
+  func relativeEntries(_ keySpace: KeySpace) -> ([(String, [UInt8])], [KeyPathError], Set<ExactString>) {
     let prefix = KeyPrefix(self.mapping.prefix ?? "")  // its rule: siblings are not walked
     var entries: [(String, [UInt8])] = []
     var rejected: [KeyPathError] = []
-    var keysByPath: [String: [UInt8]] = [:]
+    var keysByPath: [ExactString: [UInt8]] = [:]
     keySpace.forEach(withPrefix: prefix) { kv in
       do throws(KeyPathError) {
         let path = try relativePath(forKey: kv.key, prefix: prefix)
         entries.append((path, kv.value))
-        keysByPath[path] = kv.key
+        keysByPath[ExactString(path)] = kv.key
       } catch {
         rejected.append(error)
       }
@@ -129,7 +138,7 @@ public struct MappingPlanner: Sendable {
     }
     let conflicts = detectFileDirectoryConflicts(entries.map(\.0))
     if !conflicts.isEmpty {
-      entries.removeAll { conflicts.contains($0.0) }
+      entries.removeAll { conflicts.contains(ExactString($0.0)) }
       for path in conflicts.sorted() {
         rejected.append(KeyPathError(.fileDirectoryConflict, key: keysByPath[path] ?? Array(path.utf8)))
       }

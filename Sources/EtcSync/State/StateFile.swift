@@ -102,9 +102,8 @@ public struct StateFile: Sendable {
 
   /// The directory and file name of ``path``.
   private func split() -> (String, String) {
-    guard let slash = path.lastIndex(of: "/") else { return (".", path) }
-    let directory = String(path[..<slash])
-    return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
+    guard let (directory, name) = splitLastSlash(path) else { return (".", path) }
+    return (directory.isEmpty ? "/" : directory, name)
   }
 
   private func removeLeftoverTemporaryFiles() {

@@ -1,4 +1,5 @@
 import Crypto
+import Templates
 
 /// The SHA-256 of a file's bytes, written `sha256:<64 hex digits>` in the state file.
 ///
@@ -69,22 +70,22 @@ public struct MappingState: Hashable, Sendable, Codable {
   public var appliedRevision: Int64
   /// Hashes of the files the agent wrote, by path (relative to the mapping's root for a
   /// tree, the destination path for a single file).
-  public var files: [String: ContentHash]
+  public var files: [ExactString: ContentHash]
   /// Set (and saved) before a batch's files are written, cleared after its reload ran: a
   /// crash in between leaves it set, and the reload runs at the next start.
   public var pendingReload: Bool
   /// Write-back mappings only: what is on disk now at each path as far as the agent knows
   /// (it wrote it, or pushed it), with the mod revision of its key. A file whose bytes differ
   /// from this record is a local edit, also one made while the agent was stopped.
-  public var local: [String: LocalRecord]
+  public var local: [ExactString: LocalRecord]
   /// Write-back mappings only: the records a render is about to make true, saved before it
   /// writes. A file found holding one of them after a crash is the agent's own write, not a
   /// local edit.
-  public var intended: [String: LocalRecord]
+  public var intended: [ExactString: LocalRecord]
 
   /// Creates a mapping state.
-  public init(appliedRevision: Int64 = 0, files: [String: ContentHash] = [:], pendingReload: Bool = false,
-              local: [String: LocalRecord] = [:]) {
+  public init(appliedRevision: Int64 = 0, files: [ExactString: ContentHash] = [:], pendingReload: Bool = false,
+              local: [ExactString: LocalRecord] = [:]) {
     self.appliedRevision = appliedRevision
     self.files = files
     self.pendingReload = pendingReload
@@ -95,17 +96,69 @@ public struct MappingState: Hashable, Sendable, Codable {
   public init(from decoder: any Decoder) throws {
     let container = try decoder.container(keyedBy: CodingKeys.self)
     appliedRevision = try container.decodeIfPresent(Int64.self, forKey: .appliedRevision) ?? 0
-    files = try container.decodeIfPresent([String: ContentHash].self, forKey: .files) ?? [:]
+    files = try container.decodeIfPresent(PathTable<ContentHash>.self, forKey: .files)?.entries ?? [:]
     pendingReload = try container.decodeIfPresent(Bool.self, forKey: .pendingReload) ?? false
-    local = try container.decodeIfPresent([String: LocalRecord].self, forKey: .local) ?? [:]
-    intended = try container.decodeIfPresent([String: LocalRecord].self, forKey: .intended) ?? [:]
+    local = try container.decodeIfPresent(PathTable<LocalRecord>.self, forKey: .local)?.entries ?? [:]
+    intended = try container.decodeIfPresent(PathTable<LocalRecord>.self, forKey: .intended)?.entries ?? [:]
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    try container.encode(appliedRevision, forKey: .appliedRevision)
+    try container.encode(PathTable(files), forKey: .files)
+    try container.encode(pendingReload, forKey: .pendingReload)
+    try container.encode(PathTable(local), forKey: .local)
+    try container.encode(PathTable(intended), forKey: .intended)
+  }
+
+  private enum CodingKeys: String, CodingKey { case appliedRevision, files, pendingReload, local, intended }
+}
+
+/// A path-keyed table as the state file writes it: a list of `[path, value]` pairs in byte
+/// order of the paths. A JSON object cannot carry it: Foundation's JSON coders key objects by
+/// `String`, so two canonically equivalent paths (`\u{E9}`, `e\u{301}`) became one entry.
+/// Version 1's object form is still read.
+struct PathTable<Value: Codable>: Codable {
+  var entries: [ExactString: Value]
+
+  init(_ entries: [ExactString: Value]) {
+    self.entries = entries
+  }
+
+  init(from decoder: any Decoder) throws {
+    if let object = try? decoder.singleValueContainer().decode([String: Value].self) {
+      // Version 1: an object. Its keys were already merged by the decoder; nothing better
+      // can be read from it, and the next save writes pairs.
+      self.entries = Dictionary(object.map { (ExactString($0.key), $0.value) }, uniquingKeysWith: { first, _ in first })
+      return
+    }
+    var list = try decoder.unkeyedContainer()
+    var entries: [ExactString: Value] = [:]
+    while !list.isAtEnd {
+      var pair = try list.nestedUnkeyedContainer()
+      let path = try pair.decode(String.self)
+      let value = try pair.decode(Value.self)
+      guard entries.updateValue(value, forKey: ExactString(path)) == nil else {
+        throw DecodingError.dataCorruptedError(in: pair, debugDescription: "path \"\(escapeBytes(path.utf8))\" is listed twice")
+      }
+    }
+    self.entries = entries
+  }
+
+  func encode(to encoder: any Encoder) throws {
+    var list = encoder.unkeyedContainer()
+    for path in entries.keys.sorted() {
+      var pair = list.nestedUnkeyedContainer()
+      try pair.encode(path.string)
+      try pair.encode(entries[path]!)
+    }
   }
 }
 
 /// The whole state file: a format version and one ``MappingState`` per mapping name.
 public struct SyncState: Hashable, Sendable, Codable {
   /// The format this code writes; a file with a newer version is not trusted.
-  public static let currentVersion = 1
+  public static let currentVersion = 2
 
   /// The format version of the file.
   public var version: Int

@@ -1,6 +1,7 @@
 import EtcSync
 import Foundation
 import Glibc
+import Templates
 import Testing
 
 @Suite("Atomic writer batches")
@@ -14,7 +15,7 @@ struct AtomicWriterBatchTests {
     try Disk.write(dir("root/keep/rejected"), "old")
     try Disk.write(dir("outside/x"), "outside")
     try Disk.symlink(dir("outside"), at: dir("root/evil"))
-    var files: [String: DesiredFile] = [:]
+    var files: [ExactString: DesiredFile] = [:]
     for index in 0..<300 { files["d\(index % 7)/sub/f\(index)"] = Self.file("v\(index)") }
     files["same"] = Self.file("same")
     files["evil/x"] = Self.file("pwned")
@@ -35,7 +36,7 @@ struct AtomicWriterBatchTests {
     #expect(Disk.read(dir("root/keep/rejected")) == "old")
     #expect(Disk.read(dir("outside/x")) == "outside")
     #expect(Disk.temporaryFiles(dir.path).isEmpty)
-    let again = await writer.write(files.filter { !$0.key.hasPrefix("evil") && !$0.key.hasPrefix("keep") })
+    let again = await writer.write(files.filter { !$0.key.string.hasPrefix("evil") && !$0.key.string.hasPrefix("keep") })
     #expect(again.outcomes.values.allSatisfy { $0 == .unchanged } && again.failures.isEmpty)
   }
 }

@@ -1,4 +1,5 @@
 import EtcSync
+import Templates
 import Testing
 
 @Suite("Key to path rules")

@@ -1,6 +1,7 @@
 import EtcSync
 import Foundation
 import Glibc
+import Templates
 import Testing
 
 /// Real file-system failures through mounts: a full tmpfs (ENOSPC), a read-only mount

@@ -1,6 +1,7 @@
 import EtcSync
 import Foundation
 import Glibc
+import Templates
 import Testing
 
 /// Nothing is ever written outside a mapping's root, whatever symlinks are planted under it.
@@ -71,7 +72,7 @@ struct SymlinkSafetyTests {
     try Disk.symlink(dir("outside"), at: dir("root/..data"))
     try Disk.symlink(dir("outside/victim"), at: dir("root/victim"))
     let swap = TreeSwap(root: dir("root"))
-    let files = ["victim": Self.file, "sub/x": Self.file]
+    let files: [ExactString: DesiredFile] = ["victim": Self.file, "sub/x": Self.file]
     let outcome = try await swap.publish(files, revision: 7)
     guard case .published(let name) = outcome else {
       Issue.record("expected a publish, got \(outcome)")

@@ -1,6 +1,7 @@
 import EtcSync
 import Foundation
 import Glibc
+import Templates
 import Testing
 
 @Suite("Start-up cleanup of temp files")

@@ -2,6 +2,7 @@ import EtcSync
 import Foundation
 import Glibc
 import Synchronization
+import Templates
 import Testing
 
 /// A reader running on its own thread while trees are swapped in never sees two revisions
@@ -14,9 +15,9 @@ struct TreeSwapReaderTests {
     path == "big" ? String(repeating: "rev-\(revision)\n", count: 8192) : "rev-\(revision)\n"
   }
 
-  static func tree(_ revision: Int) -> [String: DesiredFile] {
-    var files: [String: DesiredFile] = [:]
-    for path in paths { files[path] = DesiredFile(bytes: Array(content(path, revision: revision).utf8)) }
+  static func tree(_ revision: Int) -> [ExactString: DesiredFile] {
+    var files: [ExactString: DesiredFile] = [:]
+    for path in paths { files[ExactString(path)] = DesiredFile(bytes: Array(content(path, revision: revision).utf8)) }
     if revision % 2 == 1 { files["odd/x"] = DesiredFile(bytes: Array("rev-\(revision)\n".utf8)) }
     return files
   }

@@ -1,6 +1,7 @@
 import EtcSync
 import Foundation
 import Glibc
+import Templates
 import Testing
 
 @Suite("Tree swap")
@@ -9,7 +10,7 @@ struct TreeSwapTests {
     DesiredFile(bytes: Array(text.utf8), attributes: FileAttributes(mode: mode))
   }
 
-  static func tree(_ marker: String) -> [String: DesiredFile] {
+  static func tree(_ marker: String) -> [ExactString: DesiredFile] {
     ["a": file(marker), "b/c": file(marker), "d/e/f": file(marker)]
   }
 
@@ -110,7 +111,7 @@ struct TreeSwapTests {
   func invalidTrees() async throws {
     let dir = TemporaryDirectory()
     let swap = TreeSwap(root: dir.path)
-    for files in [["..data": Self.file("x")], ["a/../b": Self.file("x")], ["a": Self.file("x"), "a/b": Self.file("y")]] {
+    for files: [ExactString: DesiredFile] in [["..data": Self.file("x")], ["a/../b": Self.file("x")], ["a": Self.file("x"), "a/b": Self.file("y")]] {
       let error = await #expect(throws: FileError.self) { try await swap.publish(files, revision: 1) }
       #expect(error?.code == .invalidPath)
     }

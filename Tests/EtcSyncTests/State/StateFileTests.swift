@@ -2,6 +2,7 @@ import EtcSync
 import Foundation
 import Glibc
 import Logging
+import Templates
 import Testing
 
 @Suite("SHA-256")
@@ -78,7 +79,7 @@ struct StateFileTests {
     let inode = Disk.lstat(dir("state.json"))?.st_ino
     var state = Self.sample()
     state[mapping: "big"].files = Dictionary(
-      uniqueKeysWithValues: (0..<2000).map { ("file-\($0)", ContentHash(of: [UInt8(truncatingIfNeeded: $0)])) })
+      uniqueKeysWithValues: (0..<2000).map { (ExactString("file-\($0)"), ContentHash(of: [UInt8(truncatingIfNeeded: $0)])) })
     try file.save(state)
     #expect(Disk.lstat(dir("state.json"))?.st_ino != inode)
     #expect(file.load() == state)
