@@ -22,7 +22,7 @@ struct CheckCommand: AsyncParsableCommand {
         throw ExitCode(2)
       }
     }
-    for warning in configuration.warnings {
+    for warning in configuration.warnings + configuration.writeBackWarnings() {
       FileHandle.standardError.write(Data("etcsync: warning: \(warning)\n".utf8))
     }
     print("configuration OK: \(configuration.mappings.count) mapping(s)")

@@ -99,6 +99,10 @@ mappings:
     writeBack: true
     conflict: etcd-wins     # etcd-wins (default; the local edit is kept as NAME.conflict.REV) or local-wins
     deletes: false          # deleting a local file deletes its key only when true
+    # Bounds on what local files may push (these are the defaults). A scan in which more
+    # than deleteShare of the recorded files vanished at once (and at least deleteFiles) is
+    # taken for an unmount, not an edit: nothing is pushed until they are back.
+    writeBackLimits: {deleteShare: 50%, deleteFiles: 3, keysPerScan: 1000, bytesPerScan: 16MiB, maxKeys: 10000}
 
   # file: one key → one file with the value's raw bytes. `key:` makes it a file mapping.
   - name: motd

@@ -2,7 +2,7 @@ extension Mapping {
   static let keys = [
     "name", "kind", "prefix", "prefixes", "key", "template", "dest", "mode", "owner", "group",
     "dirMode", "createDirs", "check", "reload", "commandTimeout", "wait", "retry", "swap", "format",
-    "writeBack", "conflict", "deletes",
+    "writeBack", "conflict", "deletes", "writeBackLimits",
   ]
 
   /// The kinds each kind-specific key applies to; a key set on another kind is an error.
@@ -10,7 +10,7 @@ extension Mapping {
     "prefix": [.template, .tree, .format], "prefixes": [.template, .tree, .format],
     "key": [.file], "template": [.template], "swap": [.tree], "format": [.format],
     "writeBack": [.tree, .file, .format], "conflict": [.tree, .file, .format],
-    "deletes": [.tree, .file, .format],
+    "deletes": [.tree, .file, .format], "writeBackLimits": [.tree, .file, .format],
   ]
 
   /// Reads one element of `mappings`.
@@ -145,6 +145,7 @@ extension Mapping {
     self.writeBack = try map.bool("writeBack") ?? false
     if let conflict = try map["conflict"]?.oneOf(ConflictPolicy.self) { self.conflict = conflict }
     self.deletes = try map.bool("deletes") ?? false
+    if let node = map["writeBackLimits"] { self.writeBackLimits = try WriteBackLimits(decoding: node) }
     if self.writeBack {
       // A swapped tree is a read-only view (its files live in a hidden directory that the
       // next swap replaces, and an editor saving over a top-level symlink replaces the link):
@@ -167,6 +168,9 @@ extension Mapping {
     }
     if self.deletes {
       throw map.error(at: "deletes", .conflict, "only used with writeBack: true")
+    }
+    if map.has("writeBackLimits") {
+      throw map.error(at: "writeBackLimits", .conflict, "only used with writeBack: true")
     }
   }
 }

@@ -88,6 +88,8 @@ public struct Mapping: Sendable, Equatable {
   public var conflict: ConflictPolicy
   /// Whether deleting a local file deletes its key (write-back only; default false).
   public var deletes: Bool
+  /// Quotas and the mass-deletion guard of write-back (``WriteBackLimits``).
+  public var writeBackLimits: WriteBackLimits
 
   /// A mapping with the defaults for everything not given.
   public init(
@@ -111,7 +113,8 @@ public struct Mapping: Sendable, Equatable {
     format: Format? = nil,
     writeBack: Bool = false,
     conflict: ConflictPolicy = .etcdWins,
-    deletes: Bool = false
+    deletes: Bool = false,
+    writeBackLimits: WriteBackLimits = WriteBackLimits()
   ) {
     self.name = name
     self.kind = kind
@@ -136,6 +139,7 @@ public struct Mapping: Sendable, Equatable {
     self.writeBack = writeBack
     self.conflict = conflict
     self.deletes = deletes
+    self.writeBackLimits = writeBackLimits
   }
 
   /// The single prefix of a `tree` or `format` mapping (the first of a `template`'s).

@@ -75,14 +75,10 @@ public struct AtomicWriter: Sendable {
   public static func forFile(_ path: String, options: Options = Options(), hook: WriteHook? = nil)
     -> (writer: AtomicWriter, name: String)
   {
-    guard let slash = path.lastIndex(of: "/") else {
+    guard let (directory, name) = splitLastSlash(path) else {
       return (AtomicWriter(root: ".", options: options, hook: hook), path)
     }
-    let directory = String(path[..<slash])
-    return (
-      AtomicWriter(root: directory.isEmpty ? "/" : directory, options: options, hook: hook),
-      String(path[path.index(after: slash)...])
-    )
+    return (AtomicWriter(root: directory.isEmpty ? "/" : directory, options: options, hook: hook), name)
   }
 
   /// Writes `file` at `relativePath` unless it is unchanged; `check` (the mapping's check
@@ -150,6 +146,89 @@ public struct AtomicWriter: Sendable {
       }
     }
     return .unreadable("the file kept being replaced while it was read")
+  }
+
+  /// What `lstat` says of a file, enough to tell that it has not changed since (its inode,
+  /// size and times) and who made it (owner, hard links).
+  public struct FileStamp: Sendable, Hashable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    public var links: UInt64
+    public var owner: UInt32
+    public var modified: Int64
+    public var changed: Int64
+
+    init(_ info: stat) {
+      self.device = UInt64(info.st_dev)
+      self.inode = UInt64(info.st_ino)
+      self.size = Int64(info.st_size)
+      self.links = UInt64(info.st_nlink)
+      self.owner = UInt32(info.st_uid)
+      self.modified = Int64(info.st_mtim.tv_sec) &* 1_000_000_000 &+ Int64(info.st_mtim.tv_nsec)
+      self.changed = Int64(info.st_ctim.tv_sec) &* 1_000_000_000 &+ Int64(info.st_ctim.tv_nsec)
+    }
+  }
+
+  /// What ``read(_:limit:)`` found at a path.
+  public enum BoundedRead: Sendable, Equatable {
+    /// No file (nor a missing parent directory) is there.
+    case absent
+    /// The regular file's bytes (at most the limit), and its stamp.
+    case bytes([UInt8], FileStamp)
+    /// A regular file larger than the limit: at most the limit plus one byte was read.
+    case tooLarge(FileStamp)
+    /// Something is there that cannot be read as a regular file, and why (its stamp when
+    /// `lstat` gave one).
+    case unreadable(String, FileStamp?)
+  }
+
+  /// The stamp of whatever stands at `relativePath` (never following a symlink); nil when
+  /// nothing does or it cannot be reached.
+  public func stamp(of relativePath: String) -> FileStamp? {
+    guard let (directory, name) = (try? openExistingParent(of: relativePath)) ?? nil,
+      let info = lstatAt(directory.directory, name)
+    else { return nil }
+    return FileStamp(info)
+  }
+
+  /// Like ``read(_:)``, but never reads more than `limit` bytes plus one: a file whose size
+  /// (checked first) or content is larger is ``BoundedRead/tooLarge(_:)``. A sparse or huge
+  /// file costs no memory and no read.
+  public func read(_ relativePath: String, limit: Int) -> BoundedRead {
+    for _ in 0..<3 {
+      let parent: (RootedDirectory, String)?
+      do { parent = try openExistingParent(of: relativePath) } catch { return .unreadable("\(error)", nil) }
+      guard let (directory, name) = parent else { return .absent }
+      guard let info = lstatAt(directory.directory, name) else {
+        let code = currentErrno()
+        return code == ENOENT ? .absent : .unreadable(FileError.errnoText(code), nil)
+      }
+      guard FileKind(mode: info.st_mode) == .regular else { return .unreadable("not a regular file", FileStamp(info)) }
+      if Int64(info.st_size) > Int64(limit) { return .tooLarge(FileStamp(info)) }
+      switch openRegularFile(name, in: directory.directory, info: info) {
+      case .replaced: continue  // replaced between lstat and open: look again
+      case .failed(let code): return .unreadable("cannot read: \(FileError.errnoText(code))", FileStamp(info))
+      case .opened(let file, let now):
+        if Int64(now.st_size) > Int64(limit) { return .tooLarge(FileStamp(now)) }
+        var bytes = [UInt8](repeating: 0, count: min(limit, Int(now.st_size)) + 1)
+        var count = 0
+        while count < bytes.count {
+          let got = bytes.withUnsafeMutableBytes { buffer in
+            retryingEINTR { Glibc.read(file.raw, buffer.baseAddress! + count, buffer.count - count) }
+          }
+          if got < 0 { return .unreadable("cannot read: \(FileError.errnoText(currentErrno()))", FileStamp(now)) }
+          if got == 0 { break }
+          count += got
+          // Grown since fstat: one more byte than the limit is enough to refuse it.
+          if count == bytes.count, count <= limit { bytes.append(contentsOf: [UInt8](repeating: 0, count: min(64 * 1024, limit + 1 - count))) }
+        }
+        if count > limit { return .tooLarge(FileStamp(now)) }
+        bytes.removeSubrange(count...)
+        return .bytes(bytes, FileStamp(now))
+      }
+    }
+    return .unreadable("the file kept being replaced while it was read", nil)
   }
 
   /// The current bytes of the regular file at `relativePath`, or nil when there is none.

@@ -1,6 +1,6 @@
 import EtcdClient
 import Foundation
-import Yams
+import Templates
 
 #if canImport(Glibc)
 import Glibc
@@ -10,19 +10,38 @@ import Glibc
 struct LocalChange: Sendable, Hashable {
   /// The record's path: relative to a tree's root, `.` for a `file` mapping, the key relative
   /// to the prefix for a `format` mapping.
-  var path: String
+  var path: ExactString
   /// The etcd key.
   var key: [UInt8]
   /// The new value, or nil when the file (or the document's entry) was deleted.
   var value: [UInt8]?
   /// The mod revision the local copy was based on; 0 when the key did not exist.
   var base: Int64
+  /// What `lstat` said of the file read (the document, for a `format` entry): a refusal is
+  /// remembered by it, so the file is not read again until it changes.
+  var stamp: AtomicWriter.FileStamp? = nil
 }
 
 /// A local file that could not be pushed, and why (unreadable, not a flat document).
 struct LocalProblem: Sendable, Hashable {
-  var path: String
+  /// The record path; empty for the watched directory itself.
+  var path: ExactString
   var message: String
+  /// What stood at the path when it was refused (nil: nothing could be stat'ed).
+  var stamp: AtomicWriter.FileStamp? = nil
+}
+
+/// The device and inode of a write-back mapping's watched directory: recorded when the agent
+/// starts, compared before every scan and every write. Another identity means the directory
+/// was unmounted, replaced or removed: its files are not the ones the record describes.
+struct DirectoryIdentity: Sendable, Hashable, CustomStringConvertible {
+  var device: UInt64
+  var inode: UInt64
+
+  var description: String { "device \(major(self.device)):\(minor(self.device)) inode \(self.inode)" }
+
+  private func major(_ device: UInt64) -> UInt64 { ((device >> 32) & 0xFFFF_F000) | ((device >> 8) & 0xFFF) }
+  private func minor(_ device: UInt64) -> UInt64 { ((device >> 12) & 0xFFFF_FF00) | (device & 0xFF) }
 }
 
 /// Finds the local edits of one write-back mapping: a file whose bytes differ from what the
@@ -30,9 +49,25 @@ struct LocalProblem: Sendable, Hashable {
 /// That is also what keeps the agent's own writes from echoing back: they match the record.
 struct LocalScanner: Sendable {
   let mapping: Mapping
+  /// Who may own a file that is pushed (root always may); nil: the agent's own user.
+  let owner: uid_t?
 
-  init(mapping: Mapping) {
+  init(mapping: Mapping, owner: uid_t? = nil) {
     self.mapping = mapping
+    self.owner = owner
+  }
+
+  /// The most bytes read of a tree's file or a `file` mapping's file: etcd's request limit
+  /// (``Agent/writeBackLimit``). A larger file is refused from its size alone.
+  static let fileLimit = 1_572_864 - 512
+  /// The most bytes read of a `format` document (its entries are each bounded by etcd).
+  static let documentLimit = 64 << 20
+
+  /// The watched directory's device and inode; nil when it is missing or not a directory.
+  func destinationIdentity() -> DirectoryIdentity? {
+    var info = stat()
+    guard lstat(self.watchedDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return nil }
+    return DirectoryIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
   }
 
   /// The directory inotify watches: the tree's root, or the file's directory.
@@ -45,10 +80,10 @@ struct LocalScanner: Sendable {
   var fileName: String { AtomicWriter.forFile(self.mapping.dest).name }
 
   /// The record paths a change reported by the watcher concerns (nil: not this mapping's).
-  func recordPath(forChanged path: String) -> String? {
+  func recordPath(forChanged path: String) -> ExactString? {
     switch self.mapping.kind {
-    case .tree: return path
-    default: return path == self.fileName ? "." : nil
+    case .tree: return ExactString(path)
+    default: return path.bytesEqual(self.fileName) ? MappingRunner.wholeFile : nil
     }
   }
 
@@ -65,13 +100,23 @@ struct LocalScanner: Sendable {
   /// swap files, our own conflict copies and temp files. A path already in the record is
   /// never ignored.
   static func isIgnored(_ path: String) -> Bool {
-    let segments = path.split(separator: "/")
-    if segments.contains(where: { $0.hasPrefix(".") }) { return true }
-    let name = segments.last.map(String.init) ?? path
+    let segments = pathSegments(path)
+    if segments.contains(where: { $0.utf8.first == UInt8(ascii: ".") }) { return true }
+    let name = segments.last ?? path
     if name.hasPrefix("#") || name.hasSuffix("~") || name == "4913" { return true }
     if name.hasSuffix(".swp") || name.hasSuffix(".swx") || name.hasSuffix(".tmp") { return true }
+    // sed -i's temp file (`sed` and six letters or digits), JetBrains' safe-write copies.
+    if isSedTemporary(name) || name.hasSuffix("___jb_tmp___") || name.hasSuffix("___jb_old___") { return true }
     if isConflictCopy(name) { return true }
     return pathProblem(path) != nil
+  }
+
+  /// `sedXXXXXX`: GNU sed -i writes its output to `sed` and six random letters or digits
+  /// beside the file, then renames it over the file.
+  static func isSedTemporary(_ name: String) -> Bool {
+    let bytes = Array(name.utf8)
+    guard bytes.count == 9, bytes.starts(with: Array("sed".utf8)) else { return false }
+    return bytes[3...].allSatisfy { (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) }
   }
 
   /// `NAME.conflict.REV` (or `NAME.conflict.REV.N` when that exists), as the agent names a
@@ -82,21 +127,25 @@ struct LocalScanner: Sendable {
     return !digits.isEmpty && digits.first != "." && digits.allSatisfy { $0.isASCII && ($0.isNumber || $0 == ".") }
   }
 
-  /// The local changes among `candidates` (every path when nil): files that differ from the
-  /// record, new files (trees), and files the record has that are gone.
-  /// What a scan found.
+  /// What a scan found: files that differ from the record, new files (trees), and files the
+  /// record has that are gone.
   struct ScanResult: Sendable {
     var changes: [LocalChange] = []
     var problems: [LocalProblem] = []
+    /// Files larger than etcd takes (their size in the message), refused from their size.
+    var tooLarge: [LocalProblem] = []
     /// Files holding what the agent meant to write before a crash cut its record short:
     /// theirs, not edits; the record is brought up to them.
-    var promoted: [String: LocalRecord] = [:]
+    var promoted: [ExactString: LocalRecord] = [:]
   }
 
   /// The local changes among `candidates` (every path when nil); `intended` are the records
   /// of a render that may have been cut short (see ``MappingState/intended``).
-  func scan(_ candidates: Set<String>?, record: [String: LocalRecord], intended: [String: LocalRecord]) -> ScanResult {
-    var result = self.scanPaths(candidates, record: record)
+  /// `refused` are files kept because they could not be pushed, by what `lstat` said of them
+  /// then: such a file is not read again until it changes.
+  func scan(_ candidates: Set<ExactString>?, record: [ExactString: LocalRecord], intended: [ExactString: LocalRecord],
+            refused: [ExactString: AtomicWriter.FileStamp?] = [:]) -> ScanResult {
+    var result = self.scanPaths(candidates, record: record, refused: refused)
     result.changes.removeAll { change in
       guard let planned = intended[change.path], change.value.map({ ContentHash(of: $0) }) == planned.hash else { return false }
       result.promoted[change.path] = planned
@@ -105,7 +154,8 @@ struct LocalScanner: Sendable {
     return result
   }
 
-  private func scanPaths(_ candidates: Set<String>?, record: [String: LocalRecord]) -> ScanResult {
+  private func scanPaths(_ candidates: Set<ExactString>?, record: [ExactString: LocalRecord],
+                         refused: [ExactString: AtomicWriter.FileStamp?]) -> ScanResult {
     // A missing (or unmounted, or replaced) directory is no reason to delete every key.
     var info = stat()
     guard lstat(self.watchedDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
@@ -113,126 +163,113 @@ struct LocalScanner: Sendable {
     }
     switch self.mapping.kind {
     case .template: return ScanResult()
-    case .format: return self.scanDocument(record: record)
+    case .format: return self.scanDocument(record: record, refused: refused)
     case .file:
-      if let candidates, !candidates.contains(".") { return ScanResult() }
-      return self.scanFiles(["."], record: record)
+      if let candidates, !candidates.contains(MappingRunner.wholeFile) { return ScanResult() }
+      return self.scanFiles([MappingRunner.wholeFile], record: record, refused: refused)
     case .tree:
-      var paths = candidates ?? Set(record.keys).union(self.listTree())
+      var paths = candidates ?? Set(record.keys).union(self.listTree().map { ExactString($0) })
       // A removed directory is reported as one path: every recorded file under it is a candidate.
       if let candidates {
         for path in candidates {
-          let directory = path + "/"
-          for recorded in record.keys where recorded.hasPrefix(directory) { paths.insert(recorded) }
+          let directory = Array(path.utf8) + [UInt8(ascii: "/")]
+          for recorded in record.keys where recorded.utf8.starts(with: directory) { paths.insert(recorded) }
         }
       }
-      return self.scanFiles(paths.sorted(), record: record)
+      return self.scanFiles(paths.sorted(), record: record, refused: refused)
     }
   }
 
-  private func scanFiles(_ paths: [String], record: [String: LocalRecord]) -> ScanResult {
-    var changes: [LocalChange] = []
-    var problems: [LocalProblem] = []
+  private func scanFiles(_ paths: [ExactString], record: [ExactString: LocalRecord],
+                         refused: [ExactString: AtomicWriter.FileStamp?]) -> ScanResult {
+    var result = ScanResult()
     for path in paths {
       let known = record[path]
-      if known == nil, self.mapping.kind == .tree, Self.isIgnored(path) { continue }
+      if known == nil, self.mapping.kind == .tree, Self.isIgnored(path.string) { continue }
+      // Refused and unchanged since: not read again.
+      if let stamp = refused[path], stamp == self.stamp(path.string) { continue }
       let bytes: [UInt8]?
-      switch self.readLocal(path) {
-      case .absent: bytes = nil
-      case .bytes(let read): bytes = read
-      case .unreadable(let why):
+      let stamp: AtomicWriter.FileStamp?
+      switch self.readLocal(path.string, limit: Self.fileLimit) {
+      case .absent: (bytes, stamp) = (nil, nil)
+      case .bytes(let read, let info): (bytes, stamp) = (read, info)
+      case .tooLarge(let info):
+        result.tooLarge.append(LocalProblem(path: path, message: "\(info.size) bytes", stamp: info))
+        continue
+      case .unreadable(let why, let info):
         // Never taken for a delete: only a file that is really gone deletes its key.
-        problems.append(LocalProblem(path: path, message: why))
+        result.problems.append(LocalProblem(path: path, message: why, stamp: info))
         continue
       }
-      guard let bytes else {
+      guard let bytes, let stamp else {
         // Gone: a delete of a key the agent wrote (a new file that vanished is nothing).
-        if let known { changes.append(LocalChange(path: path, key: self.key(for: path), value: nil, base: known.revision)) }
+        if let known { result.changes.append(LocalChange(path: path, key: self.key(for: path.string), value: nil, base: known.revision)) }
         continue
       }
       if let known, known.hash == ContentHash(of: bytes) { continue }
-      changes.append(LocalChange(path: path, key: self.key(for: path), value: bytes, base: known?.revision ?? 0))
+      if let problem = self.ownershipProblem(stamp) {
+        result.problems.append(LocalProblem(path: path, message: problem, stamp: stamp))
+        continue
+      }
+      result.changes.append(LocalChange(path: path, key: self.key(for: path.string), value: bytes, base: known?.revision ?? 0, stamp: stamp))
     }
-    return ScanResult(changes: changes, problems: problems)
+    return result
+  }
+
+  /// Why a changed file may not be pushed with the agent's credentials: a hard link (its
+  /// bytes may be another file's, linked in by someone who cannot read that file through
+  /// etcd otherwise), or a file owned by someone other than the mapping's owner (the agent's
+  /// user unless `owner` is set) or root.
+  func ownershipProblem(_ stamp: AtomicWriter.FileStamp) -> String? {
+    if stamp.links > 1 {
+      return "the file has \(stamp.links) hard links; a hard-linked file is not pushed (copy it instead)"
+    }
+    let expected = UInt32(self.owner ?? geteuid())
+    if stamp.owner != expected && stamp.owner != 0 {
+      return "the file belongs to uid \(stamp.owner), not to uid \(expected) (the mapping's owner) or root; it is not pushed"
+    }
+    return nil
+  }
+
+  /// What `lstat` says of a record path now (nil: nothing there).
+  func stamp(_ path: String) -> AtomicWriter.FileStamp? {
+    if self.mapping.kind == .tree { return AtomicWriter(root: self.mapping.dest).stamp(of: path) }
+    let (writer, name) = AtomicWriter.forFile(self.mapping.dest)
+    return writer.stamp(of: name)
   }
 
   /// A flat JSON or YAML document, compared entry by entry with the record.
-  private func scanDocument(record: [String: LocalRecord]) -> ScanResult {
+  private func scanDocument(record: [ExactString: LocalRecord], refused: [ExactString: AtomicWriter.FileStamp?]) -> ScanResult {
+    let whole = MappingRunner.wholeFile
+    if let stamp = refused[whole], stamp == self.stamp(whole.string) { return ScanResult() }
     let bytes: [UInt8]
-    switch self.readLocal(".") {
+    let stamp: AtomicWriter.FileStamp
+    switch self.readLocal(whole.string, limit: Self.documentLimit) {
     case .absent: return ScanResult()  // a deleted document is restored, not pushed
-    case .unreadable(let why): return ScanResult(problems: [LocalProblem(path: ".", message: why)])
-    case .bytes(let read): bytes = read
+    case .unreadable(let why, let info): return ScanResult(problems: [LocalProblem(path: whole, message: why, stamp: info)])
+    case .tooLarge(let info): return ScanResult(tooLarge: [LocalProblem(path: whole, message: "\(info.size) bytes", stamp: info)])
+    case .bytes(let read, let info): (bytes, stamp) = (read, info)
     }
-    if record["."]?.hash == ContentHash(of: bytes) { return ScanResult() }
-    let entries: [String: [UInt8]]
+    if record[whole]?.hash == ContentHash(of: bytes) { return ScanResult() }
+    if let problem = self.ownershipProblem(stamp) { return ScanResult(problems: [LocalProblem(path: whole, message: problem, stamp: stamp)]) }
+    let entries: [ExactString: [UInt8]]
     do {
-      entries = try Self.parseFlatDocument(bytes, format: self.mapping.format ?? .json)
+      entries = try FlatDocument.parse(bytes, format: self.mapping.format ?? .json)
     } catch {
-      return ScanResult(problems: [LocalProblem(path: ".", message: error.message)])
+      return ScanResult(problems: [LocalProblem(path: whole, message: error.message, stamp: stamp)])
     }
     var changes: [LocalChange] = []
-    for path in Set(entries.keys).union(record.keys.filter { $0 != "." }).sorted() {
+    for path in Set(entries.keys).union(record.keys.filter { $0 != MappingRunner.wholeFile }).sorted() {
       let known = record[path]
       let value = entries[path]
       if let value, let known, known.hash == ContentHash(of: value) { continue }
       if value == nil, known == nil { continue }
-      if let problem = pathProblem(path) {
-        return ScanResult(problems: [LocalProblem(path: ".", message: "the entry \"\(path)\" cannot be a key: \(KeyPathError(problem, key: Array(path.utf8)).reason)")])
+      if let problem = pathProblem(path.string) {
+        return ScanResult(problems: [LocalProblem(path: whole, message: "the entry \"\(escapeBytes(path.utf8))\" cannot be a key: \(KeyPathError(problem, key: Array(path.utf8)).reason)", stamp: stamp)])
       }
-      changes.append(LocalChange(path: path, key: self.key(for: path), value: value, base: known?.revision ?? 0))
+      changes.append(LocalChange(path: path, key: self.key(for: path.string), value: value, base: known?.revision ?? 0, stamp: stamp))
     }
     return ScanResult(changes: changes)
-  }
-
-  /// The entries of a JSON object or YAML mapping of strings, nested objects giving `a/b`
-  /// keys as the renderer nests them. Numbers, booleans, nulls and lists are refused (the
-  /// renderer writes every value as a string; guessing their text would change values).
-  static func parseFlatDocument(_ bytes: [UInt8], format: Mapping.Format) throws(AgentError) -> [String: [UInt8]] {
-    var entries: [String: [UInt8]] = [:]
-    switch format {
-    case .json:
-      let object: Any
-      do { object = try JSONSerialization.jsonObject(with: Data(bytes)) } catch {
-        throw AgentError(.plan, "not valid JSON: \(error.localizedDescription)")
-      }
-      guard let dictionary = object as? [String: Any] else { throw AgentError(.plan, "the JSON document is not an object") }
-      func walk(_ dictionary: [String: Any], _ prefix: String) throws(AgentError) {
-        for (key, value) in dictionary {
-          let name = prefix + key
-          if let text = value as? String {
-            entries[name] = Array(text.utf8)
-          } else if let nested = value as? [String: Any] {
-            try walk(nested, name + "/")
-          } else {
-            throw AgentError(.plan, "\"\(name)\" is not a string (write it in quotes): only strings are written back")
-          }
-        }
-      }
-      try walk(dictionary, "")
-    case .yaml:
-      guard let text = String(validating: bytes, as: UTF8.self) else { throw AgentError(.plan, "the YAML document is not UTF-8") }
-      let node: Node?
-      do { node = try Yams.compose(yaml: text) } catch { throw AgentError(.plan, "not valid YAML: \(error)") }
-      guard let node else { return [:] }
-      guard let mapping = node.mapping else { throw AgentError(.plan, "the YAML document is not a mapping") }
-      func walk(_ mapping: Node.Mapping, _ prefix: String) throws(AgentError) {
-        for (key, value) in mapping {
-          guard let name = key.string.map({ prefix + $0 }) else { throw AgentError(.plan, "a YAML key is not a string") }
-          if let scalar = value.scalar {
-            entries[name] = Array(scalar.string.utf8)
-          } else if let nested = value.mapping {
-            try walk(nested, name + "/")
-          } else {
-            throw AgentError(.plan, "\"\(name)\" is a list: only strings are written back")
-          }
-        }
-      }
-      try walk(mapping, "")
-    default:
-      throw AgentError(.configuration, "write-back of \(format.rawValue) documents is not supported")
-    }
-    return entries
   }
 
   /// Reads a record path without following any symlink (see ``AtomicWriter/read(_:)``):
@@ -241,6 +278,13 @@ struct LocalScanner: Sendable {
     if self.mapping.kind == .tree { return AtomicWriter(root: self.mapping.dest).read(path) }
     let (writer, name) = AtomicWriter.forFile(self.mapping.dest)
     return writer.read(name)
+  }
+
+  /// ``readLocal(_:)`` reading at most `limit` bytes plus one (see ``AtomicWriter/read(_:limit:)``).
+  func readLocal(_ path: String, limit: Int) -> AtomicWriter.BoundedRead {
+    if self.mapping.kind == .tree { return AtomicWriter(root: self.mapping.dest).read(path, limit: limit) }
+    let (writer, name) = AtomicWriter.forFile(self.mapping.dest)
+    return writer.read(name, limit: limit)
   }
 
   /// Every regular file under the tree's root, relative to it; symlinks are not followed.

@@ -1,0 +1,143 @@
+import EtcdClient
+import Logging
+import Templates
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The guards of write-back: a destination that is no longer the directory the agent started
+/// with, a mass disappearance of files, and the quotas of ``WriteBackLimits``.
+extension Agent {
+  /// Compares the watched directory's device and inode with those recorded the first time
+  /// this agent looked (recording them then). False while they differ: the mapping is then
+  /// stopped (``WriteBackFault``), reported once, and resumes by itself when the same
+  /// directory is back (a remount of the same file system); a restart or SIGHUP accepts a
+  /// new one.
+  func checkDestination(_ runner: MappingRunner) -> Bool {
+    let name = runner.mapping.name
+    let scanner = LocalScanner(mapping: runner.mapping)
+    let current = scanner.destinationIdentity()
+    var work = self.local[name] ?? LocalWork()
+    defer { self.local[name] = work }
+    guard let recorded = work.identity else {
+      // A destination that does not exist yet is recorded once the first render made it.
+      work.identity = current
+      return true
+    }
+    if current == recorded {
+      if work.fault?.code == .destinationReplaced {
+        work.fault = nil
+        self.logger.notice("write-back destination is back; the mapping resumes", metadata: [
+          "mapping.name": "\(name)", "file.path": "\(scanner.watchedDirectory)", "directory.identity": "\(recorded)",
+        ])
+        // Everything is compared again before the next render.
+        work.pending = nil
+        self.markDirty([name])
+      }
+      return true
+    }
+    let now = current.map(\.description) ?? "missing"
+    let message = "\(scanner.watchedDirectory) is not the directory this agent started with (\(recorded), now \(now)): unmounted, replaced or removed; nothing is pushed from it or written into it until it is back, or until etcsync is restarted (or reloaded with SIGHUP) to accept it"
+    if work.fault?.code != .destinationReplaced || work.fault?.message != message {
+      self.logger.error("write-back destination replaced; the mapping is stopped, its files are untouched", metadata: [
+        "mapping.name": "\(name)", "file.path": "\(scanner.watchedDirectory)",
+        "directory.identity": "\(recorded)", "directory.now": "\(now)",
+      ])
+      self.metrics.writeBack(name, "refused")
+      // Rendered (that is, reported as failing) at once, not at the next etcd change.
+      self.markDirty([name])
+    }
+    work.fault = WriteBackFault(code: .destinationReplaced, message: message)
+    return false
+  }
+
+  /// The failed result of a write-back mapping that is stopped, without writing anything;
+  /// nil when it may be written. Called right before every render.
+  func writeBackStop(_ runner: MappingRunner, revision: Int64) -> MappingResult? {
+    guard runner.mapping.writeBack else { return nil }
+    _ = self.checkDestination(runner)
+    guard let fault = self.local[runner.mapping.name]?.fault else { return nil }
+    var result = MappingResult(mapping: runner.mapping.name, revision: revision)
+    result.error = fault.message
+    result.failure = fault.code
+    // Looked at again with the retry backoff: a remount, restored files.
+    result.retryable = true
+    return result
+  }
+
+  /// A fault when a scan found more of the recorded files (or a document's entries) gone
+  /// than ``WriteBackLimits`` allows. Files whose keys are gone from etcd too do not count:
+  /// deleting the keys in etcd is how an operator confirms a mass deletion. Before the first
+  /// snapshot (the push at start) every vanished file counts.
+  func massDeletion(_ runner: MappingRunner, _ scanner: LocalScanner, _ scan: LocalScanner.ScanResult,
+                    record: [ExactString: LocalRecord]) -> WriteBackFault? {
+    guard scan.changes.contains(where: { $0.value == nil }) else { return nil }
+    let recorded = record.keys.filter { $0 != MappingRunner.wholeFile }
+    var vanished = 0
+    let known = { (key: [UInt8]) -> Bool in self.keySpace.revision == 0 || self.keySpace[key] != nil }
+    if runner.mapping.kind == .tree {
+      // Every recorded file, not only the ones inotify reported so far: `rm -r` and an
+      // unmount arrive as many events.
+      for path in recorded where scanner.stamp(path.string) == nil && known(scanner.key(for: path.string)) {
+        vanished += 1
+      }
+    } else {
+      vanished = scan.changes.filter { $0.value == nil && known($0.key) }.count
+    }
+    let limits = runner.mapping.writeBackLimits
+    guard limits.isMassDeletion(vanished: vanished, recorded: recorded.count) else { return nil }
+    let share = Int((limits.deleteShare * 100).rounded())
+    return WriteBackFault(
+      code: .massDeletion,
+      message: "\(vanished) of \(recorded.count) recorded \(runner.mapping.kind == .format ? "entries" : "files") vanished at once (more than writeBackLimits.deleteShare \(share)% and at least deleteFiles \(limits.deleteFiles)): taken for a fault (an unmount?), not an edit; no delete is pushed and nothing is written until they are back. To delete them, delete the keys in etcd, or raise writeBackLimits.deleteShare")
+  }
+
+  /// Refuses what goes beyond the mapping's quotas: a scan with more keys or bytes than
+  /// `keysPerScan` and `bytesPerScan` pushes nothing, and new keys that would make the prefix
+  /// hold more than `maxKeys` are not created. Refused files are kept (renders leave them
+  /// alone) and looked at again when they change.
+  func applyQuotas(_ runner: MappingRunner, _ scanner: LocalScanner, _ ready: inout [LocalChange], _ work: inout LocalWork) async {
+    guard !ready.isEmpty else { return }
+    let name = runner.mapping.name
+    let limits = runner.mapping.writeBackLimits
+    let bytes = ready.reduce(0) { $0 + ($1.value?.count ?? 0) }
+    if ready.count > limits.keysPerScan || bytes > limits.bytesPerScan {
+      self.logger.error("local edits exceed the write-back limits; nothing of this scan is pushed, the local files are kept", metadata: [
+        "mapping.name": "\(name)", "files": "\(ready.count)", "bytes": "\(bytes)",
+        "limit.keysPerScan": "\(limits.keysPerScan)", "limit.bytesPerScan": "\(limits.bytesPerScan)",
+      ])
+      self.refuse(ready, in: scanner, &work)
+      self.metrics.writeBack(name, "refused", count: ready.count)
+      ready = []
+      return
+    }
+    // New files: their push requires that the key does not exist.
+    let created = ready.filter { $0.value != nil && $0.base == 0 }
+    guard !created.isEmpty else { return }
+    var existing = 0
+    if self.keySpace.revision == 0 {
+      // The push at start comes before the first snapshot: etcd counts.
+      let range = KeyRange.prefix(scanner.key(for: ""))
+      existing = Int((try? await self.client.get(range, options: GetOptions(countOnly: true)).count) ?? 0)
+    } else {
+      self.keySpace.forEach(withPrefix: scanner.key(for: "")) { _ in
+        existing += 1
+        return existing <= limits.maxKeys
+      }
+    }
+    guard existing + created.count > limits.maxKeys else { return }
+    self.logger.error("new local files would exceed writeBackLimits.maxKeys; they are not pushed, the local files are kept", metadata: [
+      "mapping.name": "\(name)", "files": "\(created.count)", "etcd.keys": "\(existing)", "limit.maxKeys": "\(limits.maxKeys)",
+    ])
+    self.refuse(created, in: scanner, &work)
+    self.metrics.writeBack(name, "refused", count: created.count)
+    let refused = Set(created.map(\.path))
+    ready.removeAll { refused.contains($0.path) }
+  }
+
+  private func refuse(_ changes: [LocalChange], in scanner: LocalScanner, _ work: inout LocalWork) {
+    for change in changes { work.refused[change.path] = .some(change.stamp ?? scanner.stamp(change.path.string)) }
+    self.writeBackStats.refused += changes.count
+  }
+}

@@ -1,0 +1,165 @@
+import EtcSync
+import EtcdClient
+import EtcdTestSupport
+import Foundation
+import Glibc
+import Logging
+import Testing
+
+/// What a local user can put in a write-back destination, against a real etcd: documents
+/// whose keys must keep their bytes, YAML that is not plain strings, editor leftovers,
+/// hard links, other users' files, and more than the quotas allow. Edits are made while the
+/// agent is stopped and found by the full scan at its next start, so every case is one scan.
+@Suite("Agent: write-back input")
+struct WriteBackInputTests {
+  static func document(_ h: AgentHarness, _ format: Mapping.Format) -> Mapping {
+    Mapping(name: "doc", kind: .format, prefixes: ["/doc/"], dest: h.dir("doc." + format.rawValue), format: format, writeBack: true)
+  }
+
+  static func tree(_ h: AgentHarness, limits: WriteBackLimits = WriteBackLimits()) -> Mapping {
+    Mapping(name: "tree", kind: .tree, prefixes: ["/wb/"], dest: h.dir("tree"), writeBack: true, writeBackLimits: limits)
+  }
+
+  /// Syncs `mapping` once, lets `edit` change its files, and syncs again with a new agent.
+  static func editWhileStopped(_ h: AgentHarness, _ mapping: Mapping, _ edit: () throws -> Void) async throws -> Agent {
+    _ = try await h.agent(h.configuration([mapping])).sync()
+    try edit()
+    let again = try h.agent(h.configuration([mapping]))
+    _ = try await again.sync()
+    return again
+  }
+
+  static func keys(_ h: AgentHarness, _ prefix: String) async throws -> [[UInt8]] {
+    try await h.client.get(.prefix(prefix)).kvs.map(\.key)
+  }
+
+  static func value(_ h: AgentHarness, _ key: [UInt8]) async throws -> String? {
+    try await h.client.get(KeyRange(key: key)).kvs.first.map { String(decoding: $0.value, as: UTF8.self) }
+  }
+
+  static func refusal(_ h: AgentHarness) -> String {
+    h.logs.metadata(of: "local file not pushed").last?["error"] ?? "-"
+  }
+
+  static func writeBytes(_ path: String, _ bytes: [UInt8]) throws {
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+  }
+
+  @Test("JSON keys keep their bytes: canonically-equal twins are two keys")
+  func jsonTwins() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/doc/x", "0")
+    let mapping = Self.document(h, .json)
+    let precomposed: [UInt8] = [0xC3, 0xA9]
+    let decomposed: [UInt8] = [0x65, 0xCC, 0x81]
+    _ = try await Self.editWhileStopped(h, mapping) {
+      let document = Bytes.utf8("{\"x\": \"0\", \"") + precomposed + Bytes.utf8("\": \"one\", \"") + decomposed + Bytes.utf8("\": \"two\"}")
+      try Self.writeBytes(h.dir("doc.json"), document)
+    }
+    #expect(try await Self.value(h, Bytes.utf8("/doc/") + precomposed) == "one")
+    #expect(try await Self.value(h, Bytes.utf8("/doc/") + decomposed) == "two")
+  }
+
+  @Test("a key that appears twice (directly or through nesting) is refused; nothing is pushed", arguments: [
+    (Mapping.Format.json, #"{"x": "1", "x": "2"}"#),
+    (Mapping.Format.json, #"{"a/b": "1", "a": {"b": "2"}}"#),
+    (Mapping.Format.yaml, "x: \"1\"\nx: \"2\"\n"),
+  ])
+  func duplicateKeys(format: Mapping.Format, text: String) async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/doc/x", "0")
+    _ = try await Self.editWhileStopped(h, Self.document(h, format)) { try Disk.write(h.dir("doc." + format.rawValue), text) }
+    // Yams refuses a repeated YAML key itself ("duplicated key"); ours says "appears twice".
+    #expect(Self.refusal(h).contains("appears twice") || Self.refusal(h).contains("duplicated key"), "\(Self.refusal(h))")
+    #expect(try await Self.keys(h, "/doc/").count == 1)
+    #expect(try await Self.value(h, Bytes.utf8("/doc/x")) == "0")
+  }
+
+  @Test("YAML that is not plain strings is refused: null, numbers, booleans, merge keys, anchors, aliases", arguments: [
+    ("x: ~\n", "not a string"),
+    ("x: 12\n", "not a string"),
+    ("x: true\n", "not a string"),
+    ("x: y\n", "not a string"),
+    ("base: &b {k: \"v\"}\nx:\n  <<: *b\n", "anchors"),
+    ("x:\n  <<: {k: \"v\"}\n", "merge keys"),
+    ("a: &a {k: \"x\"}\nb: &b {p: *a, q: *a, r: *a, s: *a}\nc: &c {p: *b, q: *b, r: *b, s: *b}\nd: {p: *c, q: *c, r: *c, s: *c}\n", "anchors"),
+  ])
+  func yamlNonStrings(text: String, reason: String) async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/doc/x", "0")
+    _ = try await Self.editWhileStopped(h, Self.document(h, .yaml)) { try Disk.write(h.dir("doc.yaml"), text) }
+    #expect(Self.refusal(h).contains(reason), "\(Self.refusal(h))")
+    #expect(try await Self.keys(h, "/doc/") == [Bytes.utf8("/doc/x")])
+    #expect(try await Self.value(h, Bytes.utf8("/doc/x")) == "0")
+  }
+
+  @Test("quoted YAML strings that look like other types are pushed as written")
+  func yamlQuotedStrings() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/doc/x", "0")
+    _ = try await Self.editWhileStopped(h, Self.document(h, .yaml)) {
+      try Disk.write(h.dir("doc.yaml"), "x: \"~\"\n\"12\": '12'\nn: \"y\"\n")
+    }
+    #expect(try await Self.value(h, Bytes.utf8("/doc/x")) == "~")
+    #expect(try await Self.value(h, Bytes.utf8("/doc/12")) == "12")
+    #expect(try await Self.value(h, Bytes.utf8("/doc/n")) == "y")
+  }
+
+  @Test("editor leftovers found by a full scan are not pushed")
+  func editorLeftovers() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/wb/f", "1")
+    _ = try await Self.editWhileStopped(h, Self.tree(h)) {
+      for name in ["sedAb12Cd", "f___jb_tmp___", "f___jb_old___", ".#f", "#f#", "f~", "real"] {
+        try Disk.write(h.dir("tree/" + name), "leftover")
+      }
+    }
+    #expect(try await Self.keys(h, "/wb/") == [Bytes.utf8("/wb/f"), Bytes.utf8("/wb/real")])
+  }
+
+  @Test("hard links and other users' files are refused and kept")
+  func linksAndOwners() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/wb/f", "1")
+    let agent = try await Self.editWhileStopped(h, Self.tree(h)) {
+      try Disk.write(h.dir("secret"), "not for etcd")
+      #expect(link(h.dir("secret"), h.dir("tree/linked")) == 0)
+      try Disk.write(h.dir("tree/foreign"), "from another user")
+      #expect(chown(h.dir("tree/foreign"), 12345, 12345) == 0)
+      try Disk.write(h.dir("tree/fine"), "ok")
+    }
+    #expect(try await Self.keys(h, "/wb/") == [Bytes.utf8("/wb/f"), Bytes.utf8("/wb/fine")])
+    let errors = h.logs.metadata(of: "local file not pushed").compactMap { $0["error"] }
+    #expect(errors.contains { $0.contains("2 hard links") }, "\(errors)")
+    #expect(errors.contains { $0.contains("belongs to uid 12345") }, "\(errors)")
+    #expect(await agent.writeBackStats.refused == 2)
+    #expect(Disk.read(h.dir("tree/linked")) == "not for etcd", "kept")
+  }
+
+  @Test("quotas: keys per scan, bytes per scan and total keys", arguments: [
+    (WriteBackLimits(keysPerScan: 5), 6, 1, "local edits exceed the write-back limits; nothing of this scan is pushed, the local files are kept"),
+    (WriteBackLimits(bytesPerScan: 100), 3, 1, "local edits exceed the write-back limits; nothing of this scan is pushed, the local files are kept"),
+    (WriteBackLimits(maxKeys: 3), 3, 1, "new local files would exceed writeBackLimits.maxKeys; they are not pushed, the local files are kept"),
+    (WriteBackLimits(keysPerScan: 5, maxKeys: 3), 2, 3, nil),
+  ])
+  func quotas(limits: WriteBackLimits, files: Int, expectedKeys: Int, message: String?) async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/wb/f", "1")
+    let agent = try await Self.editWhileStopped(h, Self.tree(h, limits: limits)) {
+      for index in 0..<files { try Disk.write(h.dir("tree/new\(index)"), String(repeating: "x", count: 40)) }
+    }
+    #expect(try await Self.keys(h, "/wb/").count == expectedKeys)
+    if let message {
+      #expect(h.messages(atLeast: .error).contains(message))
+      #expect(await agent.writeBackStats.refused == files)
+      #expect(Disk.read(h.dir("tree/new0"))?.count == 40, "kept")
+    }
+  }
+}
