@@ -69,7 +69,6 @@ struct RunCommand: AsyncParsableCommand {
       SIGHUP re-reads the configuration: a valid new one replaces the old (a re-sync that
       rewrites nothing unchanged and fires no needless reload); an invalid one is logged and
       the old one keeps running. SIGTERM or SIGINT stop after the write in progress.
-      Example: etcsync run -c /etc/etcsync/etcsync.yaml
 
       With presence configured, the agent creates its presence key only if it is absent: when
       another running agent holds the name, it names that agent's host and lease and exits 2,
@@ -78,14 +77,15 @@ struct RunCommand: AsyncParsableCommand {
 
       Exit codes: 0 stopped by a signal, 1 the agent failed (a watch that fails for good), 2 configuration error or
       presence name held by another agent, 3 etcd unreachable within --timeout.
+      Example: etcsync run -c /etc/etcsync/etcsync.yaml
       """
   )
 
   @OptionGroup var options: GlobalOptions
   @Option(help: "Seconds to wait for etcd at start before giving up (exit 3).") var timeout: Int = 30
-
   @Flag(name: .customLong("take-over"), help: "Take the presence name over at start if another running agent holds it (default: exit 2).")
   var takeOver = false
+
   func run() async throws {
     var (configuration, logger) = try self.options.load()
     for warning in configuration.warnings { logger.warning("configuration: \(warning)") }
@@ -103,9 +103,9 @@ struct RunCommand: AsyncParsableCommand {
     // One client (and one presence lease) for as long as the etcd and presence settings
     // stay the same; a SIGHUP that changes them reconnects.
     var reconnect = true
+    var atStart = true
     while reconnect {
       reconnect = false
-    var atStart = true
       let current = configuration
       let next = try await withAgentClient(current, logger: logger, timeout: self.timeout) { client in
         let presence = try await Self.registerPresence(current, client: client, logger: logger,
@@ -204,8 +204,6 @@ struct RunCommand: AsyncParsableCommand {
     logger.info("stopped")
   }
 
-  /// Serves `/metrics`, `/healthz` and `/readyz` when `metrics.listen` is set, with
-  /// swift-metrics bootstrapped to a Prometheus registry. Read once at start: a SIGHUP does
   /// The presence of `configuration`, registered (nil when it has none). A name held by
   /// another running agent ends the process with status 2 at start, naming the holder; after a
   /// SIGHUP that changed the presence settings it is logged and the agent runs without one.
@@ -229,6 +227,8 @@ struct RunCommand: AsyncParsableCommand {
     return presence
   }
 
+  /// Serves `/metrics`, `/healthz` and `/readyz` when `metrics.listen` is set, with
+  /// swift-metrics bootstrapped to a Prometheus registry. Read once at start: a SIGHUP does
   /// not move the listener.
   static func startHealthServer(_ configuration: AgentConfiguration, readiness: Readiness, logger: Logger) -> Task<Void, Never>? {
     guard let settings = configuration.metrics else { return nil }

@@ -78,6 +78,9 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
     self.detail = detail
   }
 
+  /// What went wrong, without the command's output: a check or reload can print secrets (the
+  /// staged file's content, say), and this text reaches the mapping's error, which the log
+  /// shows at error level. ``detailedDescription`` adds the output.
   public var description: String {
     let program = escapeBytes((argv.first ?? "").utf8)
     switch code {
@@ -85,15 +88,11 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
     case .unsafeSubstitution: return detail ?? "refusing an unsafe substitution into a shell script"
     case .spawnFailed:
       return "cannot start \"\(program)\": \(errno.map(FileError.errnoText) ?? "unknown error")"
-  /// What went wrong, without the command's output: a check or reload can print secrets (the
-  /// staged file's content, say), and this text reaches the mapping's error, which the log
-  /// shows at error level. ``detailedDescription`` adds the output.
     case .failed:
       guard let result else { return "\"\(program)\" failed" }
       return "\"\(program)\" failed: \(result)"
     }
   }
-}
 
   /// ``description`` with the last 512 bytes of the command's output, escaped: for the log at
   /// debug level only.
@@ -101,3 +100,4 @@ public struct CommandError: Error, Sendable, CustomStringConvertible {
     guard code == .failed, let output = result?.output, !output.isEmpty else { return self.description }
     return self.description + "; output: \(escapeBytes(output.suffix(512)))"
   }
+}

@@ -3,15 +3,16 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Templates
 
 extension AtomicWriter {
   /// What a batch write did, per relative path.
   public struct BatchReport: Sendable {
-    /// Outcomes of the files that were written or found unchanged.
-    public var outcomes: [String: Outcome] = [:]
+    /// Outcomes of the files that were written or found unchanged, by the path's bytes.
+    public var outcomes: [ExactString: Outcome] = [:]
     /// Files that failed; each kept its old content (except a failed directory fsync after
     /// the rename, reported here too, where the new file is visible but maybe not durable).
-    public var failures: [String: FileError] = [:]
+    public var failures: [ExactString: FileError] = [:]
   }
 
   /// How many files are staged before they are synced and renamed together.
@@ -23,14 +24,15 @@ extension AtomicWriter {
   /// data with it on journaling file systems, so a large tree costs a fraction of the
   /// one-by-one fsyncs. One file's failure does not stop the others. The test ``hook`` is not
   /// called on this path.
-  public func write(_ files: [String: DesiredFile], check: StagedFileCheck? = nil) async -> BatchReport {
+  public func write(_ files: [ExactString: DesiredFile], check: StagedFileCheck? = nil) async -> BatchReport {
     var report = BatchReport()
-    let paths = files.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    let paths = files.keys.sorted()
     var start = 0
     while start < paths.count {
       let group = paths[start..<min(start + Self.batchSize, paths.count)]
-      var staged: [(path: String, file: StagedFile, existed: Bool)] = []
-      var directories: [String: RootedDirectory] = [:]
+      var staged: [(path: ExactString, file: StagedFile, existed: Bool)] = []
+      // Keyed by the directory path's bytes: `\u{E9}/a` and `e\u{301}/b` are two directories.
+      var directories: [ExactString: RootedDirectory] = [:]
       for path in group {
         guard let file = files[path] else { continue }
         do {
@@ -51,10 +53,11 @@ extension AtomicWriter {
 
   /// Stages one file of a batch (nil when it is unchanged), reusing opened directories.
   private func stage(
-    _ file: DesiredFile, at path: String, directories: inout [String: RootedDirectory]
+    _ file: DesiredFile, at exactPath: ExactString, directories: inout [ExactString: RootedDirectory]
   ) throws(FileError) -> (StagedFile, Bool)? {
+    let path = exactPath.string
     let (components, name) = try split(path)
-    let key = components.joined(separator: "/")
+    let key = ExactString(components.joined(separator: "/"))
     let parent: RootedDirectory
     if let open = directories[key] {
       parent = open
@@ -82,10 +85,10 @@ extension AtomicWriter {
 
   /// Syncs, checks and renames a group of staged files, then fsyncs their directories once.
   private func commit(
-    _ staged: [(path: String, file: StagedFile, existed: Bool)], check: StagedFileCheck?,
+    _ staged: [(path: ExactString, file: StagedFile, existed: Bool)], check: StagedFileCheck?,
     into report: inout BatchReport
   ) async {
-    var renamed: [(path: String, file: StagedFile, existed: Bool)] = []
+    var renamed: [(path: ExactString, file: StagedFile, existed: Bool)] = []
     for entry in staged {
       do throws(FileError) {
         if options.fsync { try entry.file.sync() }
@@ -100,13 +103,13 @@ extension AtomicWriter {
         report.failures[entry.path] = error
       }
     }
-    var synced: [String: FileError?] = [:]
+    var synced: [ExactString: FileError?] = [:]
     for entry in renamed {
-      let directory = entry.file.directoryPath
+      let directory = ExactString(entry.file.directoryPath)
       if synced[directory] == nil {
         synced[directory] = .some(nil)
         if options.fsync {
-          do { try syncDirectory(entry.file.directory, path: directory) } catch { synced[directory] = error }
+          do { try syncDirectory(entry.file.directory, path: directory.string) } catch { synced[directory] = error }
         }
       }
       if case .some(.some(let error)) = synced[directory] {

@@ -21,7 +21,7 @@ extension AtomicWriter {
         .invalidPath, path: joinPath(root, relativePath),
         message: "invalid relative path (\(KeyPathError(problem, key: Array(relativePath.utf8)).description))")
     }
-    var components = relativePath.split(separator: "/").map(String.init)
+    var components = pathSegments(relativePath)
     let name = components.removeLast()
     return (components, name)
   }

@@ -1,3 +1,5 @@
+import Templates
+
 /// A key that cannot become a file path below a mapping root. The description shows the key
 /// escaped (printable ASCII as is, every other byte as `\xNN`), never raw.
 public struct KeyPathError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -125,26 +127,29 @@ private func segmentProblem(_ segment: Substring.UTF8View.SubSequence, isFirst: 
 
 /// The paths of `paths` that are both a file and a directory of another path (`a` and
 /// `a/b`): both sides are returned, so that both are rejected and neither wins by accident.
-public func detectFileDirectoryConflicts(_ paths: [String]) -> Set<String> {
-  let files = Set(paths)
-  var directories = Set<Substring>()
+/// Paths are compared as bytes: `\u{E9}` and `e\u{301}` are two names, as on disk.
+public func detectFileDirectoryConflicts(_ paths: [String]) -> Set<ExactString> {
+  let files = Set(paths.map { ExactString($0) })
+  var directories = Set<ExactString>()
   for path in files {
-    var index = path.startIndex
-    while let slash = path[index...].firstIndex(of: "/") {
-      directories.insert(path[..<slash])
-      index = path.index(after: slash)
-    }
+    for prefix in directoryPrefixes(of: path) { directories.insert(prefix) }
   }
-  var conflicts = Set<String>()
+  var conflicts = Set<ExactString>()
   for path in files {
-    if directories.contains(Substring(path)) { conflicts.insert(path) }
-    var index = path.startIndex
-    while let slash = path[index...].firstIndex(of: "/") {
-      if files.contains(String(path[..<slash])) { conflicts.insert(path) }
-      index = path.index(after: slash)
-    }
+    if directories.contains(path) { conflicts.insert(path) }
+    if directoryPrefixes(of: path).contains(where: { files.contains($0) }) { conflicts.insert(path) }
   }
   return conflicts
+}
+
+/// `a` and `a/b` for `a/b/c`: every directory above a relative path, split at `/` bytes.
+private func directoryPrefixes(of path: ExactString) -> [ExactString] {
+  let bytes = Array(path.utf8)
+  var prefixes: [ExactString] = []
+  for (index, byte) in bytes.enumerated() where byte == UInt8(ascii: "/") {
+    prefixes.append(ExactString(String(decoding: bytes[..<index], as: UTF8.self)))
+  }
+  return prefixes
 }
 
 /// Writes printable ASCII as is (backslash and double quote escaped) and every other byte as
