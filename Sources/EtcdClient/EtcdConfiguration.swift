@@ -115,8 +115,11 @@ public struct EtcdConfiguration: Sendable {
     /// Client certificate and key for mutual TLS.
     public var certFile: String?
     public var keyFile: String?
-    /// Host name to verify the server certificate against (and send as SNI); defaults to the
-    /// first endpoint's host name.
+    /// Host name to verify every member's certificate against (and send as SNI). When nil,
+    /// each member is checked against its own endpoint's host (a name against the
+    /// certificate's DNS names, an IP address against its IP addresses), so that members
+    /// with certificates of their own fail over to each other; SNI is then sent only when
+    /// every endpoint has the same host name.
     public var serverName: String?
     /// Skips certificate verification. For tests only.
     public var insecureSkipVerify = false

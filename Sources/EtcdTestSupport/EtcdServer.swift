@@ -48,14 +48,17 @@ public final class EtcdServer: @unchecked Sendable {
     self.binary = ProcessInfo.processInfo.environment["ETCD_BIN"] ?? "/usr/bin/etcd"
   }
 
-  /// Starts a single-member etcd and waits until it serves requests.
-  public static func start(tls: Bool = false, arguments: [String] = []) async throws -> EtcdServer {
+  /// Starts a single-member etcd and waits until it serves requests. With `tls`, its
+  /// certificate names `serverNames` (openssl's subjectAltName syntax; it must cover 127.0.0.1).
+  public static func start(
+    tls: Bool = false, serverNames: String = "IP:127.0.0.1,DNS:localhost", arguments: [String] = []
+  ) async throws -> EtcdServer {
     var lastError: (any Error)?
     for _ in 0..<3 {  // a port taken between choosing and binding: choose again
       let ports = try freePorts(2)
       let dir = try makeTempDirectory(prefix: "etcd")
       let name = "m0"
-      let certs = tls ? try TestCertificates.make(in: dir + "-tls") : nil
+      let certs = tls ? try TestCertificates.make(in: dir + "-tls", serverNames: serverNames) : nil
       let server = EtcdServer(
         name: name, clientPort: ports[0], peerPort: ports[1], dataDir: dir + "/data",
         initialCluster: "\(name)=http://127.0.0.1:\(ports[1])", clusterToken: "t-\(ports[0])",
@@ -73,8 +76,11 @@ public final class EtcdServer: @unchecked Sendable {
   }
 
   /// Runs `body` with a fresh single-member etcd, and removes it afterwards.
-  public static func with<T>(tls: Bool = false, arguments: [String] = [], _ body: (EtcdServer) async throws -> T) async throws -> T {
-    let server = try await EtcdServer.start(tls: tls, arguments: arguments)
+  public static func with<T>(
+    tls: Bool = false, serverNames: String = "IP:127.0.0.1,DNS:localhost", arguments: [String] = [],
+    _ body: (EtcdServer) async throws -> T
+  ) async throws -> T {
+    let server = try await EtcdServer.start(tls: tls, serverNames: serverNames, arguments: arguments)
     defer { server.destroy() }
     return try await body(server)
   }

@@ -10,14 +10,15 @@ public struct TestCertificates: Sendable {
   public var clientCertFile: String { self.directory + "/client.pem" }
   public var clientKeyFile: String { self.directory + "/client-key.pem" }
 
-  /// Makes a fresh CA and certificates signed by it.
-  public static func make(in directory: String) throws -> TestCertificates {
+  /// Makes a fresh CA and certificates signed by it; the server certificate's subject
+  /// alternative names are `serverNames` (openssl's syntax).
+  public static func make(in directory: String, serverNames: String = "IP:127.0.0.1,DNS:localhost") throws -> TestCertificates {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     let certs = TestCertificates(directory: directory)
     try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=etcsync test CA",
                  "-keyout", directory + "/ca-key.pem", "-out", certs.caFile], in: directory)
     try certs.issue(name: "server", subject: "/CN=localhost",
-                    extensions: "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth")
+                    extensions: "subjectAltName=\(serverNames)\nextendedKeyUsage=serverAuth,clientAuth")
     try certs.issue(name: "client", subject: "/CN=root", extensions: "extendedKeyUsage=clientAuth")
     return certs
   }

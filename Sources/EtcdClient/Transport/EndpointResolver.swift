@@ -13,6 +13,8 @@ import Darwin
 /// picked up; the addresses of one host are tried in order.
 struct EtcdEndpointsTarget: ResolvableTarget, Sendable {
   var endpoints: [EtcdEndpoint]
+  /// Where each resolved address's member hosts are recorded (for ``MemberIdentityHandler``).
+  var members: MemberHosts? = nil
 }
 
 /// Resolves ``EtcdEndpointsTarget``.
@@ -20,21 +22,27 @@ struct EtcdEndpointsResolverFactory: NameResolverFactory {
   typealias Target = EtcdEndpointsTarget
 
   func resolver(for target: EtcdEndpointsTarget) -> NameResolver {
-    NameResolver(names: RPCAsyncSequence(wrapping: Names(endpoints: target.endpoints)), updateMode: .pull)
+    NameResolver(names: RPCAsyncSequence(wrapping: Names(endpoints: target.endpoints, members: target.members)), updateMode: .pull)
   }
 
   /// Each `next()` resolves the endpoints anew.
   struct Names: AsyncSequence, Sendable {
     typealias Element = NameResolutionResult
     let endpoints: [EtcdEndpoint]
+    let members: MemberHosts?
 
-    func makeAsyncIterator() -> Iterator { Iterator(endpoints: self.endpoints) }
+    func makeAsyncIterator() -> Iterator { Iterator(endpoints: self.endpoints, members: self.members) }
 
     struct Iterator: AsyncIteratorProtocol {
       let endpoints: [EtcdEndpoint]
+      let members: MemberHosts?
       mutating func next() async throws -> NameResolutionResult? {
         let resolved = self.endpoints.compactMap { endpoint -> Endpoint? in
           let addresses = resolveHost(endpoint.host, port: endpoint.port)
+          for address in addresses {
+            guard let ip = address.ipv4?.host ?? address.ipv6?.host else { continue }
+            self.members?.record(host: endpoint.host, address: ip, port: endpoint.port)
+          }
           return addresses.isEmpty ? nil : Endpoint(addresses: addresses)
         }
         guard !resolved.isEmpty else {

@@ -18,22 +18,43 @@ enum TransportFactory {
       interval: timeAmount(max(configuration.keepaliveTime, .seconds(5))),
       timeout: timeAmount(max(configuration.keepaliveTimeout, .milliseconds(100)))
     )
-    if configuration.installsLivenessHandler { config.channelDebuggingCallbacks.onCreateTCPConnection = { channel in
-      channel.eventLoop.makeCompletedFuture {
-        let sync = channel.pipeline.syncOperations
-        let http2 = try sync.handler(type: NIOHTTP2Handler.self)
-        try sync.addHandler(HTTP2LivenessHandler(keepalive: keepalive), position: .before(http2))
-      }
-    } }
-
     let security: HTTP2ClientTransport.Posix.TransportSecurity
+    // Set when each member's certificate is checked against that member's own host.
+    var members: MemberHosts?
     if configuration.usesTLS {
       let tls = configuration.tls ?? EtcdConfiguration.TLS()
-      security = .tls(Self.tlsConfig(tls))
-      config.http2.authority = tls.serverName ?? configuration.endpoints.first { !isIPLiteral($0.host) }?.host
+      let hosts = Set(configuration.endpoints.map(\.host))
+      if let name = tls.serverName {
+        // One name for every member, as configured.
+        config.http2.authority = name
+        security = .tls(Self.tlsConfig(tls))
+      } else if hosts.count == 1 || tls.insecureSkipVerify {
+        // One host (a single member, or a load balancer): NIOSSL checks it, and sends it as
+        // SNI when it is a name.
+        config.http2.authority = hosts.first.flatMap { isIPLiteral($0) ? nil : $0 }
+        security = .tls(Self.tlsConfig(tls))
+      } else {
+        // Several hosts: gRPC's channel has one server name for all of them, so NIOSSL checks
+        // the chain only and MemberIdentityHandler checks each member against its own host.
+        members = MemberHosts()
+        security = .tls(Self.tlsConfig(tls, verifyHostname: false))
+      }
     } else {
       security = .plaintext
     }
+    let installsLiveness = configuration.installsLivenessHandler
+    if installsLiveness || members != nil { config.channelDebuggingCallbacks.onCreateTCPConnection = { [members] channel in
+      channel.eventLoop.makeCompletedFuture {
+        let sync = channel.pipeline.syncOperations
+        let http2 = try sync.handler(type: NIOHTTP2Handler.self)
+        if let members {
+          try sync.addHandler(MemberIdentityHandler(members: members), position: .before(http2))
+        }
+        if installsLiveness {
+          try sync.addHandler(HTTP2LivenessHandler(keepalive: keepalive), position: .before(http2))
+        }
+      }
+    } }
 
     // The transport checks responses against maxRequestMessageBytes too (2.9.2), so the
     // service config sets both limits for every method.
@@ -48,7 +69,7 @@ enum TransportFactory {
     registry.registerFactory(EtcdEndpointsResolverFactory())
     do {
       return try HTTP2ClientTransport.Posix(
-        target: EtcdEndpointsTarget(endpoints: configuration.endpoints),
+        target: EtcdEndpointsTarget(endpoints: configuration.endpoints, members: members),
         transportSecurity: security,
         config: config,
         resolverRegistry: registry,
@@ -59,8 +80,11 @@ enum TransportFactory {
     }
   }
 
-  private static func tlsConfig(_ tls: EtcdConfiguration.TLS) -> HTTP2ClientTransport.Posix.TransportSecurity.TLS {
+  private static func tlsConfig(_ tls: EtcdConfiguration.TLS, verifyHostname: Bool = true)
+    -> HTTP2ClientTransport.Posix.TransportSecurity.TLS
+  {
     .defaults { config in
+      if !verifyHostname { config.serverCertificateVerification = .noHostnameVerification }
       if let ca = tls.caFile {
         config.trustRoots = .certificates([.file(path: ca, format: .pem)])
       }
