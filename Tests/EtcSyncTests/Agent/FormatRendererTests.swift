@@ -110,6 +110,16 @@ struct FormatRendererTests {
     #expect(error?.message == "keys \"a-b\" and \"a_b\" both become the variable A_B")
   }
 
+  @Test("properties: two keys that make one property name are refused, naming both")
+  func propertiesCollision() {
+    // `a/b` is written `a.b`, so the key `a.b` would be a second line a reader merges.
+    let error = #expect(throws: PlanError.self) { try Self.render(.properties, [("a.b", "1"), ("a/b", "2")]) }
+    #expect(error?.code == .badKey)
+    #expect(error?.message == "keys \"a.b\" and \"a/b\" both become the property a.b")
+    // Canonically equivalent keys are two properties (escaped as \uXXXX, they differ).
+    #expect(throws: Never.self) { try Self.render(.properties, [("\u{E9}", "1"), ("e\u{301}", "2")]) }
+  }
+
   @Test("env: a NUL byte cannot be carried by any environment and is refused")
   func envRefusesNUL() {
     let error = #expect(throws: PlanError.self) {
