@@ -49,7 +49,8 @@ public final class EtcdServer: @unchecked Sendable {
   }
 
   /// Starts a single-member etcd and waits until it serves requests. With `tls`, its
-  /// certificate names `serverNames` (openssl's subjectAltName syntax; it must cover 127.0.0.1).
+  /// certificate names `serverNames` (openssl's subjectAltName syntax); without `IP:127.0.0.1`,
+  /// ``configuration()`` checks it against its first DNS name.
   public static func start(
     tls: Bool = false, serverNames: String = "IP:127.0.0.1,DNS:localhost", arguments: [String] = []
   ) async throws -> EtcdServer {
@@ -90,6 +91,11 @@ public final class EtcdServer: @unchecked Sendable {
     var configuration = try! EtcdConfiguration(endpoints: [self.endpoint])
     if let tls = self.tls {
       configuration.tls = EtcdConfiguration.TLS(caFile: tls.caFile, certFile: tls.clientCertFile, keyFile: tls.clientKeyFile)
+      // A certificate without 127.0.0.1 is checked against its first DNS name.
+      let names = tls.serverNames.split(separator: ",")
+      if !names.contains("IP:127.0.0.1"), let dns = names.first(where: { $0.hasPrefix("DNS:") }) {
+        configuration.tls?.serverName = String(dns.dropFirst(4))
+      }
     }
     configuration.dialTimeout = .seconds(10)
     return configuration

@@ -4,6 +4,8 @@ import Foundation
 /// openssl in a directory of their own.
 public struct TestCertificates: Sendable {
   public let directory: String
+  /// The server certificate's subject alternative names (openssl's syntax).
+  public var serverNames = "IP:127.0.0.1,DNS:localhost"
   public var caFile: String { self.directory + "/ca.pem" }
   public var serverCertFile: String { self.directory + "/server.pem" }
   public var serverKeyFile: String { self.directory + "/server-key.pem" }
@@ -14,7 +16,7 @@ public struct TestCertificates: Sendable {
   /// alternative names are `serverNames` (openssl's syntax).
   public static func make(in directory: String, serverNames: String = "IP:127.0.0.1,DNS:localhost") throws -> TestCertificates {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    let certs = TestCertificates(directory: directory)
+    let certs = TestCertificates(directory: directory, serverNames: serverNames)
     try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=etcsync test CA",
                  "-keyout", directory + "/ca-key.pem", "-out", certs.caFile], in: directory)
     try certs.issue(name: "server", subject: "/CN=localhost",

@@ -1,5 +1,6 @@
 import EtcdTestSupport
 import Foundation
+import Glibc
 import Testing
 
 @testable import EtcdClient
@@ -11,18 +12,47 @@ struct MemberTLSTests {
   /// A port on 127.0.0.1 where nothing listens (bound, then closed).
   static func deadPort() throws -> Int { try freePorts(1)[0] }
 
-  @Test("failover from a dead https://localhost member to https://127.0.0.1 whose certificate names only 127.0.0.1")
+  /// This machine's host name when it resolves to 127.0.0.1 and is not `localhost`: a second
+  /// local name, so that two members have two names.
+  static let otherLocalName: String? = {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count) == 0 else { return nil }
+    let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    guard name != "localhost", !name.isEmpty, resolvesToLoopback(name) else { return nil }
+    return name
+  }()
+
+  static func resolvesToLoopback(_ name: String) -> Bool {
+    var hints = addrinfo()
+    hints.ai_family = AF_INET
+    var result: UnsafeMutablePointer<addrinfo>?
+    guard getaddrinfo(name, nil, &hints, &result) == 0, let first = result else { return false }
+    defer { freeaddrinfo(first) }
+    let address = first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+    return address == inet_addr("127.0.0.1")
+  }
+
+  @Test("failover from a dead member to one whose certificate names only its own host",
+        .enabled(if: otherLocalName != nil))
   func failover() async throws {
-    // The certificate names 127.0.0.1 and not localhost: checked against "localhost" (the
-    // first host name, as before), the live member was refused and there was no failover.
-    try await EtcdServer.with(tls: true, serverNames: "IP:127.0.0.1") { server in
+    // The live member's certificate names localhost only. Checked against the first
+    // endpoint's host name (as before: the dead member's), it was refused, and the client
+    // never failed over.
+    let other = try #require(Self.otherLocalName)
+    try await EtcdServer.with(tls: true, serverNames: "DNS:localhost") { server in
+      let port = server.endpoint.split(separator: ":").last.map(String.init)!
       var configuration = server.configuration()
-      configuration.endpoints = try EtcdConfiguration(endpoints: ["https://localhost:\(try Self.deadPort())", server.endpoint]).endpoints
+      configuration.tls?.serverName = nil
+      configuration.endpoints = try EtcdConfiguration(endpoints: ["https://\(other):\(try Self.deadPort())", "https://localhost:\(port)"]).endpoints
       configuration.requestTimeout = .seconds(10)
       try await withEtcdClient(configuration) { etcd in
         try await etcd.put("/member-tls", "ok")
         #expect(try await etcd.get("/member-tls").kvs.first?.valueString == "ok")
       }
+      // Both endpoints' hosts resolve to the live member, which carries only one of them.
+      configuration.endpoints = try EtcdConfiguration(endpoints: ["https://127.0.0.1:\(port)", "https://localhost:\(port)"]).endpoints
+      let value = try await withEtcdClient(configuration) { etcd in try await etcd.get("/member-tls").kvs.first?.valueString }
+      #expect(value == "ok")
     }
   }
 
