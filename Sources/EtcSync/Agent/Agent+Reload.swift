@@ -60,8 +60,9 @@ extension Agent {
   /// The files two writes touched, at the later one's revision.
   static func merged(_ earlier: MappingResult?, _ later: MappingResult) -> MappingResult {
     var covers = MappingResult(mapping: later.mapping, revision: later.revision)
-    covers.written = Array(Set((earlier?.written ?? []) + later.written)).sorted()
-    covers.deleted = Array(Set((earlier?.deleted ?? []) + later.deleted)).sorted()
+    // As bytes: canonically equivalent paths are two files.
+    covers.written = Set(((earlier?.written ?? []) + later.written).map { ExactString($0) }).sorted().map(\.string)
+    covers.deleted = Set(((earlier?.deleted ?? []) + later.deleted).map { ExactString($0) }).sorted().map(\.string)
     return covers
   }
 

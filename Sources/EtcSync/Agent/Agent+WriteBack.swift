@@ -150,6 +150,7 @@ extension Agent {
     // Another directory than the one the record describes: nothing is pushed from it.
     guard self.checkDestination(runner) else { return true }
     var work = self.local[name] ?? LocalWork()
+    let refusedBefore = Set(work.refused.keys)
     // A refused file stays refused until it changes (its inode, size or times).
     for (path, stamp) in work.refused where scanner.stamp(path.string) != stamp { work.refused[path] = nil }
     let mappingState = self.state[mapping: name]
@@ -235,6 +236,9 @@ extension Agent {
     }
     await self.applyQuotas(runner, scanner, &ready, &work)
     self.local[name] = work
+    // A file newly refused (or no longer) changes what the mapping holds: rendered now, so
+    // that it reports `held` (or stops reporting it) at once, not at etcd's next change.
+    if Set(work.refused.keys) != refusedBefore { self.markDirty([name]) }
     guard !ready.isEmpty else { return true }
     for chunk in Self.chunks(ready) {
       do {

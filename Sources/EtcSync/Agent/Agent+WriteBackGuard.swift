@@ -73,7 +73,9 @@ extension Agent {
   func massDeletion(_ runner: MappingRunner, _ scanner: LocalScanner, _ scan: LocalScanner.ScanResult,
                     record: [ExactString: LocalRecord]) -> WriteBackFault? {
     guard scan.changes.contains(where: { $0.value == nil }) else { return nil }
-    let recorded = record.keys.filter { $0 != MappingRunner.wholeFile }
+    // A file mapping's one record is `.` (the file itself); a document's `.` is the document,
+    // whose entries are the records that count.
+    let recorded = runner.mapping.kind == .file ? Array(record.keys) : record.keys.filter { $0 != MappingRunner.wholeFile }
     var vanished = 0
     let known = { (key: [UInt8]) -> Bool in self.keySpace.revision == 0 || self.keySpace[key] != nil }
     if runner.mapping.kind == .tree {
@@ -86,8 +88,18 @@ extension Agent {
       vanished = scan.changes.filter { $0.value == nil && known($0.key) }.count
     }
     let limits = runner.mapping.writeBackLimits
-    guard limits.isMassDeletion(vanished: vanished, recorded: recorded.count) else { return nil }
+    // Every recorded file gone at once is an empty directory where the files were (an
+    // unmounted volume at boot, a replaced one after a SIGHUP), however few they were: a
+    // file mapping's one file, a tree of two. Below `deleteFiles` this used to pass, and the
+    // push deleted the keys on every host.
+    let everything = limits.deleteShare < 1 && vanished > 0 && vanished == recorded.count
+    guard everything || limits.isMassDeletion(vanished: vanished, recorded: recorded.count) else { return nil }
     let share = Int((limits.deleteShare * 100).rounded())
+    if everything && !limits.isMassDeletion(vanished: vanished, recorded: recorded.count) {
+      return WriteBackFault(
+        code: .massDeletion,
+        message: "all \(vanished) recorded \(runner.mapping.kind == .format ? "entries" : "files") vanished at once: taken for a fault (an unmounted or replaced destination?), not an edit; no delete is pushed and nothing is written until they are back. To delete them, delete the keys in etcd")
+    }
     return WriteBackFault(
       code: .massDeletion,
       message: "\(vanished) of \(recorded.count) recorded \(runner.mapping.kind == .format ? "entries" : "files") vanished at once (more than writeBackLimits.deleteShare \(share)% and at least deleteFiles \(limits.deleteFiles)): taken for a fault (an unmount?), not an edit; no delete is pushed and nothing is written until they are back. To delete them, delete the keys in etcd, or raise writeBackLimits.deleteShare")

@@ -317,13 +317,17 @@ public actor Agent {
   /// and hidden `..N.hex` directories.
   static func removeTemporaryFiles(besides dest: String) {
     let (writer, name) = AtomicWriter.forFile(dest)
-    let sample = TemporaryName.make(for: name)
-    let prefix = String(sample.dropLast(16))
-    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: writer.root) else { return }
-    for entry in entries where entry.hasPrefix(prefix) && entry.utf8.count == sample.utf8.count
-      && entry.utf8.suffix(16).allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
+    let sample = Array(TemporaryName.make(for: name).utf8)
+    let prefix = sample.dropLast(16)
+    // Opened like the writers open it (no symlink on the way, nothing another user controls),
+    // listed and compared as bytes, removed relative to that descriptor.
+    guard let directory = try? RootedDirectory(root: writer.root, create: false, mode: 0o755),
+      let entries = try? listDirectory(directory.directory, path: writer.root)
+    else { return }
+    for entry in entries where entry.bytes.starts(with: prefix) && entry.bytes.count == sample.count
+      && entry.bytes.suffix(16).allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
     {
-      unlink(writer.root == "/" ? "/" + entry : writer.root + "/" + entry)  // never follows a symlink
+      _ = unlinkat(directory.directory.raw, entry.cName, 0)  // never follows a symlink
     }
   }
 
@@ -682,7 +686,10 @@ public actor Agent {
     // out of `dirty` but still being written holds an older revision until it is done.
     // A reload still running (or owed) means its files' revision has not reached the
     // service yet either.
-    if self.dirty.isEmpty && self.applying.isEmpty && self.reloading.isEmpty {
+    // A failing mapping (a render error, a missing key, a held write-back, a reload that
+    // failed) holds an older revision too, until it applies: a deploy that waits on `status`
+    // must not pass while its files are old.
+    if self.dirty.isEmpty && self.applying.isEmpty && self.reloading.isEmpty && self.errors.isEmpty {
       // Not the snapshot's revision: keys inside the watched range but outside every mapping
       // (a presence key under it, say) move that, and publishing it would make a presence put
       // advance every agent's revision, whose presence put advances it again, for ever.

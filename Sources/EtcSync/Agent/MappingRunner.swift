@@ -177,6 +177,13 @@ public struct MappingRunner: Sendable {
       result.retryable = true
       return (result, false)
     }
+    if case .tree = plan.output, let first = keep.min() {
+      // Local files that could not be pushed stay, and etcd's values for them wait: the
+      // mapping says so (presence, `/readyz`, `status`) instead of passing for current while
+      // a file holds what nobody put in etcd. The rest of the tree is written.
+      result.error = "held: \(keep.count) local file(s) that could not be pushed stay as they are (first \(escapeBytes(first.utf8))); etcd's values for them wait (see the log)"
+      result.failure = .held
+    }
     if self.mapping.reload != nil, result.changed || owesReload {
       // Owed until a reload that covered these files succeeds.
       state.files = hashes

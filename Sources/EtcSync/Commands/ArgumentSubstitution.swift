@@ -15,33 +15,38 @@ public enum ArgumentSubstitution {
   /// Programs whose `-c` operand is a shell script.
   static let shells: Set<String> = ["sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "yash", "posh"]
 
-  /// The indices of `argv`'s arguments that a shell runs as a script: `sh -c SCRIPT`, also
-  /// behind `env` or `busybox` (`env -i sh -ec SCRIPT`).
+  /// The indices of `argv`'s arguments that a shell runs as a script: `sh -c SCRIPT`, behind
+  /// any wrapper (`env -i sh -ec SCRIPT`, `timeout 5 sh -c`, `nice`, `sudo`, `flock F sh -c`,
+  /// `busybox sh -c`): every word that names a shell is taken for one, so a wrapper this list
+  /// does not know cannot hide a script. A word `sh` that is not a program (`grep sh -c f`)
+  /// only makes the check stricter.
   public static func shellScriptIndices(_ argv: [String]) -> [Int] {
-    var index = 0
-    // Wrappers that run the next word as the program.
-    while index < argv.count, ["env", "busybox"].contains(baseName(argv[index])) {
-      let wrapper = baseName(argv[index])
-      index += 1
-      while index < argv.count, wrapper == "env",
-        argv[index].hasPrefix("-") || argv[index].utf8.contains(UInt8(ascii: "="))
-      {
-        index += 1
-      }
+    var indices: [Int] = []
+    for start in argv.indices where shells.contains(baseName(argv[start])) {
+      if let index = scriptIndex(argv, shellAt: start), !indices.contains(index) { indices.append(index) }
     }
-    guard index < argv.count, shells.contains(baseName(argv[index])) else { return [] }
-    index += 1
+    return indices.sorted()
+  }
+
+  /// The index of the script of the shell at `start` (after its options, one of which holds
+  /// `c`), or nil when it runs none.
+  private static func scriptIndex(_ argv: [String], shellAt start: Int) -> Int? {
+    var index = start + 1
     var command = false
     while index < argv.count {
       let argument = Array(argv[index].utf8)
       if argument == Array("--".utf8) { index += 1; break }
       guard argument.count > 1, argument[0] == UInt8(ascii: "-") || argument[0] == UInt8(ascii: "+") else { break }
       index += 1
-      if argument[1] == argument[0] { continue }  // --long option
+      if argument[1] == argument[0] {
+        // --long options; bash's that take a value.
+        if ["--rcfile", "--init-file"].contains(argv[index - 1]) { index += 1 }
+        continue
+      }
       if argument.contains(UInt8(ascii: "c")) { command = true }
       if argument.contains(UInt8(ascii: "o")) || argument.contains(UInt8(ascii: "O")) { index += 1 }  // -o NAME
     }
-    return command && index < argv.count ? [index] : []
+    return command && index < argv.count ? index : nil
   }
 
   /// The placeholder names (`src`) written inside a shell script of `argv` (see

@@ -214,7 +214,9 @@ private final class Reader {
       if has(IN_CREATE) || has(IN_MOVED_TO) {
         watchAtRuntime(path, report: true, into: &batch)
       } else if has(IN_DELETE) || has(IN_MOVED_FROM) {
-        drop { $0 == path || $0.hasPrefix(path + "/") }
+        // As bytes: the twin `e\u{301}` of a removed `\u{E9}` keeps its watch.
+        let removed = Array(path.utf8)
+        drop { $0.utf8.elementsEqual(removed) || $0.utf8.starts(with: removed + [UInt8(ascii: "/")]) }
         batch.append(.removed(path))
       }
     } else if has(IN_CLOSE_WRITE) || has(IN_MOVED_TO) {

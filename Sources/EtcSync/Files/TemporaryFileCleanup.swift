@@ -24,16 +24,19 @@ public enum TemporaryFileCleanup {
     public var isEmpty: Bool { removedFiles.isEmpty && removedDirectories.isEmpty }
   }
 
-  /// Cleans the tree below `root`; a missing root is not an error.
+  /// Cleans the tree below `root`; a missing root is not an error. The root is opened the
+  /// way the writers open it (``TrustedPath``: no symlink on the way, nothing another user
+  /// controls), so a parent another user swapped for a symlink cannot point the clean-up at
+  /// some other tree.
   public static func clean(root: String) throws(FileError) -> Report {
-    let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC
-    let fd = retryingEINTR { open(root, flags) }
-    guard fd >= 0 else {
-      if currentErrno() == ENOENT { return Report() }
-      throw .system(.openDirectory, root, "cannot open the mapping root directory")
+    let directory: FileDescriptor
+    do {
+      directory = try RootedDirectory(root: root, create: false, mode: 0o755).directory
+    } catch where error.errno == ENOENT {
+      return Report()
     }
     var report = Report()
-    try clean(FileDescriptor(fd), path: root, isRoot: true, into: &report)
+    try clean(directory, path: root, isRoot: true, into: &report)
     return report
   }
 

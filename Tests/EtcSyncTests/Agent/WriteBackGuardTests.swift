@@ -129,7 +129,9 @@ struct WriteBackGuardTests {
     try await Task.sleep(for: .milliseconds(300))
     #expect(try await Self.keys(h).count == 8, "no delete pushed")
     let problem = h.logs.metadata(of: "mass deletion refused: the mapping is stopped; nothing is pushed or written").last
-    #expect(problem?["error"]?.contains("6 of 8 recorded files vanished") == true, "\(problem ?? [:])")
+    // The scan may run between two of the unlinks: 5 or 6 of the 8 (both over the guard).
+    #expect(["5 of 8 recorded files vanished", "6 of 8 recorded files vanished"].contains { problem?["error"]?.contains($0) == true },
+            "\(problem ?? [:])")
     // The operator meant it: the keys are deleted in etcd, and the mapping goes on.
     for index in 2..<8 { try await h.delete("/wb/f\(index)") }
     #expect(await eventually { await agent.progress.errors["tree"] == nil })

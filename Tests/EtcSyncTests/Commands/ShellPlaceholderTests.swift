@@ -18,6 +18,11 @@ struct ShellPlaceholderTests {
     (["sh", "--norc", "-c", "--", "S"], [4]),
     (["env", "-i", "A=1", "sh", "-c", "S"], [5]),
     (["busybox", "sh", "-c", "S"], [3]),
+    // Wrappers the check knew nothing of used to hide the script.
+    (["timeout", "5", "sh", "-c", "S"], [4]),
+    (["sudo", "-u", "app", "/bin/sh", "-c", "S"], [5]),
+    (["nice", "-n", "5", "bash", "--rcfile", "f", "-c", "S"], [7]),
+    (["flock", "/run/l", "dash", "-c", "S"], [4]),
     (["sh", "script.sh", "{{.src}}"], []),
     (["nginx", "-t", "-c", "{{.src}}"], []),
     (["sh", "-c"], []),
