@@ -18,14 +18,15 @@ struct ReloadWhileWritingTests {
     var highest: Int64 { revisions.withLock { $0.max() ?? 0 } }
   }
 
-  @Test("a reload that hangs past its timeout: 10 puts during it are on disk within 1 s each, then one owed reload")
+  @Test("a reload that hangs past its timeout: 10 puts during it are on disk while it hangs, then one owed reload")
   func hangingReloadDoesNotFreezeFiles() async throws {
     let h = try await AgentHarness.start()
     defer { h.stop() }
     let block = h.dir("block")
     // The first reload after `block` appears hangs (and takes `block` away); the others end.
     let reload = ["sh", "-c", "echo start >> '\(h.commandLog)'; if [ -e '\(block)' ]; then rm -f '\(block)'; exec sleep 600; fi; echo end >> '\(h.commandLog)'"]
-    let timeout: Duration = .seconds(6)
+    // Long enough for the ten puts to land before the kill on a loaded CI machine too.
+    let timeout: Duration = .seconds(20)
     let mapping = Mapping(name: "x", kind: .file, key: "/h/x", dest: h.dir("x"), reload: reload, commandTimeout: timeout)
     try await h.put("/h/x", "v0")
     let registry = PrometheusCollectorRegistry()
@@ -39,7 +40,6 @@ struct ReloadWhileWritingTests {
     #expect(await eventually { h.count("end") == 1 && readiness.isReady })
 
     try Disk.write(block, "")
-    let hungAt = ContinuousClock.now
     try await h.put("/h/x", "v1")
     #expect(await eventually { h.count("start") == 2 && Disk.read(h.dir("x")) == "v1" })
     var last: Int64 = 0
@@ -53,10 +53,13 @@ struct ReloadWhileWritingTests {
         onDisk = ContinuousClock.now - put
         return true
       }
-      #expect(onDisk.map { $0 <= .seconds(1) } == true, "\(value) on disk after \(onDisk.map { "\($0)" } ?? "never")")
+      // The behaviour: each version reaches the disk while the reload still hangs. (On an
+      // idle machine each one takes a few milliseconds; the bound only catches a file that
+      // waited for the reload, which would take the whole timeout.)
+      #expect(onDisk.map { $0 <= .seconds(5) } == true, "\(value) on disk after \(onDisk.map { "\($0)" } ?? "never")")
+      #expect(h.count("end") == 1, "\(value) landed while the reload hung")
       try await Task.sleep(for: .milliseconds(250))
     }
-    #expect(ContinuousClock.now < hungAt + timeout, "the puts all landed while the reload hung")
     #expect(h.count("start") == 2, "no second reload while one runs")
     #expect(published.highest < last, "the revision is not published while its reload is owed")
 
