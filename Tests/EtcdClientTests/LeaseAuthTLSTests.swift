@@ -47,24 +47,26 @@ func endingError(of stream: LeaseKeepAliveStream) async -> EtcdError? {
 
   @Test func keepAliveHoldsTheKeyAndExpiryRemovesItOnceItStops() async throws {
     try await withEtcd { etcd, _ in
-      let lease = try await etcd.grant(ttl: 2)
+      // A TTL of 5 s (renewed every 1.7 s): with 2 s, a test machine loaded by the parallel
+      // suite could stall the client past the TTL, and the lease expired under a live keeper.
+      let lease = try await etcd.grant(ttl: 5)
       try await etcd.put("/alive", "yes", options: PutOptions(lease: lease.id))
       let keeper = Task {
         var count = 0
         for try await response in etcd.keepAlive(lease.id) {
-          #expect(response.ttl == 2)
+          #expect(response.ttl == 5)
           count += 1
         }
         return count
       }
-      try await Task.sleep(for: .seconds(5))  // more than twice the TTL
+      try await Task.sleep(for: .seconds(11))  // more than twice the TTL
       #expect(try await etcd.get("/alive").kvs.count == 1, "kept alive past its TTL")
       keeper.cancel()
       let renewals = try await keeper.value
       #expect(renewals >= 5)  // one every TTL/3
       // Once keep-alive stops, the lease expires and takes the key with it.
       var remaining = 1
-      for _ in 0..<100 where remaining > 0 {
+      for _ in 0..<200 where remaining > 0 {
         try await Task.sleep(for: .milliseconds(100))
         remaining = try await etcd.get("/alive").kvs.count
       }

@@ -78,6 +78,9 @@ struct MemberTLSTests {
     #expect(!dnsNameMatches(pattern: "*.com", host: "example.com"))
     #expect(!dnsNameMatches(pattern: "etcd-1.example.com", host: "etcd-2.example.com"))
     #expect(!dnsNameMatches(pattern: "e*.example.com", host: "etcd.example.com"))
+    // ASCII folding only: the Kelvin sign lowercases to "k" in Unicode, and must not match.
+    #expect(!dnsNameMatches(pattern: "\u{212A}ube.example.com", host: "kube.example.com"))
+    #expect(!dnsNameMatches(pattern: "kube.example.com", host: "\u{212A}ube.example.com"))
     #expect(ipAddressBytes("127.0.0.1") == [127, 0, 0, 1])
     #expect(ipAddressBytes("[::1]")?.count == 16)
     #expect(ipAddressBytes("localhost") == nil)

@@ -290,16 +290,19 @@ struct LocalScanner: Sendable {
   /// Every regular file under the tree's root, relative to it; symlinks are not followed.
   func listTree() -> [String] {
     var paths: [String] = []
-    func walk(_ directory: FileDescriptor, _ relative: String, _ path: String) {
+    // A file deeper than a key's path may go cannot be a key: the walk stops there, so that a
+    // local user's 10,000-level tree costs neither a descriptor per level nor a scan of it.
+    func walk(_ directory: FileDescriptor, _ relative: String, _ path: String, depth: Int) {
       guard let entries = try? listDirectory(directory, path: path) else { return }
       for entry in entries {
         guard let name = entry.name else { continue }
         let childRelative = joinPath(relative, name)
         switch entry.kind {
         case .directory:
+          guard depth + 1 < maximumPathDepth else { continue }
           let childPath = joinPath(path, name)
           if let child = try? RootedDirectory.openChild(of: directory, name: name, path: childPath, create: false, mode: 0o755) {
-            walk(child, childRelative, childPath)
+            walk(child, childRelative, childPath, depth: depth + 1)
           }
         case .regular: paths.append(childRelative)
         case .symlink, .other: continue
@@ -307,7 +310,7 @@ struct LocalScanner: Sendable {
       }
     }
     if let root = try? RootedDirectory(root: self.mapping.dest, create: false, mode: 0o755) {
-      walk(root.directory, "", self.mapping.dest)
+      walk(root.directory, "", self.mapping.dest, depth: 0)
     }
     return paths
   }

@@ -129,15 +129,21 @@ func certificateNames(_ certificate: NIOSSLCertificate, host: String) -> Bool {
 /// label followed by `.rest` (never a bare `*`, never `*` inside a label). A trailing dot
 /// on either side is ignored.
 func dnsNameMatches(pattern: String, host: String) -> Bool {
-  func normalized(_ text: String) -> [Substring] {
-    var text = text.lowercased()
-    if text.hasSuffix(".") { text.removeLast() }
-    return text.split(separator: ".", omittingEmptySubsequences: false)
+  // Bytes, with ASCII letters folded and nothing else: Unicode's `lowercased()` and `String`
+  // comparison would let a name with the Kelvin sign (U+212A) or a combining mark match an
+  // ASCII one. A name that is not ASCII matches nothing (certificates carry A-labels).
+  func normalized(_ text: String) -> [[UInt8]]? {
+    var bytes = Array(text.utf8)
+    guard bytes.allSatisfy({ $0 < 0x80 }) else { return nil }
+    bytes = bytes.map { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) ? $0 + 32 : $0 }
+    if bytes.last == UInt8(ascii: ".") { bytes.removeLast() }
+    return bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map(Array.init)
   }
-  let patternLabels = normalized(pattern), hostLabels = normalized(host)
-  guard patternLabels.count == hostLabels.count, !hostLabels.contains(where: \.isEmpty) else { return false }
+  guard let patternLabels = normalized(pattern), let hostLabels = normalized(host),
+    patternLabels.count == hostLabels.count, !hostLabels.contains(where: \.isEmpty)
+  else { return false }
   for (index, (want, have)) in zip(patternLabels, hostLabels).enumerated() {
-    if index == 0 && want == "*" && patternLabels.count > 2 { continue }
+    if index == 0 && want == [UInt8(ascii: "*")] && patternLabels.count > 2 { continue }
     if want != have { return false }
   }
   return true

@@ -14,6 +14,24 @@ struct DeepPathTests {
     (0..<(segments - 1)).map { "d\($0)" }.joined(separator: "/") + "/" + leaf
   }
 
+  @Test("a write-back scan stops at the depth a key can have: a 100-level local tree lists only what can be a key")
+  func scanStopsAtDepth() throws {
+    let dir = TemporaryDirectory("etcsync-deep-scan")
+    let root = dir("tree")
+    var path = root
+    for level in 1...100 {
+      path += "/d"
+      try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+      if level == 63 || level == 64 || level == 100 { try Disk.write(path + "/f", "x") }
+    }
+    try Disk.write(root + "/top", "x")
+    let mapping = Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: root, swap: .inPlace, writeBack: true)
+    let listed = LocalScanner(mapping: mapping).listTree()
+    // `top` (1 segment) and the file under 63 directories (64 segments); not the ones deeper.
+    #expect(listed.count == 2, "\(listed.map { $0.utf8.split(separator: UInt8(ascii: "/")).count })")
+    #expect(listed.allSatisfy { $0.utf8.split(separator: UInt8(ascii: "/")).count <= maximumPathDepth })
+  }
+
   @Test("a path of 64 segments is accepted, 65 is rejected as too deep")
   func depthCap() throws {
     #expect(pathProblem(Self.deepPath(64)) == nil)
