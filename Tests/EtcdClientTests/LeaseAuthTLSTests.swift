@@ -1,6 +1,7 @@
 import EtcdClient
 import EtcdTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 /// The error a keep-alive stream ends with, iterated to its end (nil if it just finishes).
@@ -11,6 +12,13 @@ func endingError(of stream: LeaseKeepAliveStream) async -> EtcdError? {
   } catch {
     return error as? EtcdError
   }
+}
+
+/// Set once, read from any task.
+final class RenewalFlag: Sendable {
+  private let value = Mutex(false)
+  func set() { value.withLock { $0 = true } }
+  var isSet: Bool { value.withLock { $0 } }
 }
 
 @Suite("Lease against a real etcd") struct LeaseTests {
@@ -78,8 +86,20 @@ func endingError(of stream: LeaseKeepAliveStream) async -> EtcdError? {
     try await EtcdServer.with { server in
       try await withEtcdClient(server.configuration()) { etcd in
         let lease = try await etcd.grant(ttl: 2)
-        let keeper = Task { await endingError(of: etcd.keepAlive(lease.id)) }
-        try await Task.sleep(for: .milliseconds(500))
+        // etcd is killed only once a renewal came back: that renewal is what tells the client
+        // how long the lease lives. (Killed after a fixed 500 ms, a loaded machine could kill
+        // it before the first answer, and a keeper that never heard a TTL waits for ever.)
+        let renewed = RenewalFlag()
+        let keeper = Task {
+          do {
+            for try await _ in etcd.keepAlive(lease.id) { renewed.set() }
+            return nil as EtcdError?
+          } catch {
+            return error as? EtcdError
+          }
+        }
+        for _ in 0..<300 where !renewed.isSet { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(renewed.isSet)
         server.kill9()  // no member answers from now on
         let error = await keeper.value
         #expect(error?.code == .leaseNotFound)
