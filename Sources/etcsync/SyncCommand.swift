@@ -125,7 +125,10 @@ struct RunCommand: AsyncParsableCommand {
           if let notifier {
             let announced = Announced()
             await agent.observe { progress in
-              guard progress.appliedRevision > 0 else { return }
+              // Ready once the first sync is done, also when a mapping fails: the applied
+              // revision then stays behind (it never claims files that are not on disk), and
+              // a service waiting for READY=1 must not hang in "activating" because of it.
+              guard progress.appliedRevision > 0 || progress.ready else { return }
               let status = "applied revision \(progress.appliedRevision)" + (progress.lastError.map { "; failing: \($0)" } ?? "")
               if announced.first() { notifier.ready(status: status) } else { notifier.status(status) }
             }
