@@ -1,4 +1,5 @@
 // swift-tools-version: 6.1
+// SPDX-License-Identifier: Apache-2.0 (SwiftPM has no license field; see LICENSE and NOTICE)
 import PackageDescription
 
 // Swift 6 language mode everywhere, plus the upcoming features our code is written for.
@@ -75,7 +76,7 @@ var targets: [Target] = [
     ],
     swiftSettings: settings
   ),
-  .testTarget(name: "TemplatesTests", dependencies: ["Templates"], swiftSettings: settings),
+  .testTarget(name: "TemplatesTests", dependencies: ["Templates", "EtcdTestSupport"], swiftSettings: settings),
   .testTarget(
     name: "EtcSyncTests",
     dependencies: ["EtcSync", "EtcdTestSupport", "EtcdClient", "Templates", .product(name: "Yams", package: "Yams"),
