@@ -42,6 +42,12 @@ extension AgentConfiguration {
     if info.st_mode & 0o020 != 0 && info.st_gid != getegid() && info.st_gid != 0 {
       return "the group gid \(info.st_gid) (mode \(String(info.st_mode & 0o7777, radix: 8)))"
     }
+    // Named users and groups of a POSIX ACL, which the mode bits do not show.
+    if let acl = PosixACL.read(path: path),
+      let who = acl.otherWriters(owner: info.st_uid, groupOwner: info.st_gid, trustedUser: me).first(where: { $0 != "gid \(getegid())" })
+    {
+      return "\(who) (POSIX ACL)"
+    }
     return nil
   }
 

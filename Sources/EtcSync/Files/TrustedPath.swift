@@ -13,9 +13,10 @@ import Darwin
 /// - every directory on the way, the root itself included, is owned by root or by the
 ///   agent's own user (its effective uid);
 /// - a directory on the way is not writable by other users (world-writable, or
-///   group-writable with a group other than root's), unless it is sticky (`/tmp`) and the
-///   entry taken in it is owned by root or the agent's user (then no one else may rename or
-///   remove it);
+///   group-writable with a group other than root's, or granting write in its POSIX access
+///   ACL to a named user or group other than root and the agent's user), unless it is
+///   sticky (`/tmp`) and the entry taken in it is owned by root or the agent's user (then no
+///   one else may rename or remove it);
 /// - a symlink on the way is followed (an operator may have set one up: `/var/run → /run`)
 ///   when the directory it stands in passes the rule above; its target is walked by the same
 ///   rule, at most 40 symlinks in all.
@@ -40,9 +41,14 @@ enum TrustedPath {
   static func isTrustedOwner(_ uid: uid_t) -> Bool { uid == 0 || uid == geteuid() }
 
   /// Whether users other than root and the directory's owner may create, rename or remove
-  /// entries in the directory `info` describes.
-  static func othersMayWrite(_ info: stat) -> Bool {
+  /// entries in the directory `info` describes. With an access ACL (`acl`), its named users
+  /// and groups count too, and the owning group's own entry rather than the group bits
+  /// (which then show the mask).
+  static func othersMayWrite(_ info: stat, acl: PosixACL? = nil) -> Bool {
     if info.st_mode & S_IWOTH != 0 { return true }
+    if let acl {
+      return !acl.otherWriters(owner: info.st_uid, groupOwner: info.st_gid, trustedUser: geteuid()).isEmpty
+    }
     return info.st_mode & S_IWGRP != 0 && info.st_gid != 0
   }
 
@@ -86,6 +92,8 @@ enum TrustedPath {
     var pending: [String]
     var current: FileDescriptor
     var currentInfo: stat
+    /// The current directory's access ACL (nil: none), read from its descriptor.
+    var currentACL: PosixACL?
     var currentPath: String
     var symlinks = 0
 
@@ -94,6 +102,7 @@ enum TrustedPath {
       self.pending = pathSegments(path).reversed()
       let start = path.utf8.first == UInt8(ascii: "/") ? "/" : "."
       (self.current, self.currentInfo) = try Self.openStart(start, for: path)
+      self.currentACL = PosixACL.read(descriptor: self.current.raw)
       self.currentPath = start
       try self.checkOwner(self.currentInfo, at: start)
     }
@@ -122,13 +131,12 @@ enum TrustedPath {
         guard currentErrno() == ENOENT else {
           throw .system(.openDirectory, childPath, "cannot inspect a directory on the way to \"\(self.path)\"")
         }
-        guard create else {
-          // The agent would create it, as its own: refused where others could replace it.
-          var own = stat()
-          own.st_uid = geteuid()
-          try self.checkReplaceable(name, entry: own, at: childPath)
-          return childPath
-        }
+        // The agent would create it, as its own: refused where others could replace it,
+        // before anything is created there.
+        var own = stat()
+        own.st_uid = geteuid()
+        try self.checkReplaceable(name, entry: own, at: childPath)
+        guard create else { return childPath }
         created = mkdirat(self.current.raw, name, mode) == 0
         if !created && currentErrno() != EEXIST {
           throw .system(.createDirectory, childPath, "cannot create directory")
@@ -158,14 +166,21 @@ enum TrustedPath {
     /// Refuses `name` when someone other than root or the agent could replace it: its
     /// directory is writable by others and not sticky, or sticky and `name` is theirs.
     private func checkReplaceable(_ name: String, entry: stat, at childPath: String) throws(FileError) {
-      guard TrustedPath.othersMayWrite(self.currentInfo) else { return }
+      guard TrustedPath.othersMayWrite(self.currentInfo, acl: self.currentACL) else { return }
       let sticky = self.currentInfo.st_mode & S_ISVTX != 0
       if sticky && TrustedPath.isTrustedOwner(entry.st_uid) { return }
       let detail =
         sticky
         ? "\"\(childPath)\" is owned by \(ownerText(entry.st_uid)) in the sticky directory \"\(self.currentPath)\", so its owner can replace it"
-        : "\"\(self.currentPath)\" (\(modeText(self.currentInfo))) is writable by other users, who can replace \"\(name)\" with a symlink"
+        : "\"\(self.currentPath)\" (\(modeText(self.currentInfo))\(aclText)) is writable by other users, who can replace \"\(name)\" with a symlink"
       throw untrusted(detail, at: sticky ? childPath : self.currentPath)
+    }
+
+    /// `, ACL write for uid 1000` when the current directory's ACL lets others write.
+    private var aclText: String {
+      guard let acl = self.currentACL else { return "" }
+      let writers = acl.otherWriters(owner: self.currentInfo.st_uid, groupOwner: self.currentInfo.st_gid, trustedUser: geteuid())
+      return writers.isEmpty ? "" : ", ACL write for " + writers.joined(separator: ", ")
     }
 
     /// Refuses a directory owned by someone other than root or the agent's user.
@@ -195,6 +210,7 @@ enum TrustedPath {
       try self.checkOwner(info, at: childPath)
       self.current = descriptor
       self.currentInfo = info
+      self.currentACL = PosixACL.read(descriptor: descriptor.raw)
       self.currentPath = childPath
     }
 
@@ -212,6 +228,7 @@ enum TrustedPath {
       let target = String(decoding: buffer[..<count], as: UTF8.self)
       if target.utf8.first == UInt8(ascii: "/") {
         (self.current, self.currentInfo) = try Self.openStart("/", for: self.path)
+        self.currentACL = PosixACL.read(descriptor: self.current.raw)
         self.currentPath = "/"
         try self.checkOwner(self.currentInfo, at: "/")
       }
