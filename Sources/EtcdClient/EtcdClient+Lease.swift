@@ -8,6 +8,17 @@ public struct Lease: Sendable, Hashable {
   /// The TTL etcd granted, in seconds.
   public var ttl: Int64
   public var header: ResponseHeader
+  /// When the grant's answer arrived: unless renewed, the lease has expired `ttl` seconds
+  /// later at the latest. ``EtcdClient/keepAlive(_:)-(Lease)`` starts from it.
+  public var received: ContinuousClock.Instant
+
+  /// A lease as etcd granted it; `received` is when its answer arrived.
+  public init(id: Int64, ttl: Int64, header: ResponseHeader, received: ContinuousClock.Instant = .now) {
+    self.id = id
+    self.ttl = ttl
+    self.header = header
+    self.received = received
+  }
 }
 
 /// One answer to a keep-alive: the lease's TTL, renewed.
@@ -37,7 +48,7 @@ extension EtcdClient {
     return try await self.unary(idempotent: false) { [request] metadata, options in
       let r = try await self.leaseRPC.leaseGrant(request, metadata: metadata, options: options)
       if !r.error.isEmpty { throw EtcdError(.invalidArgument, r.error) }
-      return Lease(id: r.id, ttl: r.ttl, header: ResponseHeader(r.header))
+      return Lease(id: r.id, ttl: r.ttl, header: ResponseHeader(r.header), received: .now)
     }
   }
 
@@ -96,15 +107,29 @@ extension EtcdClient {
     }
   }
 
-  /// Keeps a lease alive for as long as the sequence is iterated (clientv3's `KeepAlive`): a
-  /// renewal every TTL/3 on a stream of its own, re-opened on another member after a failure.
-  /// Each renewal is delivered (only the newest is kept when the consumer is slow). The
-  /// sequence throws `leaseNotFound` when the lease is gone: expired, revoked, or not renewed
-  /// within its TTL because etcd was unreachable. Cancel the iterating task to stop.
+  /// Keeps a granted lease alive for as long as the sequence is iterated (clientv3's
+  /// `KeepAlive`): a renewal every TTL/3 on a stream of its own, re-opened on another member
+  /// after a failure. Each renewal is delivered (only the newest is kept when the consumer is
+  /// slow). The sequence throws `leaseNotFound` when the lease is gone: expired, revoked, or
+  /// not renewed within its TTL because etcd was unreachable, counted from the grant
+  /// (``Lease/received``) until the first renewal answers, so that a lease that etcd never
+  /// renewed is reported expired too. Cancel the iterating task to stop.
+  public func keepAlive(_ lease: Lease) -> LeaseKeepAliveStream {
+    self.keepAlive(lease.id, knownTTL: lease.ttl, aliveUntil: lease.received + .seconds(lease.ttl))
+  }
+
+  /// Keeps the lease `id` alive, as ``keepAlive(_:)-(Lease)`` does, when only its ID is known:
+  /// until the first renewal answers, the keeper does not know the lease's TTL and cannot
+  /// report its expiry while etcd is unreachable. Prefer ``keepAlive(_:)-(Lease)``.
   public func keepAlive(_ id: Int64) -> LeaseKeepAliveStream {
+    self.keepAlive(id, knownTTL: nil, aliveUntil: nil)
+  }
+
+  private func keepAlive(_ id: Int64, knownTTL: Int64?, aliveUntil: ContinuousClock.Instant?) -> LeaseKeepAliveStream {
     let (stream, continuation) = AsyncThrowingStream.makeStream(
       of: LeaseKeepAliveResponse.self, bufferingPolicy: .bufferingNewest(1))
-    let task = Task { await LeaseKeeper(client: self, id: id, continuation: continuation).run() }
+    let keeper = LeaseKeeper(client: self, id: id, knownTTL: knownTTL, aliveUntil: aliveUntil, continuation: continuation)
+    let task = Task { await keeper.run() }
     let key = self.keepers.add(task, continuation: continuation)
     continuation.onTermination = { [keepers] _ in
       task.cancel()
@@ -149,38 +174,47 @@ struct LeaseKeeper: Sendable {
 
   let client: EtcdClient
   let id: Int64
+  /// The lease's TTL from its grant, nil when unknown (then 3 s until the first renewal).
+  let knownTTL: Int64?
+  /// When the lease expires unless renewed (from its grant), nil when unknown.
+  let aliveUntil: ContinuousClock.Instant?
   let continuation: AsyncThrowingStream<LeaseKeepAliveResponse, any Error>.Continuation
 
   func run() async {
     let clock = ContinuousClock()
-    // The lease is known to live at least until `deadline`; extended by each renewal.
-    let deadline = LeaseDeadline()
-    let ttl = Mutex<Int64>(3)
+    // The lease lives at most until `deadline` unless renewed: from its grant until the first
+    // renewal answers, then extended by each renewal.
+    let deadline = LeaseDeadline(self.aliveUntil)
+    let ttl = Mutex<Int64>(self.knownTTL.map { max(1, $0) } ?? 3)
     var backoff = Backoff(maximum: .seconds(1))
     let progressed = Flag()
     while !Task.isCancelled {
       do {
-        let metadata = try await self.client.streamMetadata()
         var options = CallOptions.defaults
         options.waitForReady = true
-        let gone: Bool = try await Self.untilExpired(deadline) { [options] in try await self.client.leaseRPC.leaseKeepAlive(metadata: metadata, options: options) { writer in
-          var request = Etcdserverpb_LeaseKeepAliveRequest()
-          request.id = self.id
-          while !Task.isCancelled {
-            try await writer.write(request)
-            let interval = max(Duration.milliseconds(500), .seconds(ttl.withLock { $0 }) / 3)
-            try await Task.sleep(for: interval)
+        // The token too is asked for within the lease's lifetime: with etcd unreachable, the
+        // expiry is reported on time whichever call waits for it.
+        let gone: Bool = try await Self.untilExpired(deadline) { [options] in
+          let metadata = try await self.client.streamMetadata()
+          return try await self.client.leaseRPC.leaseKeepAlive(metadata: metadata, options: options) { writer in
+            var request = Etcdserverpb_LeaseKeepAliveRequest()
+            request.id = self.id
+            while !Task.isCancelled {
+              try await writer.write(request)
+              let interval = max(Duration.milliseconds(500), .seconds(ttl.withLock { $0 }) / 3)
+              try await Task.sleep(for: interval)
+            }
+          } onResponse: { response in
+            for try await message in response.messages {
+              guard message.ttl > 0 else { return true }
+              ttl.withLock { $0 = message.ttl }
+              deadline.value = clock.now + .seconds(message.ttl)
+              self.continuation.yield(LeaseKeepAliveResponse(id: message.id, ttl: message.ttl, header: ResponseHeader(message.header)))
+              progressed.set()
+            }
+            return false
           }
-        } onResponse: { response in
-          for try await message in response.messages {
-            guard message.ttl > 0 else { return true }
-            ttl.withLock { $0 = message.ttl }
-            deadline.value = clock.now + .seconds(message.ttl)
-            self.continuation.yield(LeaseKeepAliveResponse(id: message.id, ttl: message.ttl, header: ResponseHeader(message.header)))
-            progressed.set()
-          }
-          return false
-        } }
+        }
         if gone {
           self.continuation.finish(throwing: EtcdError(.leaseNotFound, "lease \(String(self.id, radix: 16)) expired or was revoked"))
           return
@@ -211,7 +245,8 @@ struct LeaseKeeper: Sendable {
 
 /// The instant until which a lease is known to live, extended by each renewal.
 final class LeaseDeadline: Sendable {
-  private let instant = Mutex<ContinuousClock.Instant?>(nil)
+  private let instant: Mutex<ContinuousClock.Instant?>
+  init(_ instant: ContinuousClock.Instant? = nil) { self.instant = Mutex(instant) }
   var value: ContinuousClock.Instant? {
     get { self.instant.withLock { $0 } }
     set { self.instant.withLock { $0 = newValue } }

@@ -39,6 +39,9 @@ presence:
   prefix: /etcsync/agents   # default /etcsync/agents
   # name: web-01            # default: the host name
   ttl: 10s                  # whole seconds, at least 2s (default 10s)
+  # Another running agent already holds this name: refuse to start, exit 2 (false, the
+  # default), or move the key to this agent (true; `etcsync run --take-over` does it once).
+  takeOver: false           # default false
 
 # Prometheus metrics, /healthz and /readyz. Leave out to serve nothing.
 metrics:

@@ -107,6 +107,44 @@ final class RenewalFlag: Sendable {
     }
   }
 
+  @Test("a lease etcd never renewed is reported expired once its granted TTL has passed")
+  func keepAliveReportsExpiryWithoutAnyRenewal() async throws {
+    try await EtcdServer.with { server in
+      let proxy = try await TCPProxy.start(targetPort: server.clientPort)
+      var configuration = server.configuration()
+      configuration.endpoints = [EtcdEndpoint(host: "127.0.0.1", port: proxy.port)]
+      try await withEtcdClient(configuration) { etcd in
+        let lease = try await etcd.grant(ttl: 2)
+        // Cut off before the keeper's first request: no renewal ever answers, and the keeper
+        // knows the TTL only from the grant.
+        proxy.blackhole()
+        let keeper = Task { await endingError(of: etcd.keepAlive(lease)) }
+        // Bounds only a failing test: a keeper that never learned the TTL waits for ever.
+        let watchdog = Task {
+          try await Task.sleep(for: .seconds(60))
+          keeper.cancel()
+        }
+        let error = await keeper.value
+        watchdog.cancel()
+        #expect(error?.code == .leaseNotFound, "\(String(describing: error))")
+        // The black-holed connection is reset, so that the client shuts down at once.
+        proxy.pass()
+        proxy.resetAll()
+        // etcd agrees: the lease is gone (asked directly, not through the proxy).
+        try await withEtcdClient(server.configuration()) { direct in
+          var remaining: Int64 = 0
+          for _ in 0..<50 {
+            remaining = try await direct.timeToLive(lease.id).ttl
+            if remaining == -1 { break }
+            try await Task.sleep(for: .milliseconds(100))
+          }
+          #expect(remaining == -1)
+        }
+      }
+      await proxy.stop()
+    }
+  }
+
   @Test func shutdownEndsKeepAliveStreams() async throws {
     try await EtcdServer.with { server in
       let keeper = try await withEtcdClient(server.configuration()) { etcd in

@@ -156,14 +156,23 @@ extension Agent {
     self.reloading.filter(\.value.overdue).mapValues(\.startedAt)
   }
 
-  /// When the daemon stops: its reloads are killed (their process groups) and stay owed in
-  /// the state, so the next start runs them.
-  func stopReloads() {
+  /// When the daemon stops: its reloads are killed (their process groups: SIGTERM, then
+  /// SIGKILL after ``CommandRunner/Options/killGracePeriod``) and stay owed in the state, so
+  /// the next start runs them. Returns once every one has ended: the next agent (a SIGHUP's
+  /// new generation) starts only then, and its reload never overlaps one of these.
+  func stopReloads() async {
     self.reloadsInBackground = false
     self.inbox = nil
-    for work in self.reloading.values { work.task.cancel() }
-    for name in self.reloading.keys { self.metrics.reloadEnded(name, succeeded: nil) }
+    let stopping = self.reloading
     self.reloading = [:]
+    for work in stopping.values { work.task.cancel() }
+    for name in stopping.keys { self.metrics.reloadEnded(name, succeeded: nil) }
     self.readiness.reloadsOverdue([])
+    for (name, work) in stopping {
+      await work.task.value
+      self.logger.debug("a reload was stopped with the agent; it stays owed", metadata: [
+        "mapping.name": "\(name)", "duration": "\(ContinuousClock.now - work.started)",
+      ])
+    }
   }
 }

@@ -376,11 +376,22 @@ public actor Agent {
     self.publishProgress()
     let inbox = Inbox()
     // From now on a reload runs in a task of its own: a hanging one does not hold the files
-    // back. Stopping kills the reloads still running (their process groups); the state
-    // records them as owed, so the next start runs them.
+    // back. Stopping kills the reloads still running (their process groups) and waits until
+    // they have ended, so that the next generation's reload (a SIGHUP) never overlaps one of
+    // this agent's; the state records them as owed, so the next start runs them.
     self.inbox = inbox
     self.reloadsInBackground = true
-    defer { self.stopReloads() }
+    do {
+      try await self.watchAndApply(inbox)
+    } catch {
+      await self.stopReloads()
+      throw error
+    }
+    await self.stopReloads()
+  }
+
+  /// The daemon's loop: applies every change from etcd and every local edit until cancelled.
+  private func watchAndApply(_ inbox: Inbox) async throws {
     self.coalesceStateSaves = true
     defer {
       self.coalesceStateSaves = false

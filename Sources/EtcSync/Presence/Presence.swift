@@ -126,6 +126,9 @@ public actor Presence {
   let logger: Logger
   private var record: PresenceRecord
   private var leaseID: Int64 = 0
+  /// The grant of ``leaseID``: its keep-alive counts the TTL from it, so that a lease etcd
+  /// never renewed is reported lost too.
+  private var grantedLease: Lease?
   /// Every lease this presence was granted: a key bound to one of them is ours (a new lease
   /// after a lost keep-alive finds the key on the old one).
   private var ownLeases: Set<Int64> = []
@@ -212,7 +215,8 @@ public actor Presence {
       do {
         if !self.registered { try await self.registerOnce() }
         backoff = .milliseconds(250)
-        for try await _ in self.client.keepAlive(self.leaseID) {}
+        let kept = self.grantedLease.flatMap { $0.id == self.leaseID ? $0 : nil }
+        for try await _ in kept.map({ self.client.keepAlive($0) }) ?? self.client.keepAlive(self.leaseID) {}
         if Task.isCancelled { break }
         throw EtcdError(.leaseNotFound, "the keep-alive stream ended")
       } catch let conflict as PresenceConflict {
@@ -246,6 +250,7 @@ public actor Presence {
     }
     let previous = self.leaseID
     self.leaseID = lease.id
+    self.grantedLease = lease
     self.registered = true
     self.takeOverPending = false
     self.logger.info("presence registered", metadata: [

@@ -17,6 +17,9 @@ struct ExampleConfigTests {
     #expect(configuration.etcd.endpoints.count == 3)
     #expect(configuration.etcd.auth?.user == "etcsync")
     #expect(configuration.presence?.prefix == "/etcsync/agents")
+    #expect(configuration.presence?.takeOver == false)
+    let exampleText = try String(contentsOfFile: path, encoding: .utf8)
+    #expect(exampleText.contains("\n  takeOver: false"), "presence.takeOver is documented with its default")
     #expect(configuration.metrics?.port == 9464)
   }
 
