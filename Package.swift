@@ -32,7 +32,8 @@ let tutorial = ["connect", "put", "get", "delete", "watch", "lease", "op"]
 
 var targets: [Target] = [
   .target(name: "EtcdClient", dependencies: grpc, swiftSettings: settings),
-  .target(name: "Templates", swiftSettings: settings),
+  // Crypto for sha256sum, sha1sum and md5sum: swift-crypto is linked into the agent already.
+  .target(name: "Templates", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: settings),
   .target(
     name: "EtcSync",
     dependencies: [

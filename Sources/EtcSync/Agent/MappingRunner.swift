@@ -55,7 +55,11 @@ public struct MappingRunner: Sendable {
     if mapping.kind == .template, let path = mapping.template {
       let (directory, name) = splitLastSlash(path) ?? ("", path)
       do {
-        template = try TemplateLoader(directory: directory.isEmpty ? (path.utf8.first == UInt8(ascii: "/") ? "/" : ".") : directory).load(name)
+        var loader = try TemplateLoader(directory: directory.isEmpty ? (path.utf8.first == UInt8(ascii: "/") ? "/" : ".") : directory)
+        if let delimiters = mapping.delimiters {
+          loader.delimiters = try TemplateDelimiters(left: delimiters.left, right: delimiters.right)
+        }
+        template = try loader.load(name)
       } catch {
         throw AgentError(.configuration, "mapping \(mapping.name): template \(path): \(error)")
       }
@@ -67,7 +71,9 @@ public struct MappingRunner: Sendable {
       throw AgentError(.configuration, "mapping \(mapping.name): \(error)")
     }
     self.mapping = mapping
-    self.planner = MappingPlanner(mapping: mapping, template: template, attributes: attributes)
+    let options = RenderOptions(
+      keyPrefix: mapping.keyPrefix ?? "", missingKey: mapping.missingKey == .error ? .error : .noValue)
+    self.planner = MappingPlanner(mapping: mapping, template: template, attributes: attributes, renderOptions: options)
     self.commands = CommandRunner(logger: logger)
     self.commandTimeout = mapping.commandTimeout ?? commandTimeout
     self.logger = logger
@@ -75,7 +81,16 @@ public struct MappingRunner: Sendable {
   }
 
   var check: StagedFileCheck? {
-    self.mapping.check.map { self.commands.stagedFileCheck($0, timeout: self.commandTimeout) }
+    self.mapping.check.map {
+      self.commands.stagedFileCheck($0, timeout: self.commandTimeout, substitutions: self.placeholders)
+    }
+  }
+
+  /// The `{{.NAME}}` values of the check and reload commands besides the check's `{{.src}}`:
+  /// `{{.dest}}` (the mapping's destination) and `{{.name}}`. In the reload, the staged file
+  /// is already in place, so `{{.src}}` is the destination too.
+  var placeholders: [String: String] {
+    ["src": self.mapping.dest, "dest": self.mapping.dest, "name": self.mapping.name]
   }
 
   /// Brings the mapping's files to the snapshot, and runs the reload if anything changed (or
@@ -110,7 +125,7 @@ public struct MappingRunner: Sendable {
   public func reload(into result: inout MappingResult) async {
     guard let reload = self.mapping.reload else { return }
     do {
-      let outcome = try await self.commands.run(reload, timeout: self.commandTimeout)
+      let outcome = try await self.commands.run(reload, substitutions: self.placeholders, timeout: self.commandTimeout)
       result.reloaded = outcome.succeeded
       if !outcome.succeeded { result.error = "reload failed: \(outcome)"; result.failure = .reloadFailed }
     } catch {

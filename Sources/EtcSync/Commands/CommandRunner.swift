@@ -67,11 +67,16 @@ public struct CommandRunner: Sendable {
     return result
   }
 
-  /// A ``StagedFileCheck`` that runs `argv` with `{{.src}}` set to the staged path and fails
-  /// with a ``CommandError/Code/failed`` error unless the command succeeds.
-  public func stagedFileCheck(_ argv: [String], timeout: Duration) -> StagedFileCheck {
+  /// A ``StagedFileCheck`` that runs `argv` with `{{.src}}` set to the staged path (and the
+  /// other `substitutions`, such as `{{.dest}}`) and fails with a ``CommandError/Code/failed``
+  /// error unless the command succeeds.
+  public func stagedFileCheck(
+    _ argv: [String], timeout: Duration, substitutions: [String: String] = [:]
+  ) -> StagedFileCheck {
     { stagedPath in
-      let result = try await run(argv, substitutions: ["src": stagedPath], timeout: timeout)
+      var values = substitutions
+      values["src"] = stagedPath
+      let result = try await run(argv, substitutions: values, timeout: timeout)
       guard result.succeeded else {
         throw CommandError(.failed, argv: result.argv, result: result)
       }

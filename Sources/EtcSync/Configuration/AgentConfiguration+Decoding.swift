@@ -11,7 +11,7 @@ struct DecodedFile {
 
 extension AgentConfiguration {
   static let topLevelKeys = [
-    "etcd", "mappings", "presence", "metrics", "state", "wait", "log", "commandTimeout",
+    "etcd", "mappings", "presence", "metrics", "state", "wait", "log", "commandTimeout", "keyPrefix",
   ]
 
   /// Reads the whole file. Each field is checked for its own type and range here; checks
@@ -21,9 +21,10 @@ extension AgentConfiguration {
     if root.isNull { return decoded }
     let top = try root.keyed(self.topLevelKeys, allowExtensions: true)
     if let node = top["etcd"] { try Self.decodeEtcd(node, into: &decoded) }
+    let keyPrefix = try top["keyPrefix"]?.keyPrefix()
     if let node = top["mappings"] {
       for element in try node.list(expected: "a list of mappings") {
-        decoded.configuration.mappings.append(try Mapping(decoding: element))
+        decoded.configuration.mappings.append(try Mapping(decoding: element, keyPrefix: keyPrefix))
       }
     }
     if let node = top["presence"] { decoded.configuration.presence = try PresenceSettings(decoding: node) }

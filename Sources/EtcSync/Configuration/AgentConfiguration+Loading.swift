@@ -55,7 +55,7 @@ extension AgentConfiguration {
     checkFiles: Bool = false
   ) throws(ConfigurationError) -> AgentConfiguration {
     let context = DecodingContext(sourceName: sourceName, baseDirectory: baseDirectory)
-    let root = try self.compose(yaml, context: context)
+    let root = try self.compose(yaml, context: context, environment: environment)
     var decoded = try self.decode(root)
     var locator = FieldLocator(sourceName: sourceName, marks: context.marks)
     try decoded.apply(ConfigurationOverrides(environment: environment), from: .environment, locator: &locator)
@@ -66,8 +66,11 @@ extension AgentConfiguration {
     return configuration
   }
 
-  /// Parses the YAML into nodes; syntax errors keep libyaml's line and column.
-  static func compose(_ yaml: String, context: DecodingContext) throws(ConfigurationError) -> ConfigNode {
+  /// Parses the YAML into nodes, syntax errors keeping libyaml's line and column, and expands
+  /// `${NAME}` variables in its values (``ConfigVariables``) before anything reads them.
+  static func compose(
+    _ yaml: String, context: DecodingContext, environment: [String: String] = [:]
+  ) throws(ConfigurationError) -> ConfigNode {
     let root: Node?
     do {
       root = try Yams.compose(yaml: yaml)
@@ -76,7 +79,9 @@ extension AgentConfiguration {
     } catch {
       throw ConfigurationError(.syntax, file: context.sourceName, message: "invalid YAML: \(error)")
     }
-    return ConfigNode(node: root ?? Node(""), path: "", context: context)
+    let expanded = try ConfigVariables.expand(
+      root ?? Node(""), path: "", environment: environment, sourceName: context.sourceName)
+    return ConfigNode(node: expanded, path: "", context: context)
   }
 
   private static func syntaxError(_ error: YamlError, yaml: String, sourceName: String) -> ConfigurationError {

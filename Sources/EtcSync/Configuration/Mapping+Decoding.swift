@@ -2,7 +2,7 @@ extension Mapping {
   static let keys = [
     "name", "kind", "prefix", "prefixes", "key", "template", "dest", "mode", "owner", "group",
     "dirMode", "createDirs", "check", "reload", "commandTimeout", "wait", "retry", "swap", "format",
-    "writeBack", "conflict", "deletes", "writeBackLimits",
+    "writeBack", "conflict", "deletes", "writeBackLimits", "keyPrefix", "missingKey", "delimiters",
   ]
 
   /// The kinds each kind-specific key applies to; a key set on another kind is an error.
@@ -11,10 +11,12 @@ extension Mapping {
     "key": [.file], "template": [.template], "swap": [.tree], "format": [.format],
     "writeBack": [.tree, .file, .format], "conflict": [.tree, .file, .format],
     "deletes": [.tree, .file, .format], "writeBackLimits": [.tree, .file, .format],
+    "missingKey": [.template], "delimiters": [.template],
   ]
 
-  /// Reads one element of `mappings`.
-  init(decoding node: ConfigNode) throws(ConfigurationError) {
+  /// Reads one element of `mappings`; `keyPrefix` is the top level's, which the mapping's own
+  /// replaces.
+  init(decoding node: ConfigNode, keyPrefix inherited: String? = nil) throws(ConfigurationError) {
     let map = try node.keyed(Self.keys)
     let nameNode = try map.required(
       "name", "every mapping needs a unique name such as \"nginx-upstreams\"")
@@ -31,9 +33,11 @@ extension Mapping {
       throw map.error(at: "dest", .invalidValue, "the root directory cannot be a destination")
     }
     self.init(name: name, kind: kind, dest: dest)
-    self.prefixes = try Self.prefixes(of: map, kind: kind)
+    self.keyPrefix = try map["keyPrefix"]?.keyPrefix() ?? inherited
+    self.prefixes = try Self.prefixes(of: map, kind: kind, keyPrefix: self.keyPrefix)
     if kind == .file {
-      self.key = try map.required("key", "the etcd key whose value is the file").nonEmptyString(expected: "an etcd key")
+      let key = try map.required("key", "the etcd key whose value is the file").nonEmptyString(expected: "an etcd key")
+      self.key = self.keyPrefix.map { KeyJoin.join($0, key) } ?? key
     }
     if kind == .template {
       self.template = try map.required(
@@ -43,6 +47,10 @@ extension Mapping {
     if kind == .format {
       self.format = try map.required("format", "one of json, yaml, toml, env, properties").oneOf(Format.self)
     }
+    if let node = map["missingKey"] {
+      self.missingKey = try node.oneOf(MissingKeyOption.self, aliases: ["invalid": .default])
+    }
+    if let node = map["delimiters"] { self.delimiters = try node.delimiters() }
     try self.decodeFileSettings(map)
     try self.decodeCommands(map)
     try self.decodeWriteBack(map)
@@ -90,9 +98,11 @@ extension Mapping {
   }
 
   /// `prefix: /a/` or `prefixes: [/a/, /b/]`: at least one for `template`, exactly one for
-  /// `tree` and `format`, none for `file`.
-  private static func prefixes(of map: KeyedNode, kind: Kind) throws(ConfigurationError) -> [String] {
+  /// `tree` and `format`, none for `file`. Under a `keyPrefix`, each is joined to it
+  /// (``KeyJoin``), and a mapping without a prefix reads the whole `keyPrefix`.
+  private static func prefixes(of map: KeyedNode, kind: Kind, keyPrefix: String?) throws(ConfigurationError) -> [String] {
     guard kind != .file else { return [] }
+    if let keyPrefix, !map.has("prefix"), !map.has("prefixes") { return [keyPrefix] }
     if map.has("prefix") && map.has("prefixes") {
       throw map.error(at: "prefixes", .conflict, "give either prefix or prefixes, not both")
     }
@@ -113,7 +123,8 @@ extension Mapping {
     if kind != .template, prefixes.count > 1 {
       throw prefixes[1].1.error(.conflict, "a \(kind.rawValue) mapping reads exactly one prefix")
     }
-    for (index, (prefix, node)) in prefixes.enumerated() where prefixes[..<index].contains(where: { $0.0 == prefix }) {
+    if let keyPrefix { prefixes = prefixes.map { (KeyJoin.join(keyPrefix, $0.0), $0.1) } }
+    for (index, (prefix, node)) in prefixes.enumerated() where prefixes[..<index].contains(where: { $0.0.utf8.elementsEqual(prefix.utf8) }) {
       throw node.error(.conflict, "the prefix \"\(prefix)\" is listed twice")
     }
     return prefixes.map(\.0)
@@ -176,6 +187,27 @@ extension Mapping {
 }
 
 extension ConfigNode {
+  /// A `keyPrefix`: joined to `/` and cleaned as confd does (``KeyJoin/root(_:)``).
+  func keyPrefix() throws(ConfigurationError) -> String {
+    KeyJoin.root(try self.nonEmptyString(expected: "an etcd key prefix such as \"/config/hosts/web-1\""))
+  }
+
+  /// `delimiters: ["[[", "]]"]`: two non-empty strings without white space.
+  func delimiters() throws(ConfigurationError) -> Mapping.Delimiters {
+    let expected = "two delimiters such as [\"[[\", \"]]\"]"
+    let elements = try self.list(expected: expected)
+    guard elements.count == 2 else { throw self.invalid(expected) }
+    var texts: [String] = []
+    for element in elements {
+      let text = try element.nonEmptyString(expected: "a non-empty delimiter such as \"[[\"")
+      guard !text.utf8.contains(where: { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) else {
+        throw element.invalid("a delimiter without white space")
+      }
+      texts.append(text)
+    }
+    return Mapping.Delimiters(left: texts[0], right: texts[1])
+  }
+
   /// An octal file mode: `"0644"`, `"644"` or `"0o644"`, at most `"07777"`.
   func fileMode() throws(ConfigurationError) -> UInt16 {
     let expected = "an octal file mode such as \"0644\""

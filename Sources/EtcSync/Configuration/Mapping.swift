@@ -90,6 +90,14 @@ public struct Mapping: Sendable, Equatable {
   public var deletes: Bool
   /// Quotas and the mass-deletion guard of write-back (``WriteBackLimits``).
   public var writeBackLimits: WriteBackLimits
+  /// confd's `prefix`: the mapping's (or the top level's) `keyPrefix`, cleaned, starting with
+  /// `/` (see ``KeyJoin``). ``prefixes`` and ``key`` already include it; a template reads
+  /// `getv "/db/url"` as `<keyPrefix>/db/url`. `nil` when none is set.
+  public var keyPrefix: String?
+  /// What `.Foo` on a map without `Foo` does in a template (default `.error`).
+  public var missingKey: MissingKeyOption = .error
+  /// The template's action delimiters, such as `("[[", "]]")`; `nil` for `{{` and `}}`.
+  public var delimiters: Delimiters?
 
   /// A mapping with the defaults for everything not given.
   public init(
@@ -140,6 +148,29 @@ public struct Mapping: Sendable, Equatable {
     self.conflict = conflict
     self.deletes = deletes
     self.writeBackLimits = writeBackLimits
+  }
+
+  /// Go's `missingkey` option of a `template` mapping.
+  public enum MissingKeyOption: String, Sendable, Hashable, CaseIterable {
+    /// Fail the render, naming the key (etcsync's default).
+    case error
+    /// Go's `missingkey=zero`: the zero value of the map's element type. Maps in templates
+    /// hold any value (`map[string]interface{}` in Go), whose zero value is nil, so this
+    /// prints `<no value>`, exactly as Go and confd do.
+    case zero
+    /// Go's default (`missingkey=default` or `invalid`): `<no value>`.
+    case `default`
+  }
+
+  /// A template's left and right action delimiters.
+  public struct Delimiters: Sendable, Hashable {
+    public var left: String
+    public var right: String
+    /// The delimiters `left` and `right`, both non-empty.
+    public init(left: String, right: String) {
+      self.left = left
+      self.right = right
+    }
   }
 
   /// The single prefix of a `tree` or `format` mapping (the first of a `template`'s).

@@ -14,6 +14,11 @@ enum Builtin: String, CaseIterable, Sendable {
   case map, getenv, datetime, lookupIP, lookupIPV4, lookupIPV6, lookupSRV
   // A few from consul-template and sprig.
   case toJSON, toYAML, indent, trimSpace, `default`
+  // sprig's (and consul-template's) functions that templates reach for most.
+  case regexMatch, regexReplaceAll, regexFind, sha256sum, sha1sum, md5sum, hostname, fileExists
+  case dict, list, append, hasKey, keys, values, uniq, sortAlpha, urlParse, b64enc, b64dec
+  case trim, trimPrefix, hasPrefix, hasSuffix, title, quote, squote, nindent
+  case ternary, coalesce, empty, required, toInt, toString, max, min
 
   /// The accepted number of arguments: (minimum, maximum or nil for any).
   var arity: (min: Int, max: Int?) {
@@ -33,7 +38,16 @@ enum Builtin: String, CaseIterable, Sendable {
     case .getv, .getenv, .default: return (1, 2)
     case .replace: return (4, 4)
     case .lookupSRV: return (3, 3)
-    case .datetime: return (0, 0)
+    case .datetime, .hostname: return (0, 0)
+    case .dict, .list, .quote, .squote, .coalesce: return (0, nil)
+    case .keys, .max, .min: return (1, nil)
+    case .sha256sum, .sha1sum, .md5sum, .fileExists, .values, .uniq, .sortAlpha, .urlParse, .b64enc,
+      .b64dec, .trim, .title, .empty, .toInt, .toString:
+      return (1, 1)
+    case .regexMatch, .regexFind, .append, .hasKey, .trimPrefix, .hasPrefix, .hasSuffix, .nindent,
+      .required:
+      return (2, 2)
+    case .regexReplaceAll, .ternary: return (3, 3)
     }
   }
 

@@ -53,8 +53,17 @@ struct FunctionContext {
     case .atoi, .parseBool, .add, .sub, .mul, .div, .mod, .seq, .reverse, .sortByLength,
       .sortKVByLength, .map:
       return try CollectionFunctions.call(function, a)
-    case .getenv, .datetime, .lookupIP, .lookupIPV4, .lookupIPV6, .lookupSRV:
+    case .getenv, .datetime, .lookupIP, .lookupIPV4, .lookupIPV6, .lookupSRV, .hostname, .fileExists:
       return try systemFunction(function, a)
+    case .regexMatch, .regexReplaceAll, .regexFind:
+      return try RegexFunctions.call(function, a, maxSize: maxValueSize)
+    case .sha256sum, .sha1sum, .md5sum, .urlParse, .b64enc, .b64dec:
+      return try DigestFunctions.call(function, a)
+    case .dict, .list, .append, .hasKey, .keys, .values, .uniq, .sortAlpha, .ternary, .coalesce, .empty,
+      .required, .toInt, .toString, .max, .min:
+      return try SprigFunctions.call(function, a)
+    case .trim, .trimPrefix, .hasPrefix, .hasSuffix, .title, .quote, .squote, .nindent:
+      return try SprigFunctions.callString(function, a, maxSize: maxValueSize)
     }
   }
 

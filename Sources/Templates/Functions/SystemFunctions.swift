@@ -7,7 +7,8 @@ import Darwin
 #endif
 
 /// getenv, datetime, lookupIP, lookupIPV4, lookupIPV6 and lookupSRV: the functions that
-/// read the environment, the clock or DNS, each through the render's options.
+/// read the environment, the clock or DNS, each through the render's options; and hostname
+/// and fileExists, which ask the machine directly.
 extension FunctionContext {
   func systemFunction(_ function: Builtin, _ a: [TemplateValue]) throws(FunctionFailure) -> TemplateValue {
     switch function {
@@ -35,9 +36,30 @@ extension FunctionContext {
           "Priority": .int(record.priority), "Weight": .int(record.weight),
         ])
       })
+    case .hostname:
+      return .string(Self.hostName())
+    case .fileExists:
+      return .bool(Self.fileExists(try string(a[0])))
     default:
       preconditionFailure("not a system function: \(function)")
     }
+  }
+
+  /// Go's `os.Hostname` (`gethostname`); empty if it fails.
+  static func hostName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count - 1) == 0 else { return "" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+
+  /// confd's `fileExists`: `stat` (symlinks followed) finds something at `path`. Like confd
+  /// (`!os.IsNotExist(err)`), a path that exists but cannot be examined (permission denied)
+  /// counts as existing; one whose parent is not a directory does not.
+  static func fileExists(_ path: String) -> Bool {
+    guard !path.utf8.contains(0) else { return false }
+    var info = stat()
+    if stat(path, &info) == 0 { return true }
+    return errno != ENOENT && errno != ENOTDIR && errno != ENAMETOOLONG
   }
 
   private func environmentValue(_ name: String) -> String? {

@@ -4,17 +4,21 @@
 struct Lexer {
   private let source: SourceText
   private let bytes: [UInt8]
+  private let left: [UInt8]
+  private let right: [UInt8]
   private var position = 0
   private var tokens: [Token] = []
 
-  init(source: SourceText) {
+  init(source: SourceText, delimiters: TemplateDelimiters = .standard) {
     self.source = source
     self.bytes = source.bytes
+    self.left = Array(delimiters.left.utf8)
+    self.right = Array(delimiters.right.utf8)
   }
 
   /// Lexes the whole source, ending with an `.eof` token.
-  static func tokenize(_ source: SourceText) throws(TemplateError) -> [Token] {
-    var lexer = Lexer(source: source)
+  static func tokenize(_ source: SourceText, delimiters: TemplateDelimiters = .standard) throws(TemplateError) -> [Token] {
+    var lexer = Lexer(source: source, delimiters: delimiters)
     try lexer.run()
     return lexer.tokens
   }
@@ -22,13 +26,13 @@ struct Lexer {
   private mutating func run() throws(TemplateError) {
     var trimLeading = false
     while position <= bytes.count {
-      let open = find("{{", from: position) ?? bytes.count
+      let open = find(left, from: position) ?? bytes.count
       var textStart = position
       var textEnd = open
       if trimLeading {
         while textStart < textEnd, isSpace(bytes[textStart]) { textStart += 1 }
       }
-      if open < bytes.count, hasLeftTrimMarker(open + 2) {
+      if open < bytes.count, hasLeftTrimMarker(open + left.count) {
         while textEnd > textStart, isSpace(bytes[textEnd - 1]) { textEnd -= 1 }
       }
       if textEnd > textStart { tokens.append(Token(kind: .text, start: textStart, end: textEnd)) }
@@ -40,9 +44,9 @@ struct Lexer {
 
   /// Lexes one action or comment starting at `{{`; returns whether it ended with ` -}}`.
   private mutating func lexAction(at open: Int) throws(TemplateError) -> Bool {
-    var p = open + 2
+    var p = open + left.count
     if hasLeftTrimMarker(p) { p += 2 }
-    if startsWith("/*", at: p) {
+    if startsWith(Array("/*".utf8), at: p) {
       return try lexComment(open: open, from: p)
     }
     tokens.append(Token(kind: .leftDelim, start: open, end: p))
@@ -63,7 +67,7 @@ struct Lexer {
   }
 
   private mutating func lexComment(open: Int, from p: Int) throws(TemplateError) -> Bool {
-    guard let close = find("*/", from: p + 2) else {
+    guard let close = find(Array("*/".utf8), from: p + 2) else {
       throw source.error(.syntax, "unclosed comment", at: open)
     }
     let after = close + 2
@@ -88,7 +92,7 @@ struct Lexer {
       emit(.space, p - start)
     case UInt8(ascii: "="): emit(.assign, 1)
     case UInt8(ascii: ":"):
-      guard startsWith(":=", at: position) else {
+      guard startsWith(Array(":=".utf8), at: position) else {
         throw source.error(.syntax, "expected :=", at: start)
       }
       emit(.declare, 2)
@@ -104,7 +108,7 @@ struct Lexer {
     case UInt8(ascii: "\""): emit(.string, try quotedLength(quote: c, what: "quoted string"))
     case UInt8(ascii: "'"): emit(.char, try quotedLength(quote: c, what: "character constant"))
     case UInt8(ascii: "`"):
-      guard let close = find("`", from: position + 1) else {
+      guard let close = find([UInt8(ascii: "`")], from: position + 1) else {
         throw source.error(.syntax, "unterminated raw quoted string", at: start)
       }
       emit(.rawString, close + 1 - start)
@@ -143,12 +147,12 @@ struct Lexer {
   // MARK: - Scanning helpers
 
   private func rightDelimiter(at p: Int) -> (length: Int, trims: Bool)? {
-    if p + 4 <= bytes.count, isSpace(bytes[p]), bytes[p + 1] == UInt8(ascii: "-"),
-      bytes[p + 2] == UInt8(ascii: "}"), bytes[p + 3] == UInt8(ascii: "}")
+    if p + 2 + right.count <= bytes.count, isSpace(bytes[p]), bytes[p + 1] == UInt8(ascii: "-"),
+      startsWith(right, at: p + 2)
     {
-      return (4, true)
+      return (2 + right.count, true)
     }
-    if startsWith("}}", at: p) { return (2, false) }
+    if startsWith(right, at: p) { return (right.count, false) }
     return nil
   }
 
@@ -230,9 +234,9 @@ struct Lexer {
     return q - p
   }
 
-  private func find(_ needle: StaticString, from start: Int) -> Int? {
-    let n = needle.utf8CodeUnitCount
-    let first = needle.utf8Start[0]
+  private func find(_ needle: [UInt8], from start: Int) -> Int? {
+    let n = needle.count
+    let first = needle[0]
     var p = start
     while p + n <= bytes.count {
       if bytes[p] == first, startsWith(needle, at: p) { return p }
@@ -241,11 +245,10 @@ struct Lexer {
     return nil
   }
 
-  private func startsWith(_ needle: StaticString, at p: Int) -> Bool {
-    let n = needle.utf8CodeUnitCount
+  private func startsWith(_ needle: [UInt8], at p: Int) -> Bool {
+    let n = needle.count
     guard p >= 0, p + n <= bytes.count else { return false }
-    let base = needle.utf8Start
-    for i in 0..<n where bytes[p + i] != base[i] { return false }
+    for i in 0..<n where bytes[p + i] != needle[i] { return false }
     return true
   }
 

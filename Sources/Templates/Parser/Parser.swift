@@ -22,12 +22,12 @@ struct Parser {
   var nesting = 0
 
   /// Parses a whole file into its trees.
-  static func parse(_ source: SourceText) throws(TemplateError) -> ParsedFile {
+  static func parse(_ source: SourceText, delimiters: TemplateDelimiters = .standard) throws(TemplateError) -> ParsedFile {
     // Nodes keep offsets as Int32; a larger text would trap converting them.
     guard source.bytes.count < Int(Int32.max) else {
       throw TemplateError(code: .limitExceeded, message: "template \(source.name) is larger than \(Int32.max) bytes")
     }
-    var parser = Parser(source: source, tokens: try Lexer.tokenize(source))
+    var parser = Parser(source: source, tokens: try Lexer.tokenize(source, delimiters: delimiters))
     let root = try parser.parseTopLevel()
     let main = Tree(
       name: source.name, source: source, root: root, slotCount: parser.scope.slotCount,

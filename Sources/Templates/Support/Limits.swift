@@ -10,6 +10,9 @@ enum Limits {
   static let sequenceLength = 1_000_000
   /// The widest `indent`.
   static let indentWidth = 1_000_000
+  /// The longest list `append` builds: each call copies the list, so appending in a loop
+  /// costs the square of the length; 10,000 keeps that under a second.
+  static let appendLength = 10_000
 
   /// Go's `fmt.tooLarge`.
   static func formatNumberTooLarge(_ value: Int) -> Bool {

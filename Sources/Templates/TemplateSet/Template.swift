@@ -14,9 +14,10 @@ public struct Template: Sendable {
   let calledTemplates: Set<String>
 
   /// Parses template text. `{{template "x"}}` can call templates defined in the text;
-  /// to include other files, load the template with a ``TemplateLoader``.
-  public init(name: String, text: String) throws(TemplateError) {
-    let file = try Parser.parse(SourceText(name: name, bytes: Array(text.utf8)))
+  /// to include other files, load the template with a ``TemplateLoader``. `delimiters`
+  /// replaces `{{` and `}}` (Go's `Delims`).
+  public init(name: String, text: String, delimiters: TemplateDelimiters = .standard) throws(TemplateError) {
+    let file = try Parser.parse(SourceText(name: name, bytes: Array(text.utf8)), delimiters: delimiters)
     var set = TemplateSet()
     try set.add(file)
     self.init(name: name, set: set, calledTemplates: file.calledTemplates)
@@ -82,5 +83,32 @@ public struct Template: Sendable {
     data: some TemplateDataSource, dot: TemplateValue = .null, options: RenderOptions = RenderOptions()
   ) throws(TemplateError) -> String {
     String(decoding: try render(data: data, dot: dot, options: options), as: UTF8.self)
+  }
+}
+
+/// The strings that open and close an action, `{{` and `}}` unless a template renders Go or
+/// Helm templates itself and needs others (`[[` and `]]`). Trim markers and comments work
+/// with any: `[[- /* note */ -]]`.
+public struct TemplateDelimiters: Sendable, Hashable {
+  /// Opens an action.
+  public let left: String
+  /// Closes an action.
+  public let right: String
+
+  /// `{{` and `}}`.
+  public static let standard = TemplateDelimiters(uncheckedLeft: "{{", right: "}}")
+
+  /// Custom delimiters; both must be non-empty (Go falls back to the default for an empty one,
+  /// which would surprise here).
+  public init(left: String, right: String) throws(TemplateError) {
+    guard !left.isEmpty, !right.isEmpty else {
+      throw TemplateError(code: .syntax, message: "template delimiters must not be empty")
+    }
+    self.init(uncheckedLeft: left, right: right)
+  }
+
+  private init(uncheckedLeft left: String, right: String) {
+    self.left = left
+    self.right = right
   }
 }

@@ -17,6 +17,8 @@ public struct TemplateLoader: Sendable {
   public let directory: String
   /// The largest template file accepted, in bytes.
   public var maxFileSize: Int = 16 << 20
+  /// The action delimiters of every file loaded, the main one and its includes (Go's `Delims`).
+  public var delimiters: TemplateDelimiters = .standard
 
   /// Opens a templates directory; fails if it does not exist or is not a directory.
   public init(directory: String) throws(TemplateError) {
@@ -36,7 +38,7 @@ public struct TemplateLoader: Sendable {
       throw TemplateError(code: .io, message: "template \(name): no such file in \(directory)")
     }
     var set = TemplateSet()
-    let file = try Parser.parse(SourceText(name: name, bytes: text))
+    let file = try Parser.parse(SourceText(name: name, bytes: text), delimiters: delimiters)
     try set.add(file)
     var called = file.calledTemplates
     var tried: Set<String> = []
@@ -46,7 +48,7 @@ public struct TemplateLoader: Sendable {
     while let include = ByteOrder.sorted(Array(set.unresolved(called).subtracting(tried))).first {
       tried.insert(include)
       guard let bytes = try read(include, isInclude: true) else { continue }
-      let included = try Parser.parse(SourceText(name: include, bytes: bytes))
+      let included = try Parser.parse(SourceText(name: include, bytes: bytes), delimiters: delimiters)
       try set.add(included)
       called.formUnion(included.calledTemplates)
     }
