@@ -52,21 +52,4 @@ extension EtcdClient {
         .members.map { Member(id: $0.id, name: $0.name, peerURLs: $0.peerUrls, clientURLs: $0.clientUrls, isLearner: $0.isLearner) }
     }
   }
-
-  // MARK: Watch
-
-  /// Watches a key or range (clientv3's `Watch`). See ``WatchStream`` for how it ends.
-  public func watch(_ range: KeyRange, options: WatchOptions = WatchOptions()) -> WatchStream {
-    self.watchHub.watch(range, options: options, client: self)
-  }
-
-  /// Watches one key.
-  public func watch(_ key: String, options: WatchOptions = WatchOptions()) -> WatchStream {
-    self.watch(.key(key), options: options)
-  }
-
-  /// Asks etcd to send every open watch a progress notification (clientv3's `RequestProgress`).
-  public func requestWatchProgress() {
-    self.watchHub.requestProgress()
-  }
 }

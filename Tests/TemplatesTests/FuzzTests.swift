@@ -1,3 +1,4 @@
+import EtcdTestSupport
 import Templates
 import Testing
 
@@ -5,18 +6,8 @@ import Testing
 /// seeded generator. The oracle: the process survives, and every render either returns
 /// output within the size limit or throws a ``TemplateError``.
 @Suite struct FuzzTests {
-  /// SplitMix64: small, fast and the same on every platform.
-  struct Generator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-      state &+= 0x9E37_79B9_7F4A_7C15
-      var z = state
-      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-      return z ^ (z >> 31)
-    }
-    mutating func pick<T>(_ items: [T]) -> T { items[Int(next() % UInt64(items.count))] }
-  }
+  /// Replayable by seed.
+  typealias Generator = SplitMix64
 
   static let ints: [Int] = [
     Int.min, Int.min + 1, Int.max, Int.max - 1, -1, 0, 1, 2, 7, -7, 1_000_000, 1_000_001, -1_000_000,
@@ -89,7 +80,7 @@ import Testing
       missingKey: .noValue, environment: ["x": "y"], clock: { TemplateTime(seconds: Int64.max, isUTC: true) },
       resolver: DNSResolver(lookupIP: { _ in ["10.0.0.1", "::1"] }, lookupSRV: { _, _, _ in [] }),
       maxOutputSize: limit, maxIterations: 20_000)
-    var g = Generator(state: 0x5EED_E7C5_0000_0011)
+    var g = Generator(seed: 0x5EED_E7C5_0000_0011)
     var rendered = 0
     var failed = 0
     for _ in 0..<4_000 {

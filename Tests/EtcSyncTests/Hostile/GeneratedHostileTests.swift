@@ -15,19 +15,8 @@ import Testing
 /// the agent keeps running through changes.
 @Suite("Hostile: generated keys and values, checked against etcdctl")
 struct GeneratedHostileTests {
-  /// A small deterministic generator (SplitMix64), so that a failure can be replayed.
-  struct Generator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-      state &+= 0x9E37_79B9_7F4A_7C15
-      var z = state
-      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-      return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-  }
+  /// Replayable by seed.
+  typealias Generator = SplitMix64
 
   /// Segment material: plain names, canonically equivalent and case twins, control bytes,
   /// dot segments, empty segments, invalid UTF-8, NUL, reserved names and over-long names.
@@ -185,7 +174,7 @@ struct GeneratedHostileTests {
   func trees(swap: Mapping.Swap, writeBack: Bool, seed: UInt64) async throws {
     let h = try await AgentHarness.start(etcdArguments: ["--max-request-bytes=4194304"])
     defer { h.stop() }
-    var g = Generator(state: seed)
+    var g = Generator(seed: seed)
     let prefix = Array("/h/".utf8)
     let sandbox = h.dir("sandbox")
     try FileManager.default.createDirectory(atPath: sandbox, withIntermediateDirectories: true)
@@ -249,7 +238,7 @@ struct GeneratedHostileTests {
   func documents(seed: UInt64) async throws {
     let h = try await AgentHarness.start(etcdArguments: ["--max-request-bytes=4194304"])
     defer { h.stop() }
-    var g = Generator(state: seed)
+    var g = Generator(seed: seed)
     let prefix = Array("/d/".utf8)
     let revision = try await Self.put(h, &g, prefix: prefix, count: 50)
     let template = h.dir("t.tmpl")

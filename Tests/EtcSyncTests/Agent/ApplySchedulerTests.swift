@@ -1,0 +1,238 @@
+import Testing
+
+import EtcdTestSupport
+
+@testable import EtcSync
+
+/// The daemon's scheduling rules as plain functions of a fake clock: no etcd, no files, no
+/// sleeping. Each `t(ms)` is an instant that many milliseconds after an arbitrary origin.
+@Suite struct ApplySchedulerTests {
+  typealias Instant = ContinuousClock.Instant
+  let origin = ContinuousClock.now
+  func t(_ ms: Int) -> Instant { self.origin + .milliseconds(ms) }
+
+  func scheduler(_ policies: [String: ApplyScheduler.Policy]) -> ApplyScheduler {
+    ApplyScheduler(policies.sorted { $0.key < $1.key }.map { (name: $0.key, policy: $0.value) })
+  }
+
+  @Test func anIsolatedChangeIsDueAtOnce() {
+    var scheduler = self.scheduler(["a": .init(), "b": .init()])
+    scheduler.changed(["a"], at: self.t(0))
+    let decision = scheduler.due(now: self.t(0), queued: 0)
+    #expect(decision == .init(due: ["a"], wakeAt: nil))
+    #expect(!scheduler.hasPending)
+    #expect(scheduler.takeApplyingSince("a") == self.t(0))
+    #expect(scheduler.takeApplyingSince("a") == nil)
+  }
+
+  @Test func queuedInputDefersUntilAbsorbedOrTheDefaultMaximum() {
+    var scheduler = self.scheduler(["a": .init()])
+    scheduler.changed(["a"], at: self.t(0))
+    #expect(scheduler.due(now: self.t(0), queued: 3) == .init(due: [], wakeAt: self.t(1_000)))
+    #expect(scheduler.isPending("a"))
+    // Sustained load: still applied once the default maximum delay has passed.
+    scheduler.changed(["a"], at: self.t(999))
+    #expect(scheduler.due(now: self.t(1_000), queued: 5).due == ["a"])
+  }
+
+  @Test func waitCoalescesUntilQuietOrMax() {
+    var scheduler = self.scheduler(["a": .init(wait: WaitSettings(min: .milliseconds(100), max: .milliseconds(400)))])
+    scheduler.changed(["a"], at: self.t(0))
+    #expect(scheduler.due(now: self.t(0), queued: 0) == .init(due: [], wakeAt: self.t(100)))
+    scheduler.changed(["a"], at: self.t(60))
+    #expect(scheduler.due(now: self.t(100), queued: 0) == .init(due: [], wakeAt: self.t(160)))
+    // Changes every 60 ms never leave 100 ms of quiet: due at first + max.
+    for ms in stride(from: 120, through: 390, by: 60) {
+      scheduler.changed(["a"], at: self.t(ms))
+      #expect(scheduler.due(now: self.t(ms), queued: 0).due.isEmpty)
+    }
+    #expect(scheduler.due(now: self.t(399), queued: 0) == .init(due: [], wakeAt: self.t(400)))
+    #expect(scheduler.due(now: self.t(400), queued: 0).due == ["a"])
+    #expect(scheduler.takeApplyingSince("a") == self.t(0))
+  }
+
+  @Test func aBurstIsSpacedUnlessItPauses() {
+    var scheduler = self.scheduler(["a": .init()])
+    scheduler.changed(["a"], at: self.t(0))
+    #expect(scheduler.due(now: self.t(0), queued: 0).due == ["a"])
+    scheduler.batchEnded(["a"], started: self.t(0), burst: true)
+    // A change 2 ms later, nothing queued: not yet (the burst is on) — at last + 4 ms.
+    scheduler.changed(["a"], at: self.t(2))
+    #expect(scheduler.due(now: self.t(2), queued: 0) == .init(due: [], wakeAt: self.t(6)))
+    // Changes keep coming every 3 ms: due at the spacing, 20 ms after the last apply started.
+    for ms in stride(from: 5, through: 17, by: 3) {
+      scheduler.changed(["a"], at: self.t(ms))
+      #expect(scheduler.due(now: self.t(ms), queued: 0).due.isEmpty)
+    }
+    #expect(scheduler.due(now: self.t(20), queued: 0).due == ["a"])
+    // An isolated change after a batch that ended without a burst is applied at once.
+    scheduler.batchEnded(["a"], started: self.t(20), burst: false)
+    scheduler.changed(["a"], at: self.t(21))
+    #expect(scheduler.due(now: self.t(21), queued: 0).due == ["a"])
+  }
+
+  @Test func retriesDoubleUpToTheCapAndReportOncePerFault() {
+    var scheduler = self.scheduler(["a": .init(retry: RetrySettings(min: .seconds(1), max: .seconds(5)))])
+    var now = 0
+    var delays: [Duration] = []
+    var reported: [Bool] = []
+    for attempt in 1...6 {
+      let outcome = scheduler.outcome("a", failed: true, retryable: true, fault: attempt < 5 ? "ENOSPC" : "EROFS", now: self.t(now))
+      guard case .scheduled(let delay, let number, let newFault) = outcome else {
+        Issue.record("attempt \(attempt): \(outcome)")
+        return
+      }
+      #expect(number == attempt)
+      delays.append(delay)
+      reported.append(newFault)
+      let at = now + Int(delay / .milliseconds(1))
+      // Not before its time, and the wake-up points at it.
+      #expect(scheduler.due(now: self.t(at - 1), queued: 0) == .init(due: [], wakeAt: self.t(at)))
+      #expect(scheduler.due(now: self.t(at), queued: 0).due == ["a"])
+      #expect(scheduler.nextRetry == nil)
+      now = at
+    }
+    #expect(delays == [.seconds(1), .seconds(2), .seconds(4), .seconds(5), .seconds(5), .seconds(5)])
+    #expect(reported == [true, false, false, false, true, false])
+    #expect(scheduler.outcome("a", failed: false, retryable: false, fault: "", now: self.t(now)) == .recovered(attempts: 6))
+    #expect(scheduler.retry("a") == nil)
+  }
+
+  @Test func aFinalFailureEndsTheRetries() {
+    var scheduler = self.scheduler(["a": .init()])
+    _ = scheduler.outcome("a", failed: true, retryable: true, fault: "x", now: self.t(0))
+    #expect(scheduler.outcome("a", failed: true, retryable: false, fault: "y", now: self.t(10)) == .none)
+    #expect(scheduler.nextRetry == nil)
+    #expect(scheduler.due(now: self.t(10_000), queued: 0) == .init(due: [], wakeAt: nil))
+  }
+
+  @Test func aHeldMappingWaitsWithoutAWakeUp() {
+    var scheduler = self.scheduler(["a": .init(), "b": .init()])
+    scheduler.changed(["a", "b"], at: self.t(0))
+    #expect(scheduler.due(now: self.t(0), queued: 0, held: ["a"]) == .init(due: ["b"], wakeAt: nil))
+    #expect(scheduler.isPending("a"))
+    #expect(scheduler.due(now: self.t(5), queued: 0).due == ["a"])
+  }
+
+  @Test func dueListsFollowConfigurationOrder() {
+    var scheduler = ApplyScheduler([("z", .init()), ("a", .init()), ("m", .init())])
+    scheduler.changed(["m", "a", "z"], at: self.t(0))
+    #expect(scheduler.due(now: self.t(0), queued: 0).due == ["z", "a", "m"])
+  }
+
+  @Test func unknownNamesAreIgnored() {
+    var scheduler = self.scheduler(["a": .init()])
+    scheduler.changed(["nope"], at: self.t(0))
+    #expect(!scheduler.hasPending)
+    #expect(scheduler.outcome("nope", failed: true, retryable: true, fault: "", now: self.t(0)) == .none)
+  }
+
+  /// Generated event sequences (deterministic, replayable by seed) against the rules'
+  /// invariants: nothing is handed out early, every change is applied by its deadline when
+  /// the driver follows the wake-ups, and a wake-up is never in the past (no busy loop).
+  @Test(arguments: 0..<300) func generatedSequencesKeepTheInvariants(seed: Int) {
+    var random = SplitMix64(seed: UInt64(seed))
+    let waits: [WaitSettings?] = [nil, WaitSettings(min: .milliseconds(50)), WaitSettings(min: .milliseconds(10), max: .milliseconds(30))]
+    var policies: [(name: String, policy: ApplyScheduler.Policy)] = []
+    for index in 0..<3 {
+      let wait = waits[Int(random.next() % UInt64(waits.count))]
+      policies.append(("m\(index)", .init(wait: wait, retry: RetrySettings(min: .milliseconds(100), max: .milliseconds(700)))))
+    }
+    var scheduler = ApplyScheduler(policies)
+    // What the test knows independently: each mapping's first and last unapplied change.
+    var first: [String: Int] = [:]
+    var last: [String: Int] = [:]
+    var retryAt: [String: Int] = [:]
+    var now = 0
+    var wake: Int?
+    /// A retry whose time has come is a change at the moment the scheduler notices it.
+    func retriesDue() {
+      for (name, at) in retryAt where at <= now {
+        if first[name] == nil { (first[name], last[name]) = (now, now) }
+        retryAt[name] = nil
+      }
+    }
+    func check(_ decision: ApplyScheduler.Decision, queued: Int) {
+      if let at = decision.wakeAt {
+        let ms = Int((at - self.origin) / .milliseconds(1))
+        #expect(ms > now, "seed \(seed): a wake-up at \(ms) ms is not after now (\(now) ms)")
+        wake = ms
+      } else {
+        wake = nil
+      }
+      for name in decision.due {
+        let policy = policies.first { $0.name == name }!.policy
+        guard let f = first[name], let l = last[name] else {
+          Issue.record("seed \(seed): \(name) handed out with nothing pending")
+          continue
+        }
+        let minimum = Int((policy.wait?.min ?? .zero) / .milliseconds(1))
+        let maximum = Int((policy.wait?.max ?? ApplyScheduler.defaultMaxDelay) / .milliseconds(1))
+        #expect((now >= l + minimum && queued == 0) || now >= f + maximum, "seed \(seed): \(name) handed out early at \(now) ms (first \(f), last \(l))")
+        first[name] = nil
+        last[name] = nil
+        retryAt[name] = nil  // the outcome below replaces a retry still pending
+        // The apply's outcome: one in five fails for a reason that may pass.
+        let failed = random.next() % 5 == 0
+        let outcome = scheduler.outcome(name, failed: failed, retryable: true, fault: "f", now: self.t(now))
+        if case .scheduled(let delay, _, _) = outcome {
+          #expect(delay >= policy.retry.min && delay <= policy.retry.max)
+          retryAt[name] = now + Int(delay / .milliseconds(1))
+        }
+      }
+      scheduler.batchEnded(decision.due, started: self.t(now), burst: queued > 0)
+      // The agent also wakes for the retries the batch just scheduled.
+      if let at = scheduler.nextRetry {
+        let ms = Int((at - self.origin) / .milliseconds(1))
+        wake = wake.map { min($0, ms) } ?? ms
+      }
+    }
+    for _ in 0..<60 {
+      now += Int(random.next() % 40)
+      let name = "m\(random.next() % 3)"
+      scheduler.changed([name], at: self.t(now))
+      first[name] = first[name] ?? now
+      last[name] = now
+      let queued = Int(random.next() % 3)
+      retriesDue()
+      check(scheduler.due(now: self.t(now), queued: queued), queued: queued)
+    }
+    // Input stops: the driver follows the wake-ups only. Everything pending is applied, and
+    // no later than its deadline (plus the burst spacing, which can only make it sooner).
+    var steps = 0
+    while let next = wake, steps < 1_000 {
+      steps += 1
+      now = next
+      retriesDue()
+      check(scheduler.due(now: self.t(now), queued: 0), queued: 0)
+      // Retries keep failing one time in five; stop feeding once nothing is pending.
+      if first.isEmpty && retryAt.isEmpty { break }
+    }
+    #expect(first.isEmpty, "seed \(seed): never applied: \(first)")
+    #expect(!scheduler.hasPending)
+  }
+
+  @Test func saveCoalescing() {
+    var saves = SaveCoalescer(now: self.t(0))
+    // `etcsync sync`: every change saves at once.
+    let save1 = saves.recordChanged(writeBack: false, now: self.t(10))
+    #expect(save1)
+    saves.coalescing = true
+    saves.saved(at: self.t(10))
+    // The daemon: within the interval a save is owed, not made; write-back saves at once.
+    let save2 = saves.recordChanged(writeBack: false, now: self.t(20))
+    #expect(!save2)
+    #expect(saves.dueAt == self.t(1_010))
+    let save3 = saves.recordChanged(writeBack: true, now: self.t(30))
+    #expect(save3)
+    #expect(!saves.shouldFlush(now: self.t(500)))
+    #expect(saves.shouldFlush(now: self.t(500), force: true))
+    #expect(saves.shouldFlush(now: self.t(1_010)))
+    saves.saved(at: self.t(1_010))
+    #expect(saves.dueAt == nil)
+    #expect(!saves.shouldFlush(now: self.t(5_000), force: true))
+    // After the interval, the next change saves at once.
+    let save4 = saves.recordChanged(writeBack: false, now: self.t(2_100))
+    #expect(save4)
+  }
+}
