@@ -13,6 +13,9 @@ public enum MappingFailure: String, Sendable, Hashable, Codable, CaseIterable, C
   /// Keys or values that cannot be laid out (not UTF-8 where text is needed, a key that is
   /// also a table).
   case invalidData = "invalid_data"
+  /// Two keys of a tree would be one file on a destination file system that folds case or
+  /// Unicode normalization: the batch is refused, the old files stay.
+  case nameCollision = "name_collision"
   /// A local edit that could not be pushed holds the file (write-back).
   case held
   /// A write-back destination is no longer the directory the agent started with (unmounted,
@@ -36,6 +39,8 @@ public enum MappingFailure: String, Sendable, Hashable, Codable, CaseIterable, C
       self = .renderFailed
     } else if code == .missingKey {
       self = .missingKey
+    } else if code == .nameCollision {
+      self = .nameCollision
     } else {
       self = .invalidData
     }

@@ -48,6 +48,8 @@ public struct MappingRunner: Sendable {
   let logger: Logger
   /// Test seam between write steps (crash tests); nil in production.
   var hook: WriteHook?
+  /// How a tree destination's file system matches names, probed once per root directory.
+  let folding = NameFoldingCache()
 
   /// Compiles the mapping's template and resolves its owner and group.
   public init(mapping: Mapping, commandTimeout: Duration, logger: Logger, hook: WriteHook? = nil) throws(AgentError) {
@@ -150,8 +152,17 @@ public struct MappingRunner: Sendable {
   ) async -> (result: MappingResult, reloadOwed: Bool) {
     var result = MappingResult(mapping: self.mapping.name, revision: keySpace.revision)
     var plan: MappingPlan
+    let folding: NameFolding
     do {
-      plan = try self.planner.plan(keySpace)
+      folding = try self.destinationFolding()
+    } catch {
+      result.error = "\(error)"
+      result.failure = .writeFailed
+      result.retryable = true
+      return (result, false)
+    }
+    do {
+      plan = try self.planner.plan(keySpace, folding: folding)
     } catch {
       result.error = error.message
       result.failure = MappingFailure(error.code)
@@ -260,6 +271,15 @@ public struct MappingRunner: Sendable {
         throw AgentError(.write, "\(report.failures.count) file(s) not written, first \(path): \(failure)")
       }
     }
+  }
+
+  /// How the file system of a tree's root matches names (``NameFolding/exact`` for the other
+  /// kinds, which write one file): the root is opened (created if missing, as the writer
+  /// would) and probed the first time, and again when it is another directory.
+  func destinationFolding() throws(FileError) -> NameFolding {
+    guard self.mapping.kind == .tree else { return .exact }
+    let root = try RootedDirectory(root: self.mapping.dest, create: true, mode: mode_t(self.mapping.dirMode ?? 0o755))
+    return try self.folding.folding(of: root.directory, root: self.mapping.dest)
   }
 
   /// The plan's output with the files of held paths (`c` once `c/d` appears) kept as they are

@@ -12,6 +12,9 @@ public struct PlanError: Error, Sendable, CustomStringConvertible {
     case notText
     /// Keys that cannot be laid out in the document (a key that is also a table, …).
     case badKey
+    /// Two keys of a tree would be one file on the destination's file system, which folds
+    /// case or Unicode normalization (see ``NameFolding``).
+    case nameCollision
   }
 
   public var code: Code
@@ -59,7 +62,10 @@ public struct MappingPlanner: Sendable {
     self.renderOptions = renderOptions
   }
 
-  public func plan(_ keySpace: KeySpace) throws(PlanError) -> MappingPlan {
+  /// Plans the mapping's output for `keySpace`. `folding` is how the destination's file
+  /// system matches names (probed by the runner): where it folds, a tree whose keys would
+  /// share a file is refused whole (``PlanError/Code/nameCollision``), and its old files stay.
+  public func plan(_ keySpace: KeySpace, folding: NameFolding = .exact) throws(PlanError) -> MappingPlan {
     switch self.mapping.kind {
     case .template:
       let data = KeySpaceDataSource(keySpace: keySpace, prefixes: self.mapping.prefixes)
@@ -89,6 +95,7 @@ public struct MappingPlanner: Sendable {
 
     case .tree:
       let (entries, rejected, held) = self.relativeEntries(keySpace)
+      try self.refuseCollisions(entries.map(\.0), folding: folding)
       var files: [ExactString: DesiredFile] = [:]
       files.reserveCapacity(entries.count)
       for (path, value) in entries { files[ExactString(path)] = DesiredFile(bytes: value, attributes: self.attributes) }
@@ -116,6 +123,21 @@ public struct MappingPlanner: Sendable {
       }
     }
     return (total + total / 16, nonText)
+  }
+
+  /// Throws ``PlanError/Code/nameCollision`` naming the first two keys (and how many pairs)
+  /// that a folding file system would make one file.
+  func refuseCollisions(_ paths: [String], folding: NameFolding) throws(PlanError) {
+    let pairs = folding.collisions(paths)
+    guard let (first, second) = pairs.first else { return }
+    let prefix = KeyPrefix(self.mapping.prefix ?? "")
+    let key = { (path: ExactString) in "\"" + escapeBytes(prefix.key(forRelativePath: path.string)) + "\"" }
+    let more = pairs.count > 1 ? " (and \(pairs.count - 1) more pair(s))" : ""
+    throw PlanError(
+      .nameCollision,
+      "keys \(key(first)) and \(key(second)) would be one file in \(self.mapping.dest), whose file system is \(folding)\(more): "
+        + "nothing is written and the old files stay; rename one of the keys, or use a destination on a case-sensitive, "
+        + "non-normalizing file system")
   }
 
   /// The mapping's keys as relative paths, in key order, without the rejected ones: keys the
