@@ -20,6 +20,9 @@ import Testing
     ("{{regexReplaceAll \"\" \"ab\" \"-\"}}", "-a-b-"),
     ("{{regexReplaceAll \".\" \"é\" \"x\"}}", "x"),
     ("{{regexReplaceAll \"^\" \"a\\nb\" \">\"}}", ">a\nb"),
+    // Go's $ (without (?m)) is the end of the text only; \d, \s and \w are ASCII.
+    ("{{regexMatch \"a$\" \"a\\n\"}} {{regexMatch \"(?m)a$\" \"a\\n\"}} {{regexMatch \"^\\\\d+$\" \"\u{661}\u{662}\"}} {{regexMatch \"^\\\\w$\" \"é\"}}",
+     "false true false false"),
     // Hashes (FIPS 180 and RFC 1321 test vectors).
     ("{{sha256sum \"abc\"}}", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
     ("{{sha256sum \"\"}}", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),

@@ -2,7 +2,8 @@
 /// semantics (Go matches runes, not grapheme clusters).
 ///
 /// Patterns are compiled at each call. Go's RE2 syntax reads the same here for what both
-/// have (classes, `(?i)`, `(?P<name>…)`, `\d`, `[[:alpha:]]`, `^`/`$`, lazy `*?`), but Swift's
+/// have (classes, `(?i)`, `(?P<name>…)`, ASCII `\d`/`\s`/`\w`, `[[:alpha:]]`, `^`/`$`, lazy
+/// `*?`), but Swift's
 /// engine backtracks and also accepts what RE2 refuses (back references, look-around); a
 /// pattern such as `(a+)+$` can take exponential time on hostile data, where RE2 is linear.
 /// A pattern that does not compile fails the render (sprig's `regexMatch` returns false).
@@ -24,7 +25,9 @@ enum RegexFunctions {
 
   private static func compile(_ pattern: String) throws(FunctionFailure) -> Regex<AnyRegexOutput> {
     do {
-      return try Regex(pattern).matchingSemantics(.unicodeScalar)
+      // Go's \d, \s, \w and \b are ASCII-only; Swift's are Unicode unless told.
+      return try Regex(pattern).matchingSemantics(.unicodeScalar).asciiOnlyDigits().asciiOnlyWhitespace()
+        .asciiOnlyWordCharacters()
     } catch {
       throw .call("error parsing regexp: \(error)")
     }
