@@ -74,8 +74,38 @@ struct GlobalOptions: ParsableArguments {
   }
 }
 
+/// A duration given on the command line, in the configuration's Go-style form (`10s`,
+/// `1m30s`, `500ms`), read by the configuration's own parser (``GoDuration``). A bare number
+/// (`10`) is refused with the parser's message, the same for every duration flag:
+/// `The value '10' is invalid for '--timeout <timeout>': "10" has no unit; …`.
+struct DurationFlag: CustomStringConvertible, Sendable {
+  let duration: Duration
+  /// As it was written (also how help shows a default).
+  let description: String
+
+  /// A default: `seconds` written as `10s`.
+  init(seconds: Int) {
+    self.duration = .seconds(seconds)
+    self.description = "\(seconds)s"
+  }
+
+  /// Parses a flag's value (the `transform` of every duration option).
+  init(parsing text: String) throws(DurationParseError) {
+    self.duration = try GoDuration.parse(text)
+    self.description = text
+  }
+
+  /// The `transform` of every duration option.
+  static func parse(_ text: String) throws -> DurationFlag {
+    try DurationFlag(parsing: text)
+  }
+
+  /// How every duration flag's help ends.
+  static let helpForm = "a duration such as 10s, 1m30s or 500ms, as in the configuration; a bare number is refused"
+}
+
 /// Runs `body` with a client for the configuration; exit 3 when etcd is unreachable.
-func withAgentClient<T: Sendable>(_ configuration: AgentConfiguration, logger: Logger, timeout: Int?,
+func withAgentClient<T: Sendable>(_ configuration: AgentConfiguration, logger: Logger, timeout: Duration?,
                                   _ body: (EtcdClient) async throws -> T) async throws -> T {
   var clientConfiguration: EtcdConfiguration
   do {
@@ -84,7 +114,7 @@ func withAgentClient<T: Sendable>(_ configuration: AgentConfiguration, logger: L
     FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
     throw ExitCode(2)
   }
-  if let timeout { clientConfiguration.dialTimeout = .seconds(timeout) }
+  if let timeout { clientConfiguration.dialTimeout = timeout }
   return try await withEtcdClient(clientConfiguration, logger: logger) { client in
     do {
       try await client.connect()

@@ -11,8 +11,8 @@ struct Ping: AsyncParsableCommand {
   @Option(name: .long, parsing: .singleValue, help: "An etcd client URL; repeat for several members.")
   var endpoints: [String] = ["http://127.0.0.1:2379"]
 
-  @Option(help: "Seconds to wait for a member to answer.")
-  var timeout: Int = 5
+  @Option(help: "How long to wait for a member to answer: \(DurationFlag.helpForm).", transform: DurationFlag.parse)
+  var timeout = DurationFlag(seconds: 5)
 
   func run() async throws {
     var configuration: EtcdConfiguration
@@ -21,7 +21,7 @@ struct Ping: AsyncParsableCommand {
     } catch {
       throw ValidationError("--endpoints: \(error.message)")
     }
-    configuration.dialTimeout = .seconds(self.timeout)
+    configuration.dialTimeout = self.timeout.duration
     try await withEtcdClient(configuration) { etcd in
       do {
         let status = try await etcd.connect()

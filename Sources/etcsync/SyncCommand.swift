@@ -16,13 +16,20 @@ struct SyncCommand: AsyncParsableCommand {
       Reads every mapping's keys at one revision and writes the files that differ, atomically.
       Exit codes: 0 ok, 1 a mapping failed (its files are unchanged), 2 configuration error,
       3 etcd unreachable within --timeout.
+      With --dry-run it writes nothing and exits like `etcsync diff` (and diff(1)): 0 nothing
+      would change, 1 something would, 2 trouble (configuration, a template that fails to
+      render, etcd refusing a read), 3 etcd unreachable.
+      --timeout takes a duration as the configuration writes them (10s, 1m30s, 500ms); a bare
+      number is refused.
       Example: etcsync sync -c /etc/etcsync/etcsync.yaml
       """
   )
 
   @OptionGroup var options: GlobalOptions
-  @Option(help: "Seconds to wait for etcd before giving up (exit 3).") var timeout: Int = 10
-  @Flag(help: "Write nothing; print what would change (same as `etcsync diff`).") var dryRun = false
+  @Option(help: "How long to wait for etcd before giving up (exit 3): \(DurationFlag.helpForm).", transform: DurationFlag.parse)
+  var timeout = DurationFlag(seconds: 10)
+  @Flag(help: "Write nothing; print what would change and exit 1 if anything would, 0 if nothing would (same as `etcsync diff`).")
+  var dryRun = false
 
   func run() async throws {
     if self.dryRun {
@@ -33,7 +40,7 @@ struct SyncCommand: AsyncParsableCommand {
     }
     let (configuration, logger) = try self.options.load()
     for warning in configuration.warnings { logger.warning("configuration: \(warning)") }
-    let results = try await withAgentClient(configuration, logger: logger, timeout: self.timeout) { client in
+    let results = try await withAgentClient(configuration, logger: logger, timeout: self.timeout.duration) { client in
       let agent: Agent
       do {
         agent = try Agent(configuration: configuration, client: client, logger: logger)
@@ -82,7 +89,8 @@ struct RunCommand: AsyncParsableCommand {
   )
 
   @OptionGroup var options: GlobalOptions
-  @Option(help: "Seconds to wait for etcd at start before giving up (exit 3).") var timeout: Int = 30
+  @Option(help: "How long to wait for etcd at start before giving up (exit 3): \(DurationFlag.helpForm).", transform: DurationFlag.parse)
+  var timeout = DurationFlag(seconds: 30)
   @Flag(name: .customLong("take-over"), help: "Take the presence name over at start if another running agent holds it (default: exit 2).")
   var takeOver = false
 
@@ -107,7 +115,7 @@ struct RunCommand: AsyncParsableCommand {
     while reconnect {
       reconnect = false
       let current = configuration
-      let next = try await withAgentClient(current, logger: logger, timeout: self.timeout) { client in
+      let next = try await withAgentClient(current, logger: logger, timeout: self.timeout.duration) { client in
         let presence = try await Self.registerPresence(current, client: client, logger: logger,
                                                        takeOver: atStart && self.takeOver, atStart: atStart)
         atStart = false
@@ -130,7 +138,13 @@ struct RunCommand: AsyncParsableCommand {
               // a service waiting for READY=1 must not hang in "activating" because of it.
               guard progress.appliedRevision > 0 || progress.ready else { return }
               let status = "applied revision \(progress.appliedRevision)" + (progress.lastError.map { "; failing: \($0)" } ?? "")
-              if announced.first() { notifier.ready(status: status) } else { notifier.status(status) }
+              // Progress also moves with the revision the agent is current through: a status
+              // that says nothing new is not sent again.
+              switch announced.next(status) {
+              case .first: notifier.ready(status: status)
+              case .changed: notifier.status(status)
+              case .same: break
+              }
             }
           }
           return agent
@@ -274,11 +288,18 @@ final class CurrentAgent: Sendable {
   func get() -> Agent? { self.agent.withLock { $0 } }
 }
 
-/// Whether READY=1 was sent yet.
+/// Whether READY=1 was sent yet, and the last status sent.
 final class Announced: Sendable {
-  private let done = Mutex(false)
-  /// True the first time only.
-  func first() -> Bool { self.done.withLock { let first = !$0; $0 = true; return first } }
+  enum Step { case first, changed, same }
+  private let last = Mutex<String?>(nil)
+  /// `.first` the first time, then whether `status` differs from the last one.
+  func next(_ status: String) -> Step {
+    self.last.withLock { last in
+      defer { last = status }
+      guard let previous = last else { return .first }
+      return previous == status ? .same : .changed
+    }
+  }
 }
 
 /// What the signal handlers ask the run loop to do, and when the running agent ends.

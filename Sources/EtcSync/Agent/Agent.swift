@@ -58,6 +58,8 @@ public actor Agent {
   /// fails the same way is logged at debug level only.
   private var retries: [String: (attempts: Int, at: ContinuousClock.Instant, fault: String)] = [:]
   private var publishedRevision: Int64 = 0
+  /// How far the agent is current, and the status requests it answers (`Agent+Current.swift`).
+  var current = CurrentThrough()
   /// The revision of the last change that touched a mapping (or of a snapshot or progress
   /// notification): what the applied revision reports.
   private var relevantRevision: Int64 = 0
@@ -401,6 +403,8 @@ public actor Agent {
     defer { watchTask.cancel() }
     let probe = Task { await self.probeEtcd() }
     defer { probe.cancel() }
+    let requests = self.startProgressRequests()
+    defer { requests?.cancel() }
     let watchers = self.startLocalWatchers(into: inbox)
     defer { watchers.forEach { $0.stop() } }
     // One loop for the daemon's whole life: a compaction restarts the watch in place (it
@@ -475,6 +479,14 @@ public actor Agent {
     if let last = response.events.last { self.keySpace.advance(to: last.revision) }
     if let last = relevant.last { self.relevantRevision = last.revision }
     self.markDirty(Array(Set(applied.flatMap { self.mappings(touching: $0.kv.key) })))
+  }
+
+  /// Moves the snapshot from `from` to `revision`, which holds the same keys in every range
+  /// of the agent (checked at a status request, see `Agent+Current.swift`); no-op if the
+  /// snapshot has moved since.
+  func advanceUnchanged(from: Int64, to revision: Int64) {
+    guard self.keySpace.revision == from else { return }
+    self.keySpace.advance(to: revision)
   }
 
   func markDirty(_ names: [String]) {
@@ -681,6 +693,8 @@ public actor Agent {
   /// The revision every file holds and the mappings now failing.
   public var progress: AgentProgress {
     var progress = AgentProgress(appliedRevision: self.publishedRevision, errors: self.errors, ready: self.readiness.isReady)
+    progress.currentRevision = self.current.published
+    progress.requestedRevision = self.current.requested
     progress.overdueReloads = self.overdueReloads
     return progress
   }
@@ -692,7 +706,7 @@ public actor Agent {
   /// Tells observers when the applied revision or the errors changed. The revision is the
   /// snapshot's only once no mapping waits to be applied: until then some file still holds
   /// an older one.
-  private func publishProgress() {
+  func publishProgress() {
     // Also called while `apply` awaits (the etcd probe's readiness change): a mapping taken
     // out of `dirty` but still being written holds an older revision until it is done.
     // A reload still running (or owed) means its files' revision has not reached the
@@ -705,6 +719,9 @@ public actor Agent {
       // (a presence key under it, say) move that, and publishing it would make a presence put
       // advance every agent's revision, whose presence put advances it again, for ever.
       self.publishedRevision = max(self.publishedRevision, self.relevantRevision)
+      // Every revision up to the snapshot's is in the files: the agent is current through it
+      // (its watch, or a check at a status request, delivered everything up to it).
+      self.current.published = max(self.current.published, self.keySpace.revision)
       self.metrics.appliedRevision.record(self.publishedRevision)
     }
     let progress = self.progress
@@ -733,6 +750,12 @@ public struct AgentProgress: Sendable, Hashable {
   public var errors: [String: String]
   /// Whether the agent is ready: first sync done and etcd answering (see ``Readiness``).
   public var ready: Bool = true
+  /// The revision the agent is current through: every change of its ranges up to it is in
+  /// its files (written, reloaded, no mapping failing), whether or not one touched them.
+  public var currentRevision: Int64 = 0
+  /// The latest status request the agent saw (``ProgressRequest``): the revision it asks the
+  /// agent to be current through (0: none).
+  public var requestedRevision: Int64 = 0
   /// Reloads running longer than expected (see ``Agent/overdueReloadThreshold(timeout:)``):
   /// when each started, by mapping.
   public var overdueReloads: [String: Date] = [:]

@@ -17,6 +17,10 @@ public struct PresenceRecord: Codable, Sendable, Hashable {
   public var mappings: [String]
   /// The revision whose content every one of its files holds.
   public var appliedRevision: Int64
+  /// The revision the agent is current through: its watch has delivered every change of its
+  /// ranges up to it, whether or not one touched them, and every file holds them (written,
+  /// reloaded, no mapping failing). Nil in records of agents older than this field.
+  public var currentRevision: Int64?
   /// The current failure, with its mapping; nil while every mapping is fine.
   public var lastError: String?
   /// When ``lastError`` started, RFC 3339 in UTC.
@@ -29,7 +33,8 @@ public struct PresenceRecord: Codable, Sendable, Hashable {
 
   /// Creates a record.
   public init(name: String, host: String, pid: Int32, version: String, startedAt: String, mappings: [String],
-              appliedRevision: Int64, lastError: String? = nil, lastErrorAt: String? = nil, updatedAt: String) {
+              appliedRevision: Int64, currentRevision: Int64? = nil, lastError: String? = nil, lastErrorAt: String? = nil,
+              updatedAt: String) {
     self.name = name
     self.host = host
     self.pid = pid
@@ -37,10 +42,15 @@ public struct PresenceRecord: Codable, Sendable, Hashable {
     self.startedAt = startedAt
     self.mappings = mappings
     self.appliedRevision = appliedRevision
+    self.currentRevision = currentRevision
     self.lastError = lastError
     self.lastErrorAt = lastErrorAt
     self.updatedAt = updatedAt
   }
+
+  /// How far the agent is current: ``currentRevision``, or the applied revision in the record
+  /// of an agent that does not report it.
+  public var currentThrough: Int64 { max(self.currentRevision ?? 0, self.appliedRevision) }
 
   /// The key's value: compact JSON with sorted keys.
   public var json: [UInt8] {
@@ -143,6 +153,10 @@ public actor Presence {
   private var takeOverPending: Bool
   private var lastPut: ContinuousClock.Instant?
   private var delayedPut: Task<Void, Never>?
+  /// The latest status request answered (its revision), and the "current through" revision
+  /// the key holds since the last successful put.
+  private var answeredRequest: Int64 = 0
+  private var keyCurrentRevision: Int64 = 0
   /// How often the key is re-put for a revision change, at most.
   static let minimumInterval: Duration = .seconds(1)
 
@@ -334,8 +348,14 @@ public actor Presence {
     self.ended.continuation.finish()
   }
 
-  /// Takes the agent's progress: the key follows the applied revision (rate-limited) and
-  /// every change of the error at once.
+  /// Takes the agent's progress: the key follows the applied revision (rate-limited), every
+  /// change of the error at once, and answers a status request (``ProgressRequest``) once the
+  /// agent is current through it (rate-limited too).
+  ///
+  /// The "current through" revision alone never puts the key: it moves with every revision
+  /// the watch reports, other agents' presence puts included, and putting it each time would
+  /// make every agent's put move every other agent's revision, once a second for ever. Each
+  /// put carries its latest value.
   public func update(_ progress: AgentProgress) async {
     let error = progress.lastError
     let errorChanged = error != self.record.lastError || self.record.ready != progress.ready
@@ -343,7 +363,14 @@ public actor Presence {
     // An agent restarted by SIGHUP reports 0 until its first sync: the key keeps the last
     // revision rather than going back.
     let revisionChanged = progress.appliedRevision != 0 && progress.appliedRevision != self.record.appliedRevision
-    guard errorChanged || revisionChanged else { return }
+    if progress.currentRevision > (self.record.currentRevision ?? 0) { self.record.currentRevision = progress.currentRevision }
+    // A request this agent can answer now, which the key does not answer yet.
+    var answering = false
+    if progress.requestedRevision > self.answeredRequest, (self.record.currentRevision ?? 0) >= progress.requestedRevision {
+      self.answeredRequest = progress.requestedRevision
+      answering = self.keyCurrentRevision < progress.requestedRevision
+    }
+    guard errorChanged || revisionChanged || answering else { return }
     if revisionChanged { self.record.appliedRevision = progress.appliedRevision }
     if errorChanged {
       self.record.lastError = error
@@ -413,7 +440,8 @@ public actor Presence {
     self.lastPut = ContinuousClock.now
     let key = Array(self.settings.key.utf8)
     let lease = self.leaseID
-    let put = Op.put(key: key, value: self.record.json, PutOptions(lease: lease))
+    let record = self.record
+    let put = Op.put(key: key, value: record.json, PutOptions(lease: lease))
     let response: TxnResponse
     do {
       response = try await self.client.txn(
@@ -422,6 +450,9 @@ public actor Presence {
     } catch {
       self.logger.warning("presence key not updated", metadata: ["presence.key": "\(self.settings.key)", "error": "\(error)"])
       throw error
+    }
+    if response.succeeded || response.responses.first.map({ if case .txn(let inner) = $0 { inner.succeeded } else { false } }) == true {
+      self.keyCurrentRevision = max(self.keyCurrentRevision, record.currentRevision ?? 0)
     }
     guard !response.succeeded, case .txn(let inner)? = response.responses.first, !inner.succeeded else { return }
     guard case .get(let get)? = inner.responses.first, let holder = get.kvs.first else { return }
@@ -464,7 +495,9 @@ public struct AgentStatus: Sendable, Hashable, Codable {
   public var record: PresenceRecord
   /// Seconds left on the presence lease (-1 when unknown).
   public var leaseSecondsLeft: Int64
-  /// The cluster's revision minus the agent's applied revision.
+  /// The cluster's revision (the one `status` asked at, see ``FleetStatus/read(_:prefix:asOf:)``)
+  /// minus the revision the agent is current through (``PresenceRecord/currentThrough``): 0
+  /// for an idle, healthy agent that answered.
   public var lag: Int64
 
   enum CodingKeys: String, CodingKey {
@@ -478,14 +511,20 @@ public enum FleetStatus {
   /// value is not a presence record, or that is bound to no lease (no running agent keeps it),
   /// is skipped and reported in `problems`; one whose lease expired since the read is left out.
   /// Each key is one agent: registering refuses a name that another running agent holds.
-  public static func read(_ client: EtcdClient, prefix: String) async throws(EtcdError)
+  ///
+  /// The lag is measured from `asOf` when given (the revision of a ``ProgressRequest`` that
+  /// `status` sent: the agents' answers, puts made after it, do not count against each
+  /// other), else from the cluster's revision; so is the revision returned.
+  public static func read(_ client: EtcdClient, prefix: String, asOf: Int64? = nil) async throws(EtcdError)
     -> (agents: [AgentStatus], revision: Int64, problems: [String])
   {
     let base = prefix.hasSuffix("/") ? prefix : prefix + "/"
     let response = try await client.get(.prefix(base))
+    let revision = asOf ?? response.header.revision
+    let requestKey = Array(ProgressRequest.key(prefix: prefix).utf8)
     var agents: [AgentStatus] = []
     var problems: [String] = []
-    for kv in response.kvs {
+    for kv in response.kvs where kv.key != requestKey {
       let key = String(decoding: kv.key, as: UTF8.self)
       guard let record = try? JSONDecoder().decode(PresenceRecord.self, from: Data(kv.value)) else {
         problems.append("\(escapeBytes(kv.key)): not a presence record")
@@ -504,12 +543,45 @@ public enum FleetStatus {
         left = -1
       }
       agents.append(AgentStatus(key: key, keyBytes: kv.key, record: record, leaseSecondsLeft: left,
-                                lag: max(0, response.header.revision - record.appliedRevision)))
+                                lag: max(0, revision - record.currentThrough)))
     }
     // By name, then by key bytes: two names that are canonically equivalent stay two agents.
     agents.sort { a, b in
       a.record.name != b.record.name ? a.record.name < b.record.name : a.keyBytes.lexicographicallyPrecedes(b.keyBytes)
     }
-    return (agents, response.header.revision, problems)
+    return (agents, revision, problems)
+  }
+}
+
+/// How `etcsync status` asks the fleet to say how far each agent is current.
+///
+/// An idle agent's watch delivers nothing, so by itself its record would never claim the
+/// revisions that did not concern it. `status` puts the request key, `<prefix>/.progress/request`
+/// (no agent name has a `/`, so no agent's key), with the revision it waits for as its
+/// value (`0`: the request's own revision). Every agent watches that key on the stream it
+/// already has. On a request at revision P it checks that nothing in its ranges changed
+/// between the revision its watch has reached and P (one linearizable read per range at P,
+/// keys only, of the keys modified since, plus the count), takes P as reached if so (else the
+/// changes are on their way through its watch, and it checks again once they are in), and
+/// puts its record, at most once a second, once it is current through the request: its files
+/// written and reloaded, no mapping failing. Nothing is written while nobody asks.
+public enum ProgressRequest {
+  /// The request key under `prefix`.
+  public static func key(prefix: String) -> String {
+    (prefix.hasSuffix("/") ? prefix : prefix + "/") + ".progress/request"
+  }
+
+  /// Puts a request for the agents to be current through `wanted` (0: the request's own
+  /// revision); returns the request's revision.
+  public static func send(_ client: EtcdClient, prefix: String, wanted: Int64) async throws(EtcdError) -> Int64 {
+    try await client.put(Self.key(prefix: prefix), "\(max(0, wanted))").header.revision
+  }
+
+  /// The revision a request at `revision` with `value` asks the agents to be current through:
+  /// the revision it waits for, or the request's own revision when that comes first (a
+  /// revision still to come is asked for again once it exists) or when the value is not one.
+  public static func target(value: [UInt8], revision: Int64) -> Int64 {
+    guard let wanted = Int64(String(decoding: value, as: UTF8.self)), wanted > 0 else { return revision }
+    return min(wanted, revision)
   }
 }

@@ -82,6 +82,17 @@ public struct KeySpace: Sendable {
     return applied
   }
 
+  /// How many keys `range` holds (etcd's rule: an empty end is the key alone, `[0]` every key
+  /// from it on).
+  public func count(in range: KeyRange) -> Int {
+    let start = self.lowerBound(range.key)
+    if range.rangeEnd.isEmpty {
+      return start < self.entries.count && self.entries[start].key == range.key ? 1 : 0
+    }
+    if range.rangeEnd == [0] { return self.entries.count - start }
+    return max(0, self.lowerBound(range.rangeEnd) - start)
+  }
+
   /// Moves the snapshot's revision forward without changes (a progress notification).
   public mutating func advance(to revision: Int64) {
     self.revision = max(self.revision, revision)

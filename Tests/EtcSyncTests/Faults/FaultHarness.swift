@@ -75,7 +75,7 @@ final class FaultScenario: @unchecked Sendable {
           template: \(self.dir("lines.tmpl"))
           dest: \(self.dir("lines"))
       """)
-    self.agent = try EtcsyncProcess(["run", "-c", self.configPath, "--timeout", "60"], log: self.dir("agent-\(Int.random(in: 0..<1_000_000)).log"))
+    self.agent = try EtcsyncProcess(["run", "-c", self.configPath, "--timeout", "60s"], log: self.dir("agent-\(Int.random(in: 0..<1_000_000)).log"))
   }
 
   func killAgent() { self.agent?.kill9() }
