@@ -77,6 +77,9 @@ public final class EtcdClient: Sendable {
     return options
   }
 
+  /// How a read that failed with `unavailable` is retried: 200, 400, 800 ms (three retries).
+  static let readRetry = Backoff(initial: .milliseconds(200), maximum: .milliseconds(800), jitter: 0)
+
   /// Runs one unary RPC with the auth token attached. An invalid or expired token is
   /// refreshed and the call made once more; a read-only call (`idempotent`) that fails with
   /// `unavailable` is retried on another member a few times.
@@ -101,7 +104,7 @@ public final class EtcdClient: Sendable {
           continue
         }
         if idempotent, self.configuration.retryReads, error.code == .unavailable, attempt < 4, !Task.isCancelled {
-          try? await Task.sleep(for: .milliseconds(100 << attempt))
+          try? await Task.sleep(for: Self.readRetry.delay(afterFailures: attempt))
           continue
         }
         throw error

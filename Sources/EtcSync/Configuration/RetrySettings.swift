@@ -1,3 +1,5 @@
+import EtcdClient
+
 /// How a mapping whose write failed for a reason that may pass (a full or read-only disk, a
 /// busy target, a failing `check`) is tried again: after `min`, then twice as long each
 /// time, never more than `max` apart, until it succeeds.
@@ -25,13 +27,7 @@ public struct RetrySettings: Sendable, Equatable {
   /// The delay before attempt `attempt + 1` (`attempt` ≥ 1 failures so far): `min`, `2·min`,
   /// `4·min` … capped at `max`.
   public func delay(afterFailures attempt: Int) -> Duration {
-    var delay = self.min
-    var doublings = Swift.max(0, attempt - 1)
-    while doublings > 0 && delay < self.max {
-      delay = delay * 2
-      doublings -= 1
-    }
-    return Swift.min(delay, self.max)
+    Backoff(initial: self.min, maximum: self.max, jitter: 0).delay(afterFailures: attempt)
   }
 }
 

@@ -295,24 +295,6 @@ final class WatchHub: Sendable {
   }
 }
 
-/// Jittered exponential backoff: 100 ms doubling to 5 s, ±20 %.
-struct Backoff {
-  private var current: Duration = .milliseconds(100)
-  let maximum: Duration
-
-  init(maximum: Duration = .seconds(5)) {
-    self.maximum = maximum
-  }
-
-  mutating func next() -> Duration {
-    let base = self.current
-    self.current = min(self.current * 2, self.maximum)
-    return base * Double.random(in: 0.8...1.2)
-  }
-
-  mutating func reset() { self.current = .milliseconds(100) }
-}
-
 /// A flag set from a `@Sendable` closure and read (and cleared) by its owner.
 final class Flag: Sendable {
   private let value = Atomic<Bool>(false)
