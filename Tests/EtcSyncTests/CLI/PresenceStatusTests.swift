@@ -196,7 +196,7 @@ struct PresenceStatusTests {
     #expect(await Self.applied(h, "a1", atLeast: later))
     let timedOut = try await EtcsyncProcess.run(["status", "--wait-revision", "\(later)", "--timeout", "1s"] + endpoint)
     #expect(timedOut.status == 1)
-    #expect(timedOut.error.contains("1 of 2 agent(s) have applied revision \(later); lagging: a2 (applied "), "\(timedOut.error)")
+    #expect(timedOut.error.contains("1 of 2 agent(s) are current through revision \(later); lagging: a2 (current through "), "\(timedOut.error)")
     #expect(!timedOut.error.contains("a1 ("))
     two.signal(SIGCONT)
     let resumed = try await EtcsyncProcess.run(["status", "--wait-revision", "\(later)", "--min-agents", "2", "--timeout", "30s"] + endpoint)
