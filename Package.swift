@@ -20,7 +20,6 @@ let grpc: [Target.Dependency] = [
   .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
   .product(name: "SwiftProtobuf", package: "swift-protobuf"),
   .product(name: "NIOCore", package: "swift-nio"),
-  .product(name: "NIOPosix", package: "swift-nio"),
   .product(name: "NIOTLS", package: "swift-nio"),
   .product(name: "NIOHTTP2", package: "swift-nio-http2"),
   .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -80,7 +79,8 @@ var targets: [Target] = [
   .testTarget(name: "TemplatesTests", dependencies: ["Templates", "EtcdTestSupport"], swiftSettings: settings),
   .testTarget(
     name: "EtcSyncTests",
-    dependencies: ["EtcSync", "EtcdTestSupport", "EtcdClient", "Templates", .product(name: "Yams", package: "Yams"),
+    // "etcsync": the CLI and fault tests launch the built binary, so it is built first.
+    dependencies: ["EtcSync", "EtcdTestSupport", "EtcdClient", "Templates", "etcsync", .product(name: "Yams", package: "Yams"),
                    .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus")],
     swiftSettings: settings
   ),

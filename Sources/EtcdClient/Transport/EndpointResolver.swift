@@ -1,5 +1,5 @@
 import GRPCCore
-import GRPCNIOTransportCore
+import GRPCNIOTransportHTTP2Posix  // re-exports GRPCNIOTransportCore (a target, not a product) and its SocketAddress
 
 #if canImport(Glibc)
 import Glibc
