@@ -76,13 +76,15 @@ extension Agent {
   /// ranges changed in between. Where something did, the changes are on their way through the
   /// watch: checked again once the snapshot has moved.
   func checkCurrent() async {
-    var found: Int64 = -1
+    // The check that found changes (or could not read): repeated only once the watch has
+    // moved the snapshot, or a newer request came (`status` asks again every second).
+    var found: (from: Int64, through: Int64) = (-1, -1)
     var idle = 0
     while !Task.isCancelled {
       let from = self.keySpace.revision
       let through = self.current.checkThrough
       guard from < through else { return }
-      if from == found {
+      if from == found.from && through == found.through {
         // Give up after a minute without the watch moving (etcd unreachable): the next
         // request wakes this again.
         idle += 1
@@ -98,7 +100,7 @@ extension Agent {
         self.advanceUnchanged(from: from, to: through)
         self.publishProgress()
       } else {
-        found = from
+        found = (from, through)
       }
     }
   }
