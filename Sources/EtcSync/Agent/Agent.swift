@@ -20,8 +20,9 @@ public actor Agent {
   let stateFile: StateFile
   var state: SyncState
   private(set) var keySpace = KeySpace()
-  /// Mappings waiting to be applied: first and latest change.
-  private var dirty: [String: (first: ContinuousClock.Instant, last: ContinuousClock.Instant)] = [:]
+  /// When each mapping is applied (pending changes, bursts, retries): the rules live in
+  /// ``ApplyScheduler``, a value the agent feeds events and acts on.
+  private var schedule: ApplyScheduler
   /// Mappings taken out of ``dirty`` whose files are being written now. Until they are done,
   /// their files do not hold the snapshot's revision, so ``publishProgress()`` (reachable
   /// from the etcd probe while `apply` awaits) must not publish it.
@@ -33,19 +34,11 @@ public actor Agent {
   /// outcome to `inbox`) or runs them inline (`etcsync sync`).
   var reloadsInBackground = false
   var inbox: Inbox?
-  /// Whether the daemon coalesces state saves (see `save(_:for:)`), whether a save is owed,
-  /// and when the last one was.
-  private var coalesceStateSaves = false
-  private var stateUnsaved = false
-  private var lastStateSave = ContinuousClock.now
-  /// The longest the daemon's state file lags what it applied.
-  static let stateSaveInterval: Duration = .seconds(1)
+  /// When the state file is saved (coalesced in the daemon; see ``SaveCoalescer``).
+  private var saves = SaveCoalescer(now: .now)
   /// Mappings this process has applied without error: their state record describes what it
   /// wrote (see `MappingRunner.apply(_:state:keep:trustRecord:persist:)`).
   private var verified: Set<String> = []
-  /// Mappings whose last apply ended with watch responses already queued (a burst is on):
-  /// when that apply started. See ``burstSpacing``.
-  private var burstApplied: [String: ContinuousClock.Instant] = [:]
   /// Write-back work of each write-back mapping (pending local edits, holds, refusals).
   var local: [String: LocalWork] = [:]
   /// What write-back has done so far.
@@ -53,10 +46,6 @@ public actor Agent {
   /// Called after every applied batch and every error change (presence, metrics).
   private var observers: [@Sendable (AgentProgress) -> Void] = []
   var errors: [String: String] = [:]
-  /// Mappings whose write failed for a passing reason: attempts so far and the next try.
-  /// `fault` is the failure being retried, as ``faultSignature(_:)`` gives it: a retry that
-  /// fails the same way is logged at debug level only.
-  private var retries: [String: (attempts: Int, at: ContinuousClock.Instant, fault: String)] = [:]
   private var publishedRevision: Int64 = 0
   /// How far the agent is current, and the status requests it answers (`Agent+Current.swift`).
   var current = CurrentThrough()
@@ -73,9 +62,6 @@ public actor Agent {
   let metrics: AgentMetrics
   /// What `/readyz` answers from, when the agent serves it.
   public let readiness: Readiness
-  /// When the mappings being applied had their first pending change (for the propagation
-  /// histogram).
-  private var applyingSince: [String: ContinuousClock.Instant] = [:]
   /// How often the daemon checks that etcd answers (readiness, `etcsync_watch_connected`).
   static let probeInterval: Duration = .seconds(2)
 
@@ -92,6 +78,7 @@ public actor Agent {
                                        logger: logger, hook: hook))
     }
     self.runners = runners
+    self.schedule = ApplyScheduler(runners.map { (name: $0.mapping.name, policy: .init(wait: $0.mapping.wait, retry: $0.mapping.retry)) })
     // Saved atomically but without fsync: the record is only written after a reload, so
     // losing it to a power cut costs at most one repeated reload (see MappingRunner.apply),
     // and a per-update fsync pair would double the write latency.
@@ -253,13 +240,13 @@ public actor Agent {
       if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep, view: view) }
       // An attempt that fails as the previous one did (a retry while the disk is still
       // full, or a change that arrives meanwhile) was already reported.
-      let repeated = result.failed && self.retries[name].map { $0.fault == Self.faultSignature(result.error) } == true
+      let repeated = result.failed && self.schedule.retry(name)?.fault == Self.faultSignature(result.error)
       self.log(result, duration: clock.now - started, repeated: repeated)
       self.progressReporter?("mapping \(name): \(result.written.count) written, \(result.deleted.count) deleted")
       self.notify(result)
       self.scheduleRetry(result, policy: runner.mapping.retry)
-      let reloadRan = result.reloaded || (result.error?.hasPrefix("reload failed") ?? false)
-      self.metrics.record(result, reloadRan: reloadRan, since: self.applyingSince.removeValue(forKey: name))
+      let reloadRan = result.reloaded || result.failureCode == .reloadFailed
+      self.metrics.record(result, reloadRan: reloadRan, since: self.schedule.takeApplyingSince(name))
       results.append(result)
       // Recorded as soon as the mapping is done, so history never lags what is on disk.
       self.history.append(result)
@@ -274,27 +261,20 @@ public actor Agent {
     let local = self.state[mapping: name].local
     self.state.mappings[name] = mappingState
     self.state.mappings[name]?.local = local
-    // In the daemon, the record of a mapping without write-back is saved at most once per
-    // `stateSaveInterval` (and when the daemon stops): a record that lags after a crash costs
-    // at most one repeated reload at the next start, the same as a record lost to a power
-    // cut. Saved every time, it cost about an eighth of the daemon's CPU per update.
+    // In the daemon, a mapping without write-back is saved at most once a second (see
+    // ``SaveCoalescer`` for why).
     let writeBack = self.runners.first { $0.mapping.name == name }?.mapping.writeBack ?? true
-    if self.coalesceStateSaves, !writeBack, ContinuousClock.now < self.lastStateSave + Self.stateSaveInterval {
-      self.stateUnsaved = true
-    } else {
-      self.saveState()
-    }
+    if self.saves.recordChanged(writeBack: writeBack, now: .now) { self.saveState() }
   }
 
   /// Saves the state now if a coalesced save is due (or `force`).
   func flushState(force: Bool = false) {
-    guard self.stateUnsaved, force || ContinuousClock.now >= self.lastStateSave + Self.stateSaveInterval else { return }
+    guard self.saves.shouldFlush(now: .now, force: force) else { return }
     self.saveState()
   }
 
   func saveState() {
-    self.stateUnsaved = false
-    self.lastStateSave = .now
+    self.saves.saved(at: .now)
     do {
       try self.stateFile.save(self.state)
     } catch {
@@ -394,9 +374,9 @@ public actor Agent {
 
   /// The daemon's loop: applies every change from etcd and every local edit until cancelled.
   private func watchAndApply(_ inbox: Inbox) async throws {
-    self.coalesceStateSaves = true
+    self.saves.coalescing = true
     defer {
-      self.coalesceStateSaves = false
+      self.saves.coalescing = false
       self.flushState(force: true)
     }
     var watchTask = Task { await self.pumpWatch(into: inbox) }
@@ -490,8 +470,7 @@ public actor Agent {
   }
 
   func markDirty(_ names: [String]) {
-    let now = ContinuousClock.now
-    for name in names { self.dirty[name] = (self.dirty[name]?.first ?? now, now) }
+    self.schedule.changed(names, at: .now)
   }
 
   /// Applies the mappings whose quiet period is over, and arms a tick for the next one.
@@ -504,62 +483,32 @@ public actor Agent {
     var next = await self.flushLocalEdits(now: .now)
     // Read after the pushes (which wait for etcd), and once: ticks are sent from other tasks,
     // and mappings dirtied together should be judged against the same queue.
+    // A push of ours (or a conflict's winner) on its way through the watch holds its mapping:
+    // its response re-checks it.
     let now = ContinuousClock.now
-    let queued = inbox.pending
-    var due: [String] = []
-    for (name, retry) in self.retries {
-      if now >= retry.at {
-        self.retries[name]?.at = .now + .seconds(3600)  // re-armed by the outcome of the retry
-        if self.dirty[name] == nil { self.dirty[name] = (now, now) }
-      } else {
-        next = next.map { min($0, retry.at) } ?? retry.at
-      }
-    }
-    for (name, times) in self.dirty {
-      // A push of ours (or a conflict's winner) is on its way through the watch: its
-      // response re-checks this mapping.
-      if let hold = self.local[name]?.holdUntil, hold > self.keySpace.revision { continue }
-      let wait = self.runners.first { $0.mapping.name == name }?.mapping.wait
-      var quietAt = times.last + (wait?.min ?? .zero)
-      if wait == nil, let started = self.burstApplied[name], now < started + Self.burstSpacing {
-        // A burst is on: rewrite at most every `burstSpacing`, or as soon as the changes
-        // pause for `burstQuiet` (the burst's end is on disk a few ms after its last put).
-        quietAt = min(times.last + Self.burstQuiet, started + Self.burstSpacing)
-      }
-      let latest = times.first + (wait?.max ?? Self.defaultMaxDelay)
-      if (now >= quietAt && queued == 0) || now >= latest {
-        due.append(name)
-      } else {
-        // Re-check when the quiet period ends (new input re-checks sooner), or at the latest.
-        let at = now >= quietAt ? latest : min(quietAt, latest)
-        next = next.map { min($0, at) } ?? at
-      }
-    }
-    for name in due { self.applyingSince[name] = self.dirty.removeValue(forKey: name)?.first }
-    if !due.isEmpty {
+    let held = Set(self.local.compactMap { name, work in work.holdUntil > self.keySpace.revision ? name : nil })
+    let decision = self.schedule.due(now: now, queued: inbox.pending, held: held)
+    if let at = decision.wakeAt { next = next.map { min($0, at) } ?? at }
+    if !decision.due.isEmpty {
       let started = ContinuousClock.now
-      _ = await self.apply(due)
+      _ = await self.apply(decision.due)
       // Watch responses that came in while the files were written mean a burst: the next
       // rewrite of these mappings is spaced out. An isolated change is applied at once.
-      let burst = inbox.pendingResponses > 0
-      for name in due { self.burstApplied[name] = burst ? started : nil }
+      self.schedule.batchEnded(decision.due, started: started, burst: inbox.pendingResponses > 0)
     }
     // A reload that runs longer than expected is reported when it does.
     if let at = self.checkOverdueReloads() { next = next.map { min($0, at) } ?? at }
     // Retries scheduled by the batch just applied.
-    for retry in self.retries.values where retry.at > now {
-      next = next.map { min($0, retry.at) } ?? retry.at
-    }
+    if let at = self.schedule.nextRetry { next = next.map { min($0, at) } ?? at }
     // A render that had to wait for a push that failed retries with the push.
     for work in self.local.values where work.hasPending {
       let at = work.retryAt ?? (now + Self.localQuietPeriod)
       next = next.map { min($0, at) } ?? at
     }
+    // Files a write-back rate limit held are scanned again once the limit allows them.
+    for work in self.local.values { if let at = work.rateRetryAt { next = next.map { min($0, at) } ?? at } }
     self.flushState()
-    if self.stateUnsaved {
-      let at = self.lastStateSave + Self.stateSaveInterval
-      next = next.map { min($0, at) } ?? at
-    }
+    if let at = self.saves.dueAt { next = next.map { min($0, at) } ?? at }
     if let next { inbox.tick(at: next) }
     self.publishProgress()
   }
@@ -569,24 +518,18 @@ public actor Agent {
   /// default), until it succeeds; the old files stay meanwhile.
   private func scheduleRetry(_ result: MappingResult, policy: RetrySettings) {
     let name = result.mapping
-    guard result.failed, result.retryable else {
-      if let previous = self.retries.removeValue(forKey: name), !result.failed {
-        self.logger.notice("mapping recovered", metadata: ["mapping.name": "\(name)", "retry.attempts": "\(previous.attempts)"])
-      }
-      return
-    }
-    let fault = Self.faultSignature(result.error)
-    let previous = self.retries[name]
-    let attempts = (previous?.attempts ?? 0) + 1
-    let delay = policy.delay(afterFailures: attempts)
-    self.retries[name] = (attempts, ContinuousClock.now + delay, fault)
-    // Once per state change (a new fault, or another one), not on every attempt: a disk
-    // full for an hour is retried every `retry.max`, 720 times.
-    let metadata: Logger.Metadata = ["mapping.name": "\(name)", "retry.in": "\(delay)", "retry.attempt": "\(attempts)", "retry.max": "\(policy.max)"]
-    if previous?.fault != fault {
-      self.logger.warning("mapping will be retried until it succeeds", metadata: metadata)
-    } else {
-      self.logger.debug("mapping will be retried", metadata: metadata)
+    let outcome = self.schedule.outcome(name, failed: result.failed, retryable: result.retryable,
+                                        fault: Self.faultSignature(result.error), now: .now)
+    switch outcome {
+    case .none: break
+    case .recovered(let attempts):
+      self.logger.notice("mapping recovered", metadata: ["mapping.name": "\(name)", "retry.attempts": "\(attempts)"])
+    case .scheduled(let delay, let attempt, let newFault):
+      // Once per state change (a new fault, or another one), not on every attempt: a disk
+      // full for an hour is retried every `retry.max`, 720 times.
+      let metadata: Logger.Metadata = ["mapping.name": "\(name)", "retry.in": "\(delay)", "retry.attempt": "\(attempt)", "retry.max": "\(policy.max)"]
+      self.logger.log(level: newFault ? .warning : .debug,
+                      newFault ? "mapping will be retried until it succeeds" : "mapping will be retried", metadata: metadata)
     }
   }
 
@@ -714,7 +657,7 @@ public actor Agent {
     // A failing mapping (a render error, a missing key, a held write-back, a reload that
     // failed) holds an older revision too, until it applies: a deploy that waits on `status`
     // must not pass while its files are old.
-    if self.dirty.isEmpty && self.applying.isEmpty && self.reloading.isEmpty && self.errors.isEmpty {
+    if !self.schedule.hasPending && self.applying.isEmpty && self.reloading.isEmpty && self.errors.isEmpty {
       // Not the snapshot's revision: keys inside the watched range but outside every mapping
       // (a presence key under it, say) move that, and publishing it would make a presence put
       // advance every agent's revision, whose presence put advances it again, for ever.
@@ -731,14 +674,7 @@ public actor Agent {
   }
 
   /// The longest a change waits under sustained load when a mapping sets no `wait`.
-  static let defaultMaxDelay: Duration = .seconds(1)
-  /// Without `wait`, a mapping applied while changes kept arriving is rewritten at most this
-  /// often until they stop (a 5,000-put burst in 1.6 s: at most 80 rewrites, not one per
-  /// watch response)…
-  static let burstSpacing: Duration = .milliseconds(20)
-  /// …or as soon as no change has come for this long, so that a burst's last change is on
-  /// disk a few milliseconds after it was made.
-  static let burstQuiet: Duration = .milliseconds(4)
+  static let defaultMaxDelay = ApplyScheduler.defaultMaxDelay
 }
 
 /// Where an agent is: the revision all of its files hold, and the mappings failing now.
