@@ -1,0 +1,259 @@
+import EtcdClient
+import Foundation
+import Logging
+import Synchronization
+import Templates
+
+// The daemon's loop: the watch, the schedule, local edits, the etcd probe.
+extension Agent {
+  /// The daemon's loop: applies every change from etcd and every local edit until cancelled.
+  func watchAndApply(_ inbox: Inbox) async throws {
+    self.saves.coalescing = true
+    defer {
+      self.saves.coalescing = false
+      self.flushState(force: true)
+    }
+    var watchTask = Task { await self.pumpWatch(into: inbox) }
+    defer { watchTask.cancel() }
+    let probe = Task { await self.probeEtcd() }
+    defer { probe.cancel() }
+    let requests = self.startProgressRequests()
+    defer { requests?.cancel() }
+    let watchers = self.startLocalWatchers(into: inbox)
+    defer { watchers.forEach { $0.stop() } }
+    // One loop for the daemon's whole life: a compaction restarts the watch in place (it
+    // used to recurse into a second loop, one stack frame deeper per compaction).
+    for await input in inbox.stream {
+      inbox.consumed(input)
+      switch input {
+      case .response(let response): try self.absorb(response)
+      case .compacted:
+        do {
+          let fresh = try await self.readSnapshot()
+          if fresh.revision < self.keySpace.revision {
+            throw AgentError(.etcd, "etcd's revision \(fresh.revision) went back behind the applied revision \(self.keySpace.revision) (a restored cluster?); refusing to roll the files back")
+          }
+          self.logger.warning("watch compacted; re-read everything", metadata: ["etcd.revision": "\(fresh.revision)"])
+          self.keySpace = fresh
+          self.relevantRevision = fresh.revision
+          self.markDirty(self.runners.map(\.mapping.name))
+        } catch let refusal as AgentError {
+          throw refusal
+        } catch {
+          self.logger.error("re-read after compaction failed", metadata: ["error": "\(error)"])
+        }
+        // The old watch has ended; watch on from the snapshot's revision + 1.
+        watchTask = Task { await self.pumpWatch(into: inbox) }
+      case .failed(let error): throw error
+      case .local(let name, let paths): self.noteLocal(name, paths: paths)
+      case .reloaded(let name, let result): self.reloadEnded(name, result)
+      case .tick: break
+      }
+      // Also right after a compaction: the re-read snapshot is applied now, not when the
+      // next change happens to arrive.
+      await self.applyDue(inbox: inbox)
+    }
+  }
+
+  /// Feeds watch responses into the inbox, from the applied revision + 1.
+  func pumpWatch(into inbox: Inbox) async {
+    let start = self.keySpace.revision + 1
+    do {
+      for try await response in self.client.watch(self.coveringRange, options: WatchOptions(startRevision: start, progressNotify: true)) {
+        inbox.send(.response(response))
+      }
+    } catch let error as EtcdError where error.code == .compacted {
+      inbox.send(.compacted)
+    } catch {
+      // EtcdClient resumes the stream after transient failures itself; what ends it here is
+      // final (permission denied, auth failed, a watch etcd cancelled, the client closed).
+      // Only logging it left the daemon running with no watch, silently out of date.
+      if !Task.isCancelled {
+        self.logger.error("watch ended", metadata: ["error": "\(error)"])
+        inbox.send(.failed(error))
+      }
+    }
+  }
+
+  /// Applies a watch response to the snapshot and marks the mappings it touches.
+  func absorb(_ response: WatchResponse) throws {
+    // A failover that lands on another cluster (the endpoints now point at a restored or
+    // new one) is refused loudly: its revisions mean nothing for these files.
+    if self.clusterID != 0, response.header.clusterID != 0, response.header.clusterID != self.clusterID {
+      throw AgentError(.etcd, "the watch now talks to etcd cluster \(String(response.header.clusterID, radix: 16)), not \(String(self.clusterID, radix: 16)); refusing its changes")
+    }
+    guard !response.events.isEmpty else {
+      // A progress notification: every revision up to it is applied.
+      self.keySpace.advance(to: response.header.revision)
+      self.relevantRevision = self.keySpace.revision
+      return
+    }
+    let relevant = response.events.filter { !self.mappings(touching: $0.kv.key).isEmpty }
+    let applied = self.keySpace.apply(relevant)
+    if let last = response.events.last { self.keySpace.advance(to: last.revision) }
+    if let last = relevant.last { self.relevantRevision = last.revision }
+    self.markDirty(Array(Set(applied.flatMap { self.mappings(touching: $0.kv.key) })))
+  }
+
+  /// Moves the snapshot from `from` to `revision`, which holds the same keys in every range
+  /// of the agent (checked at a status request, see `Agent+Current.swift`); no-op if the
+  /// snapshot has moved since.
+  func advanceUnchanged(from: Int64, to revision: Int64) {
+    guard self.keySpace.revision == from else { return }
+    self.keySpace.advance(to: revision)
+  }
+
+  func markDirty(_ names: [String]) {
+    self.schedule.changed(names, at: .now)
+  }
+
+  /// Applies the mappings whose quiet period is over, and arms a tick for the next one.
+  ///
+  /// With `wait: {min, max}`, a mapping is due once no change came for `min`, or `max` after
+  /// its first pending change. Without `wait`, it is due as soon as the queued input has been
+  /// absorbed, so a burst that arrives faster than files are written is coalesced; under
+  /// sustained load it is still applied at least every ``Agent/defaultMaxDelay``.
+  func applyDue(inbox: Inbox) async {
+    var next = await self.flushLocalEdits(now: .now)
+    // Read after the pushes (which wait for etcd), and once: ticks are sent from other tasks,
+    // and mappings dirtied together should be judged against the same queue.
+    // A push of ours (or a conflict's winner) on its way through the watch holds its mapping:
+    // its response re-checks it.
+    let now = ContinuousClock.now
+    let held = Set(self.local.compactMap { name, work in work.holdUntil > self.keySpace.revision ? name : nil })
+    let decision = self.schedule.due(now: now, queued: inbox.pending, held: held)
+    if let at = decision.wakeAt { next = next.map { min($0, at) } ?? at }
+    if !decision.due.isEmpty {
+      let started = ContinuousClock.now
+      _ = await self.apply(decision.due)
+      // Watch responses that came in while the files were written mean a burst: the next
+      // rewrite of these mappings is spaced out. An isolated change is applied at once.
+      self.schedule.batchEnded(decision.due, started: started, burst: inbox.pendingResponses > 0)
+    }
+    // A reload that runs longer than expected is reported when it does.
+    if let at = self.checkOverdueReloads() { next = next.map { min($0, at) } ?? at }
+    // Retries scheduled by the batch just applied.
+    if let at = self.schedule.nextRetry { next = next.map { min($0, at) } ?? at }
+    // A render that had to wait for a push that failed retries with the push.
+    for work in self.local.values where work.hasPending {
+      let at = work.retryAt ?? (now + Self.localQuietPeriod)
+      next = next.map { min($0, at) } ?? at
+    }
+    self.flushState()
+    if let at = self.saves.dueAt { next = next.map { min($0, at) } ?? at }
+    if let next { inbox.tick(at: next) }
+    self.publishProgress()
+  }
+
+  /// A write that failed for a reason that may pass (ENOSPC, EROFS, EBUSY, a failing check)
+  /// is tried again after `retry.min`, doubling, at most `retry.max` apart (1 s … 5 s by
+  /// default), until it succeeds; the old files stay meanwhile.
+  func scheduleRetry(_ result: MappingResult, policy: RetrySettings) {
+    let name = result.mapping
+    let outcome = self.schedule.outcome(name, failed: result.failed, retryable: result.retryable,
+                                        fault: Self.faultSignature(result.error), now: .now)
+    switch outcome {
+    case .none: break
+    case .recovered(let attempts):
+      self.logger.notice("mapping recovered", metadata: ["mapping.name": "\(name)", "retry.attempts": "\(attempts)"])
+    case .scheduled(let delay, let attempt, let newFault):
+      // Once per state change (a new fault, or another one), not on every attempt: a disk
+      // full for an hour is retried every `retry.max`, 720 times.
+      let metadata: Logger.Metadata = ["mapping.name": "\(name)", "retry.in": "\(delay)", "retry.attempt": "\(attempt)", "retry.max": "\(policy.max)"]
+      self.logger.log(level: newFault ? .warning : .debug,
+                      newFault ? "mapping will be retried until it succeeds" : "mapping will be retried", metadata: metadata)
+    }
+  }
+
+  /// A failure's text without what changes from one attempt to the next (a temporary file's
+  /// random name): two attempts with the same signature failed the same way.
+  static func faultSignature(_ error: String?) -> String {
+    guard let error else { return "" }
+    var signature: [UInt8] = []
+    var hexRun: [UInt8] = []
+    func flush() {
+      signature += hexRun.count >= 8 ? Array("#".utf8) : hexRun
+      hexRun = []
+    }
+    for byte in error.utf8 {
+      let hex = (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+      if hex { hexRun.append(byte) } else { flush(); signature.append(byte) }
+    }
+    flush()
+    return String(decoding: signature, as: UTF8.self)
+  }
+
+  /// Starts one inotify watcher per write-back mapping, feeding changed paths into the inbox.
+  func startLocalWatchers(into inbox: Inbox) -> [DirectoryWatcher] {
+    var watchers: [DirectoryWatcher] = []
+    for runner in self.runners where runner.mapping.writeBack {
+      let scanner = LocalScanner(mapping: runner.mapping)
+      let name = runner.mapping.name
+      let watcher: DirectoryWatcher
+      do {
+        watcher = try DirectoryWatcher(root: scanner.watchedDirectory, recursive: runner.mapping.kind == .tree)
+      } catch {
+        self.logger.error("local edits cannot be watched; write-back is off for this mapping", metadata: [
+          "mapping.name": "\(name)", "file.path": "\(scanner.watchedDirectory)", "error": "\(error)",
+        ])
+        continue
+      }
+      watchers.append(watcher)
+      Task {
+        for await batch in watcher.changes {
+          if batch.contains(where: { $0.kind == .overflow }) {
+            inbox.send(.local(name, nil))
+            continue
+          }
+          let paths = Set(batch.compactMap { scanner.recordPath(forChanged: $0.path) })
+          if !paths.isEmpty { inbox.send(.local(name, paths)) }
+        }
+      }
+      // Edits between the first sync's scan and the watch's start are not missed.
+      self.noteLocal(name, paths: nil)
+    }
+    return watchers
+  }
+
+  /// Checks every ``probeInterval`` that etcd answers a linearizable read (which needs a
+  /// leader and a quorum, as the watch's `hasleader` does): the agent is not ready while it
+  /// does not, and the last good files stay.
+  func probeEtcd() async {
+    while !Task.isCancelled {
+      try? await Task.sleep(for: Self.probeInterval)
+      if Task.isCancelled { return }
+      let client = self.client
+      // A key the agent may read anyway (its first mapping's range): a user whose role grants
+      // only the mapped prefixes must still be able to become ready.
+      let probe = self.ranges.first ?? KeyRange(key: [0])
+      let failure: String? = await withTaskGroup(of: String?.self) { group in
+        group.addTask {
+          do {
+            _ = try await client.get(probe, options: GetOptions(limit: 1, countOnly: true))
+            return nil
+          } catch {
+            return "\(error)"
+          }
+        }
+        group.addTask {
+          try? await Task.sleep(for: Self.probeInterval)
+          return "no answer within \(Self.probeInterval)"
+        }
+        let first = await group.next() ?? nil
+        group.cancelAll()
+        return first
+      }
+      if Task.isCancelled { return }
+      let changed = self.readiness.connected(failure == nil, reason: "etcd does not answer: \(failure ?? "")")
+      self.metrics.watchConnected.record(failure == nil ? 1 : 0)
+      self.metrics.ready.record(self.readiness.isReady ? 1 : 0)
+      guard changed else { continue }
+      self.publishProgress()
+      if let failure {
+        self.logger.warning("etcd does not answer; not ready, the files stay as they are", metadata: ["error": "\(failure)"])
+      } else {
+        self.logger.info("etcd answers again; ready")
+      }
+    }
+  }
+}
