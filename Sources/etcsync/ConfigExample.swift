@@ -105,7 +105,10 @@ mappings:
     # Bounds on what local files may push (these are the defaults). A scan in which more
     # than deleteShare of the recorded files vanished at once (and at least deleteFiles) is
     # taken for an unmount, not an edit: nothing is pushed until they are back.
-    writeBackLimits: {deleteShare: 50%, deleteFiles: 3, keysPerScan: 1000, bytesPerScan: 16MiB, maxKeys: 10000}
+    # maxBytes bounds the key and value bytes the prefix may hold through write-back; the
+    # per-minute limits are token buckets: a burst of a minute's worth, then that pace.
+    writeBackLimits: {deleteShare: 50%, deleteFiles: 3, keysPerScan: 1000, bytesPerScan: 16MiB, maxKeys: 10000,
+                      maxBytes: 64MiB, keysPerMinute: 1200, bytesPerMinute: 16MiB}
 
   # file: one key → one file with the value's raw bytes. `key:` makes it a file mapping.
   - name: motd

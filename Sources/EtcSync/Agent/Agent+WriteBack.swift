@@ -38,6 +38,12 @@ struct LocalWork: Sendable {
   var fault: WriteBackFault?
   /// When to retry after etcd was unreachable.
   var retryAt: ContinuousClock.Instant?
+  /// What `keysPerMinute` and `bytesPerMinute` have left (nil until the first push).
+  var keyBucket: TokenBucket?
+  var byteBucket: TokenBucket?
+  /// Files a rate limit held, refused until `rateRetryAt`, then scanned again.
+  var rateHeld: Set<ExactString> = []
+  var rateRetryAt: ContinuousClock.Instant?
   var hasPending: Bool { self.pending == nil || !(self.pending ?? []).isEmpty }
 }
 
@@ -72,6 +78,7 @@ extension Agent {
     var next: ContinuousClock.Instant?
     for runner in self.runners where runner.mapping.writeBack {
       let name = runner.mapping.name
+      if let at = self.releaseRateHeld(name, now: now) { next = next.map { min($0, at) } ?? at }
       guard var work = self.local[name], work.hasPending else { continue }
       // Held: etcd's newer value (or our own push) has not reached the files yet; an edit
       // now could not say which revision it is based on. It waits for the render.

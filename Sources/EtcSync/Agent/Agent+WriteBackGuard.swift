@@ -106,10 +106,19 @@ extension Agent {
   }
 
   /// Refuses what goes beyond the mapping's quotas: a scan with more keys or bytes than
-  /// `keysPerScan` and `bytesPerScan` pushes nothing, and new keys that would make the prefix
-  /// hold more than `maxKeys` are not created. Refused files are kept (renders leave them
-  /// alone) and looked at again when they change.
+  /// `keysPerScan` and `bytesPerScan` pushes nothing, new keys that would make the prefix
+  /// hold more than `maxKeys` are not created, puts that would make it hold more than
+  /// `maxBytes` are not made, and a scan beyond what `keysPerMinute` and `bytesPerMinute`
+  /// leave pushes nothing until enough has come back. Refused files are kept (renders leave
+  /// them alone) and looked at again when they change (or when the rate allows them).
   func applyQuotas(_ runner: MappingRunner, _ scanner: LocalScanner, _ ready: inout [LocalChange], _ work: inout LocalWork) async {
+    await self.applyScanAndKeyQuotas(runner, scanner, &ready, &work)
+    await self.applyByteQuota(runner, scanner, &ready, &work)
+    self.applyRateLimits(runner, &ready, &work)
+  }
+
+  private func applyScanAndKeyQuotas(_ runner: MappingRunner, _ scanner: LocalScanner, _ ready: inout [LocalChange],
+                                     _ work: inout LocalWork) async {
     guard !ready.isEmpty else { return }
     let name = runner.mapping.name
     let limits = runner.mapping.writeBackLimits
@@ -146,6 +155,102 @@ extension Agent {
     self.metrics.writeBack(name, "refused", count: created.count)
     let refused = Set(created.map(\.path))
     ready.removeAll { refused.contains($0.path) }
+  }
+
+  /// Puts that would make the prefix hold more than `maxBytes` (keys and values) are refused,
+  /// largest growth last kept out first; deletes and puts that shrink a value always pass.
+  private func applyByteQuota(_ runner: MappingRunner, _ scanner: LocalScanner, _ ready: inout [LocalChange],
+                              _ work: inout LocalWork) async {
+    guard !ready.isEmpty, ready.contains(where: { $0.value != nil }) else { return }
+    let limits = runner.mapping.writeBackLimits
+    let prefix = scanner.key(for: "")
+    // What the prefix holds now: the snapshot's, or etcd's for the push at start, which comes
+    // before the first snapshot.
+    var current: [[UInt8]: Int] = [:]  // bytes: compared exactly
+    if self.keySpace.revision == 0 {
+      guard let snapshot = try? await self.client.getAll(.prefix(prefix)) else {
+        // Unknown: etcd's own answer to the push decides (it is unreachable anyway).
+        return
+      }
+      for kv in snapshot.kvs { current[kv.key] = kv.key.count + kv.value.count }
+    } else {
+      self.keySpace.forEach(withPrefix: prefix) { kv in
+        current[kv.key] = kv.key.count + kv.value.count
+        return true
+      }
+    }
+    let held = current.values.reduce(0, +)
+    // What each change adds: its new size less what the key holds now.
+    let growth = ready.map { change in (change.value.map { change.key.count + $0.count } ?? 0) - (current[change.key] ?? 0) }
+    guard growth.contains(where: { $0 > 0 }) else { return }
+    let total = held + growth.reduce(0, +)
+    guard total > limits.maxBytes else { return }
+    let growing = ready.indices.filter { growth[$0] > 0 }.map { ready[$0] }
+    self.logger.error("local edits would exceed writeBackLimits.maxBytes; the growing ones are not pushed, the local files are kept", metadata: [
+      "mapping.name": "\(runner.mapping.name)", "files": "\(growing.count)", "etcd.bytes": "\(held)",
+      "bytes.after": "\(total)", "limit.maxBytes": "\(limits.maxBytes)",
+    ])
+    self.refuse(growing, in: scanner, &work)
+    self.metrics.writeBack(runner.mapping.name, "refused", count: growing.count)
+    let refused = Set(growing.map(\.path))
+    ready.removeAll { refused.contains($0.path) }
+  }
+
+  /// A scan needing more keys or bytes than `keysPerMinute` and `bytesPerMinute` have left
+  /// pushes nothing: its files are held (kept, reported) until the buckets have refilled
+  /// enough, then scanned again. A scan larger than a whole minute's worth stays refused
+  /// until its files change.
+  private func applyRateLimits(_ runner: MappingRunner, _ ready: inout [LocalChange], _ work: inout LocalWork) {
+    guard !ready.isEmpty else { return }
+    let limits = runner.mapping.writeBackLimits
+    let now = ContinuousClock.now
+    let keys = ready.count
+    let bytes = ready.reduce(0) { $0 + ($1.value?.count ?? 0) }
+    var keyBucket = work.keyBucket ?? TokenBucket(perMinute: limits.keysPerMinute, now: now)
+    var byteBucket = work.byteBucket ?? TokenBucket(perMinute: limits.bytesPerMinute, now: now)
+    defer {
+      work.keyBucket = keyBucket
+      work.byteBucket = byteBucket
+    }
+    keyBucket.refill(now: now)
+    byteBucket.refill(now: now)
+    if keyBucket.holds(keys), byteBucket.holds(bytes) {
+      keyBucket.take(keys)
+      byteBucket.take(bytes)
+      return
+    }
+    let retryAt = keyBucket.available(keys, after: now).flatMap { keysAt in byteBucket.available(bytes, after: now).map { max(keysAt, $0) } }
+    let scanner = LocalScanner(mapping: runner.mapping)
+    self.logger.error("local edits exceed writeBackLimits.keysPerMinute or bytesPerMinute; nothing of this scan is pushed yet, the local files are kept", metadata: [
+      "mapping.name": "\(runner.mapping.name)", "files": "\(keys)", "bytes": "\(bytes)",
+      "limit.keysPerMinute": "\(limits.keysPerMinute)", "limit.bytesPerMinute": "\(limits.bytesPerMinute)",
+      "retry": retryAt.map { "in \($0 - now)" } ?? "when the files change (more than a minute's worth)",
+    ])
+    self.refuse(ready, in: scanner, &work)
+    self.metrics.writeBack(runner.mapping.name, "refused", count: ready.count)
+    if let retryAt {
+      work.rateHeld.formUnion(ready.map(\.path))
+      work.rateRetryAt = retryAt
+      // The daemon looks again then (``releaseRateHeld(_:now:)``); `etcsync sync` does not.
+      self.inbox?.tick(at: retryAt)
+    }
+    ready = []
+  }
+
+  /// The files a rate limit held, once the buckets allow them: no longer refused, and scanned
+  /// again. Returns when to look again while they wait.
+  func releaseRateHeld(_ name: String, now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+    guard var work = self.local[name], let at = work.rateRetryAt else { return nil }
+    guard now >= at else { return at }
+    for path in work.rateHeld { work.refused[path] = nil }
+    if let pending = work.pending { work.pending = pending.union(work.rateHeld) }
+    work.first = work.first ?? now
+    work.last = now
+    work.rateHeld = []
+    work.rateRetryAt = nil
+    // Their scan decides: pushed, the watch renders the mapping; refused again, it stays held.
+    self.local[name] = work
+    return nil
   }
 
   private func refuse(_ changes: [LocalChange], in scanner: LocalScanner, _ work: inout LocalWork) {

@@ -19,6 +19,18 @@ public struct WriteBackLimits: Sendable, Equatable {
   /// The most keys the mapping's prefix may hold: a new file that would create a key beyond
   /// it is refused (keys written in etcd itself are not limited).
   public var maxKeys: Int
+  /// The most bytes (keys and values) the mapping's prefix may hold: a put that would make
+  /// it hold more is refused; deletes and puts that shrink it always pass (keys written in
+  /// etcd itself are not limited).
+  public var maxBytes: Int
+  /// The most keys write-back puts or deletes per minute, as a token bucket that holds a
+  /// minute's worth: a scan that needs more than is left pushes nothing until enough has
+  /// come back.
+  public var keysPerMinute: Int
+  /// The most value bytes write-back puts per minute, a token bucket like ``keysPerMinute``.
+  /// Every put is a new revision in etcd's backend until compaction: this bounds how fast a
+  /// local user can fill etcd's quota by rewriting one large file.
+  public var bytesPerMinute: Int
 
   /// The default share of vanished files that trips the guard: more than half.
   public static let defaultDeleteShare = 0.5
@@ -30,18 +42,32 @@ public struct WriteBackLimits: Sendable, Equatable {
   public static let defaultBytesPerScan = 16 << 20
   /// The default keys under a write-back prefix.
   public static let defaultMaxKeys = 10_000
+  /// The default bytes under a write-back prefix (64 MiB): 3 % of etcd's default backend
+  /// quota (2 GiB, `--quota-backend-bytes`), so that one mapping cannot fill the cluster,
+  /// and room for 40 values at etcd's default request limit (1.5 MiB).
+  public static let defaultMaxBytes = 64 << 20
+  /// The default keys per minute: a scan at `keysPerScan` passes, and twenty keys a second
+  /// after that, far more than anyone editing files makes.
+  public static let defaultKeysPerMinute = 1_200
+  /// The default value bytes per minute (16 MiB): one scan at `bytesPerScan`; at that pace
+  /// etcd's default 2 GiB quota takes more than two hours of rewrites to fill.
+  public static let defaultBytesPerMinute = 16 << 20
 
   /// Limits with the defaults for everything not given.
   public init(
     deleteShare: Double = Self.defaultDeleteShare, deleteFiles: Int = Self.defaultDeleteFiles,
     keysPerScan: Int = Self.defaultKeysPerScan, bytesPerScan: Int = Self.defaultBytesPerScan,
-    maxKeys: Int = Self.defaultMaxKeys
+    maxKeys: Int = Self.defaultMaxKeys, maxBytes: Int = Self.defaultMaxBytes,
+    keysPerMinute: Int = Self.defaultKeysPerMinute, bytesPerMinute: Int = Self.defaultBytesPerMinute
   ) {
     self.deleteShare = deleteShare
     self.deleteFiles = deleteFiles
     self.keysPerScan = keysPerScan
     self.bytesPerScan = bytesPerScan
     self.maxKeys = maxKeys
+    self.maxBytes = maxBytes
+    self.keysPerMinute = keysPerMinute
+    self.bytesPerMinute = bytesPerMinute
   }
 
   /// Whether `vanished` of `recorded` files gone at once is a fault rather than an edit.
@@ -52,10 +78,12 @@ public struct WriteBackLimits: Sendable, Equatable {
 }
 
 extension WriteBackLimits {
-  static let keys = ["deleteShare", "deleteFiles", "keysPerScan", "bytesPerScan", "maxKeys"]
+  static let keys = [
+    "deleteShare", "deleteFiles", "keysPerScan", "bytesPerScan", "maxKeys", "maxBytes", "keysPerMinute", "bytesPerMinute",
+  ]
 
-  /// `{deleteShare: 50%, deleteFiles: 3, keysPerScan: 1000, bytesPerScan: 16MiB, maxKeys: 10000}`;
-  /// every key is optional.
+  /// `{deleteShare: 50%, deleteFiles: 3, keysPerScan: 1000, bytesPerScan: 16MiB, maxKeys: 10000,
+  /// maxBytes: 64MiB, keysPerMinute: 1200, bytesPerMinute: 16MiB}`; every key is optional.
   init(decoding node: ConfigNode) throws(ConfigurationError) {
     let map = try node.keyed(Self.keys)
     self.init()
@@ -64,6 +92,9 @@ extension WriteBackLimits {
     if let node = map["keysPerScan"] { self.keysPerScan = try node.count(minimum: 1) }
     if let node = map["bytesPerScan"] { self.bytesPerScan = try node.byteSize() }
     if let node = map["maxKeys"] { self.maxKeys = try node.count(minimum: 1) }
+    if let node = map["maxBytes"] { self.maxBytes = try node.byteSize() }
+    if let node = map["keysPerMinute"] { self.keysPerMinute = try node.count(minimum: 1) }
+    if let node = map["bytesPerMinute"] { self.bytesPerMinute = try node.byteSize() }
   }
 }
 

@@ -142,11 +142,17 @@ struct WriteBackInputTests {
     #expect(Disk.read(h.dir("tree/linked")) == "not for etcd", "kept")
   }
 
-  @Test("quotas: keys per scan, bytes per scan and total keys", arguments: [
+  @Test("quotas: keys per scan, bytes per scan, total keys, total bytes and a minute's keys", arguments: [
     (WriteBackLimits(keysPerScan: 5), 6, 1, "local edits exceed the write-back limits; nothing of this scan is pushed, the local files are kept"),
     (WriteBackLimits(bytesPerScan: 100), 3, 1, "local edits exceed the write-back limits; nothing of this scan is pushed, the local files are kept"),
     (WriteBackLimits(maxKeys: 3), 3, 1, "new local files would exceed writeBackLimits.maxKeys; they are not pushed, the local files are kept"),
     (WriteBackLimits(keysPerScan: 5, maxKeys: 3), 2, 3, nil),
+    // /wb/f holds 6 bytes; each new file adds 8 + 40.
+    (WriteBackLimits(maxBytes: 100), 3, 1, "local edits would exceed writeBackLimits.maxBytes; the growing ones are not pushed, the local files are kept"),
+    (WriteBackLimits(maxBytes: 150), 3, 4, nil),
+    // More than a whole minute's worth: refused until the files change.
+    (WriteBackLimits(keysPerMinute: 2), 3, 1, "local edits exceed writeBackLimits.keysPerMinute or bytesPerMinute; nothing of this scan is pushed yet, the local files are kept"),
+    (WriteBackLimits(bytesPerMinute: 100), 3, 1, "local edits exceed writeBackLimits.keysPerMinute or bytesPerMinute; nothing of this scan is pushed yet, the local files are kept"),
   ])
   func quotas(limits: WriteBackLimits, files: Int, expectedKeys: Int, message: String?) async throws {
     let h = try await AgentHarness.start()
@@ -161,5 +167,48 @@ struct WriteBackInputTests {
       #expect(await agent.writeBackStats.refused == files)
       #expect(Disk.read(h.dir("tree/new0"))?.count == 40, "kept")
     }
+  }
+
+  @Test("maxBytes: a shrinking edit passes a full prefix; a growing one does not")
+  func maxBytesLetsAPrefixShrink() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/wb/big", String(repeating: "b", count: 200))
+    try await h.put("/wb/other", "o")
+    // Already above the limit (written in etcd itself): only what shrinks it passes.
+    let mapping = Mapping(name: "tree", kind: .tree, prefixes: ["/wb/"], dest: h.dir("tree"), writeBack: true,
+                          writeBackLimits: WriteBackLimits(maxBytes: 100))
+    _ = try await Self.editWhileStopped(h, mapping) {
+      try Disk.write(h.dir("tree/big"), "shrunk")
+      try Disk.write(h.dir("tree/other"), String(repeating: "g", count: 100))
+    }
+    #expect(try await Self.value(h, Bytes.utf8("/wb/big")) == "shrunk")
+    #expect(try await Self.value(h, Bytes.utf8("/wb/other")) == "o", "growing refused")
+    #expect(Disk.read(h.dir("tree/other"))?.count == 100, "kept")
+    #expect(h.logs.metadata(of: "local edits would exceed writeBackLimits.maxBytes; the growing ones are not pushed, the local files are kept")
+      .last?["limit.maxBytes"] == "100")
+  }
+
+  @Test("bytesPerMinute: a scan beyond what is left waits for the bucket to refill, then is pushed untouched")
+  func rateLimitRefills() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/wb/f", "1")
+    // 6000 bytes a minute: 100 come back each second.
+    let mapping = Self.tree(h, limits: WriteBackLimits(bytesPerMinute: 6000))
+    let daemon = Daemon(try h.agent(h.configuration([mapping])))
+    #expect(await eventually { Disk.read(h.dir("tree/f")) == "1" })
+    // The whole minute's worth at once; then this one needs 800: eight seconds of refill.
+    try Disk.write(h.dir("tree/first"), String(repeating: "a", count: 6000))
+    #expect(try await eventually { try await Self.value(h, Bytes.utf8("/wb/first"))?.count == 6000 })
+    try Disk.write(h.dir("tree/second"), String(repeating: "b", count: 800))
+    let refusal = "local edits exceed writeBackLimits.keysPerMinute or bytesPerMinute; nothing of this scan is pushed yet, the local files are kept"
+    #expect(await eventually { h.messages(atLeast: .error).contains(refusal) })
+    #expect(try await Self.value(h, Bytes.utf8("/wb/second")) == nil, "not pushed while the bucket is short")
+    #expect(h.logs.metadata(of: refusal).last?["limit.bytesPerMinute"] == "6000")
+    // Pushed once enough came back, without another edit.
+    #expect(try await eventually(within: .seconds(30)) { try await Self.value(h, Bytes.utf8("/wb/second"))?.count == 800 })
+    #expect(Disk.read(h.dir("tree/second"))?.count == 800)
+    #expect(await daemon.stop() == nil)
   }
 }

@@ -16,6 +16,10 @@ struct WriteBackLimitsTests {
     let body = Self.tree + "writeBackLimits: {deleteShare: 25%, deleteFiles: 10, keysPerScan: 50, bytesPerScan: 2MiB, maxKeys: 500}"
     let limits = try loadConfiguration(yamlWithOneMapping(body)).mappings[0].writeBackLimits
     #expect(limits == WriteBackLimits(deleteShare: 0.25, deleteFiles: 10, keysPerScan: 50, bytesPerScan: 2 << 20, maxKeys: 500))
+    let rates = try loadConfiguration(yamlWithOneMapping(Self.tree + "writeBackLimits: {maxBytes: 1GiB, keysPerMinute: 60, bytesPerMinute: 1MiB}"))
+      .mappings[0].writeBackLimits
+    #expect(rates == WriteBackLimits(maxBytes: 1 << 30, keysPerMinute: 60, bytesPerMinute: 1 << 20))
+    #expect(defaults.maxBytes == 64 << 20 && defaults.keysPerMinute == 1200 && defaults.bytesPerMinute == 16 << 20)
     let fraction = try loadConfiguration(yamlWithOneMapping(Self.tree + "writeBackLimits: {deleteShare: 1, bytesPerScan: 4096}")).mappings[0]
     #expect(fraction.writeBackLimits.deleteShare == 1 && fraction.writeBackLimits.bytesPerScan == 4096)
   }
@@ -27,6 +31,9 @@ struct WriteBackLimitsTests {
     ("writeBackLimits: {bytesPerScan: 16MB}", "mappings[0].writeBackLimits.bytesPerScan"),
     ("writeBackLimits: {maxKeys: many}", "mappings[0].writeBackLimits.maxKeys"),
     ("writeBackLimits: {maxkeys: 5}", "mappings[0].writeBackLimits.maxkeys"),
+    ("writeBackLimits: {maxBytes: 0}", "mappings[0].writeBackLimits.maxBytes"),
+    ("writeBackLimits: {keysPerMinute: 0}", "mappings[0].writeBackLimits.keysPerMinute"),
+    ("writeBackLimits: {bytesPerMinute: lots}", "mappings[0].writeBackLimits.bytesPerMinute"),
   ])
   func mistakes(line: String, field: String) throws {
     let error = try #require(loadConfigurationError(yamlWithOneMapping(Self.tree + line)))
