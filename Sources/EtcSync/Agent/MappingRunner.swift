@@ -297,9 +297,12 @@ public struct MappingRunner: Sendable {
 
   /// A reader of the tree as readers see it: the directory `..data` points at for a swapped
   /// tree (its top-level entries are symlinks, which the writer never follows), or nil when
-  /// no tree has been swapped in yet.
+  /// no tree has been swapped in yet, or when the destination does not exist yet (a first
+  /// `diff` before any `sync`: every file is new).
   func treeReader() throws -> AtomicWriter? {
     var root = self.mapping.dest
+    var status = stat()
+    if lstat(root, &status) != 0 && errno == ENOENT { return nil }
     if self.mapping.swap == .symlink {
       guard let current = try TreeSwap(root: root).currentDirectory() else { return nil }
       root = current.hasPrefix("/") ? current : root + "/" + current
