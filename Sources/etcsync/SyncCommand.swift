@@ -30,6 +30,8 @@ struct SyncCommand: AsyncParsableCommand {
   var timeout = DurationFlag(seconds: 10)
   @Flag(help: "Write nothing; print what would change and exit 1 if anything would, 0 if nothing would (same as `etcsync diff`).")
   var dryRun = false
+  @Option(name: .customLong("accept-destination"), help: ArgumentHelp(acceptDestinationHelp, valueName: "mapping"))
+  var acceptDestination: [String] = []
 
   func run() async throws {
     if self.dryRun {
@@ -38,7 +40,8 @@ struct SyncCommand: AsyncParsableCommand {
       diff.timeout = self.timeout
       return try await diff.run()
     }
-    let (configuration, logger) = try self.options.load()
+    var (configuration, logger) = try self.options.load()
+    configuration.acceptDestinations = try acceptedDestinations(self.acceptDestination, configuration)
     for warning in configuration.warnings { logger.warning("configuration: \(warning)") }
     let results = try await withAgentClient(configuration, logger: logger, timeout: self.timeout.duration) { client in
       let agent: Agent
@@ -67,6 +70,20 @@ struct SyncCommand: AsyncParsableCommand {
   }
 }
 
+/// The help of `--accept-destination` (run and sync).
+let acceptDestinationHelp =
+  "Accept the write-back mapping's watched directory as it is now, replacing the one the state file recorded "
+  + "(the answer to destination_replaced); repeatable."
+
+/// The mapping names of `--accept-destination`: each must name a write-back mapping (exit 2).
+func acceptedDestinations(_ names: [String], _ configuration: AgentConfiguration) throws -> Set<String> {
+  for name in names where configuration.mapping(named: name)?.writeBack != true {
+    FileHandle.standardError.write(Data("etcsync: --accept-destination \(escapeControlCharacters(name)): no write-back mapping has this name\n".utf8))
+    throw ExitCode(2)
+  }
+  return Set(names)
+}
+
 /// `etcsync run`: the daemon.
 struct RunCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -93,9 +110,13 @@ struct RunCommand: AsyncParsableCommand {
   var timeout = DurationFlag(seconds: 30)
   @Flag(name: .customLong("take-over"), help: "Take the presence name over at start if another running agent holds it (default: exit 2).")
   var takeOver = false
+  @Option(name: .customLong("accept-destination"), help: ArgumentHelp(acceptDestinationHelp, valueName: "mapping"))
+  var acceptDestination: [String] = []
 
   func run() async throws {
     var (configuration, logger) = try self.options.load()
+    // At start only: a configuration a SIGHUP reads again accepts nothing.
+    configuration.acceptDestinations = try acceptedDestinations(self.acceptDestination, configuration)
     for warning in configuration.warnings { logger.warning("configuration: \(warning)") }
     let control = RunControl()
     let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { control.stop() }

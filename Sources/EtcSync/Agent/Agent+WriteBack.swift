@@ -448,6 +448,9 @@ extension Agent {
     let name = runner.mapping.name
     // Stopped: nothing was written, and what is on disk is not what the record describes.
     guard let view, self.local[name]?.fault == nil else { return }
+    // A destination the render has just created is recorded now (in the state file too), so
+    // that the next start, `etcsync sync`'s as well, knows the directory.
+    if self.local[name]?.identity == nil { _ = self.checkDestination(runner) }
     let scanner = LocalScanner(mapping: runner.mapping)
     var mappingState = self.state[mapping: name]
     mappingState.intended = [:]

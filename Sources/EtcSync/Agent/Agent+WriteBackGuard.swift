@@ -9,20 +9,40 @@ import Glibc
 /// The guards of write-back: a destination that is no longer the directory the agent started
 /// with, a mass disappearance of files, and the quotas of ``WriteBackLimits``.
 extension Agent {
-  /// Compares the watched directory's device and inode with those recorded the first time
-  /// this agent looked (recording them then). False while they differ: the mapping is then
-  /// stopped (``WriteBackFault``), reported once, and resumes by itself when the same
-  /// directory is back (a remount of the same file system); a restart or SIGHUP accepts a
-  /// new one.
+  /// Compares the watched directory's device and inode with those the state file recorded
+  /// (recording them the first time, and keeping them across restarts). False while they
+  /// differ: the mapping is then stopped (``WriteBackFault``), reported once, and resumes by
+  /// itself when the same directory is back (a remount of the same file system). A new one
+  /// is accepted only by the operator: `etcsync run --accept-destination NAME`.
   func checkDestination(_ runner: MappingRunner) -> Bool {
     let name = runner.mapping.name
     let scanner = LocalScanner(mapping: runner.mapping)
     let current = scanner.destinationIdentity()
     var work = self.local[name] ?? LocalWork()
     defer { self.local[name] = work }
+    if work.identity == nil, let stored = self.state.destinations[name], stored.path == scanner.watchedDirectory,
+      !self.configuration.acceptDestinations.contains(name)
+    {
+      // Recorded by an earlier run: an unmounted volume's empty mount point at boot is not
+      // that directory, and nothing may be written into it.
+      work.identity = DirectoryIdentity(device: stored.device, inode: stored.inode)
+    }
     guard let recorded = work.identity else {
       // A destination that does not exist yet is recorded once the first render made it.
       work.identity = current
+      if let current {
+        let record = DestinationRecord(path: scanner.watchedDirectory, device: current.device, inode: current.inode)
+        if let stored = self.state.destinations[name], stored != record {
+          self.logger.notice("write-back destination accepted as it is now (--accept-destination)", metadata: [
+            "mapping.name": "\(name)", "file.path": "\(scanner.watchedDirectory)", "directory.identity": "\(current)",
+            "directory.recorded": "\(DirectoryIdentity(device: stored.device, inode: stored.inode))",
+          ])
+        }
+        if self.state.destinations[name] != record {
+          self.state.destinations[name] = record
+          self.saveState()
+        }
+      }
       return true
     }
     if current == recorded {
@@ -38,7 +58,7 @@ extension Agent {
       return true
     }
     let now = current.map(\.description) ?? "missing"
-    let message = "\(scanner.watchedDirectory) is not the directory this agent started with (\(recorded), now \(now)): unmounted, replaced or removed; nothing is pushed from it or written into it until it is back, or until etcsync is restarted (or reloaded with SIGHUP) to accept it"
+    let message = "\(scanner.watchedDirectory) is not the directory recorded for this mapping (\(recorded), now \(now)): unmounted, replaced or removed; nothing is pushed from it or written into it until it is back. If the new directory is meant, restart the agent once with `etcsync run --accept-destination \(name)`"
     if work.fault?.code != .destinationReplaced || work.fault?.message != message {
       self.logger.error("write-back destination replaced; the mapping is stopped, its files are untouched", metadata: [
         "mapping.name": "\(name)", "file.path": "\(scanner.watchedDirectory)",

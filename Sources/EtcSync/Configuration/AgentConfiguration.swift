@@ -21,6 +21,10 @@ public struct AgentConfiguration: Sendable, Equatable {
   public var log: LogSettings
   /// Timeout of `check` and `reload` commands for mappings without their own (default 30 s).
   public var commandTimeout: Duration
+  /// Write-back mappings whose watched directory is accepted as it is now, replacing the one
+  /// the state file recorded (`etcsync run --accept-destination NAME`). Not a key of the
+  /// configuration file: an operator's one-time answer to `destination_replaced`.
+  public var acceptDestinations: Set<String> = []
 
   /// The default configuration: local etcd, no mappings.
   public init(

@@ -64,6 +64,23 @@ public struct LocalRecord: Hashable, Sendable, Codable {
   }
 }
 
+/// The directory a write-back mapping watches, as the agent last accepted it: its path and
+/// its device and inode. A start that finds another directory there (an unmounted volume's
+/// empty mount point, a replaced directory) stops the mapping instead of writing into it.
+public struct DestinationRecord: Hashable, Sendable, Codable {
+  /// The watched directory's path when it was recorded (another path is a new destination).
+  public var path: String
+  public var device: UInt64
+  public var inode: UInt64
+
+  /// Creates a record.
+  public init(path: String, device: UInt64, inode: UInt64) {
+    self.path = path
+    self.device = device
+    self.inode = inode
+  }
+}
+
 /// What the agent has applied for one mapping.
 public struct MappingState: Hashable, Sendable, Codable {
   /// The etcd revision the mapping's files reflect.
@@ -167,6 +184,11 @@ public struct SyncState: Hashable, Sendable, Codable {
   /// The etcd cluster the files came from: another cluster (restored, wiped, or another
   /// one entirely) is refused until the state file is removed.
   public var clusterID: UInt64?
+  /// The watched directory of each write-back mapping, by mapping name, as last accepted.
+  /// Kept beside the mappings' states (which a render replaces whole); absent in files
+  /// written before it was kept, which read as "nothing recorded yet". The version stays 2:
+  /// an older agent ignores the key.
+  public var destinations: [String: DestinationRecord] = [:]
 
   /// Creates a state (empty by default).
   public init(mappings: [String: MappingState] = [:]) {
@@ -186,6 +208,7 @@ public struct SyncState: Hashable, Sendable, Codable {
     version = try container.decode(Int.self, forKey: .version)
     mappings = try container.decodeIfPresent([String: MappingState].self, forKey: .mappings) ?? [:]
     clusterID = try container.decodeIfPresent(UInt64.self, forKey: .clusterID)
+    destinations = try container.decodeIfPresent([String: DestinationRecord].self, forKey: .destinations) ?? [:]
   }
 
   /// The highest revision any mapping has applied.

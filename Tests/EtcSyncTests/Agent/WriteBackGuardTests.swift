@@ -91,7 +91,7 @@ struct WriteBackGuardTests {
     #expect(await daemon.stop() == nil)
   }
 
-  @Test("a destination unmounted while the agent was stopped: the mass-deletion guard pushes no delete")
+  @Test("a destination unmounted while the agent was stopped: the recorded identity (state file) stops it; no delete is pushed")
   func unmountedBeforeStart() async throws {
     let h = try await AgentHarness.start()
     defer { h.stop() }
@@ -104,10 +104,12 @@ struct WriteBackGuardTests {
     MountFaultTests.unmount(mount)
     let again = try Self.tree(h, mount, deletes: true)
     let results = try await again.sync()
-    #expect(results[mapping: "tree"]?.failure == .massDeletion, "\(results[mapping: "tree"]?.error ?? "-")")
+    // The empty mount point is another directory than the one the state file recorded (the
+    // mass-deletion guard, which used to catch this, stays behind it for a lost state file).
+    #expect(results[mapping: "tree"]?.failure == .destinationReplaced, "\(results[mapping: "tree"]?.error ?? "-")")
     #expect(try await Self.keys(h) == Self.five.map { "/wb/" + $0 })
     #expect(Disk.names(mount).isEmpty, "the files are not written into the empty mount point")
-    #expect(h.messages(atLeast: .error).contains("mass deletion refused: the mapping is stopped; nothing is pushed or written"))
+    #expect(h.messages(atLeast: .error).contains("write-back destination replaced; the mapping is stopped, its files are untouched"))
   }
 
   @Test("deleting most files of a normal directory at once is refused; a few deletes are pushed; deleting the keys in etcd confirms")
