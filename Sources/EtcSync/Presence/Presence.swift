@@ -3,118 +3,6 @@ import Foundation
 import Logging
 import Synchronization
 
-/// The JSON value of a presence key: who the agent is and how far it has got.
-public struct PresenceRecord: Codable, Sendable, Hashable {
-  /// The agent's name (the last segment of its key).
-  public var name: String
-  public var host: String
-  public var pid: Int32
-  /// etcsync's version.
-  public var version: String
-  /// When the process started, RFC 3339 in UTC.
-  public var startedAt: String
-  /// The names of the agent's mappings.
-  public var mappings: [String]
-  /// The revision whose content every one of its files holds.
-  public var appliedRevision: Int64
-  /// The revision the agent is current through: its watch has delivered every change of its
-  /// ranges up to it, whether or not one touched them, and every file holds them (written,
-  /// reloaded, no mapping failing). Nil in records of agents older than this field.
-  public var currentRevision: Int64?
-  /// The current failure, with its mapping; nil while every mapping is fine.
-  public var lastError: String?
-  /// When ``lastError`` started, RFC 3339 in UTC.
-  public var lastErrorAt: String?
-  /// When the key was last written, RFC 3339 in UTC.
-  public var updatedAt: String
-  /// Whether the agent is ready (`/readyz`): false while its etcd probe fails. A stalled
-  /// member is seen here only when another member still takes the presence put.
-  public var ready: Bool?
-
-  /// Creates a record.
-  public init(name: String, host: String, pid: Int32, version: String, startedAt: String, mappings: [String],
-              appliedRevision: Int64, currentRevision: Int64? = nil, lastError: String? = nil, lastErrorAt: String? = nil,
-              updatedAt: String) {
-    self.name = name
-    self.host = host
-    self.pid = pid
-    self.version = version
-    self.startedAt = startedAt
-    self.mappings = mappings
-    self.appliedRevision = appliedRevision
-    self.currentRevision = currentRevision
-    self.lastError = lastError
-    self.lastErrorAt = lastErrorAt
-    self.updatedAt = updatedAt
-  }
-
-  /// How far the agent is current: ``currentRevision``, or the applied revision in the record
-  /// of an agent that does not report it.
-  public var currentThrough: Int64 { max(self.currentRevision ?? 0, self.appliedRevision) }
-
-  /// The key's value: compact JSON with sorted keys.
-  public var json: [UInt8] {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return Array((try? encoder.encode(self)) ?? Data())
-  }
-
-  /// Now, as the records write times.
-  static func timestamp(_ date: Date = Date()) -> String {
-    date.formatted(.iso8601)
-  }
-}
-
-/// Who holds a presence name: what its key's value and lease say.
-public struct PresenceHolder: Sendable, Hashable, CustomStringConvertible {
-  /// The holder's host, pid and start, from its record (nil when the value is not a record).
-  public var host: String?
-  public var pid: Int32?
-  public var startedAt: String?
-  /// The lease the key is bound to (0: none).
-  public var lease: Int64
-
-  /// The holder of `kv`, a presence key.
-  public init(_ kv: KeyValue) {
-    let record = try? JSONDecoder().decode(PresenceRecord.self, from: Data(kv.value))
-    self.host = record?.host
-    self.pid = record?.pid
-    self.startedAt = record?.startedAt
-    self.lease = kv.lease
-  }
-
-  /// The lease as etcdctl writes it: hexadecimal.
-  public var leaseHex: String { String(UInt64(bitPattern: self.lease), radix: 16) }
-
-  /// `host "web-01", pid 812, started 2026-11-25T13:50:02Z, lease 694d7a8c9c1f3a04`, with the
-  /// record's fields escaped (they come from etcd).
-  public var description: String {
-    var text = "host \"\(escapeControlCharacters(self.host ?? "?"))\""
-    if let pid { text += ", pid \(pid)" }
-    if let startedAt { text += ", started \(escapeControlCharacters(startedAt))" }
-    return text + ", lease \(self.leaseHex)"
-  }
-
-  var metadata: Logger.Metadata {
-    ["holder.host": "\(self.host ?? "?")", "holder.pid": "\(self.pid.map(String.init) ?? "?")", "holder.lease": "\(self.leaseHex)"]
-  }
-}
-
-/// A presence name held by another running agent: registering is refused (`etcsync run` exits
-/// with status 2) unless the agent was told to take the name over.
-public struct PresenceConflict: Error, Sendable, CustomStringConvertible {
-  /// The presence key.
-  public var key: String
-  /// Who holds it.
-  public var holder: PresenceHolder
-
-  public var description: String {
-    "presence key \"\(escapeControlCharacters(self.key))\" is held by another running agent (\(self.holder)); "
-      + "stop that agent, give this one another presence.name, or take the name over with "
-      + "`etcsync run --take-over` (or presence.takeOver: true)"
-  }
-}
-
 /// Keeps the agent's presence key: `<prefix>/<name>`, bound to a lease kept alive every
 /// TTL/3, holding a ``PresenceRecord``.
 ///
@@ -224,11 +112,12 @@ public actor Presence {
   }
 
   private func keep() async {
-    var backoff: Duration = .milliseconds(250)
+    // Jittered, so that a fleet that lost etcd at once does not register again at once.
+    var backoff = Backoff(initial: .milliseconds(250), maximum: .seconds(5))
     while !Task.isCancelled && !self.superseded {
       do {
         if !self.registered { try await self.registerOnce() }
-        backoff = .milliseconds(250)
+        backoff.reset()
         let kept = self.grantedLease.flatMap { $0.id == self.leaseID ? $0 : nil }
         for try await _ in kept.map({ self.client.keepAlive($0) }) ?? self.client.keepAlive(self.leaseID) {}
         if Task.isCancelled { break }
@@ -243,8 +132,7 @@ public actor Presence {
         self.logger.warning("presence lease lost; registering again", metadata: [
           "presence.key": "\(self.settings.key)", "error": "\(error)",
         ])
-        try? await Task.sleep(for: backoff)
-        backoff = min(backoff * 2, .seconds(5))
+        try? await Task.sleep(for: backoff.next())
       }
     }
   }
@@ -482,106 +370,5 @@ public actor Presence {
     } else {
       self.logger.warning("presence lease not revoked; the key expires with its TTL", metadata: ["presence.key": "\(self.settings.key)"])
     }
-  }
-}
-
-/// One agent as `etcsync status` shows it: its presence record, its lease and its lag.
-public struct AgentStatus: Sendable, Hashable, Codable {
-  /// The presence key (invalid UTF-8 replaced; ``keyBytes`` is the key itself).
-  public var key: String
-  /// The presence key's bytes: agents are told apart by these, never by ``key``, whose
-  /// comparison is Unicode's canonical equivalence.
-  public var keyBytes: [UInt8] = []
-  public var record: PresenceRecord
-  /// Seconds left on the presence lease (-1 when unknown).
-  public var leaseSecondsLeft: Int64
-  /// The cluster's revision (the one `status` asked at, see ``FleetStatus/read(_:prefix:asOf:)``)
-  /// minus the revision the agent is current through (``PresenceRecord/currentThrough``): 0
-  /// for an idle, healthy agent that answered.
-  public var lag: Int64
-
-  enum CodingKeys: String, CodingKey {
-    case key, record, leaseSecondsLeft, lag
-  }
-}
-
-/// Reads the fleet under a presence prefix.
-public enum FleetStatus {
-  /// Every agent registered under `prefix`, by name, and the cluster's revision. A key whose
-  /// value is not a presence record, or that is bound to no lease (no running agent keeps it),
-  /// is skipped and reported in `problems`; one whose lease expired since the read is left out.
-  /// Each key is one agent: registering refuses a name that another running agent holds.
-  ///
-  /// The lag is measured from `asOf` when given (the revision of a ``ProgressRequest`` that
-  /// `status` sent: the agents' answers, puts made after it, do not count against each
-  /// other), else from the cluster's revision; so is the revision returned.
-  public static func read(_ client: EtcdClient, prefix: String, asOf: Int64? = nil) async throws(EtcdError)
-    -> (agents: [AgentStatus], revision: Int64, problems: [String])
-  {
-    let base = prefix.hasSuffix("/") ? prefix : prefix + "/"
-    let response = try await client.get(.prefix(base))
-    let revision = asOf ?? response.header.revision
-    let requestKey = Array(ProgressRequest.key(prefix: prefix).utf8)
-    var agents: [AgentStatus] = []
-    var problems: [String] = []
-    for kv in response.kvs where kv.key != requestKey {
-      let key = String(decoding: kv.key, as: UTF8.self)
-      guard let record = try? JSONDecoder().decode(PresenceRecord.self, from: Data(kv.value)) else {
-        problems.append("\(escapeBytes(kv.key)): not a presence record")
-        continue
-      }
-      guard kv.lease != 0 else {
-        problems.append("\(escapeBytes(kv.key)): bound to no lease, so no running agent keeps it; not counted")
-        continue
-      }
-      var left: Int64 = -1
-      do {
-        left = try await client.timeToLive(kv.lease).ttl
-        // Expired since the read: the agent is gone.
-        if left < 0 { continue }
-      } catch {
-        left = -1
-      }
-      agents.append(AgentStatus(key: key, keyBytes: kv.key, record: record, leaseSecondsLeft: left,
-                                lag: max(0, revision - record.currentThrough)))
-    }
-    // By name, then by key bytes: two names that are canonically equivalent stay two agents.
-    agents.sort { a, b in
-      a.record.name != b.record.name ? a.record.name < b.record.name : a.keyBytes.lexicographicallyPrecedes(b.keyBytes)
-    }
-    return (agents, revision, problems)
-  }
-}
-
-/// How `etcsync status` asks the fleet to say how far each agent is current.
-///
-/// An idle agent's watch delivers nothing, so by itself its record would never claim the
-/// revisions that did not concern it. `status` puts the request key, `<prefix>/.progress/request`
-/// (no agent name has a `/`, so no agent's key), with the revision it waits for as its
-/// value (`0`: the request's own revision). Every agent watches that key on the stream it
-/// already has. On a request at revision P it checks that nothing in its ranges changed
-/// between the revision its watch has reached and P (one linearizable read per range at P,
-/// keys only, of the keys modified since, plus the count), takes P as reached if so (else the
-/// changes are on their way through its watch, and it checks again once they are in), and
-/// puts its record, at most once a second, once it is current through the request: its files
-/// written and reloaded, no mapping failing. Nothing is written while nobody asks.
-public enum ProgressRequest {
-  /// The request key under `prefix`.
-  public static func key(prefix: String) -> String {
-    (prefix.hasSuffix("/") ? prefix : prefix + "/") + ".progress/request"
-  }
-
-  /// Puts a request for the agents to be current through `wanted` (0: the request's own
-  /// revision); returns the request's revision.
-  public static func send(_ client: EtcdClient, prefix: String, wanted: Int64) async throws(EtcdError) -> Int64 {
-    try await client.put(Self.key(prefix: prefix), "\(max(0, wanted))").header.revision
-  }
-
-  /// The revision a request at `revision` with `value` asks the agents to be current through:
-  /// the revision it waits for, or the request's own revision when that comes first (a
-  /// revision still to come is asked for again once it exists) or when the value is not one.
-  public static func target(value: [UInt8], revision: Int64) -> Int64 {
-    guard let wanted = Int64(String(decoding: value, as: UTF8.self)), wanted > 0 else { return revision }
-    return min(wanted, revision)
   }
 }

@@ -1,0 +1,105 @@
+import EtcdClient
+import Foundation
+import Logging
+import Synchronization
+
+/// One agent as `etcsync status` shows it: its presence record, its lease and its lag.
+public struct AgentStatus: Sendable, Hashable, Codable {
+  /// The presence key (invalid UTF-8 replaced; ``keyBytes`` is the key itself).
+  public var key: String
+  /// The presence key's bytes: agents are told apart by these, never by ``key``, whose
+  /// comparison is Unicode's canonical equivalence.
+  public var keyBytes: [UInt8] = []
+  public var record: PresenceRecord
+  /// Seconds left on the presence lease (-1 when unknown).
+  public var leaseSecondsLeft: Int64
+  /// The cluster's revision (the one `status` asked at, see ``FleetStatus/read(_:prefix:asOf:)``)
+  /// minus the revision the agent is current through (``PresenceRecord/currentThrough``): 0
+  /// for an idle, healthy agent that answered.
+  public var lag: Int64
+
+  enum CodingKeys: String, CodingKey {
+    case key, record, leaseSecondsLeft, lag
+  }
+}
+
+/// Reads the fleet under a presence prefix.
+public enum FleetStatus {
+  /// Every agent registered under `prefix`, by name, and the cluster's revision. A key whose
+  /// value is not a presence record, or that is bound to no lease (no running agent keeps it),
+  /// is skipped and reported in `problems`; one whose lease expired since the read is left out.
+  /// Each key is one agent: registering refuses a name that another running agent holds.
+  ///
+  /// The lag is measured from `asOf` when given (the revision of a ``ProgressRequest`` that
+  /// `status` sent: the agents' answers, puts made after it, do not count against each
+  /// other), else from the cluster's revision; so is the revision returned.
+  public static func read(_ client: EtcdClient, prefix: String, asOf: Int64? = nil) async throws(EtcdError)
+    -> (agents: [AgentStatus], revision: Int64, problems: [String])
+  {
+    let base = prefix.hasSuffix("/") ? prefix : prefix + "/"
+    let response = try await client.get(.prefix(base))
+    let revision = asOf ?? response.header.revision
+    let requestKey = Array(ProgressRequest.key(prefix: prefix).utf8)
+    var agents: [AgentStatus] = []
+    var problems: [String] = []
+    for kv in response.kvs where kv.key != requestKey {
+      let key = String(decoding: kv.key, as: UTF8.self)
+      guard let record = try? JSONDecoder().decode(PresenceRecord.self, from: Data(kv.value)) else {
+        problems.append("\(escapeBytes(kv.key)): not a presence record")
+        continue
+      }
+      guard kv.lease != 0 else {
+        problems.append("\(escapeBytes(kv.key)): bound to no lease, so no running agent keeps it; not counted")
+        continue
+      }
+      var left: Int64 = -1
+      do {
+        left = try await client.timeToLive(kv.lease).ttl
+        // Expired since the read: the agent is gone.
+        if left < 0 { continue }
+      } catch {
+        left = -1
+      }
+      agents.append(AgentStatus(key: key, keyBytes: kv.key, record: record, leaseSecondsLeft: left,
+                                lag: max(0, revision - record.currentThrough)))
+    }
+    // By name, then by key bytes: two names that are canonically equivalent stay two agents.
+    agents.sort { a, b in
+      a.record.name != b.record.name ? a.record.name < b.record.name : a.keyBytes.lexicographicallyPrecedes(b.keyBytes)
+    }
+    return (agents, revision, problems)
+  }
+}
+
+/// How `etcsync status` asks the fleet to say how far each agent is current.
+///
+/// An idle agent's watch delivers nothing, so by itself its record would never claim the
+/// revisions that did not concern it. `status` puts the request key, `<prefix>/.progress/request`
+/// (no agent name has a `/`, so no agent's key), with the revision it waits for as its
+/// value (`0`: the request's own revision). Every agent watches that key on the stream it
+/// already has. On a request at revision P it checks that nothing in its ranges changed
+/// between the revision its watch has reached and P (one linearizable read per range at P,
+/// keys only, of the keys modified since, plus the count), takes P as reached if so (else the
+/// changes are on their way through its watch, and it checks again once they are in), and
+/// puts its record, at most once a second, once it is current through the request: its files
+/// written and reloaded, no mapping failing. Nothing is written while nobody asks.
+public enum ProgressRequest {
+  /// The request key under `prefix`.
+  public static func key(prefix: String) -> String {
+    (prefix.hasSuffix("/") ? prefix : prefix + "/") + ".progress/request"
+  }
+
+  /// Puts a request for the agents to be current through `wanted` (0: the request's own
+  /// revision); returns the request's revision.
+  public static func send(_ client: EtcdClient, prefix: String, wanted: Int64) async throws(EtcdError) -> Int64 {
+    try await client.put(Self.key(prefix: prefix), "\(max(0, wanted))").header.revision
+  }
+
+  /// The revision a request at `revision` with `value` asks the agents to be current through:
+  /// the revision it waits for, or the request's own revision when that comes first (a
+  /// revision still to come is asked for again once it exists) or when the value is not one.
+  public static func target(value: [UInt8], revision: Int64) -> Int64 {
+    guard let wanted = Int64(String(decoding: value, as: UTF8.self)), wanted > 0 else { return revision }
+    return min(wanted, revision)
+  }
+}
