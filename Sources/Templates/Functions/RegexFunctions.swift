@@ -3,14 +3,17 @@
 ///
 /// Patterns are compiled at each call. Go's RE2 syntax reads the same here for what both
 /// have (classes, `(?i)`, `(?P<name>…)`, ASCII `\d`/`\s`/`\w`, `[[:alpha:]]`, `^`/`$`, lazy
-/// `*?`), but Swift's
-/// engine backtracks and also accepts what RE2 refuses (back references, look-around); a
-/// pattern such as `(a+)+$` can take exponential time on hostile data, where RE2 is linear.
+/// `*?`). Swift's engine backtracks, so ``RegexGuard`` first refuses what RE2 refuses (back
+/// references, look-around), the nested and ambiguous repetitions that take exponential time
+/// on hostile data (`(a+)+$`), and over-long patterns and subjects.
 /// A pattern that does not compile fails the render (sprig's `regexMatch` returns false).
 enum RegexFunctions {
   static func call(_ function: Builtin, _ a: [TemplateValue], maxSize: Int) throws(FunctionFailure) -> TemplateValue {
-    let regex = try compile(try string(a[0]))
+    let pattern = try string(a[0])
+    try RegexGuard.check(pattern: pattern)
+    let regex = try compile(pattern)
     let text = try string(a[1])
+    try RegexGuard.check(subject: text)
     switch function {
     case .regexMatch:
       return .bool(text.firstMatch(of: regex) != nil)
