@@ -66,20 +66,38 @@ public actor Presence {
   /// Whether another agent took the name over: this one no longer updates the key.
   public var isSuperseded: Bool { self.superseded }
 
-  private let progress: (stream: AsyncStream<AgentProgress>, continuation: AsyncStream<AgentProgress>.Continuation) =
-    AsyncStream.makeStream(of: AgentProgress.self, bufferingPolicy: .bufferingNewest(16))
+  /// The agent's reports, each with the generation (see ``setMappings(_:)``) it was made in.
+  private let progress: (stream: AsyncStream<(Int, AgentProgress)>, continuation: AsyncStream<(Int, AgentProgress)>.Continuation) =
+    AsyncStream.makeStream(of: (Int, AgentProgress).self, bufferingPolicy: .bufferingNewest(16))
+  /// The agent generation: a report of an earlier one still queued when a SIGHUP's new agent
+  /// started is dropped, never applied over the reset record.
+  private let generation = Atomic<Int>(0)
   /// Finished when the name is taken over, which ends ``run()``.
   private let ended: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation) = AsyncStream.makeStream(of: Void.self)
 
   /// Hands the agent's progress to ``run()`` (callable from any context, in order).
   public nonisolated func report(_ progress: AgentProgress) {
-    self.progress.continuation.yield(progress)
+    self.progress.continuation.yield((self.generation.load(ordering: .acquiring), progress))
   }
 
   /// The agent's mappings changed (SIGHUP): the next put carries the new names.
+  ///
+  /// Called for every agent generation (the first, and each SIGHUP): the new configuration's
+  /// files are not applied yet, so the record forgets how far the previous generation had got
+  /// (a deploy waiting on `status --wait-revision` must not pass on the old mappings'
+  /// progress) and the next report puts it at once.
   public func setMappings(_ names: [String]) {
     self.record.mappings = names
+    self.record.appliedRevision = 0
+    self.record.currentRevision = nil
+    self.answeredRequest = 0
+    self.keyCurrentRevision = 0
+    self.generationStarted = true
+    self.generation.add(1, ordering: .releasing)
   }
+
+  /// Set by ``setMappings(_:)``: the next report is put whatever it says.
+  private var generationStarted = false
 
   /// Registers the key before ``run()``: grants a lease and creates the key, if absent.
   ///
@@ -99,7 +117,9 @@ public actor Presence {
       await withTaskGroup(of: Void.self) { group in
         group.addTask { await self.keep() }
         group.addTask {
-          for await progress in self.progress.stream { await self.update(progress) }
+          for await (generation, progress) in self.progress.stream where generation == self.generation.load(ordering: .acquiring) {
+            await self.update(progress)
+          }
         }
         group.addTask {
           for await _ in self.ended.stream {}
@@ -248,8 +268,8 @@ public actor Presence {
     let error = progress.lastError
     let errorChanged = error != self.record.lastError || self.record.ready != progress.ready
     self.record.ready = progress.ready
-    // An agent restarted by SIGHUP reports 0 until its first sync: the key keeps the last
-    // revision rather than going back.
+    // An agent restarted by SIGHUP reports 0 until its first sync, as the record does since
+    // ``setMappings(_:)``.
     let revisionChanged = progress.appliedRevision != 0 && progress.appliedRevision != self.record.appliedRevision
     if progress.currentRevision > (self.record.currentRevision ?? 0) { self.record.currentRevision = progress.currentRevision }
     // A request this agent can answer now, which the key does not answer yet.
@@ -258,14 +278,16 @@ public actor Presence {
       self.answeredRequest = progress.requestedRevision
       answering = self.keyCurrentRevision < progress.requestedRevision
     }
-    guard errorChanged || revisionChanged || answering else { return }
+    let forced = self.generationStarted
+    self.generationStarted = false
+    guard errorChanged || revisionChanged || answering || forced else { return }
     if revisionChanged { self.record.appliedRevision = progress.appliedRevision }
     if errorChanged {
       self.record.lastError = error
       self.record.lastErrorAt = error == nil ? nil : PresenceRecord.timestamp()
     }
     let now = ContinuousClock.now
-    if !errorChanged, let lastPut = self.lastPut, now - lastPut < Self.minimumInterval {
+    if !errorChanged, !forced, let lastPut = self.lastPut, now - lastPut < Self.minimumInterval {
       // One delayed put carries every revision change of the interval.
       guard self.delayedPut == nil else { return }
       let at = lastPut + Self.minimumInterval

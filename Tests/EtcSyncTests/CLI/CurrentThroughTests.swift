@@ -51,6 +51,32 @@ struct CurrentThroughTests {
     return rows
   }
 
+  @Test("after a SIGHUP that adds a failing mapping, the record forgets the old progress: --wait-revision does not pass")
+  func sighupForgetsOldProgress() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let agent = try Self.start(h, name: "hup", prefix: "/h1/")
+    defer { agent.kill9() }
+    // A put the first configuration never maps: it is current through it all the same.
+    let revision = try await h.put("/h2/x", "1")
+    let endpoint = ["--endpoints", h.server.endpoint, "--prefix", Self.prefix]
+    let before = try await EtcsyncProcess.run(["status", "--wait-revision", "\(revision)", "--min-agents", "1", "--timeout", "60s"] + endpoint)
+    #expect(before.status == 0, "\(before.error)\n\(agent.log)")
+    // The new configuration maps /h2/ through a template that cannot render (a missing key):
+    // its files never hold revision `revision`, so the agent must not be reported current.
+    try Disk.write(h.dir("hup.tmpl"), "{{getv \"/h2/absent\"}}\n")
+    _ = try Self.configFile(h, name: "hup", prefix: "/h1/", extra: """
+        - {name: h2, kind: template, prefixes: [/h2/], template: \(h.dir("hup.tmpl")), dest: \(h.dir("hup.out"))}
+      """)
+    agent.signal(SIGHUP)
+    #expect(await eventually { await Self.record(h, "hup")?.mappings.contains("h2") == true }, "\(agent.log)")
+    #expect(await eventually { await Self.record(h, "hup")?.lastError != nil }, "\(agent.log)")
+    let record = await Self.record(h, "hup")
+    #expect((record?.currentThrough ?? .max) < revision, "\(String(describing: record))")
+    let after = try await EtcsyncProcess.run(["status", "--wait-revision", "\(revision)", "--min-agents", "1", "--timeout", "3s"] + endpoint)
+    #expect(after.status == 1, "\(after.output)\n\(after.error)\n\(agent.log)")
+  }
+
   @Test("two agents on disjoint prefixes: a put to one, and --wait-revision finds both current; idle agents show LAG 0")
   func disjointPrefixes() async throws {
     let h = try await AgentHarness.start()
