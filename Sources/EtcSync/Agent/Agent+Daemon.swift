@@ -21,6 +21,11 @@ extension Agent {
     defer { requests?.cancel() }
     let watchers = self.startLocalWatchers(into: inbox)
     defer { watchers.forEach { $0.stop() } }
+    // An edit made after the first sync's scan and before the watchers started raised no
+    // event: one full scan of every write-back mapping, now that they watch, finds it. (An
+    // unlink in that window used to wait for the next event in the tree, on a loaded machine
+    // a test's whole 30 s, and a later burst then counted it as part of a mass deletion.)
+    for runner in self.runners where runner.mapping.writeBack { inbox.send(.local(runner.mapping.name, nil)) }
     // One loop for the daemon's whole life: a compaction restarts the watch in place (it
     // used to recurse into a second loop, one stack frame deeper per compaction).
     for await input in inbox.stream {
