@@ -82,6 +82,8 @@ var targets: [Target] = [
     // "etcsync": the CLI and fault tests launch the built binary, so it is built first.
     dependencies: ["EtcSync", "EtcdTestSupport", "EtcdClient", "Templates", "etcsync", .product(name: "Yams", package: "Yams"),
                    .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus")],
+    // confd directories read by ConfdImportTests through #filePath.
+    exclude: ["Fixtures"],
     swiftSettings: settings
   ),
   .executableTarget(

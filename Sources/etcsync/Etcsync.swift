@@ -12,6 +12,6 @@ struct EtcsyncCommand: AsyncParsableCommand {
       Exit codes: 0 ok, 1 a mapping failed, 2 configuration error, 3 etcd unreachable.
       """,
     version: EtcSync.version,
-    subcommands: [SyncCommand.self, RunCommand.self, CheckCommand.self, DiffCommand.self, StatusCommand.self, Ping.self, ConfigExampleCommand.self]
+    subcommands: [SyncCommand.self, RunCommand.self, CheckCommand.self, DiffCommand.self, StatusCommand.self, Ping.self, ConfigExampleCommand.self, ImportCommand.self]
   )
 }

@@ -1,0 +1,230 @@
+import Foundation
+import Testing
+
+@testable import EtcSync
+
+/// `etcsync import confd`: confd directories in the shape of confd's examples and integration
+/// tests (Fixtures/confd), converted to the exact YAML expected, loaded back with etcsync's
+/// own configuration loader.
+@Suite("Import from confd")
+struct ConfdImportTests {
+  static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("Fixtures/confd").path
+
+  static func fixture(_ name: String) -> String { "\(Self.fixtures)/\(name)" }
+
+  @Test("integration: etcdv3 without TLS, resource prefixes, commands with and without shell syntax")
+  func integration() throws {
+    let dir = Self.fixture("integration")
+    let conversion = try ConfdImport.convert(directory: dir)
+    #expect(conversion.yaml == """
+      # Converted by `etcsync import confd \(dir)`. Check it with `etcsync check -c FILE`.
+      log:
+        level: debug
+      etcd:
+        endpoints: [http://127.0.0.1:2379, http://127.0.0.1:22379]
+      mappings:
+        - name: basic
+          template: \(dir)/templates/basic.conf.tmpl
+          prefixes: [/key, /database/host, /database/password, /database/port, /database/username]
+          dest: /tmp/confd-basic-test.conf
+          mode: "0644"
+          check: [test, -s, "{{.src}}"]
+          reload: [/usr/bin/systemctl, reload, app.service]
+        - name: iteration
+          template: \(dir)/templates/iteration.conf.tmpl
+          prefixes: [/upstream]
+          dest: /tmp/confd-iteration-test.conf
+          keyPrefix: /app
+          mode: "0640"
+          owner: "0"
+          group: "33"
+          check: [sh, -c, "grep -q 'server ' \\"$1\\" && cp \\"$1\\" /var/backups/upstream.conf", sh, "{{.src}}"]
+          reload: [sh, -c, "kill -HUP $(cat $${PIDFILE:-/run/nginx.pid})"]
+        - name: nested
+          template: \(dir)/templates/nested/nested.conf.tmpl
+          prefixes: [/nested/]
+          dest: /tmp/confd-nested-test.conf
+          check: [sh, -c, "/usr/sbin/nginx -t -c \\"$1\\"", sh, "{{.src}}"]
+
+      """)
+    #expect(conversion.warnings.map(\.description) == [
+      "\(dir)/confd.toml:8: interval has no equivalent: etcsync does not poll, `etcsync run` watches etcd and renders on every change (use wait: {min, max} to coalesce changes)",
+      "\(dir)/confd.toml:9: watch needs no setting: `etcsync run` always watches",
+      "\(dir)/confd.toml:10: keep-stage-file has no equivalent: etcsync removes a staged file that it does not rename into place",
+      "\(dir)/conf.d/iteration.toml:12: check_cmd needs a shell; written as [sh, -c, …] with {{.src}} passed as $1",
+      "\(dir)/conf.d/iteration.toml:13: reload_cmd needs a shell; written as [sh, -c, …]",
+      "\(dir)/conf.d/nested.toml:5: check_cmd needs a shell; written as [sh, -c, …] with {{.src}} passed as $1",
+    ])
+    let configuration = try AgentConfiguration.load(yaml: conversion.yaml, sourceName: "imported.yaml")
+    #expect(configuration.mappings.map(\.name) == ["basic", "iteration", "nested"])
+    #expect(configuration.etcd.endpoints == ["http://127.0.0.1:2379", "http://127.0.0.1:22379"])
+    let iteration = configuration.mappings[1]
+    #expect(iteration.keyPrefix == "/app")
+    #expect(iteration.reload == ["sh", "-c", "kill -HUP $(cat ${PIDFILE:-/run/nginx.pid})"])
+    #expect(iteration.check == ["sh", "-c", "grep -q 'server ' \"$1\" && cp \"$1\" /var/backups/upstream.conf", "sh", "{{.src}}"])
+    // No placeholder inside a shell script: `etcsync check` has nothing to warn about.
+    for mapping in configuration.mappings {
+      #expect(ArgumentSubstitution.placeholdersInShellScripts(mapping.check ?? []).isEmpty)
+      #expect(ArgumentSubstitution.placeholdersInShellScripts(mapping.reload ?? []).isEmpty)
+    }
+    #expect(configuration.warnings.allSatisfy { !"\($0)".contains("placeholder") })
+  }
+
+  @Test("secure: a global prefix, TLS, user and password, settings with no equivalent")
+  func secure() throws {
+    let dir = Self.fixture("secure")
+    let conversion = try ConfdImport.convert(directory: dir)
+    #expect(conversion.yaml == """
+      # Converted by `etcsync import confd \(dir)`. Check it with `etcsync check -c FILE`.
+      keyPrefix: /production
+      etcd:
+        endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]
+        auth:
+          user: confd
+          passwordFile: /etc/etcsync/etcd-password
+        tls:
+          ca: /etc/confd/ssl/ca.pem
+          cert: /etc/confd/ssl/client.pem
+          key: /etc/confd/ssl/client-key.pem
+      mappings:
+        - name: myapp-nginx
+          template: \(dir)/templates/nginx.tmpl
+          prefixes: [/subdomain, /upstream]
+          dest: /etc/nginx/sites-enabled/myapp.conf
+          mode: "01204"
+          check: [/usr/sbin/nginx, -t, -c, "{{.src}}"]
+          reload: [/usr/sbin/service, nginx, reload]
+
+      """)
+    #expect(!conversion.yaml.contains("s3cret"))
+    #expect(conversion.warnings.map(\.description) == [
+      "\(dir)/confd.toml:7: client_insecure has no equivalent: etcsync always verifies the members' certificates (set etcd.tls.ca to their CA, or etcd.tls.serverName)",
+      "\(dir)/confd.toml:9: password is not copied: etcsync reads the password from a file only; write it to /etc/etcsync/etcd-password (mode 0600) or point ETCSYNC_PASSWORD_FILE or --password-file at the file that holds it",
+      "\(dir)/confd.toml:11: srv_domain has no equivalent: list the members in etcd.endpoints",
+      "\(dir)/confd.toml:12: noop has no setting: use `etcsync diff` or `etcsync sync --dry-run`",
+      "\(dir)/confd.toml:14: secret_keyring has no equivalent: cget, cgets, cgetv and cgetvs are not implemented",
+      "\(dir)/conf.d/myapp-nginx.toml:5: owner is not a confd template resource key; left out",
+      "\(dir)/conf.d/myapp-nginx.toml:2: prefix \"/myapp\" is replaced by confd.toml's prefix \"/production\" (confd uses the global one when it is set); the mapping uses \"/production\"",
+      "\(dir)/conf.d/myapp-nginx.toml:6: mode \"644\" is read by confd as a decimal number (Go's base prefix rules), which is 01204; written as \"01204\", check that this is what you meant (\"0644\" is octal)",
+    ])
+    let configuration = try AgentConfiguration.load(yaml: conversion.yaml, sourceName: "imported.yaml")
+    #expect(configuration.mappings.map(\.keyPrefix) == ["/production"])
+    #expect(configuration.etcd.auth == AuthSettings(user: "confd", passwordFile: "/etc/etcsync/etcd-password"))
+    #expect(configuration.etcd.tls == TLSSettings(ca: "/etc/confd/ssl/ca.pem", cert: "/etc/confd/ssl/client.pem", key: "/etc/confd/ssl/client-key.pem"))
+  }
+
+  @Test("a TOML syntax error names the file and line; a missing directory is named")
+  func unreadable() throws {
+    let broken = Self.fixture("broken")
+    #expect(throws: ConfdImport.Failure(
+      file: "\(broken)/conf.d/bad.toml", line: 4, message: "invalid TOML: expected ',' or ']' in an array, found '\"'")) {
+      try ConfdImport.convert(directory: broken)
+    }
+    let missing = Self.fixture("absent")
+    #expect(throws: ConfdImport.Failure(
+      file: missing, line: nil, message: "cannot read the confd directory: No such file or directory")) {
+      try ConfdImport.convert(directory: missing)
+    }
+  }
+
+  @Test("without confd.toml: a warning, no etcd section; a resource without src or of the wrong type fails")
+  func noGlobalFileAndBadResources() throws {
+    let dir = TemporaryDirectory("confd-import")
+    try Disk.write(dir("conf.d/app.toml"), """
+      [template]
+      src = "app.tmpl"
+      dest = "/etc/app.conf"
+      keys = ["/app/"]
+      reload_cmd = "true"
+      """)
+    let conversion = try ConfdImport.convert(directory: dir.path)
+    #expect(!conversion.yaml.contains("etcd:"))
+    #expect(conversion.warnings.map(\.description) == [
+      "\(dir.path)/confd.toml: not found: confd took its settings from flags; etcd.endpoints is left at etcsync's default (http://127.0.0.1:2379), see docs/coming-from-confd.md for the flags",
+      "\(dir.path)/conf.d/app.toml:2: the template \(dir.path)/templates/app.tmpl does not exist or cannot be read",
+    ])
+    _ = try AgentConfiguration.load(yaml: conversion.yaml)
+
+    try Disk.write(dir("conf.d/app.toml"), "[template]\ndest = \"/etc/app.conf\"\nsrc = \"\"\n")
+    #expect(throws: ConfdImport.Failure(
+      file: dir("conf.d/app.toml"), line: 3,
+      message: "src is missing or empty (confd refuses the resource: empty src template)")) {
+      try ConfdImport.convert(directory: dir.path)
+    }
+    try Disk.write(dir("conf.d/app.toml"), "[template]\nsrc = \"a\"\ndest = \"/etc/app.conf\"\n\nuid = \"root\"\n")
+    #expect(throws: ConfdImport.Failure(file: dir("conf.d/app.toml"), line: 5, message: "uid: expected an integer")) {
+      try ConfdImport.convert(directory: dir.path)
+    }
+  }
+
+  @Test("command strings: split into words, or sh -c with {{.src}} as $1 whatever the quoting",
+        arguments: [
+          ("/usr/sbin/nginx -t -c {{.src}}", true, ["/usr/sbin/nginx", "-t", "-c", "{{.src}}"]),
+          ("  service  nginx\treload ", false, ["service", "nginx", "reload"]),
+          ("promtool check config --file={{ .src }}", true, ["promtool", "check", "config", "--file={{.src}}"]),
+          ("A=1 run {{.src}}", true, ["sh", "-c", "A=1 run \"$1\"", "sh", "{{.src}}"]),
+          ("cat {{.src}} | grep -q x", true, ["sh", "-c", "cat \"$1\" | grep -q x", "sh", "{{.src}}"]),
+          ("echo '{{.src}}' \"{{.src}}\"", true, ["sh", "-c", "echo ''\"$1\"'' \"$1\"", "sh", "{{.src}}"]),
+          ("cp {{.src}} /x; reload", false, ["sh", "-c", "cp {{.src}} /x; reload"]),
+          ("systemctl reload app || true", false, ["sh", "-c", "systemctl reload app || true"]),
+        ] as [(String, Bool, [String])])
+  func commands(command: String, placeholders: Bool, argv: [String]) {
+    #expect(ConfdCommandLine.convert(command, placeholders: placeholders).argv == argv)
+  }
+
+  @Test("the TOML subset: strings, escapes, multi-line strings, numbers, arrays, tables, errors")
+  func toml() throws {
+    let table = try ConfdTOML.parse("""
+      # comment
+      a = "x\\ty\\u00e9" # trailing
+      b = 'C:\\path'
+      c = \"\"\"
+      one
+      two\\
+          three\"\"\"
+      d = '''
+      raw \\n'''
+      e = [ 1, 0x10, 0o17, -2, 1_000, ]
+      f = true
+      "quoted key" = 1.5
+      [t.u]
+      g = { h = "i" }
+      """)
+    #expect(table["a"] == .string("x\tyé"))
+    #expect(table["b"] == .string("C:\\path"))
+    #expect(table["c"] == .string("one\ntwothree"))
+    #expect(table["d"] == .string("raw \\n"))
+    #expect(table["e"] == .array([.integer(1), .integer(16), .integer(15), .integer(-2), .integer(1000)]))
+    #expect(table["f"] == .bool(true))
+    #expect(table["quoted key"] == .float("1.5"))
+    #expect(table.lines["e"] == 10)
+    guard case .table(let t)? = table["t"], case .table(let u)? = t["u"], case .table(let g)? = u["g"] else {
+      Issue.record("no table t.u.g")
+      return
+    }
+    #expect(g["h"] == .string("i"))
+    #expect(throws: ConfdTOML.SyntaxError(line: 2, message: "a is defined twice")) { try ConfdTOML.parse("a = 1\na = 2\n") }
+    #expect(throws: ConfdTOML.SyntaxError(line: 1, message: "unterminated string")) { try ConfdTOML.parse("a = \"x\n") }
+    #expect(throws: ConfdTOML.SyntaxError(line: 1, message: "arrays of tables ([[…]]) are not supported")) {
+      try ConfdTOML.parse("[[x]]\n")
+    }
+  }
+
+  @Test("the CLI prints the YAML on stdout, warnings on stderr, and exits 2 naming file:line")
+  func cli() async throws {
+    let ok = try await EtcsyncProcess.run(["import", "confd", Self.fixture("integration")])
+    #expect(ok.status == 0)
+    #expect(ok.output == (try ConfdImport.convert(directory: Self.fixture("integration"))).yaml)
+    #expect(ok.error.contains("etcsync: warning: \(Self.fixture("integration"))/confd.toml:9: watch needs no setting"))
+    let bad = try await EtcsyncProcess.run(["import", "confd", Self.fixture("broken")])
+    #expect(bad.status == 2)
+    #expect(bad.output.isEmpty)
+    #expect(bad.error.contains("\(Self.fixture("broken"))/conf.d/bad.toml:4: invalid TOML"))
+    // The printed file passes `etcsync check` (templates compile, commands are found).
+    let dir = TemporaryDirectory("confd-import-cli")
+    try Disk.write(dir("etcsync.yaml"), ok.output)
+    let check = try await EtcsyncProcess.run(["check", "-c", dir("etcsync.yaml")])
+    #expect(check.status == 0, "\(check.error)")
+  }
+}
