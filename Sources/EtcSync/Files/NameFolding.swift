@@ -102,6 +102,15 @@ public struct NameFolding: Sendable, Hashable, CustomStringConvertible {
   static func probe(_ directory: FileDescriptor) throws(FileError) -> NameFolding {
     // Temporary names (`.probe.etcsync-tmp-<hex>`): a crash between create and unlink
     // leaves one that the start-up clean-up removes.
+    // The directory's times are put back afterwards: a restart that changes nothing leaves
+    // the root's mtime as it was (readers and tests compare it).
+    let before = directory.status()
+    defer {
+      if let before {
+        var times = [before.st_atim, before.st_mtim]
+        _ = futimens(directory.raw, &times)
+      }
+    }
     let token = TemporaryName.marker + TemporaryName.randomHex(bytes: 8)
     let caseName = ".probe" + token
     let foldsCase = try Self.probe(directory, create: caseName, variant: caseName.uppercased())

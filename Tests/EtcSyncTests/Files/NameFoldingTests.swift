@@ -72,9 +72,15 @@ struct NameFoldingTests {
   @Test("the probe finds this machine's temp directory (ext4 or tmpfs) case-sensitive and not normalizing, and leaves nothing")
   func probeHere() throws {
     let dir = TemporaryDirectory("etcsync-fold")
+    var before = stat()
+    stat(dir.path, &before)
     let folding = try #require(NameFolding.probe(root: dir.path)).get()
     #expect(folding == .exact, "\(folding)")
     #expect(Disk.names(dir.path).isEmpty, "the probe files are removed")
+    var after = stat()
+    stat(dir.path, &after)
+    #expect(after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec,
+            "the directory's mtime is put back")
     #expect(NameFolding.probe(root: dir("missing")) == nil)
     // The runner probes a tree's root once per directory and says the same.
     let runner = try MappingRunner(mapping: Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: dir("tree")),
