@@ -62,13 +62,19 @@ extension Agent {
   }
 
   /// A status request at `revision` asks the agent to be current through `target`.
+  ///
+  /// An agent already current through `target` reads nothing: a `--wait-revision` asks again
+  /// every second, and each ask is a revision of its own that every agent would otherwise
+  /// check its ranges up to (one read per range per agent per ask across a fleet).
   func progressRequested(at revision: Int64, target: Int64) {
-    self.current.checkThrough = max(self.current.checkThrough, revision)
+    let satisfied = target > 0 && target <= self.current.published
     if target > self.current.requested {
       self.current.requested = target
       // Presence learns of the request: it answers at once if the agent is current already.
       self.publishProgress()
     }
+    guard !satisfied else { return }
+    self.current.checkThrough = max(self.current.checkThrough, revision)
     self.current.wake?.yield()
   }
 
