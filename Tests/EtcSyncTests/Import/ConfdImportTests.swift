@@ -1,4 +1,6 @@
+import EtcdTestSupport
 import Foundation
+import Glibc
 import Testing
 
 @testable import EtcSync
@@ -226,5 +228,69 @@ struct ConfdImportTests {
     try Disk.write(dir("etcsync.yaml"), ok.output)
     let check = try await EtcsyncProcess.run(["check", "-c", dir("etcsync.yaml")])
     #expect(check.status == 0, "\(check.error)")
+  }
+
+  @Test("end to end: converted confd resources render against a real etcd what confd would write")
+  func endToEnd() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let confd = h.dir("confd")
+    for template in ["basic.conf.tmpl", "iteration.conf.tmpl"] {
+      try Disk.write("\(confd)/templates/\(template)", Disk.read(Self.fixture("integration/templates/\(template)")) ?? "")
+    }
+    try Disk.write("\(confd)/confd.toml", "backend = \"etcdv3\"\nnodes = [\"\(h.server.endpoint)\"]\nwatch = true\n")
+    try Disk.write("\(confd)/conf.d/basic.toml", """
+      [template]
+      src = "basic.conf.tmpl"
+      dest = "\(h.dir("out/basic.conf"))"
+      keys = ["/key", "/database"]
+      check_cmd = "test -s {{.src}}"
+      """)
+    try Disk.write("\(confd)/conf.d/upstream.toml", """
+      [template]
+      prefix = "app"
+      src = "iteration.conf.tmpl"
+      dest = "\(h.dir("out/upstream.conf"))"
+      mode = "0640"
+      keys = ["/upstream"]
+      check_cmd = "grep -q 'server 10.0.0.1:80;' {{.src}}"
+      reload_cmd = "echo reloaded >> '\(h.commandLog)'"
+      """)
+    for (key, value) in [
+      ("/key", "foobar"), ("/database/host", "127.0.0.1"), ("/database/password", "p@sSw0rd"),
+      ("/database/port", "3306"), ("/database/username", "confd"),
+      ("/app/upstream/app2", "10.0.0.2:80"), ("/app/upstream/app1", "10.0.0.1:80"),
+      ("/app/other", "not read"), ("/apple/upstream/x", "outside the prefix"),
+    ] {
+      try await h.put(key, value)
+    }
+    let conversion = try ConfdImport.convert(directory: confd)
+    let loaded = try AgentConfiguration.load(yaml: conversion.yaml, sourceName: "imported.yaml")
+    #expect(loaded.etcd.endpoints == [h.server.endpoint])
+    let results = try await h.agent(h.configuration(loaded.mappings)).sync()
+    #expect(results.map { $0.error == nil } == [true, true], "\(results.map { String(describing: $0.error) })")
+    // What confd 0.16 writes for these keys, computed by hand from the templates.
+    #expect(Disk.read(h.dir("out/basic.conf")) == """
+      key: foobar
+      [database]
+      host=127.0.0.1
+      password=p@sSw0rd
+      port=3306
+      username=confd
+
+      """)
+    #expect(Disk.read(h.dir("out/upstream.conf")) == """
+      upstream app {
+          server 10.0.0.1:80;
+          server 10.0.0.2:80;
+      }
+      # app1
+      # app2
+
+      """)
+    var info = stat()
+    #expect(stat(h.dir("out/upstream.conf"), &info) == 0)
+    #expect(info.st_mode & 0o7777 == 0o640)
+    #expect(h.commandLines == ["reloaded"])
   }
 }
