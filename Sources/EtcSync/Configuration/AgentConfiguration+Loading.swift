@@ -55,12 +55,14 @@ extension AgentConfiguration {
     checkFiles: Bool = false
   ) throws(ConfigurationError) -> AgentConfiguration {
     let context = DecodingContext(sourceName: sourceName, baseDirectory: baseDirectory)
-    let root = try self.compose(yaml, context: context, environment: environment)
+    var written: [String: String] = [:]
+    let root = try self.compose(yaml, context: context, environment: environment, written: &written)
     var decoded = try self.decode(root)
     var locator = FieldLocator(sourceName: sourceName, marks: context.marks)
     try decoded.apply(ConfigurationOverrides(environment: environment), from: .environment, locator: &locator)
     try decoded.apply(overrides, from: .flags, locator: &locator)
-    let configuration = try decoded.finish(locator)
+    var configuration = try decoded.finish(locator)
+    configuration.writtenWithDollars = written
     try configuration.validate(locator)
     if checkFiles { try configuration.checkFiles(locator, environment: environment) }
     return configuration
@@ -71,6 +73,15 @@ extension AgentConfiguration {
   static func compose(
     _ yaml: String, context: DecodingContext, environment: [String: String] = [:]
   ) throws(ConfigurationError) -> ConfigNode {
+    var written: [String: String] = [:]
+    return try self.compose(yaml, context: context, environment: environment, written: &written)
+  }
+
+  /// ``compose(_:context:environment:)``, collecting by field path the values whose `$$` or
+  /// `${…}` the expansion changed (``AgentConfiguration/writtenWithDollars``).
+  static func compose(
+    _ yaml: String, context: DecodingContext, environment: [String: String], written: inout [String: String]
+  ) throws(ConfigurationError) -> ConfigNode {
     let root: Node?
     do {
       root = try Yams.compose(yaml: yaml)
@@ -80,7 +91,7 @@ extension AgentConfiguration {
       throw ConfigurationError(.syntax, file: context.sourceName, message: "invalid YAML: \(error)")
     }
     let expanded = try ConfigVariables.expand(
-      root ?? Node(""), path: "", environment: environment, sourceName: context.sourceName)
+      root ?? Node(""), path: "", environment: environment, sourceName: context.sourceName, written: &written)
     return ConfigNode(node: expanded, path: "", context: context)
   }
 

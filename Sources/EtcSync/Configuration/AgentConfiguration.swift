@@ -25,6 +25,12 @@ public struct AgentConfiguration: Sendable, Equatable {
   /// the state file recorded (`etcsync run --accept-destination NAME`). Not a key of the
   /// configuration file: an operator's one-time answer to `destination_replaced`.
   public var acceptDestinations: Set<String> = []
+  /// The values the configuration file wrote with a `${…}` or a `$$` other than the escaped
+  /// `$$$$` and `$${`, by field path (`mappings[0].reload[2]`), as written before
+  /// ``ConfigVariables`` expanded them. Not a key
+  /// of the file: ``warnings`` names a shell script among them, whose meaning changed when
+  /// etcsync began expanding variables.
+  public var writtenWithDollars: [String: String] = [:]
 
   /// The default configuration: local etcd, no mappings.
   public init(

@@ -57,6 +57,10 @@ import Testing
     ("${1X}", "expected a variable name"),
     ("${X-default}", "expected ${X} or ${X:-default}"),
     ("${X", "without a closing"),
+    // A shell's own forms that etcsync now reads as its own: the error says how to keep them.
+    ("${d#/proc/}", "write $${"),
+    ("${1}", "write $${"),
+    ("${X", "write $${"),
   ])
   func malformedReferencesAreErrors(value: String, message: String) {
     let error = loadConfigurationError(
