@@ -160,6 +160,51 @@ struct ConfdImportTests {
     }
   }
 
+  @Test("sync-only drops the commands; other backends warn; field names ignore case; names stay unique; $ is kept")
+  func edges() throws {
+    let dir = TemporaryDirectory("confd-import-edges")
+    try Disk.write(dir("confd.toml"), "backend = \"redis\"\nnodes = [\"10.0.0.9:6379\"]\nsync-only = true\ntable = \"t\"\n")
+    try Disk.write(dir("templates/a.tmpl"), "{{getv \"/a\"}}\n")
+    try Disk.write(dir("conf.d/a.toml"), """
+      [Template]
+      Src = "a.tmpl"
+      DEST = "/srv/${NOT_A_VARIABLE}/a"
+      Keys = ["/a"]
+      check_cmd = "test -s {{.src}}"
+      """)
+    try Disk.write(dir("conf.d/a/b.toml"), "[template]\nsrc = \"a.tmpl\"\ndest = \"/srv/b\"\nkeys = [\"/b\"]\n")
+    try Disk.write(dir("conf.d/a-b.toml"), "[template]\nsrc = \"a.tmpl\"\ndest = \"/srv/c\"\n")
+    let conversion = try ConfdImport.convert(directory: dir.path)
+    #expect(conversion.yaml == """
+      # Converted by `etcsync import confd \(dir.path)`. Check it with `etcsync check -c FILE`.
+      etcd:
+        endpoints: [http://10.0.0.9:6379]
+      mappings:
+        - name: a-b
+          template: \(dir.path)/templates/a.tmpl
+          prefixes: [/]
+          dest: /srv/c
+        - name: a
+          template: \(dir.path)/templates/a.tmpl
+          prefixes: [/a]
+          dest: "/srv/$${NOT_A_VARIABLE}/a"
+        - name: a-b-2
+          template: \(dir.path)/templates/a.tmpl
+          prefixes: [/b]
+          dest: /srv/b
+
+      """)
+    #expect(conversion.warnings.map(\.description) == [
+      "\(dir.path)/confd.toml:1: backend \"redis\" has no equivalent: etcsync reads etcd v3 only; the endpoints below are confd's nodes for redis",
+      "\(dir.path)/confd.toml:3: sync-only has no equivalent: check and reload commands are left out of every mapping, as confd skipped them",
+      "\(dir.path)/confd.toml:4: table is a setting of another confd backend; it has no equivalent",
+      "\(dir.path)/conf.d/a-b.toml:1: no keys: confd reads nothing for this resource; the mapping reads the whole keyspace (/)",
+    ])
+    let configuration = try AgentConfiguration.load(yaml: conversion.yaml)
+    #expect(configuration.mappings.map(\.dest) == ["/srv/c", "/srv/${NOT_A_VARIABLE}/a", "/srv/b"])
+    #expect(configuration.mappings.allSatisfy { $0.check == nil })
+  }
+
   @Test("command strings: split into words, or sh -c with {{.src}} as $1 whatever the quoting",
         arguments: [
           ("/usr/sbin/nginx -t -c {{.src}}", true, ["/usr/sbin/nginx", "-t", "-c", "{{.src}}"]),
