@@ -8,8 +8,8 @@ import Foundation
 struct CheckCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "check",
-    abstract: "Validate the configuration and compile every template, without touching any file.",
-    discussion: "Exit 0 when valid, 2 with file:line:column and field otherwise. Example: etcsync check -c etcsync.yaml"
+    abstract: "Validate the configuration and compile every template, without changing any file.",
+    discussion: "Exit 0 when valid, 2 with file:line:column and field otherwise. In each existing tree destination it creates and removes one probe file (its directory's mtime put back) to say whether the file system folds case or normalizes names. Example: etcsync check -c etcsync.yaml"
   )
 
   @OptionGroup var options: GlobalOptions

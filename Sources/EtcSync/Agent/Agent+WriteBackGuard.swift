@@ -33,7 +33,9 @@ extension Agent {
       if let current {
         let record = DestinationRecord(path: scanner.watchedDirectory, device: current.device, inode: current.inode)
         if let stored = self.state.destinations[name], stored != record {
-          self.logger.notice("write-back destination accepted as it is now (--accept-destination)", metadata: [
+          let message: Logger.Message = stored.path == record.path
+            ? "write-back destination accepted as it is now (--accept-destination)" : "write-back destination recorded for a new path"
+          self.logger.notice(message, metadata: [
             "mapping.name": "\(name)", "file.path": "\(scanner.watchedDirectory)", "directory.identity": "\(current)",
             "directory.recorded": "\(DirectoryIdentity(device: stored.device, inode: stored.inode))",
           ])
@@ -177,8 +179,8 @@ extension Agent {
     ready.removeAll { refused.contains($0.path) }
   }
 
-  /// Puts that would make the prefix hold more than `maxBytes` (keys and values) are refused,
-  /// largest growth last kept out first; deletes and puts that shrink a value always pass.
+  /// When the puts would make the mapping's keys hold more than `maxBytes` (keys and values),
+  /// every put that grows a value is refused; deletes and puts that shrink a value pass.
   private func applyByteQuota(_ runner: MappingRunner, _ scanner: LocalScanner, _ ready: inout [LocalChange],
                               _ work: inout LocalWork) async {
     guard !ready.isEmpty, ready.contains(where: { $0.value != nil }) else { return }
@@ -199,6 +201,10 @@ extension Agent {
         return true
       }
     }
+    // The mapping's own keys only: the prefix rule (a file mapping's one key, not its
+    // siblings `/app/config2` of `/app/config`).
+    let name = runner.mapping.name
+    current = current.filter { self.mappings(touching: $0.key).contains(name) }
     let held = current.values.reduce(0, +)
     // What each change adds: its new size less what the key holds now.
     let growth = ready.map { change in (change.value.map { change.key.count + $0.count } ?? 0) - (current[change.key] ?? 0) }

@@ -94,7 +94,11 @@ extension WriteBackLimits {
     if let node = map["maxKeys"] { self.maxKeys = try node.count(minimum: 1) }
     if let node = map["maxBytes"] { self.maxBytes = try node.byteSize() }
     if let node = map["keysPerMinute"] { self.keysPerMinute = try node.count(minimum: 1) }
-    if let node = map["bytesPerMinute"] { self.bytesPerMinute = try node.byteSize() }
+    if let node = map["bytesPerMinute"] {
+      self.bytesPerMinute = try node.byteSize()
+      // Less than one value's worth a minute would refuse every scan for good.
+      guard self.bytesPerMinute >= 1024 else { throw node.error(.invalidValue, "expected at least 1KiB a minute, got \(self.bytesPerMinute) bytes") }
+    }
   }
 }
 

@@ -77,15 +77,23 @@ struct PosixACL: Sendable, Hashable {
     return writers
   }
 
-  /// The access ACL of the file `descriptor` names (an `O_PATH` descriptor too, read through
-  /// `/proc/self/fd`); nil when it has none, the file system keeps none, or it cannot be
-  /// read (the mode bits then decide alone).
+  /// The access ACL of the file `descriptor` names (an `O_PATH` directory descriptor too,
+  /// through a descriptor opened for reading from it); nil when it has none, the file system
+  /// keeps none, or it cannot be read (the mode bits then decide alone).
   static func read(descriptor: Int32) -> PosixACL? {
     guard let fgetxattr = Self.fgetxattr, let getxattr = Self.getxattr else { return nil }
     errno = 0
     if let bytes = attribute({ fgetxattr(descriptor, Self.attributeName, $0, $1) }) { return PosixACL(bytes: bytes) }
-    // fgetxattr refuses an `O_PATH` descriptor (EBADF); the magic link names the same inode.
+    // fgetxattr refuses an `O_PATH` descriptor (EBADF). The walk's descriptors are
+    // directories: one opened for reading from it (`.` relative to it, no path walked) is the
+    // same inode and needs no /proc (a chroot or a minimal container may have none). The magic
+    // link stays as the fallback for a directory that cannot be opened for reading.
     guard currentErrno() == EBADF else { return nil }
+    let directory = openat(descriptor, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+    if directory >= 0 {
+      defer { close(directory) }
+      return attribute({ fgetxattr(directory, Self.attributeName, $0, $1) }).flatMap { PosixACL(bytes: $0) }
+    }
     let link = "/proc/self/fd/\(descriptor)"
     return attribute({ getxattr(link, Self.attributeName, $0, $1) }).flatMap { PosixACL(bytes: $0) }
   }

@@ -34,6 +34,7 @@ struct WriteBackLimitsTests {
     ("writeBackLimits: {maxBytes: 0}", "mappings[0].writeBackLimits.maxBytes"),
     ("writeBackLimits: {keysPerMinute: 0}", "mappings[0].writeBackLimits.keysPerMinute"),
     ("writeBackLimits: {bytesPerMinute: lots}", "mappings[0].writeBackLimits.bytesPerMinute"),
+    ("writeBackLimits: {bytesPerMinute: 100}", "mappings[0].writeBackLimits.bytesPerMinute"),
   ])
   func mistakes(line: String, field: String) throws {
     let error = try #require(loadConfigurationError(yamlWithOneMapping(Self.tree + line)))
