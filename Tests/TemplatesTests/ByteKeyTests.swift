@@ -18,6 +18,30 @@ import Testing
     try Template(name: "t", text: text).renderString(data: Self.data, options: options)
   }
 
+  /// The sprig functions of issue 14 and `eq` keep canonical twins apart, as Go does (strings
+  /// are bytes there): `uniq` keeps both, `sortAlpha` and `keys` sort by bytes (e, 0x65, before
+  /// C3), `dict` holds two entries, `hasKey` finds only the exact key, `eq` and `ne` compare bytes.
+  @Test func sprigFunctionsKeepCanonicalTwinsApart() throws {
+    // \(Self.de) sorts first: its first byte is 0x65, the other's 0xC3.
+    let hosts = "{{range uniq (ls \"/p\")}}[{{.}}]{{end}}"
+    #expect(try render(hosts) == "[\(Self.de)][\(Self.pre)]")
+    #expect(try render("{{len (uniq (list \"\(Self.pre)\" \"\(Self.de)\" \"\(Self.pre)\"))}}") == "2")
+    #expect(try render("{{range sortAlpha (list \"\(Self.pre)\" \"f\" \"\(Self.de)\")}}[{{.}}]{{end}}")
+      == "[\(Self.de)][f][\(Self.pre)]")
+    let twins = "dict \"\(Self.pre)\" 1 \"\(Self.de)\" 2"
+    #expect(try render("{{len (\(twins))}} {{range keys (\(twins))}}[{{.}}]{{end}} {{values (\(twins))}}")
+      == "2 [\(Self.de)][\(Self.pre)] [2 1]")
+    #expect(try render("{{hasKey (dict \"\(Self.pre)\" 1) \"\(Self.de)\"}} {{hasKey (dict \"\(Self.pre)\" 1) \"\(Self.pre)\"}}")
+      == "false true")
+    #expect(try render("{{eq \"\(Self.pre)\" \"\(Self.de)\"}} {{ne \"\(Self.pre)\" \"\(Self.de)\"}} {{lt \"\(Self.de)\" \"\(Self.pre)\"}}")
+      == "false true true")
+    #expect(try render("{{hasPrefix \"e\" \"\(Self.de)\"}} {{hasPrefix \"e\" \"\(Self.pre)\"}} {{hasSuffix \"\(Self.pre)\" \"/\(Self.de)\"}}")
+      == "true false false")
+    // The value type itself: Hashable and == by bytes.
+    #expect(TemplateValue.string(Self.pre) != TemplateValue.string(Self.de))
+    #expect(Set<TemplateValue>([.string(Self.pre), .string(Self.de)]).count == 2)
+  }
+
   @Test func theSourceKeepsBothKeys() {
     #expect(Self.data.count == 5)
     #expect(Self.data.value(forKey: "/p/\(Self.pre)") == Array("precomposed".utf8))
