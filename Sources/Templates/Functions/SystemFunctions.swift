@@ -54,7 +54,9 @@ extension FunctionContext {
 
   /// confd's `fileExists`: `stat` (symlinks followed) finds something at `path`. Like confd
   /// (`!os.IsNotExist(err)`), a path that exists but cannot be examined (permission denied)
-  /// counts as existing; one whose parent is not a directory does not.
+  /// counts as existing; one whose parent is not a directory does not. It runs with the
+  /// agent's rights (root) and blocks as long as the file system does (a hung NFS mount):
+  /// docs/templates.md warns against passing it values from etcd.
   static func fileExists(_ path: String) -> Bool {
     guard !path.utf8.contains(0) else { return false }
     var info = stat()
