@@ -12,6 +12,8 @@
 ///   same character, or one of which can match nothing, such as `(a|a)*` or `(a|ab)+`
 ///   (`(foo|bar)*` is fine). Classes are read conservatively: a branch starting with `.`, a
 ///   negated class or a Unicode escape may start with anything.
+/// - A repeated group holding optional or counted parts whose ways to split a text multiply
+///   past 2^20: `(ab?)*`, `(a{1,30}){1,30}` (`(?:[0-9]{1,3}\.){3}` is fine: 3^3 ways).
 /// - Size: patterns longer than ``maxPattern`` bytes and subjects longer than ``maxSubject``
 ///   bytes fail with ``TemplateError/Code/limitExceeded``.
 ///
@@ -23,6 +25,8 @@ enum RegexGuard {
   static let maxPattern = 1024
   /// The longest text a pattern is matched against, in bytes.
   static let maxSubject = 64 * 1024
+  /// log2 of the most ways a repeated group's optional and counted parts may split a text.
+  static let maxVariability = 20
 
   /// Fails unless `pattern` is accepted (see ``RegexGuard``).
   static func check(pattern: String) throws(FunctionFailure) {
@@ -88,6 +92,8 @@ enum RegexGuard {
     var nullable = true
     /// The piece holds a `*`, `+` or `{n,}`.
     var unbounded = false
+    /// About log2 of how many ways its bounded variable quantifiers (`?`, `{1,3}`) can split a text.
+    var variability = 0.0
     var first = FirstSet()
   }
 
@@ -117,6 +123,7 @@ enum RegexGuard {
       for (i, branch) in branches.enumerated() {
         shape.nullable = shape.nullable || branch.nullable
         shape.unbounded = shape.unbounded || branch.unbounded
+        shape.variability = max(shape.variability, branch.variability)
         if branches.count > 1 {
           if branch.nullable { ambiguous = true }
           for other in branches[..<i] where other.first.overlaps(branch.first) { ambiguous = true }
@@ -134,6 +141,7 @@ enum RegexGuard {
         if shape.nullable { shape.first.formUnion(item.first) }
         shape.nullable = shape.nullable && item.nullable
         shape.unbounded = shape.unbounded || item.unbounded
+        shape.variability += item.variability
       }
       return shape
     }
@@ -200,11 +208,19 @@ enum RegexGuard {
           throw .call("error parsing regexp: a repeated group whose alternatives can start alike or be empty (such as (a|a)* or (a|ab)+) is refused: it can take exponential time on a backtracking engine")
         }
       }
+      if repeats && isGroup && atom.variability > 0
+        && (maximum.map { Double($0) * atom.variability > Double(maxVariability) } ?? true)
+      {
+        throw .call("error parsing regexp: a group repeated \(maximum.map { "up to \($0) times" } ?? "without bound") that holds optional or counted parts (such as (ab?)* or (a{1,30}){1,30}) is refused: it can take exponential time on a backtracking engine")
+      }
       if repeats && atom.nullable && unbounded {
         throw .call("error parsing regexp: an unbounded quantifier over something that can match nothing (such as (a?)*) is refused: it can take exponential time on a backtracking engine")
       }
       atom.nullable = atom.nullable || minimum == 0
       atom.unbounded = atom.unbounded || unbounded
+      if let maximum {
+        atom.variability = atom.variability * Double(maximum) + Double(Int.bitWidth - max(maximum - minimum, 0).leadingZeroBitCount)
+      }
       return atom
     }
 
