@@ -57,7 +57,8 @@ struct WriteBackGuardTests {
     // A later change in etcd is not written into the empty mount point either.
     try await h.put("/wb/a", "changed in etcd")
     try await Task.sleep(for: .milliseconds(500))
-    #expect(try await Self.keys(h) == Self.five.map { "/wb/" + $0 }, "every key is still in etcd")
+    let keys = try await Self.keys(h)
+    #expect(keys == Self.five.map { "/wb/" + $0 }, "every key is still in etcd: \(keys)\n\(h.messages(atLeast: .debug))")
     #expect(Disk.names(mount).isEmpty, "nothing written below the mount point")
     #expect(await agent.writeBackStats.pushed == 0)
     #expect(await daemon.stop() == nil)
@@ -116,26 +117,28 @@ struct WriteBackGuardTests {
   func massDeletion() async throws {
     let h = try await AgentHarness.start()
     defer { h.stop() }
-    for index in 0..<10 { try await h.put("/wb/f\(index)", "\(index)") }
+    // f2…f7 live in one directory, so that six files vanish in one step (a rename) and one
+    // scan sees them all: six unlinks in a row could straddle two scans on a loaded machine,
+    // and the guard judges each scan (see docs/write-back.md).
+    func key(_ index: Int) -> String { (2..<8).contains(index) ? "/wb/sub/f\(index)" : "/wb/f\(index)" }
+    for index in 0..<10 { try await h.put(key(index), "\(index)") }
     let dest = h.dir("dest")
     let agent = try Self.tree(h, dest, deletes: true)
     let daemon = Daemon(agent)
-    #expect(await eventually { Disk.read(dest + "/f9") == "9" })
+    #expect(await eventually { Disk.read(dest + "/f9") == "9" && Disk.read(dest + "/sub/f7") == "7" })
     // Two of ten: an edit.
     unlink(dest + "/f0")
     unlink(dest + "/f1")
     #expect(await eventually { (try? await Self.keys(h).count) == 8 }, "\(h.logs.all.filter { $0.0 >= .notice }.map(\.1))")
-    // Six of the eight left: more than half, and at least three.
-    for index in 2..<8 { unlink(dest + "/f\(index)") }
+    // Six of the eight left, at once: more than half, and at least three.
+    #expect(rename(dest + "/sub", h.dir("moved-away")) == 0)
     #expect(await eventually { await agent.progress.errors["tree"] == "mass_deletion" })
     try await Task.sleep(for: .milliseconds(300))
     #expect(try await Self.keys(h).count == 8, "no delete pushed")
     let problem = h.logs.metadata(of: "mass deletion refused: the mapping is stopped; nothing is pushed or written").last
-    // The scan may run between two of the unlinks: 5 or 6 of the 8 (both over the guard).
-    #expect(["5 of 8 recorded files vanished", "6 of 8 recorded files vanished"].contains { problem?["error"]?.contains($0) == true },
-            "\(problem ?? [:])")
+    #expect(problem?["error"]?.contains("6 of 8 recorded files vanished") == true, "\(problem ?? [:])")
     // The operator meant it: the keys are deleted in etcd, and the mapping goes on.
-    for index in 2..<8 { try await h.delete("/wb/f\(index)") }
+    for index in 2..<8 { try await h.delete(key(index)) }
     #expect(await eventually { await agent.progress.errors["tree"] == nil })
     try await h.put("/wb/f9", "after")
     #expect(await eventually { Disk.read(dest + "/f9") == "after" })
