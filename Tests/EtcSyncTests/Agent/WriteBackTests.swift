@@ -140,7 +140,10 @@ struct WriteBackTests {
     let daemon = Daemon(agent)
     #expect(await eventually { Disk.read(h.dir("A/small")) == "s" })
     let big = String(repeating: "x", count: 2 << 20)
-    try Disk.write(h.dir("A/big"), big)
+    // Written beside the tree and renamed in, so that no scan sees it half-written (a scan of
+    // a growing file refuses each size it sees once, and the count below would be 2).
+    try Disk.write(h.dir("big.staged"), big)
+    #expect(rename(h.dir("big.staged"), h.dir("A/big")) == 0)
     #expect(await eventually { h.messages(atLeast: .error).contains("local file too large for etcd; not pushed, the local file is kept") })
     // The rest still syncs, and the big file stays.
     try await h.put("/wb/small", "t")
