@@ -23,6 +23,7 @@ public final class TCPProxy: Sendable {
     var refused = false
     var stopped = false
     var accepted = 0
+    var dropped = 0
     var conns: [ObjectIdentifier: (channel: any Channel, client: Bool)] = [:]
   }
 
@@ -37,7 +38,12 @@ public final class TCPProxy: Sendable {
   public var accepted: Int { state.withLock { $0.accepted } }
   /// How many client connections are open now.
   public var open: Int { state.withLock { $0.conns.values.count(where: \.client) } }
+  /// How many bytes a black-hole has dropped so far (both directions).
+  public var droppedBytes: Int { state.withLock { $0.dropped } }
   var mode: Mode { state.withLock { $0.mode } }
+
+  /// Counts bytes a black-hole dropped.
+  func countDropped(_ bytes: Int) { state.withLock { $0.dropped += bytes } }
 
   private init(targetHost: String, targetPort: Int, port: Int) {
     self.targetHost = targetHost
@@ -217,7 +223,7 @@ private final class Glue: ChannelInboundHandler {
     guard let peer else { return }
     var wait = TimeAmount.zero
     switch proxy.mode {
-    case .blackhole: return
+    case .blackhole: return proxy.countDropped(unwrapInboundIn(data).readableBytes)
     case .pass: break
     case .delay(let latency, let jitter):
       let j = nanoseconds(jitter)
@@ -237,7 +243,9 @@ private final class Glue: ChannelInboundHandler {
     var wrote = false
     while let first = queue.first, first.due <= now {
       queue.removeFirst()
-      if !drop {
+      if drop {
+        proxy.countDropped(first.data.readableBytes)
+      } else {
         peer.write(first.data, promise: nil)
         wrote = true
       }

@@ -85,7 +85,9 @@ final class RenewalFlag: Sendable {
   @Test func keepAliveReportsExpiryWhileEtcdIsDown() async throws {
     try await EtcdServer.with { server in
       try await withEtcdClient(server.configuration()) { etcd in
-        let lease = try await etcd.grant(ttl: 2)
+        // 6 s, not 2: on a loaded CI machine the keeper's first request has been seen to reach
+        // etcd more than 2 s after the grant, when the lease is already gone.
+        let lease = try await etcd.grant(ttl: 6)
         // etcd is killed only once a renewal came back: that renewal is what tells the client
         // how long the lease lives. (Killed after a fixed 500 ms, a loaded machine could kill
         // it before the first answer, and a keeper that never heard a TTL waits for ever.)

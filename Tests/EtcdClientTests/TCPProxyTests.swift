@@ -180,6 +180,9 @@ struct TCPProxyTests {
       // The proxy sees the third client's close once its event loop gets to it (a loaded
       // machine can take longer than the 500 ms above); the echo side never does.
       try await eventually("the proxy saw the close") { proxy.open == 2 }
+      // A connection accepted under load is read only once its target connection is up: wait
+      // until the proxy has read (and dropped) both sends, or `pass()` below would forward them.
+      try await eventually("both sends dropped") { proxy.droppedBytes == "lost".utf8.count + "lost too".utf8.count }
       #expect(echo.open == 3)
       #expect(echo.records.all.allSatisfy { $0.error == nil })
 
