@@ -13,7 +13,7 @@ extension Agent {
 
   func log(_ result: MappingResult, duration: Duration, repeated: Bool = false) {
     // The common case at the default level: nothing to say, and nothing to format.
-    if result.error == nil, result.rejected.isEmpty, self.logger.logLevel > (result.changed ? .info : .debug) { return }
+    if result.failure == nil, result.rejected.isEmpty, self.logger.logLevel > (result.changed ? .info : .debug) { return }
     var metadata: Logger.Metadata = [
       "mapping.name": "\(result.mapping)", "etcd.revision": "\(result.revision)",
       "files.written": "\(result.written.count)", "files.deleted": "\(result.deleted.count)",
@@ -22,9 +22,9 @@ extension Agent {
     for rejected in result.rejected {
       self.logger.warning("key rejected", metadata: ["mapping.name": "\(result.mapping)", "etcd.key": "\(rejected.escapedKey)", "reason": "\(rejected)"])
     }
-    if let error = result.error {
+    if let error = result.failure {
       // The full text (a template's error can quote values) is logged at debug level only.
-      let failure = result.failureCode ?? .failed
+      let failure = error.code
       self.logger.debug("mapping failure details", metadata: ["mapping.name": "\(result.mapping)", "error.code": "\(failure)", "error": "\(error)"])
       metadata["error.code"] = "\(failure)"
       metadata["error"] = failure.quotesValues ? "\(failure) (the details are logged at debug level)" : "\(error)"

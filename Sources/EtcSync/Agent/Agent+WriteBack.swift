@@ -35,7 +35,7 @@ struct LocalWork: Sendable {
   /// exists): another one later means an unmount or a replacement, never an edit.
   var identity: DirectoryIdentity?
   /// Why the mapping is stopped (a replaced destination, a mass deletion); nil when it runs.
-  var fault: WriteBackFault?
+  var fault: MappingError?
   /// When to retry after etcd was unreachable.
   var retryAt: ContinuousClock.Instant?
   /// What `keysPerMinute` and `bytesPerMinute` have left (nil until the first push).
@@ -45,13 +45,6 @@ struct LocalWork: Sendable {
   var rateHeld: Set<ExactString> = []
   var rateRetryAt: ContinuousClock.Instant?
   var hasPending: Bool { self.pending == nil || !(self.pending ?? []).isEmpty }
-}
-
-/// Why a write-back mapping is stopped: nothing is pushed from its files or written into them
-/// until the fault is gone.
-struct WriteBackFault: Sendable, Hashable {
-  var code: MappingFailure
-  var message: String
 }
 
 extension Agent {

@@ -11,7 +11,7 @@ import Glibc
 extension Agent {
   /// Compares the watched directory's device and inode with those the state file recorded
   /// (recording them the first time, and keeping them across restarts). False while they
-  /// differ: the mapping is then stopped (``WriteBackFault``), reported once, and resumes by
+  /// differ: the mapping is then stopped (``LocalWork/fault``), reported once, and resumes by
   /// itself when the same directory is back (a remount of the same file system). A new one
   /// is accepted only by the operator: `etcsync run --accept-destination NAME`.
   func checkDestination(_ runner: MappingRunner) -> Bool {
@@ -70,7 +70,7 @@ extension Agent {
       // Rendered (that is, reported as failing) at once, not at the next etcd change.
       self.markDirty([name])
     }
-    work.fault = WriteBackFault(code: .destinationReplaced, message: message)
+    work.fault = MappingError(.destinationReplaced, message, subject: .file(ExactString(scanner.watchedDirectory)))
     return false
   }
 
@@ -81,10 +81,9 @@ extension Agent {
     _ = self.checkDestination(runner)
     guard let fault = self.local[runner.mapping.name]?.fault else { return nil }
     var result = MappingResult(mapping: runner.mapping.name, revision: revision)
-    result.error = fault.message
-    result.failure = fault.code
-    // Looked at again with the retry backoff: a remount, restored files.
-    result.retryable = true
+    // Looked at again with the retry backoff (``MappingFailure/retryable``): a remount,
+    // restored files.
+    result.failure = fault
     return result
   }
 
@@ -93,7 +92,7 @@ extension Agent {
   /// deleting the keys in etcd is how an operator confirms a mass deletion. Before the first
   /// snapshot (the push at start) every vanished file counts.
   func massDeletion(_ runner: MappingRunner, _ scanner: LocalScanner, _ scan: LocalScanner.ScanResult,
-                    record: [ExactString: LocalRecord]) -> WriteBackFault? {
+                    record: [ExactString: LocalRecord]) -> MappingError? {
     guard scan.changes.contains(where: { $0.value == nil }) else { return nil }
     // A file mapping's one record is `.` (the file itself); a document's `.` is the document,
     // whose entries are the records that count.
@@ -117,14 +116,17 @@ extension Agent {
     let everything = limits.deleteShare < 1 && vanished > 0 && vanished == recorded.count
     guard everything || limits.isMassDeletion(vanished: vanished, recorded: recorded.count) else { return nil }
     let share = Int((limits.deleteShare * 100).rounded())
+    let directory = MappingError.Subject.file(ExactString(scanner.watchedDirectory))
     if everything && !limits.isMassDeletion(vanished: vanished, recorded: recorded.count) {
-      return WriteBackFault(
-        code: .massDeletion,
-        message: "all \(vanished) recorded \(runner.mapping.kind == .format ? "entries" : "files") vanished at once: taken for a fault (an unmounted or replaced destination?), not an edit; no delete is pushed and nothing is written until they are back. To delete them, delete the keys in etcd")
+      return MappingError(
+        .massDeletion,
+        "all \(vanished) recorded \(runner.mapping.kind == .format ? "entries" : "files") vanished at once: taken for a fault (an unmounted or replaced destination?), not an edit; no delete is pushed and nothing is written until they are back. To delete them, delete the keys in etcd",
+        subject: directory)
     }
-    return WriteBackFault(
-      code: .massDeletion,
-      message: "\(vanished) of \(recorded.count) recorded \(runner.mapping.kind == .format ? "entries" : "files") vanished at once (more than writeBackLimits.deleteShare \(share)% and at least deleteFiles \(limits.deleteFiles)): taken for a fault (an unmount?), not an edit; no delete is pushed and nothing is written until they are back. To delete them, delete the keys in etcd, or raise writeBackLimits.deleteShare")
+    return MappingError(
+      .massDeletion,
+      "\(vanished) of \(recorded.count) recorded \(runner.mapping.kind == .format ? "entries" : "files") vanished at once (more than writeBackLimits.deleteShare \(share)% and at least deleteFiles \(limits.deleteFiles)): taken for a fault (an unmount?), not an edit; no delete is pushed and nothing is written until they are back. To delete them, delete the keys in etcd, or raise writeBackLimits.deleteShare",
+      subject: directory)
   }
 
   /// Refuses what goes beyond the mapping's quotas: a scan with more keys or bytes than

@@ -1,3 +1,5 @@
+import Templates
+
 /// Why a mapping failed, as a short code.
 ///
 /// The code and the mapping's name are all of a failure that leaves the journal: systemd's
@@ -46,9 +48,16 @@ public enum MappingFailure: String, Sendable, Hashable, Codable, CaseIterable, C
     }
   }
 
-  /// The code of an error thrown while writing: a rejected check, or a write that failed.
-  public init(writing error: any Error) {
-    self = (error as? FileError)?.code == .checkFailed ? .checkFailed : .writeFailed
+  /// Whether a failure of this kind may pass by itself, so that the daemon retries it with
+  /// the mapping's `retry` backoff instead of waiting for the next change: a full or
+  /// read-only disk, a busy target, a check that depends on the machine, a write-back
+  /// destination that is remounted or whose files come back. A missing key, a template
+  /// error, a held edit or a failed reload waits for the next change.
+  public var retryable: Bool {
+    switch self {
+    case .writeFailed, .checkFailed, .destinationReplaced, .massDeletion: true
+    default: false
+    }
   }
 
   /// Whether the error's text may quote values from etcd (a template's error does), so that
@@ -56,4 +65,60 @@ public enum MappingFailure: String, Sendable, Hashable, Codable, CaseIterable, C
   public var quotesValues: Bool { self == .renderFailed }
 
   public var description: String { self.rawValue }
+}
+
+/// A mapping's failure: its code (all that leaves the journal, see ``MappingFailure``), its
+/// text for the log, and the key or file it names.
+public struct MappingError: Error, Sendable, Hashable, CustomStringConvertible {
+  /// What a failure names.
+  public enum Subject: Sendable, Hashable {
+    /// An etcd key (as the message writes it).
+    case key(ExactString)
+    /// A file or directory on the local disk.
+    case file(ExactString)
+  }
+
+  public var code: MappingFailure
+  /// The full text: it can quote a command's output or a value from etcd (see
+  /// ``MappingFailure/quotesValues``).
+  public var message: String
+  public var subject: Subject?
+
+  public init(_ code: MappingFailure, _ message: String, subject: Subject? = nil) {
+    self.code = code
+    self.message = message
+    self.subject = subject
+  }
+
+  /// A planning error: its code, its text and the key it names.
+  public init(planning error: PlanError) {
+    self.init(MappingFailure(error.code), error.message, subject: error.key.map { .key(ExactString($0)) })
+  }
+
+  /// An error thrown while writing: a rejected check (``MappingFailure/checkFailed``), or a
+  /// write that failed; a ``FileError`` names its path. A ``MappingError`` stays as it is.
+  public init(writing error: any Error) {
+    if let error = error as? MappingError {
+      self = error
+      return
+    }
+    let file = error as? FileError
+    self.init(file?.code == .checkFailed ? .checkFailed : .writeFailed, "\(error)", subject: file.map { .file(ExactString($0.path)) })
+  }
+
+  /// See ``MappingFailure/retryable``.
+  public var retryable: Bool { self.code.retryable }
+
+  public var description: String { self.message }
+
+  // The text names keys and paths: compared by its bytes, as they are.
+  public static func == (lhs: MappingError, rhs: MappingError) -> Bool {
+    lhs.code == rhs.code && lhs.message.utf8.elementsEqual(rhs.message.utf8) && lhs.subject == rhs.subject
+  }
+
+  public func hash(into hasher: inout Hasher) {
+    hasher.combine(self.code)
+    hasher.combine(ExactString(self.message))
+    hasher.combine(self.subject)
+  }
 }

@@ -17,25 +17,29 @@ public struct MappingResult: Sendable {
   public var rejected: [KeyPathError] = []
   /// Whether the reload command ran (and succeeded).
   public var reloaded = false
-  /// Whether the failure may pass by itself (a full or read-only disk, a busy target, a
-  /// failing check, which often depends on the machine), so the daemon retries it with the
-  /// mapping's `retry` backoff instead of waiting for the next change. A missing key, a
-  /// template error or a failed reload is not retried on its own.
-  public var retryable = false
   /// Why the mapping failed, if it did. Its files are then as they were, except those in
   /// ``written`` and ``deleted`` (a reload that failed after the write, one file of an
-  /// in-place tree that could not be written while the others were).
-  public var error: String?
-  /// The short code of ``error``: what systemd's `STATUS=`, the presence key and metrics say
-  /// of the failure, since ``error`` can quote a command's output or a value from etcd.
-  public var failure: MappingFailure?
+  /// in-place tree that could not be written while the others were). Its code is what
+  /// systemd's `STATUS=`, the presence key and metrics say of the failure, since its text can
+  /// quote a command's output or a value from etcd.
+  public var failure: MappingError?
 
-  /// ``failure`` of a failed mapping (``MappingFailure/failed`` when none was set); nil when
-  /// the mapping did not fail.
-  public var failureCode: MappingFailure? { self.error == nil ? nil : self.failure ?? .failed }
+  /// The text of ``failure``, for the log and for tests. Setting it keeps the code (kept for
+  /// Agent+Reload.swift, which copies a reload's outcome in two steps; set ``failure``).
+  public var error: String? {
+    get { self.failure?.message }
+    set { self.failure = newValue.map { MappingError(self.failure?.code ?? .failed, $0, subject: self.failure?.subject) } }
+  }
+
+  /// The code of ``failure``; nil when the mapping did not fail.
+  public var failureCode: MappingFailure? { self.failure?.code }
+
+  /// Whether the failure may pass by itself (``MappingFailure/retryable``), so the daemon
+  /// retries it with the mapping's `retry` backoff instead of waiting for the next change.
+  public var retryable: Bool { self.failure?.retryable ?? false }
 
   public var changed: Bool { !self.written.isEmpty || !self.deleted.isEmpty }
-  public var failed: Bool { self.error != nil }
+  public var failed: Bool { self.failure != nil }
 }
 
 /// One mapping at run time: the planner, the writer for its destination and its commands.
@@ -129,11 +133,10 @@ public struct MappingRunner: Sendable {
     do {
       let outcome = try await self.commands.run(reload, substitutions: self.placeholders, timeout: self.commandTimeout)
       result.reloaded = outcome.succeeded
-      if !outcome.succeeded { result.error = "reload failed: \(outcome)"; result.failure = .reloadFailed }
+      if !outcome.succeeded { result.failure = MappingError(.reloadFailed, "reload failed: \(outcome)") }
     } catch {
       result.reloaded = false
-      result.error = "reload failed: \(error)"
-      result.failure = .reloadFailed
+      result.failure = MappingError(.reloadFailed, "reload failed: \(error)")
     }
   }
 
@@ -156,16 +159,13 @@ public struct MappingRunner: Sendable {
     do {
       folding = try self.destinationFolding()
     } catch {
-      result.error = "\(error)"
-      result.failure = .writeFailed
-      result.retryable = true
+      result.failure = MappingError(writing: error)
       return (result, false)
     }
     do {
       plan = try self.planner.plan(keySpace, folding: folding)
     } catch {
-      result.error = error.message
-      result.failure = MappingFailure(error.code)
+      result.failure = MappingError(planning: error)
       return (result, false)
     }
     result.rejected = plan.rejected
@@ -173,8 +173,9 @@ public struct MappingRunner: Sendable {
       switch plan.output {
       case .file:
         // The whole file is a local edit that could not be pushed: it stays, and says so.
-        result.error = "held: the local edit of \(self.mapping.dest) could not be pushed (see the log); etcd's changes wait"
-        result.failure = .held
+        result.failure = MappingError(
+          .held, "held: the local edit of \(self.mapping.dest) could not be pushed (see the log); etcd's changes wait",
+          subject: .file(ExactString(self.mapping.dest)))
         return (result, false)
       case .tree(let files):
         plan.output = .tree(files.filter { !keep.contains($0.key) })
@@ -196,19 +197,19 @@ public struct MappingRunner: Sendable {
                            into: &result)
     } catch {
       // The record still describes the last reload: whatever did change is owed one later.
-      result.error = "\(error)"
-      result.failure = MappingFailure(writing: error)
-      // Every write failure may pass: a disk that fills or turns read-only, a busy target,
-      // and a check that depends on the machine (a certificate that appears later).
-      result.retryable = true
+      // Every write failure may pass (``MappingFailure/retryable``): a disk that fills or
+      // turns read-only, a busy target, and a check that depends on the machine (a
+      // certificate that appears later).
+      result.failure = MappingError(writing: error)
       return (result, false)
     }
     if case .tree = plan.output, let first = keep.min() {
       // Local files that could not be pushed stay, and etcd's values for them wait: the
       // mapping says so (presence, `/readyz`, `status`) instead of passing for current while
       // a file holds what nobody put in etcd. The rest of the tree is written.
-      result.error = "held: \(keep.count) local file(s) that could not be pushed stay as they are (first \(escapeBytes(first.utf8))); etcd's values for them wait (see the log)"
-      result.failure = .held
+      result.failure = MappingError(
+        .held, "held: \(keep.count) local file(s) that could not be pushed stay as they are (first \(escapeBytes(first.utf8))); etcd's values for them wait (see the log)",
+        subject: .file(ExactString(self.mapping.dest + "/" + first.string)))
     }
     if self.mapping.reload != nil, result.changed || owesReload {
       // Owed until a reload that covered these files succeeds.
@@ -268,7 +269,8 @@ public struct MappingRunner: Sendable {
       result.written = report.written
       result.deleted = report.deleted
       if let (path, failure) = report.failures.min(by: { $0.key < $1.key }) {
-        throw AgentError(.write, "\(report.failures.count) file(s) not written, first \(path): \(failure)")
+        throw MappingError(.writeFailed, "\(report.failures.count) file(s) not written, first \(path): \(failure)",
+                           subject: .file(ExactString(self.mapping.dest + "/" + path.string)))
       }
     }
   }

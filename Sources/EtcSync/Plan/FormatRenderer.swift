@@ -17,7 +17,7 @@ public enum FormatRenderer {
     var text: [(String, String)] = []
     for entry in entries {
       guard let value = String(validating: entry.value, as: UTF8.self) else {
-        throw PlanError(.notText, "format \(format.rawValue) needs text, but key \"\(escapeBytes(entry.key.utf8))\" holds bytes that are not UTF-8")
+        throw PlanError(.notText, "format \(format.rawValue) needs text, but key \"\(escapeBytes(entry.key.utf8))\" holds bytes that are not UTF-8", key: entry.key)
       }
       text.append((entry.key, value))
     }
@@ -44,7 +44,7 @@ public enum FormatRenderer {
     for (key, value) in entries {
       let segments = key.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
         .map { ExactString(String(decoding: $0, as: UTF8.self)) }
-      guard !segments.isEmpty else { throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" has no name below the prefix") }
+      guard !segments.isEmpty else { throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" has no name below the prefix", key: key) }
       try Self.insert(value, at: segments[...], into: &root, key: key)
     }
     return root
@@ -54,7 +54,7 @@ public enum FormatRenderer {
     let head = path.first!
     if path.count == 1 {
       guard table[head] == nil else {
-        throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" is both a value and a table (another key lies below it)")
+        throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" is both a value and a table (another key lies below it)", key: key)
       }
       table[head] = .value(value)
       return
@@ -63,7 +63,7 @@ public enum FormatRenderer {
     switch table[head] {
     case nil: child = [:]
     case .table(let existing): child = existing
-    case .value: throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" lies below another key that holds a value")
+    case .value: throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" lies below another key that holds a value", key: key)
     }
     try Self.insert(value, at: path.dropFirst(), into: &child, key: key)
     table[head] = .table(child)
@@ -183,16 +183,16 @@ public enum FormatRenderer {
     for (key, value) in entries {
       // No environment can hold a NUL byte (a shell drops or truncates at it).
       guard !value.unicodeScalars.contains("\0") else {
-        throw PlanError(.notText, "format env cannot carry a NUL byte, but key \"\(escapeBytes(key.utf8))\" holds one")
+        throw PlanError(.notText, "format env cannot carry a NUL byte, but key \"\(escapeBytes(key.utf8))\" holds one", key: key)
       }
       let name = String(key.uppercased().unicodeScalars.map { scalar -> Character in
         ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar) ? Character(scalar) : "_"
       }).trimmingCharacters(in: CharacterSet(charactersIn: "_"))
       guard !name.isEmpty, !name.first!.isNumber else {
-        throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" does not make a valid environment variable name")
+        throw PlanError(.badKey, "key \"\(escapeBytes(key.utf8))\" does not make a valid environment variable name", key: key)
       }
       if let other = seen[name] {
-        throw PlanError(.badKey, "keys \"\(escapeBytes(other.utf8))\" and \"\(escapeBytes(key.utf8))\" both become the variable \(name)")
+        throw PlanError(.badKey, "keys \"\(escapeBytes(other.utf8))\" and \"\(escapeBytes(key.utf8))\" both become the variable \(name)", key: key)
       }
       seen[name] = key
       out += "\(name)=\(Self.envValue(value))\n"
@@ -235,7 +235,7 @@ public enum FormatRenderer {
       let dotted = key.utf8.split(separator: UInt8(ascii: "/")).map { String(decoding: $0, as: UTF8.self) }
       let name = Self.propertiesEscape(dotted.joined(separator: "."), isKey: true)
       if let other = seen[ExactString(name)] {
-        throw PlanError(.badKey, "keys \"\(escapeBytes(other.utf8))\" and \"\(escapeBytes(key.utf8))\" both become the property \(name)")
+        throw PlanError(.badKey, "keys \"\(escapeBytes(other.utf8))\" and \"\(escapeBytes(key.utf8))\" both become the property \(name)", key: key)
       }
       seen[ExactString(name)] = key
       lines.append(name + "=" + Self.propertiesEscape(value, isKey: false))

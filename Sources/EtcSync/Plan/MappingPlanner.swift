@@ -19,10 +19,14 @@ public struct PlanError: Error, Sendable, CustomStringConvertible {
 
   public var code: Code
   public var message: String
+  /// The key the error names, as the message writes it (relative to the prefix in a
+  /// `format` mapping); nil for a template's error, which names what the template read.
+  public var key: String?
 
-  public init(_ code: Code, _ message: String) {
+  public init(_ code: Code, _ message: String, key: String? = nil) {
     self.code = code
     self.message = message
+    self.key = key
   }
 
   public var description: String { self.message }
@@ -89,7 +93,7 @@ public struct MappingPlanner: Sendable {
     case .file:
       let key = self.mapping.key ?? ""
       guard let kv = keySpace[Array(key.utf8)] else {
-        throw PlanError(.missingKey, "key \"\(key)\" does not exist")
+        throw PlanError(.missingKey, "key \"\(key)\" does not exist", key: key)
       }
       return MappingPlan(output: .file(DesiredFile(bytes: kv.value, attributes: self.attributes)), rejected: [])
 
@@ -137,7 +141,7 @@ public struct MappingPlanner: Sendable {
       .nameCollision,
       "keys \(key(first)) and \(key(second)) would be one file in \(self.mapping.dest), whose file system is \(folding)\(more): "
         + "nothing is written and the old files stay; rename one of the keys, or use a destination on a case-sensitive, "
-        + "non-normalizing file system")
+        + "non-normalizing file system", key: String(decoding: prefix.key(forRelativePath: first.string), as: UTF8.self))
   }
 
   /// The mapping's keys as relative paths, in key order, without the rejected ones: keys the

@@ -4,6 +4,7 @@ import EtcdTestSupport
 import Foundation
 import Glibc
 import Logging
+import Templates
 import Testing
 
 /// A write-back mapping's watched directory is recorded in the state file: a start that
@@ -44,14 +45,16 @@ struct DestinationRecordTests {
     try Disk.write(dest + "/local", "someone else's file")
     try await h.put("/wb/secret", "s3cret")
     let second = try await Self.agent(h, dest).sync()
-    #expect(second[mapping: "tree"]?.failure == .destinationReplaced, "\(second[mapping: "tree"]?.error ?? "-")")
+    #expect(second[mapping: "tree"]?.failureCode == .destinationReplaced, "\(second[mapping: "tree"]?.error ?? "-")")
     #expect(second[mapping: "tree"]?.error?.contains("etcsync run --accept-destination tree") == true)
+    #expect(second[mapping: "tree"]?.failure?.subject == .file(ExactString(dest)))
+    #expect(second[mapping: "tree"]?.retryable == true, "looked at again with the retry backoff")
     #expect(Disk.names(dest) == ["local"], "nothing written into the new directory")
     #expect(Disk.read(dest + "/local") == "someone else's file")
     #expect(try await h.client.get(.prefix("/wb/")).kvs.count == 2, "nothing pushed from it")
     #expect(h.messages(atLeast: .error).contains("write-back destination replaced; the mapping is stopped, its files are untouched"))
     // Refused again at every start: the record stays the old directory's.
-    #expect(try await Self.agent(h, dest).sync()[mapping: "tree"]?.failure == .destinationReplaced)
+    #expect(try await Self.agent(h, dest).sync()[mapping: "tree"]?.failureCode == .destinationReplaced)
     #expect(Self.recorded(h)?.inode == Self.inode(h.dir("dest.old")))
     // The operator accepts it: the mapping runs, the record is the new directory's.
     let accepted = try await Self.agent(h, dest, accept: ["tree"]).sync()
@@ -71,7 +74,7 @@ struct DestinationRecordTests {
     let dest = h.dir("dest")
     _ = try await Self.agent(h, dest).sync()
     #expect(rename(dest, h.dir("away")) == 0)
-    #expect(try await Self.agent(h, dest).sync()[mapping: "tree"]?.failure == .destinationReplaced)
+    #expect(try await Self.agent(h, dest).sync()[mapping: "tree"]?.failureCode == .destinationReplaced)
     #expect(rename(h.dir("away"), dest) == 0)
     #expect(try await Self.agent(h, dest).sync()[mapping: "tree"]?.error == nil)
     // Another path in the configuration is another destination, not a replaced one.

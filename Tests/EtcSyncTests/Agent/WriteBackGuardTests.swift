@@ -107,7 +107,7 @@ struct WriteBackGuardTests {
     let results = try await again.sync()
     // The empty mount point is another directory than the one the state file recorded (the
     // mass-deletion guard, which used to catch this, stays behind it for a lost state file).
-    #expect(results[mapping: "tree"]?.failure == .destinationReplaced, "\(results[mapping: "tree"]?.error ?? "-")")
+    #expect(results[mapping: "tree"]?.failureCode == .destinationReplaced, "\(results[mapping: "tree"]?.error ?? "-")")
     #expect(try await Self.keys(h) == Self.five.map { "/wb/" + $0 })
     #expect(Disk.names(mount).isEmpty, "the files are not written into the empty mount point")
     #expect(h.messages(atLeast: .error).contains("write-back destination replaced; the mapping is stopped, its files are untouched"))

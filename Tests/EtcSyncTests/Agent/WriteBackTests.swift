@@ -276,7 +276,7 @@ struct WriteBackTests {
     let again = try Self.treeAgent(h, "A", deletes: true)
     // The recorded directory is gone (an unmounted volume whose mount point is a parent of
     // the root looks the same): nothing is recreated on whatever is there now.
-    #expect(try await again.sync()[mapping: "tree"]?.failure == .destinationReplaced)
+    #expect(try await again.sync()[mapping: "tree"]?.failureCode == .destinationReplaced)
     #expect(try await Self.keys(h) == ["/wb/f", "/wb/sub/g"])
     #expect(!Disk.exists(h.dir("A")))
     let accepted = try Self.treeAgent(h, "A", deletes: true, accept: true)

@@ -100,6 +100,7 @@ struct NameFoldingTests {
     #expect(throws: Never.self) { try planner.plan(space) }
     let error = #expect(throws: PlanError.self) { try planner.plan(space, folding: Self.caseFolding) }
     #expect(error?.code == .nameCollision)
+    #expect(error?.key == "/t/App.conf")
     #expect(error?.message.contains("keys \"/t/App.conf\" and \"/t/app.conf\" would be one file in /srv/t") == true, "\(error?.message ?? "")")
     #expect(MappingFailure(PlanError.Code.nameCollision) == .nameCollision)
   }
@@ -122,7 +123,9 @@ struct NameFoldingTests {
     try await h.put("/t/App.conf", "twin")
     try await h.put("/t/other", "new other")
     let second = try await h.agent(h.configuration([mapping])).sync()[0]
-    #expect(second.failure == .nameCollision, "\(second.error ?? "-")")
+    #expect(second.failureCode == .nameCollision, "\(second.error ?? "-")")
+    #expect(second.failure?.subject == .key("/t/App.conf"))
+    #expect(second.retryable == false)
     #expect(second.error?.contains("\"/t/App.conf\" and \"/t/app.conf\"") == true, "\(second.error ?? "-")")
     #expect(second.written.isEmpty)
     #expect(Disk.read(dest + "/app.conf") == "old", "the old file stays")
