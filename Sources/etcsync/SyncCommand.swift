@@ -102,6 +102,15 @@ struct RunCommand: AsyncParsableCommand {
       Exit codes: 0 stopped by a signal, 1 the agent failed (a watch that fails for good), 2 configuration error or
       presence name held by another agent, 3 etcd unreachable within --timeout.
       Example: etcsync run -c /etc/etcsync/etcsync.yaml
+
+      Exec mode (--exec -- CMD ARGS…, or exec: in the configuration): once every mapping is
+      rendered, CMD runs as etcsync's child; a batch that changed files (after the mappings'
+      reloads) sends it --exec-signal (SIGHUP by default) or, with --exec-restart, restarts it.
+      SIGTERM, SIGINT and SIGQUIT are forwarded to it (SIGKILL after exec.killTimeout, 10s), and
+      etcsync exits with its status (128 + the signal for a child killed by one). A child that
+      exits on its own ends etcsync with its status, unless exec.onChildExit is restart.
+      As PID 1, etcsync reaps orphaned processes.
+      Example: etcsync run -c etcsync.yaml --exec -- nginx -g 'daemon off;'
       """
   )
 
@@ -112,20 +121,59 @@ struct RunCommand: AsyncParsableCommand {
   var takeOver = false
   @Option(name: .customLong("accept-destination"), help: ArgumentHelp(acceptDestinationHelp, valueName: "mapping"))
   var acceptDestination: [String] = []
+  @Flag(name: .customLong("exec"), help: "Exec mode: run the command after -- as etcsync's child once every mapping is rendered, and tell it about changes.")
+  var exec = false
+  @Option(name: .customLong("exec-signal"), help: ArgumentHelp("The signal a change sends the child (default SIGHUP, or exec.signal).", valueName: "signal"))
+  var execSignal: String?
+  @Flag(name: .customLong("exec-restart"), help: "Restart the child on a change instead of signalling it (exec.onChange: restart).")
+  var execRestart = false
+  @Argument(parsing: .postTerminator, help: ArgumentHelp("The child's command and arguments, after -- (with --exec).", valueName: "command"))
+  var command: [String] = []
 
   func run() async throws {
     var (configuration, logger) = try self.options.load()
     // At start only: a configuration a SIGHUP reads again accepts nothing.
     configuration.acceptDestinations = try acceptedDestinations(self.acceptDestination, configuration)
+    let execSettings = try self.execSettings(configuration)
     for warning in configuration.warnings { logger.warning("configuration: \(warning)") }
     let control = RunControl()
-    let signals = SignalWatcher(signals: [SIGTERM, SIGINT]) { control.stop() }
-    let hangups = SignalWatcher(signals: [SIGHUP]) { control.reload() }
-    defer { signals.cancel(); hangups.cancel() }
     let readiness = Readiness()
     let notifier = SystemdNotifier.fromEnvironment()
     let health = Self.startHealthServer(configuration, readiness: readiness, logger: logger)
     defer { health?.cancel() }
+    // After the metrics backend is bootstrapped: their metrics go to it.
+    Self.reapOrphansIfInit(logger: logger)
+    let exec = execSettings.map { ExecSupervisor(settings: $0, logger: logger) }
+    let execTask = exec.map { exec in
+      Task {
+        let status = await exec.run()
+        control.stop()  // the child ended for good: so does etcsync
+        return status
+      }
+    }
+    let signals = Self.stopSignals(control: control, exec: exec)
+    let hangups = SignalWatcher(signals: [SIGHUP]) { control.reload() }
+    defer { signals.forEach { $0.cancel() }; hangups.cancel() }
+    do {
+      try await self.runAgents(configuration, logger: logger, control: control, readiness: readiness, notifier: notifier, exec: exec)
+    } catch {
+      // The agent failed: its child is stopped first (SIGTERM, SIGKILL at the kill timeout).
+      exec?.shutdown()
+      _ = await execTask?.value
+      throw error
+    }
+    if let execTask {
+      exec?.shutdown()  // a child not asked to stop yet (the agent ended another way) is now
+      let status = await execTask.value
+      logger.info("exec: etcsync exits with the child's status", metadata: ["exec.exit_status": "\(status)"])
+      if status != 0 { throw ExitCode(status) }
+    }
+  }
+
+  /// The agents of one run: the first, then one per SIGHUP, until stopped.
+  private func runAgents(_ configuration: AgentConfiguration, logger: Logger, control: RunControl, readiness: Readiness,
+                         notifier: SystemdNotifier?, exec: ExecSupervisor?) async throws {
+    var configuration = configuration
     let currentAgent = CurrentAgent()
     let watchdog = Self.startWatchdog(notifier, current: currentAgent)
     defer { watchdog?.cancel() }
@@ -151,6 +199,7 @@ struct RunCommand: AsyncParsableCommand {
             await presence.setMappings(configuration.mappings.map(\.name))
             await agent.observe { presence.report($0) }
           }
+          await Self.connect(agent, to: exec)
           if let notifier {
             let announced = Announced()
             await agent.observe { progress in

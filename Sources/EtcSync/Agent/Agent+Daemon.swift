@@ -147,6 +147,8 @@ extension Agent {
     self.flushState()
     if let at = self.saves.dueAt { next = next.map { min($0, at) } ?? at }
     if let next { inbox.tick(at: next) }
+    // Also after a reload ended (a `.reloaded` input leads here too).
+    self.announceChanges()
     self.publishProgress()
   }
 

@@ -45,6 +45,10 @@ public actor Agent {
   public internal(set) var writeBackStats = WriteBackStats()
   /// Called after every applied batch and every error change (presence, metrics).
   var observers: [@Sendable (AgentProgress) -> Void] = []
+  /// Called once an applied batch changed files and no reload runs any more (exec mode).
+  var changeObservers: [@Sendable () -> Void] = []
+  /// Whether files changed since the change observers were last called.
+  var changesUnannounced = false
   var errors: [String: String] = [:]
   var publishedRevision: Int64 = 0
   /// How far the agent is current, and the status requests it answers (`Agent+Current.swift`).
@@ -161,6 +165,7 @@ public actor Agent {
       self.scheduleRetry(result, policy: runner.mapping.retry)
       let reloadRan = result.reloaded || result.failureCode == .reloadFailed
       self.metrics.record(result, reloadRan: reloadRan, since: self.schedule.takeApplyingSince(name))
+      if result.changed { self.changesUnannounced = true }
       results.append(result)
       // Recorded as soon as the mapping is done, so history never lags what is on disk.
       self.history.append(result)
@@ -179,6 +184,9 @@ public actor Agent {
   /// its error, so that the process exits and its supervisor sees it.
   public func run() async throws {
     _ = try await self.sync()
+    // Before the progress that says every mapping is rendered: exec mode's first child starts
+    // on that, and must not be signalled for files it has not read yet.
+    self.announceChanges()
     self.readiness.synced()
     self.metrics.watchConnected.record(1)
     self.metrics.ready.record(1)

@@ -46,13 +46,35 @@ enum ProcessSpawner {
 
     let pid = try withCStrings(argv) { (arguments) throws(CommandError) -> pid_t in
       try withEnvironment(environment) { (environ) throws(CommandError) -> pid_t in
-        var pid = pid_t()
-        let status = posix_spawnp(&pid, argv[0], &actions, &attributes, arguments, environ)
+        // Registered as it starts: the orphan reaper of PID 1 never takes its status.
+        let (pid, status) = ChildProcesses.shared.spawn { pid in
+          posix_spawnp(&pid, argv[0], &actions, &attributes, arguments, environ)
+        }
         guard status == 0 else { throw CommandError(.spawnFailed, argv: argv, errno: status) }
         return pid
       }
     }
     return SpawnedProcess(pid: pid, output: readEnd)
+  }
+
+  /// Starts `argv` (argv[0] looked up in `PATH`, no shell) as the leader of a new process
+  /// group that shares the agent's stdin, stdout and stderr (exec mode's child), with an empty
+  /// signal mask and default signal dispositions. Returns its pid, also its process group id.
+  static func spawnInheritingStdio(_ argv: [String], environment: [String: String]?) throws(CommandError) -> pid_t {
+    guard !argv.isEmpty else { throw CommandError(.emptyArgv, argv: argv) }
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    configure(&attributes)
+    return try withCStrings(argv) { (arguments) throws(CommandError) -> pid_t in
+      try withEnvironment(environment) { (environ) throws(CommandError) -> pid_t in
+        let (pid, status) = ChildProcesses.shared.spawn { pid in
+          posix_spawnp(&pid, argv[0], nil, &attributes, arguments, environ)
+        }
+        guard status == 0 else { throw CommandError(.spawnFailed, argv: argv, errno: status) }
+        return pid
+      }
+    }
   }
 
   /// New process group (pgid = pid), empty signal mask, every signal back to its default

@@ -135,15 +135,11 @@ final class ProcessSupervisor: Sendable {
     }
   }
 
-  /// `waitpid(WNOHANG)`: the raw status once the process has ended.
+  /// `waitpid(WNOHANG)` through ``ChildProcesses`` (which PID 1's orphan reaper shares): the
+  /// raw status once the process has ended. A status lost to someone else (SIGCHLD ignored)
+  /// reads as exit 255, so that a check never passes by accident.
   private func reap(_ pid: pid_t) -> Int32? {
-    var status: Int32 = 0
-    let result = retryingEINTR { waitpid(pid, &status, WNOHANG) }
-    if result == pid { return status }
-    // Someone else reaped it (SIGCHLD ignored?): the status is lost; report exit 255 so that a
-    // check never passes by accident.
-    if result < 0 && currentErrno() == ECHILD { return 0xff00 }
-    return nil
+    ChildProcesses.shared.reap(pid)
   }
 
   private func sleep(for duration: Duration) {

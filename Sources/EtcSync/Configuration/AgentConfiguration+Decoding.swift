@@ -12,6 +12,7 @@ struct DecodedFile {
 extension AgentConfiguration {
   static let topLevelKeys = [
     "etcd", "mappings", "presence", "metrics", "state", "wait", "log", "commandTimeout", "keyPrefix",
+    "exec",
   ]
 
   /// Reads the whole file. Each field is checked for its own type and range here; checks
@@ -33,6 +34,7 @@ extension AgentConfiguration {
     if let node = top["wait"] { decoded.configuration.wait = try WaitSettings(decoding: node) }
     if let node = top["log"] { decoded.configuration.log = try LogSettings(decoding: node) }
     if let node = top["commandTimeout"] { decoded.configuration.commandTimeout = try node.positiveDuration() }
+    if let node = top["exec"] { decoded.configuration.exec = try ExecSettings(decoding: node) }
     return decoded
   }
 

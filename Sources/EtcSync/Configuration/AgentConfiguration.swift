@@ -21,6 +21,9 @@ public struct AgentConfiguration: Sendable, Equatable {
   public var log: LogSettings
   /// Timeout of `check` and `reload` commands for mappings without their own (default 30 s).
   public var commandTimeout: Duration
+  /// Exec mode: the child etcsync runs and signals on changes; `nil` (the default) runs none.
+  /// Read at start only (`etcsync run`); `--exec` overrides it.
+  public var exec: ExecSettings?
   /// Write-back mappings whose watched directory is accepted as it is now, replacing the one
   /// the state file recorded (`etcsync run --accept-destination NAME`). Not a key of the
   /// configuration file: an operator's one-time answer to `destination_replaced`.
