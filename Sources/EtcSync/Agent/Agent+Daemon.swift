@@ -21,6 +21,10 @@ extension Agent {
     defer { requests?.cancel() }
     let watchers = self.startLocalWatchers(into: inbox)
     defer { watchers.forEach { $0.stop() } }
+    let driftWatchers = self.startDriftWatchers(into: inbox)
+    defer { driftWatchers.forEach { $0.stop() } }
+    let driftChecks = self.startDriftChecks(into: inbox)
+    defer { driftChecks?.cancel() }
     // An edit made after the first sync's scan and before the watchers started raised no
     // event: one full scan of every write-back mapping, now that they watch, finds it. (An
     // unlink in that window used to wait for the next event in the tree, on a loaded machine
@@ -52,6 +56,7 @@ extension Agent {
       case .failed(let error): throw error
       case .local(let name, let paths): self.noteLocal(name, paths: paths)
       case .reloaded(let name, let result): self.reloadEnded(name, result)
+      case .drift(let name, let paths): self.noteDrift(name, paths: paths)
       case .tick: break
       }
       // Also right after a compaction: the re-read snapshot is applied now, not when the
@@ -135,6 +140,8 @@ extension Agent {
       // rewrite of these mappings is spaced out. An isolated change is applied at once.
       self.schedule.batchEnded(decision.due, started: started, burst: inbox.pendingResponses > 0)
     }
+    // After the applies, so a repair never races one; a mapping still waiting keeps its check.
+    if !self.drift.isEmpty { await self.repairDrift() }
     // A reload that runs longer than expected is reported when it does.
     if let at = self.checkOverdueReloads() { next = next.map { min($0, at) } ?? at }
     // Retries scheduled by the batch just applied.

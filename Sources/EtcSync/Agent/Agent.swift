@@ -41,6 +41,8 @@ public actor Agent {
   var verified: Set<String> = []
   /// Write-back work of each write-back mapping (pending local edits, holds, refusals).
   var local: [String: LocalWork] = [:]
+  /// Drift checks queued for mappings without write-back (`Agent+Drift.swift`).
+  var drift: [String: DriftCheck] = [:]
   /// What write-back has done so far.
   public internal(set) var writeBackStats = WriteBackStats()
   /// Called after every applied batch and every error change (presence, metrics).

@@ -9,6 +9,8 @@ final class Inbox: Sendable {
     case response(WatchResponse), compacted, failed(any Error), local(String, Set<ExactString>?), tick
     /// A mapping's reload ended (its outcome in the result).
     case reloaded(String, MappingResult)
+    /// Files of a mapping without write-back to check for local changes (nil: all of them).
+    case drift(String, Set<ExactString>?)
   }
   let stream: AsyncStream<Input>
   private let continuation: AsyncStream<Input>.Continuation

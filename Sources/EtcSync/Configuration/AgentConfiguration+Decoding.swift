@@ -12,6 +12,7 @@ struct DecodedFile {
 extension AgentConfiguration {
   static let topLevelKeys = [
     "etcd", "mappings", "presence", "metrics", "state", "wait", "log", "commandTimeout", "keyPrefix",
+    "driftCheckInterval",
     "exec",
   ]
 
@@ -35,6 +36,7 @@ extension AgentConfiguration {
     if let node = top["log"] { decoded.configuration.log = try LogSettings(decoding: node) }
     if let node = top["commandTimeout"] { decoded.configuration.commandTimeout = try node.positiveDuration() }
     if let node = top["exec"] { decoded.configuration.exec = try ExecSettings(decoding: node) }
+    if let node = top["driftCheckInterval"] { decoded.configuration.driftCheckInterval = try node.driftCheckInterval() }
     return decoded
   }
 
@@ -68,6 +70,15 @@ extension AgentConfiguration {
 }
 
 extension ConfigNode {
+  /// `driftCheckInterval`: `0` (off) or at least one second (each check reads every file).
+  func driftCheckInterval() throws(ConfigurationError) -> Duration {
+    let duration = try self.duration()
+    guard duration == .zero || duration >= .seconds(1) else {
+      throw self.invalid("0 (no periodic check) or a duration of at least 1s such as \"60s\"")
+    }
+    return duration
+  }
+
   /// A duration above zero.
   func positiveDuration() throws(ConfigurationError) -> Duration {
     let duration = try self.duration()

@@ -24,6 +24,11 @@ public struct AgentConfiguration: Sendable, Equatable {
   /// Exec mode: the child etcsync runs and signals on changes; `nil` (the default) runs none.
   /// Read at start only (`etcsync run`); `--exec` overrides it.
   public var exec: ExecSettings?
+  /// How often the daemon re-reads every repaired file and compares its hash with what it
+  /// wrote, for file systems where inotify misses changes (NFS, FUSE, a bind mount changed
+  /// from another namespace); `.zero` turns the periodic check off (inotify still repairs).
+  /// Default 60 s. See "Drift repair" in docs/agent.md.
+  public var driftCheckInterval: Duration = .seconds(60)
   /// Write-back mappings whose watched directory is accepted as it is now, replacing the one
   /// the state file recorded (`etcsync run --accept-destination NAME`). Not a key of the
   /// configuration file: an operator's one-time answer to `destination_replaced`.

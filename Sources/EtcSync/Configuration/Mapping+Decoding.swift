@@ -3,6 +3,7 @@ extension Mapping {
     "name", "kind", "prefix", "prefixes", "key", "template", "dest", "mode", "owner", "group",
     "dirMode", "createDirs", "check", "reload", "commandTimeout", "wait", "retry", "swap", "format",
     "writeBack", "conflict", "deletes", "writeBackLimits", "keyPrefix", "missingKey", "delimiters",
+    "repairDrift",
   ]
 
   /// The kinds each kind-specific key applies to; a key set on another kind is an error.
@@ -154,6 +155,14 @@ extension Mapping {
 
   private mutating func decodeWriteBack(_ map: KeyedNode) throws(ConfigurationError) {
     self.writeBack = try map.bool("writeBack") ?? false
+    if let repair = try map.bool("repairDrift") {
+      // Write-back pushes a local edit to etcd; putting etcd's content back over it would
+      // undo what the operator meant to publish.
+      if self.writeBack && repair {
+        throw map.error(at: "repairDrift", .conflict, "a write-back mapping pushes local edits to etcd instead of repairing them; remove repairDrift")
+      }
+      self.repairDrift = repair
+    }
     if let conflict = try map["conflict"]?.oneOf(ConflictPolicy.self) { self.conflict = conflict }
     self.deletes = try map.bool("deletes") ?? false
     if let node = map["writeBackLimits"] { self.writeBackLimits = try WriteBackLimits(decoding: node) }

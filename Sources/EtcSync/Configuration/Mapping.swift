@@ -98,6 +98,10 @@ public struct Mapping: Sendable, Equatable {
   public var missingKey: MissingKeyOption = .error
   /// The template's action delimiters, such as `("[[", "]]")`; `nil` for `{{` and `}}`.
   public var delimiters: Delimiters?
+  /// Whether the daemon puts back a file of this mapping that someone changed, deleted or
+  /// replaced locally (default true; see "Drift repair" in docs/agent.md). Write-back
+  /// mappings never do: they push local edits instead.
+  public var repairDrift = true
 
   /// A mapping with the defaults for everything not given.
   public init(

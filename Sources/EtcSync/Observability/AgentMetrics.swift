@@ -27,6 +27,8 @@ public struct AgentMetrics: Sendable {
     /// 1 while that reload has run longer than expected.
     let reloadOverdue: Gauge
     let writeBack: [String: Counter]
+    /// Files put back after a local change (drift repair), by mapping; the paths are in the log.
+    let driftRepairs: Counter
   }
 
   /// The write-back outcomes counted by `etcsync_writeback_total{result}`.
@@ -55,9 +57,16 @@ public struct AgentMetrics: Sendable {
         reloadsFailed: counter("etcsync_reloads_total", "error"),
         reloadRunning: Gauge(label: "etcsync_reload_running", dimensions: [("mapping", name)], factory: factory),
         reloadOverdue: Gauge(label: "etcsync_reload_overdue", dimensions: [("mapping", name)], factory: factory),
-        writeBack: Dictionary(uniqueKeysWithValues: Self.writeBackResults.map { ($0, counter("etcsync_writeback_total", $0)) }))
+        writeBack: Dictionary(uniqueKeysWithValues: Self.writeBackResults.map { ($0, counter("etcsync_writeback_total", $0)) }),
+        driftRepairs: Counter(label: "etcsync_drift_repairs_total", dimensions: [("mapping", name)], factory: factory))
     }
     self.perMapping = perMapping
+  }
+
+  /// Counts `files` files of `mapping` put back to what the agent wrote (drift repair).
+  func driftRepaired(_ mapping: String, files: Int) {
+    guard files > 0 else { return }
+    self.perMapping[mapping]?.driftRepairs.increment(by: files)
   }
 
   /// Counts one applied batch of a mapping; `since` is when its first change arrived.

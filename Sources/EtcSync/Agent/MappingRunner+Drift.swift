@@ -1,0 +1,177 @@
+import Templates
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a drift repair of one mapping did (see ``MappingRunner/repair(_:recorded:drifted:)``).
+enum DriftRepairOutcome: Sendable, Equatable {
+  /// These files (destination paths) were put back; none may have needed it after all.
+  case restored([String])
+  /// The snapshot no longer renders the bytes the record holds (a template reading
+  /// `hostname` or a local file, a held conflicting key): nothing was written.
+  case stale
+  /// Planning or writing failed; the files are as they were.
+  case failed(String)
+}
+
+/// How a drifted file differs from what the agent wrote (for the log).
+enum DriftKind: String, Sendable {
+  /// A regular file with other bytes.
+  case changed
+  /// Nothing there.
+  case deleted
+  /// Something else there: a symlink, a directory, a FIFO, an unreadable file.
+  case replaced
+}
+
+// Drift repair: files of a mapping without write-back that someone changed locally are put
+// back to what the agent wrote (docs/agent.md, "Drift repair").
+extension MappingRunner {
+  /// Whether the daemon repairs this mapping's files: write-back mappings push local edits
+  /// instead, and `repairDrift: false` opts out.
+  var repairsDrift: Bool { self.mapping.repairDrift && !self.mapping.writeBack }
+
+  /// The record paths (``MappingRunner/wholeFile`` for one file, relative paths in a tree)
+  /// whose files a change that inotify reported at `changed` (relative to the watched
+  /// directory) may concern, among `recorded`. Nil: check every recorded file.
+  ///
+  /// A swapped tree's files live in the revision directory `..data` points at: a change in
+  /// it is a change of the same relative path; a change in another revision directory (the
+  /// agent removing the previous one) concerns nothing; a top-level name is the symlink to
+  /// everything below it.
+  func driftCandidates(_ changed: Set<ExactString>, recorded: [ExactString: ContentHash]) -> Set<ExactString>? {
+    guard self.mapping.kind == .tree else { return changed.isEmpty ? [] : [Self.wholeFile] }
+    let current = self.mapping.swap == .symlink ? (try? TreeSwap(root: self.mapping.dest).currentDirectory()) ?? nil : nil
+    var prefixes: [ExactString] = []
+    for path in changed {
+      // The watcher decodes a name that is not UTF-8 with replacement characters: such a
+      // change cannot be matched to its file, so every file is checked.
+      if path.string.unicodeScalars.contains("\u{FFFD}") { return nil }
+      guard self.mapping.swap == .symlink else {
+        prefixes.append(path)
+        continue
+      }
+      let segments = pathSegments(path.string)
+      guard let first = segments.first else { continue }
+      if first.utf8.starts(with: "..".utf8) {
+        // `..data` and `..data_tmp` move at every publish of the agent's own; the files
+        // they lead to are reported by name when they change.
+        guard let current, first.bytesEqual(current), segments.count > 1 else { continue }
+        prefixes.append(ExactString(segments.dropFirst().joined(separator: "/")))
+      } else {
+        prefixes.append(path)
+      }
+    }
+    var candidates: Set<ExactString> = []
+    for prefix in prefixes {
+      if recorded[prefix] != nil { candidates.insert(prefix) }
+      // A directory reported removed (or a top-level symlink) stands for everything below it.
+      let below = Array(prefix.utf8) + [UInt8(ascii: "/")]
+      for path in recorded.keys where path.utf8.starts(with: below) { candidates.insert(path) }
+    }
+    return candidates
+  }
+
+  /// Which of `candidates` (all recorded files when nil) no longer hold what `recorded` says
+  /// the agent wrote: gone, replaced by something other than a regular file, or other bytes.
+  /// Reads each file once, never following a symlink.
+  func drifted(_ candidates: Set<ExactString>?, recorded: [ExactString: ContentHash]) -> [(path: ExactString, kind: DriftKind)] {
+    let paths = (candidates ?? Set(recorded.keys)).filter { recorded[$0] != nil }.sorted()
+    guard !paths.isEmpty else { return [] }
+    func compare(_ read: AtomicWriter.FileRead, _ hash: ContentHash) -> DriftKind? {
+      switch read {
+      case .absent: return .deleted
+      case .unreadable: return .replaced
+      case .bytes(let bytes): return ContentHash(of: bytes) == hash ? nil : .changed
+      }
+    }
+    var found: [(path: ExactString, kind: DriftKind)] = []
+    switch self.mapping.kind {
+    case .tree where self.mapping.swap == .symlink:
+      // Read through the revision directory `..data` points at; the top-level symlink that
+      // leads a reader there is checked too.
+      guard let reader = try? self.treeReader() else { return paths.map { ($0, .replaced) } }
+      for path in paths {
+        guard let top = pathSegments(path.string).first, self.topLevelLinkIsIntact(top) else {
+          var info = stat()
+          let gone = lstat(self.mapping.dest + "/" + (pathSegments(path.string).first ?? ""), &info) != 0 && errno == ENOENT
+          found.append((path, gone ? .deleted : .replaced))
+          continue
+        }
+        if let kind = compare(reader.read(path.string), recorded[path]!) { found.append((path, kind)) }
+      }
+    case .tree:
+      let reader = AtomicWriter(root: self.mapping.dest)
+      for path in paths {
+        if let kind = compare(reader.read(path.string), recorded[path]!) { found.append((path, kind)) }
+      }
+    default:
+      let (reader, name) = AtomicWriter.forFile(self.mapping.dest)
+      if let hash = recorded[Self.wholeFile], let kind = compare(reader.read(name), hash) {
+        found.append((Self.wholeFile, kind))
+      }
+    }
+    return found
+  }
+
+  /// Whether `ROOT/top` of a swapped tree is still the agent's symlink `..data/top`.
+  private func topLevelLinkIsIntact(_ top: String) -> Bool {
+    var buffer = [CChar](repeating: 0, count: 4_097)
+    let count = readlink(self.mapping.dest + "/" + top, &buffer, buffer.count - 1)
+    guard count > 0 else { return false }
+    let target = buffer[..<count].map { UInt8(bitPattern: $0) }
+    return target.elementsEqual(TreeSwap.linkTarget(top).utf8)
+  }
+
+  /// Puts `drifted` back to the bytes the agent wrote, through the atomic writers (temp file,
+  /// mode and owner before the rename, fsync, rename): the one file, the drifted files of an
+  /// in-place tree, or a new revision of a swapped tree (its links restored as well).
+  ///
+  /// Writes only when the snapshot renders exactly `recorded` (the hashes of what the agent
+  /// wrote and the service last loaded, or will load with a reload still owed); otherwise
+  /// ``DriftRepairOutcome/stale`` and nothing is touched. No check command runs (these bytes
+  /// passed it when they were first written) and no reload.
+  func repair(_ keySpace: KeySpace, recorded: [ExactString: ContentHash], drifted: [ExactString]) async -> DriftRepairOutcome {
+    let folding: NameFolding
+    do { folding = try self.destinationFolding() } catch { return .failed("\(error)") }
+    let plan: MappingPlan
+    do { plan = try self.planner.plan(keySpace, folding: folding) } catch { return .failed(error.message) }
+    let output = self.holding(plan, previous: recorded)
+    guard Self.hashes(output) == recorded else { return .stale }
+    do {
+      switch output {
+      case .file(let file):
+        var options = AtomicWriter.Options()
+        options.createDirectories = self.mapping.createDirs
+        options.directoryMode = mode_t(self.mapping.dirMode ?? 0o755)
+        var (writer, name) = AtomicWriter.forFile(self.mapping.dest, options: options)
+        writer.hook = self.hook
+        let outcome = try await writer.write(file, to: name)
+        return .restored(outcome == .unchanged ? [] : [self.mapping.dest])
+      case .tree(let files):
+        let strategy: TreeWriter.Strategy = self.mapping.swap == .symlink ? .atomicSwap : .perFile
+        let writer = TreeWriter(root: self.mapping.dest, strategy: strategy,
+                                directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook)
+        // A swap publishes the whole tree (one new revision directory); in place, only the
+        // drifted files are written.
+        let paths = Set(drifted)
+        let wanted = strategy == .atomicSwap ? files : files.filter { paths.contains($0.key) }
+        let report = try await writer.apply(wanted, deleted: [ExactString](), revision: keySpace.revision)
+        if let (path, failure) = report.failures.min(by: { $0.key < $1.key }) {
+          return .failed("\(report.failures.count) file(s) not restored, first \(path): \(failure)")
+        }
+        var restored = report.written
+        if strategy == .atomicSwap {
+          // A publish that found the revision directory intact still put the top-level
+          // links back: what no longer differs was restored.
+          let still = Set(self.drifted(Set(drifted), recorded: recorded).map(\.path))
+          restored = drifted.filter { !still.contains($0) }.map(\.string)
+        }
+        return .restored(restored.map { self.mapping.dest + "/" + $0 })
+      }
+    } catch {
+      return .failed("\(error)")
+    }
+  }
+}
