@@ -64,6 +64,11 @@ log:
 # Timeout of check and reload commands for mappings without their own (default 30s).
 commandTimeout: 30s
 
+# While the daemon runs, a file of a mapping without write-back that someone changes,
+# deletes or replaces is put back to etcd's content at once (inotify); this periodic
+# re-read of every such file catches what inotify misses (NFS, FUSE). 0: inotify only.
+driftCheckInterval: 60s
+
 # Top-level keys starting with x- are ignored: a place for YAML anchors shared below.
 x-nginx-commands: &nginx
   check: [nginx, -t, -q, -c, "{{.src}}"]
@@ -85,6 +90,7 @@ mappings:
     # A write that failed for a passing reason (full or read-only disk, busy target, a
     # failing check) is retried after min, doubling, never more than max apart.
     retry: {min: 1s, max: 5s}           # the default
+    repairDrift: true                   # the default; false leaves local edits alone
 
   # tree: one prefix → one directory, one file per key (/apps/billing/config/db/url →
   # db/url). Without write-back, the whole tree is swapped in at once through a ..data
@@ -127,4 +133,16 @@ mappings:
     owner: billing
     reload: [systemctl, restart, billing]
     wait: 500ms             # short form: min 500ms, max four times that
+
+# Exec mode (etcsync as a container's entrypoint; `etcsync run --exec -- CMD ARGS…` does the
+# same from the command line): once every mapping is rendered, etcsync runs the command as its
+# child, sends it `signal` after each change that rewrote a file, forwards SIGTERM, SIGINT and
+# SIGQUIT to it and exits with its status. Off unless present.
+# exec:
+#   command: [nginx, -g, "daemon off;"]
+#   signal: SIGHUP          # or SIGUSR1, SIGUSR2, …
+#   onChange: signal        # or restart
+#   killTimeout: 10s        # then SIGKILL
+#   splay: 0s               # random delay up to this before signalling
+#   onChildExit: stop       # or restart (backoff 1s … 30s)
 """#
