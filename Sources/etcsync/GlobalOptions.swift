@@ -26,7 +26,7 @@ struct GlobalOptions: ParsableArguments {
     do {
       let configuration = try self.configuration(checkFiles: checkFiles, fileOptional: fileOptional)
       return (configuration, Self.bootstrap(configuration.log))
-    } catch let error as ConfigurationError {
+    } catch {
       FileHandle.standardError.write(Data("etcsync: \(error)\n".utf8))
       throw ExitCode(2)
     }
@@ -37,26 +37,12 @@ struct GlobalOptions: ParsableArguments {
   /// is no error: flags and the environment are enough to reach etcd.
   func configuration(checkFiles: Bool = false, fileOptional: Bool = false) throws(ConfigurationError) -> AgentConfiguration {
     let environment = ProcessInfo.processInfo.environment
-    var overrides = try ConfigurationOverrides(environment: environment)
-    if !self.endpoints.isEmpty { overrides.endpoints = self.endpoints.flatMap { $0.split(separator: ",").map(String.init) } }
-    if let user { overrides.user = user }
-    if let passwordFile { overrides.passwordFile = passwordFile }
-    if let caFile { overrides.caFile = caFile }
-    if let certFile { overrides.certFile = certFile }
-    if let keyFile { overrides.keyFile = keyFile }
-    if let stateDir { overrides.stateDir = stateDir }
-    if let logFormat {
-      guard let format = LogSettings.Format(rawValue: logFormat.lowercased()) else {
-        throw ConfigurationError(.invalidValue, field: "--log-format", message: "expected text or json, got \"\(logFormat)\"")
-      }
-      overrides.logFormat = format
-    }
-    if let logLevel {
-      guard let level = Logger.Level(rawValue: logLevel.lowercased() == "warn" ? "warning" : logLevel.lowercased()) else {
-        throw ConfigurationError(.invalidValue, field: "--log-level", message: "expected trace, debug, info, notice, warning, error or critical, got \"\(logLevel)\"")
-      }
-      overrides.logLevel = level
-    }
+    // The environment's variables are applied by `load`, under these flags.
+    let flags: [ConfigurationOverrides.Setting: String?] = [
+      .user: self.user, .passwordFile: self.passwordFile, .caFile: self.caFile, .certFile: self.certFile,
+      .keyFile: self.keyFile, .stateDir: self.stateDir, .logFormat: self.logFormat, .logLevel: self.logLevel,
+    ]
+    let overrides = try ConfigurationOverrides(flags: flags.compactMapValues { $0 }, endpoints: self.endpoints)
     let path = self.config ?? AgentConfiguration.defaultPath(environment: environment)
     if fileOptional, self.config == nil, environment["ETCSYNC_CONFIG"] == nil, !FileManager.default.fileExists(atPath: path) {
       return try AgentConfiguration.load(yaml: "{}", sourceName: "<defaults>", environment: environment, overrides: overrides)

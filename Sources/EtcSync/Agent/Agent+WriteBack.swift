@@ -243,7 +243,7 @@ extension Agent {
     for chunk in Self.chunks(ready) {
       do {
         try await self.pushChunk(runner, chunk)
-      } catch let error as EtcdError where Self.isPermanent(error) {
+      } catch where Self.isPermanent(error) {
         // Retrying cannot help (permission denied, too large): refused, reported, kept.
         for change in chunk {
           self.logger.error("local edit refused by etcd; not pushed, the local file is kept", metadata: [

@@ -55,29 +55,39 @@ public struct ConfigurationOverrides: Sendable, Equatable {
   /// `ETCSYNC_LOG_LEVEL` and `ETCSYNC_STATE_DIR`. An empty variable counts as unset. Errors
   /// name the variable.
   public init(environment: [String: String]) throws(ConfigurationError) {
-    func value(_ name: String) -> String? {
-      guard let text = environment[name].map({ String($0.trimmedWhitespace) }), !text.isEmpty else {
-        return nil
-      }
+    try self.init(.environment) { setting in
+      guard let text = environment[OverrideSource.environment.name(setting)].map({ String($0.trimmedWhitespace) }),
+        !text.isEmpty
+      else { return nil }
       return text
     }
+  }
+
+  /// The command line's flags, as given (`--endpoints` may be repeated, each value
+  /// comma-separated), read as their variables are; errors name the flag. A flag given
+  /// empty is refused when the configuration is loaded.
+  public init(flags: [Setting: String], endpoints: [String] = []) throws(ConfigurationError) {
+    try self.init(.flags) { setting in
+      setting == .endpoints ? (endpoints.isEmpty ? nil : endpoints.joined(separator: ",")) : flags[setting]
+    }
+  }
+
+  /// The one reader of override values, whatever carries them: `text` gives a setting's
+  /// text, nil when it is not set.
+  private init(_ source: OverrideSource, text: (Setting) -> String?) throws(ConfigurationError) {
     self.init()
-    if let text = value(OverrideSource.environment.name(.endpoints)) {
-      let list = Self.splitList(text)
-      self.endpoints = list.isEmpty ? nil : list
+    if let list = text(.endpoints).map(Self.splitList) {
+      // An empty variable is unset; an empty flag is refused when it is applied.
+      self.endpoints = list.isEmpty && source == .environment ? nil : list
     }
-    self.user = value(OverrideSource.environment.name(.user))
-    self.passwordFile = value(OverrideSource.environment.name(.passwordFile))
-    self.caFile = value(OverrideSource.environment.name(.caFile))
-    self.certFile = value(OverrideSource.environment.name(.certFile))
-    self.keyFile = value(OverrideSource.environment.name(.keyFile))
-    self.stateDir = value(OverrideSource.environment.name(.stateDir))
-    if let text = value(OverrideSource.environment.name(.logFormat)) {
-      self.logFormat = try Self.parseLogFormat(text, source: .environment)
-    }
-    if let text = value(OverrideSource.environment.name(.logLevel)) {
-      self.logLevel = try Self.parseLogLevel(text, source: .environment)
-    }
+    self.user = text(.user)
+    self.passwordFile = text(.passwordFile)
+    self.caFile = text(.caFile)
+    self.certFile = text(.certFile)
+    self.keyFile = text(.keyFile)
+    self.stateDir = text(.stateDir)
+    if let format = text(.logFormat) { self.logFormat = try Self.parseLogFormat(format, source: source) }
+    if let level = text(.logLevel) { self.logLevel = try Self.parseLogLevel(level, source: source) }
   }
 
   /// Splits `a, b,,c` into `["a", "b", "c"]`.
@@ -112,13 +122,18 @@ extension LogSettings {
   }
 }
 
+extension ConfigurationOverrides {
+  /// A setting that a flag and a variable can replace.
+  public enum Setting: Sendable, Hashable, CaseIterable {
+    case endpoints, user, passwordFile, caFile, certFile, keyFile, logFormat, logLevel, stateDir
+  }
+}
+
 /// Where an override came from, to name it in errors.
 enum OverrideSource {
   case environment, flags
 
-  enum Setting: CaseIterable {
-    case endpoints, user, passwordFile, caFile, certFile, keyFile, logFormat, logLevel, stateDir
-  }
+  typealias Setting = ConfigurationOverrides.Setting
 
   /// The variable or flag that carries `setting`.
   func name(_ setting: Setting) -> String {

@@ -254,7 +254,10 @@ public enum FormatRenderer {
       case "\n": out += "\\n"
       case "\r": out += "\\r"
       case "\t": out += "\\t"
-      case "=", ":", "#", "!" where isKey || i == 0: out += "\\\(scalar)"
+      // `=`, `:` and `#` are escaped everywhere (harmless in a value); `!` only in a key or
+      // at a value's start, where it would begin a comment.
+      case "=", ":", "#": out += "\\\(scalar)"
+      case "!" where isKey || i == 0: out += "\\\(scalar)"
       case " " where isKey || i == 0: out += "\\ "
       case _ where scalar.value < 0x20 || scalar.value > 0x7E:
         for unit in String(scalar).utf16 { out += String(format: "\\u%04X", unit) }
