@@ -115,10 +115,10 @@ public enum FormatRenderer {
       .mapping(.init(Self.sortedKeys(table).map { key in
         let value: Yams.Node
         switch table[key]! {
-        case .value(let v): value = .scalar(.init(v, Tag(.str), Self.yamlStyle(v)))
+        case .value(let v): value = YAMLScalar.node(v)
         case .table(let t): value = node(t)
         }
-        return (.scalar(.init(key.string, Tag(.str), Self.yamlStyle(key.string))), value)
+        return (YAMLScalar.node(key.string), value)
       }))
     }
     do {
@@ -126,23 +126,6 @@ public enum FormatRenderer {
     } catch {
       throw PlanError(.render, "cannot write YAML: \(error)")
     }
-  }
-
-  /// Quotes every string whose plain form YAML would read as something else.
-  ///
-  /// The plain form is resolved the way a YAML 1.1 reader does (Yams' default resolver:
-  /// bool, int, float, null, timestamp, the merge key `<<` and the value key `=`). The scalar
-  /// must be built with the plain style for that: with the default style (`.any`), Yams'
-  /// `null` and friends answer nil, so `null`, `2001-12-14` and `<<` were written bare and read
-  /// back as null, a date and a merge. `y` and `n` are YAML 1.1 booleans (Go's yaml.v2 reads
-  /// them so) that the resolver lacks.
-  private static func yamlStyle(_ s: String) -> Yams.Node.Scalar.Style {
-    if s.contains("\n") { return .literal }
-    let resolved = Resolver.default.resolveTag(of: Yams.Node.scalar(.init(s, Tag(.implicit), .plain)))
-    return resolved == .str && !["y", "Y", "n", "N"].contains(s)
-      && !s.isEmpty && s.first.map { !"-?:,[]{}#&*!|>'\"%@`~ ".contains($0) } == true
-      && !s.contains(": ") && !s.contains(" #") && s.last != " "
-      ? .plain : .doubleQuoted
   }
 
   // MARK: TOML

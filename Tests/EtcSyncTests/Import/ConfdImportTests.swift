@@ -24,14 +24,14 @@ struct ConfdImportTests {
       log:
         level: debug
       etcd:
-        endpoints: [http://127.0.0.1:2379, http://127.0.0.1:22379]
+        endpoints: ["http://127.0.0.1:2379", "http://127.0.0.1:22379"]
       mappings:
         - name: basic
           template: \(dir)/templates/basic.conf.tmpl
           prefixes: [/key, /database/host, /database/password, /database/port, /database/username]
           dest: /tmp/confd-basic-test.conf
           mode: "0644"
-          check: [test, -s, "{{.src}}"]
+          check: [test, "-s", "{{.src}}"]
           reload: [/usr/bin/systemctl, reload, app.service]
         - name: iteration
           template: \(dir)/templates/iteration.conf.tmpl
@@ -41,13 +41,13 @@ struct ConfdImportTests {
           mode: "0640"
           owner: "0"
           group: "33"
-          check: [sh, -c, "grep -q 'server ' \\"$1\\" && cp \\"$1\\" /var/backups/upstream.conf", sh, "{{.src}}"]
-          reload: [sh, -c, "kill -HUP $(cat $${PIDFILE:-/run/nginx.pid})"]
+          check: [sh, "-c", grep -q 'server ' "$1" && cp "$1" /var/backups/upstream.conf, sh, "{{.src}}"]
+          reload: [sh, "-c", "kill -HUP $(cat $${PIDFILE:-/run/nginx.pid})"]
         - name: nested
           template: \(dir)/templates/nested/nested.conf.tmpl
           prefixes: [/nested/]
           dest: /tmp/confd-nested-test.conf
-          check: [sh, -c, "/usr/sbin/nginx -t -c \\"$1\\"", sh, "{{.src}}"]
+          check: [sh, "-c", /usr/sbin/nginx -t -c "$1", sh, "{{.src}}"]
 
       """)
     #expect(conversion.warnings.map(\.description) == [
@@ -81,7 +81,7 @@ struct ConfdImportTests {
       # Converted by `etcsync import confd \(dir)`. Check it with `etcsync check -c FILE`.
       keyPrefix: /production
       etcd:
-        endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]
+        endpoints: ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]
         auth:
           user: confd
           passwordFile: /etc/etcsync/etcd-password
@@ -95,7 +95,7 @@ struct ConfdImportTests {
           prefixes: [/subdomain, /upstream]
           dest: /etc/nginx/sites-enabled/myapp.conf
           mode: "01204"
-          check: [/usr/sbin/nginx, -t, -c, "{{.src}}"]
+          check: [/usr/sbin/nginx, "-t", "-c", "{{.src}}"]
           reload: [/usr/sbin/service, nginx, reload]
 
       """)
@@ -178,7 +178,7 @@ struct ConfdImportTests {
     #expect(conversion.yaml == """
       # Converted by `etcsync import confd \(dir.path)`. Check it with `etcsync check -c FILE`.
       etcd:
-        endpoints: [http://10.0.0.9:6379]
+        endpoints: ["http://10.0.0.9:6379"]
       mappings:
         - name: a-b
           template: \(dir.path)/templates/a.tmpl
@@ -187,7 +187,7 @@ struct ConfdImportTests {
         - name: a
           template: \(dir.path)/templates/a.tmpl
           prefixes: [/a]
-          dest: "/srv/$${NOT_A_VARIABLE}/a"
+          dest: /srv/$${NOT_A_VARIABLE}/a
         - name: a-b-2
           template: \(dir.path)/templates/a.tmpl
           prefixes: [/b]
@@ -203,6 +203,31 @@ struct ConfdImportTests {
     let configuration = try AgentConfiguration.load(yaml: conversion.yaml)
     #expect(configuration.mappings.map(\.dest) == ["/srv/c", "/srv/${NOT_A_VARIABLE}/a", "/srv/b"])
     #expect(configuration.mappings.allSatisfy { $0.check == nil })
+  }
+
+  @Test("values a YAML reader would take for something else, or that need quotes in a list, load back as written")
+  func quoting() throws {
+    let dir = TemporaryDirectory("confd-import-quoting")
+    try Disk.write(dir("templates/a.tmpl"), "x\n")
+    let check = "echo yes null -1 0644 a,b a:b 'c: d' 'x #y' '[z]' '{w}' e\u{301}"
+    let dest = "/srv/a: b #c/y"
+    try Disk.write(dir("conf.d/a.toml"), """
+      [template]
+      src = "a.tmpl"
+      dest = "\(dest)"
+      keys = ["/k,1", "/k:2", "/-3", "/null"]
+      check_cmd = "\(check)"
+      """)
+    let conversion = try ConfdImport.convert(directory: dir.path)
+    let mapping = try #require(try AgentConfiguration.load(yaml: conversion.yaml).mappings.first, "\(conversion.yaml)")
+    #expect(mapping.dest == dest, "\(conversion.yaml)")
+    #expect(mapping.prefixes == ["/k,1", "/k:2", "/-3", "/null"], "\(conversion.yaml)")
+    #expect(mapping.check == ConfdCommandLine.convert(check, placeholders: true).argv, "\(conversion.yaml)")
+    // A NUL cannot be written: refused, naming what holds it.
+    try Disk.write(dir("conf.d/a.toml"), "[template]\nsrc = \"a.tmpl\"\ndest = \"/srv/a\\u0000b\"\nkeys = [\"/k\"]\n")
+    #expect(throws: ConfdImport.Failure(file: dir.path, line: nil, message: "dest: a value holds a NUL byte, which the configuration cannot carry")) {
+      try ConfdImport.convert(directory: dir.path)
+    }
   }
 
   @Test("command strings: split into words, or sh -c with {{.src}} as $1 whatever the quoting",
