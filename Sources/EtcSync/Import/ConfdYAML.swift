@@ -39,9 +39,7 @@ struct YAMLText {
   /// is quoted, rather than single-quoted by the emitter.
   private func inline(_ node: Node, _ key: String) throws(ConfdImport.Failure) -> String {
     let yaml: Yams.Node
-    switch node {
-    case .scalar(let value): yaml = YAMLScalar.node(Self.escapeDollars(value), oneLine: true)
-    case .list(let items):
+    if case .list(let items) = node {
       yaml = .sequence(.init(items.map { item in
         let escaped = Self.escapeDollars(item)
         guard escaped.unicodeScalars.contains(where: { ",[]{}:#?".unicodeScalars.contains($0) }) else {
@@ -49,7 +47,10 @@ struct YAMLText {
         }
         return .scalar(.init(escaped, Tag(.str), .doubleQuoted))
       }, Tag(.seq), .flow))
-    case .map: yaml = .null
+    } else if case .scalar(let value) = node {
+      yaml = YAMLScalar.node(Self.escapeDollars(value), oneLine: true)
+    } else {
+      preconditionFailure("a map is written as block lines, never inline")
     }
     guard let text = YAMLScalar.inline(yaml) else {
       throw ConfdImport.Failure(file: self.source, line: nil, message: "\(key): a value holds a NUL byte, which the configuration cannot carry")
