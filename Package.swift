@@ -20,6 +20,7 @@ let grpc: [Target.Dependency] = [
   .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
   .product(name: "SwiftProtobuf", package: "swift-protobuf"),
   .product(name: "NIOCore", package: "swift-nio"),
+  .product(name: "NIOPosix", package: "swift-nio"),
   .product(name: "NIOTLS", package: "swift-nio"),
   .product(name: "NIOHTTP2", package: "swift-nio-http2"),
   .product(name: "NIOSSL", package: "swift-nio-ssl"),

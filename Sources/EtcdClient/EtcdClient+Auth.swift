@@ -22,7 +22,10 @@ extension EtcdClient {
     request.name = credentials.username
     request.password = credentials.password
     do {
-      return try await self.authRPC.authenticate(request, options: self.callOptions()).token
+      let options = self.callOptions()
+      return try await self.withDeadline(nil) { [request] in
+        try await self.authRPC.authenticate(request, options: options).token
+      }
     } catch let error as RPCError {
       var mapped = EtcdError(rpc: error)
       if mapped.code == .invalidArgument || mapped.code == .invalidToken { mapped.code = .authFailed }
@@ -34,7 +37,7 @@ extension EtcdClient {
   /// Runs one Auth administration RPC (a mutation: not retried), discarding its response.
   private func admin<Request: Sendable, Response: Sendable>(
     _ request: Request,
-    _ call: @Sendable (Etcdserverpb_Auth.Client<Transport>, Request, Metadata, CallOptions) async throws -> Response
+    _ call: @escaping @Sendable (Etcdserverpb_Auth.Client<Transport>, Request, Metadata, CallOptions) async throws -> Response
   ) async throws(EtcdError) {
     _ = try await self.unary(idempotent: false) { metadata, options in
       try await call(self.authRPC, request, metadata, options)

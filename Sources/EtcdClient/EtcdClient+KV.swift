@@ -9,7 +9,8 @@ extension EtcdClient {
   public func get(_ range: KeyRange, options: GetOptions = GetOptions()) async throws(EtcdError) -> GetResponse {
     let request = rangeRequest(range, options)
     return try await self.unary(idempotent: true) { [request] metadata, callOptions in
-      // Decoded straight into GetResponse: see RangeResponseDeserializer.
+      // Decoded straight into GetResponse, a large one only here, off the event loop: see
+      // RangeResponseDeserializer.
       try await self.grpc.unary(
         request: ClientRequest(message: request, metadata: metadata),
         descriptor: Etcdserverpb_KV.Method.Range.descriptor,
@@ -17,7 +18,7 @@ extension EtcdClient {
         deserializer: RangeResponseDeserializer(),
         options: callOptions
       ) { try $0.message }
-    }
+    }.response()
   }
 
   /// Reads one key.

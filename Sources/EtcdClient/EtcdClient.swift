@@ -25,6 +25,10 @@ public final class EtcdClient: Sendable {
   let tokens: TokenStore
   let watchHub: WatchHub
   let keepers = KeeperRegistry()
+  /// Enforces request deadlines for all unary calls (see there for why not grpc's own).
+  let deadlines = RequestDeadlines()
+  /// Where unary calls and the watch stream run once they wait: the connections' event loop.
+  let executor: EventLoopTaskExecutor?
 
   /// Creates a client. It does not connect until ``run()`` is running and a request is made.
   public init(configuration: EtcdConfiguration, logger: Logger = Logger(label: "etcd.client")) throws(EtcdError) {
@@ -34,6 +38,7 @@ public final class EtcdClient: Sendable {
     self.grpc = GRPCClient(transport: try TransportFactory.make(configuration))
     self.tokens = TokenStore(credentials: configuration.credentials)
     self.watchHub = WatchHub(logger: logger, hasCredentials: configuration.credentials != nil)
+    self.executor = configuration.runsOnConnectionLoop ? EventLoopTaskExecutor.shared : nil
   }
 
   /// Runs the client's connections until ``shutdown()`` is called (or the task is cancelled).
@@ -51,6 +56,7 @@ public final class EtcdClient: Sendable {
     self.watchHub.shutdown()
     self.keepers.closeAll()
     self.grpc.beginGracefulShutdown()
+    self.deadlines.stop()
   }
 
   /// Fails fast when no member answers within ``EtcdConfiguration/dialTimeout``: a Status
@@ -69,12 +75,28 @@ public final class EtcdClient: Sendable {
   var maintenanceRPC: Etcdserverpb_Maintenance.Client<Transport> { .init(wrapping: self.grpc) }
   var clusterRPC: Etcdserverpb_Cluster.Client<Transport> { .init(wrapping: self.grpc) }
 
-  /// Call options for a unary request: a deadline, and waiting for a ready member.
+  /// Call options for a unary request: waiting for a ready member. The deadline is kept by
+  /// ``withDeadline(_:_:)``.
   func callOptions(timeout: Duration? = nil) -> CallOptions {
     var options = CallOptions.defaults
-    options.timeout = timeout ?? self.configuration.requestTimeout
+    if self.configuration.perCallDeadlineTimer { options.timeout = timeout ?? self.configuration.requestTimeout }
     options.waitForReady = true
     return options
+  }
+
+  /// Runs one attempt of a unary call under its deadline (`timeout`, or else
+  /// ``EtcdConfiguration/requestTimeout``), on the connections' event loop once it waits.
+  /// A call past its deadline fails with `deadlineExceeded`.
+  func withDeadline<Response: Sendable>(
+    _ timeout: Duration?,
+    _ body: @escaping @Sendable () async throws -> Response
+  ) async throws -> Response {
+    if self.configuration.perCallDeadlineTimer {
+      // grpc-swift-2 keeps the deadline (set in callOptions).
+      guard let executor = self.executor else { return try await body() }
+      return try await withTaskExecutorPreference(executor) { try await body() }
+    }
+    return try await self.deadlines.run(timeout: timeout ?? self.configuration.requestTimeout, executor: self.executor, body)
   }
 
   /// How a read that failed with `unavailable` is retried: 200, 400, 800 ms (three retries).
@@ -86,7 +108,7 @@ public final class EtcdClient: Sendable {
   func unary<Response: Sendable>(
     idempotent: Bool,
     timeout: Duration? = nil,
-    _ body: @Sendable (Metadata, CallOptions) async throws -> Response
+    _ body: @escaping @Sendable (Metadata, CallOptions) async throws -> Response
   ) async throws(EtcdError) -> Response {
     var attempt = 0
     var refreshedToken = false
@@ -94,8 +116,10 @@ public final class EtcdClient: Sendable {
       attempt += 1
       var metadata: Metadata?
       do {
-        metadata = self.configuration.credentials == nil ? [:] : try await self.tokens.metadata(using: self)
-        return try await body(metadata!, self.callOptions(timeout: timeout))
+        let current = self.configuration.credentials == nil ? [:] : try await self.tokens.metadata(using: self)
+        metadata = current
+        let options = self.callOptions(timeout: timeout)
+        return try await self.withDeadline(timeout) { try await body(current, options) }
       } catch {
         let error = EtcdError.wrap(error)
         if error.code == .invalidToken, !refreshedToken, self.configuration.credentials != nil {

@@ -82,6 +82,14 @@ public struct EtcdConfiguration: Sendable {
   /// Tests only: leave out the handler that answers etcd's PINGs (and runs the keepalive),
   /// to show the transport defect it works around.
   package var installsLivenessHandler = true
+  /// Package-only until measured (issue 16; ClientBench `--variants` runs both ways in one
+  /// run): enforce each call's deadline with grpc-swift-2's own timer (two child tasks and a
+  /// timer per call); false uses the client's one sweeper (``RequestDeadlines``) instead.
+  package var perCallDeadlineTimer = true
+  /// Package-only until measured (issue 16): run unary calls and the watch stream on the
+  /// connections' event loop (``EventLoopTaskExecutor``, one process-wide NIO thread) instead
+  /// of on Swift's global executor with the connections on NIO's singleton group.
+  package var runsOnConnectionLoop = false
 
   public init(endpoints: [EtcdEndpoint]) {
     self.endpoints = endpoints

@@ -37,7 +37,7 @@ import Testing
     for _ in 0..<5 {
       let message = Self.randomResponse(kvs: kvs)
       let bytes: [UInt8] = try message.serializedBytes()
-      let decoded = try RangeResponseDeserializer().deserialize(bytes)
+      let decoded = try RangeResponseDeserializer().deserialize(bytes).response()
       #expect(decoded == GetResponse(message))
     }
   }
@@ -61,7 +61,7 @@ import Testing
       bytes += [0x12] + Self.varint(kvBytes.count) + kvBytes
     }
     bytes += unknown
-    let decoded = try RangeResponseDeserializer().deserialize(bytes)
+    let decoded = try RangeResponseDeserializer().deserialize(bytes).response()
     #expect(decoded == GetResponse(message))
   }
 

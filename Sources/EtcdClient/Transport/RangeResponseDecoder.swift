@@ -1,4 +1,5 @@
 import GRPCCore
+import GRPCNIOTransportHTTP2Posix
 
 /// Decodes etcd's `RangeResponse` straight from the protobuf wire format into ``GetResponse``.
 ///
@@ -7,13 +8,50 @@ import GRPCCore
 /// field and two passes. This decoder reads the bytes once and allocates only the key and value
 /// arrays. Unknown fields are skipped, as protobuf requires, so newer etcd versions stay
 /// readable. `RangeResponseDecoderTests` checks it against swift-protobuf on random messages.
+///
+/// A large response is not decoded here but handed on as bytes (``RangeWire``): the call runs on
+/// the connections' event loop, and decoding 100k keys there (about 0.1 s) would hold up every
+/// other call and watch of the process. ``EtcdClient/get(_:options:)`` decodes it after the call,
+/// on the caller's own executor.
 struct RangeResponseDeserializer: MessageDeserializer {
-  typealias Message = GetResponse
+  typealias Message = RangeWire
 
-  func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> GetResponse {
-    try serializedMessageBytes.withUnsafeBytes { buffer in
+  /// Responses up to this size are decoded on the event loop, in the call.
+  static let decodeInPlaceLimit = 64 * 1024
+
+  func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> RangeWire {
+    if serializedMessageBytes.count > Self.decodeInPlaceLimit {
+      if let bytes = serializedMessageBytes as? GRPCNIOTransportBytes { return .transportBytes(bytes) }
+      return .bytes(serializedMessageBytes.withUnsafeBytes { [UInt8]($0) })
+    }
+    return .decoded(try Self.decode(serializedMessageBytes))
+  }
+
+  static func decode<Bytes: GRPCContiguousBytes>(_ bytes: Bytes) throws -> GetResponse {
+    try bytes.withUnsafeBytes { buffer in
       var reader = WireReader(buffer)
       return try reader.rangeResponse()
+    }
+  }
+}
+
+/// A Range response as the call returns it: decoded, or (when large) still in wire format.
+enum RangeWire: Sendable {
+  case decoded(GetResponse)
+  /// The transport's own buffer, without a copy.
+  case transportBytes(GRPCNIOTransportBytes)
+  case bytes([UInt8])
+
+  /// The response, decoding it here if the call did not.
+  func response() throws(EtcdError) -> GetResponse {
+    do {
+      switch self {
+      case .decoded(let response): return response
+      case .transportBytes(let bytes): return try RangeResponseDeserializer.decode(bytes)
+      case .bytes(let bytes): return try RangeResponseDeserializer.decode(bytes)
+      }
+    } catch {
+      throw EtcdError(.internalError, "cannot decode etcd's Range response: \(error)", cause: error)
     }
   }
 }

@@ -2,6 +2,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import NIOCore
 import NIOHTTP2
+import NIOPosix
 
 /// Builds the gRPC transport for an ``EtcdConfiguration``.
 enum TransportFactory {
@@ -73,7 +74,11 @@ enum TransportFactory {
         transportSecurity: security,
         config: config,
         resolverRegistry: registry,
-        serviceConfig: serviceConfig
+        serviceConfig: serviceConfig,
+        // One thread serves every connection, so a call that prefers EventLoopTaskExecutor runs
+        // on the thread that reads its responses.
+        eventLoopGroup: configuration.runsOnConnectionLoop
+          ? EventLoopTaskExecutor.group : MultiThreadedEventLoopGroup.singletonMultiThreadedEventLoopGroup
       )
     } catch {
       throw EtcdError(.tlsFailed, "cannot set up the connection: \(error)", cause: error)

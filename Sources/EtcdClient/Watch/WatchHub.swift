@@ -63,7 +63,9 @@ final class WatchHub: Sendable {
       } else if state.task == nil {
         state.generation += 1
         let generation = state.generation
-        state.task = Task { await self.runStream(client: client, generation: generation) }
+        // The stream's task runs on the connections' event loop (as unary calls do): each
+        // response is handled on the thread that read it.
+        state.task = Task(executorPreference: client.executor) { await self.runStream(client: client, generation: generation) }
       }
       return id
     }

@@ -1,0 +1,102 @@
+import EtcdClient
+import EtcdTestSupport
+import Foundation
+import Testing
+
+/// The unary call path, as it is by default and with issue 16's levers (deadlines kept by the
+/// client's sweeper instead of grpc's per-call timer; calls on the connections' event loop,
+/// large Range responses decoded after the call, off that loop).
+@Suite("Unary call path against a real etcd") struct CallPathTests {
+  static func configure(_ configuration: inout EtcdConfiguration, levers: Bool) {
+    configuration.perCallDeadlineTimer = !levers
+    configuration.runsOnConnectionLoop = levers
+  }
+
+  /// A put to a member that stopped answering fails with `deadlineExceeded` once
+  /// `requestTimeout` has passed, and the same client works once the member is back.
+  @Test(.timeLimit(.minutes(2)), arguments: [false, true]) func requestTimeoutEndsAStalledCall(levers: Bool) async throws {
+    try await EtcdServer.with { server in
+      var configuration = server.configuration()
+      Self.configure(&configuration, levers: levers)
+      configuration.requestTimeout = .seconds(1)
+      try await withEtcdClient(configuration) { etcd in
+        try await etcd.put("/deadline/a", "1")
+        server.pause()
+        let error = await #expect(throws: EtcdError.self) { try await etcd.put("/deadline/b", "2") }
+        server.resume()
+        #expect(error?.code == .deadlineExceeded)
+        try await etcd.put("/deadline/c", "3")
+        #expect(try await etcd.get("/deadline/c").kvs.first?.valueString == "3")
+      }
+    }
+  }
+
+  /// A call with a short timeout of its own (`status(timeout:)`) ends at that deadline even
+  /// while a call with a far later deadline is waiting: the sweeper wakes for the earlier one.
+  /// (With a one-hour requestTimeout, a sweeper that slept for the first deadline would hang
+  /// this test until its time limit.)
+  @Test(.timeLimit(.minutes(2)), arguments: [false, true]) func shortTimeoutFiresWhileALongCallWaits(levers: Bool) async throws {
+    try await EtcdServer.with { server in
+      var configuration = server.configuration()
+      Self.configure(&configuration, levers: levers)
+      configuration.requestTimeout = .seconds(3600)
+      try await withEtcdClient(configuration) { etcd in
+        try await etcd.put("/deadline/warm", "1")
+        server.pause()
+        let long = Task { try await etcd.put("/deadline/long", "2") }
+        try await Task.sleep(for: .milliseconds(100))  // let it register first
+        let error = await #expect(throws: EtcdError.self) { try await etcd.status(timeout: .milliseconds(500)) }
+        #expect(error?.code == .deadlineExceeded)
+        server.resume()
+        // The long call was not cancelled by the sweep: it completes once etcd answers.
+        try await long.value
+        #expect(try await etcd.get("/deadline/long").kvs.first?.valueString == "2")
+      }
+    }
+  }
+
+  /// Cancelling the task that makes a call ends the call with `cancelled`, not a timeout.
+  @Test(.timeLimit(.minutes(2)), arguments: [false, true]) func cancellingTheCallerCancelsTheCall(levers: Bool) async throws {
+    try await EtcdServer.with { server in
+      var configuration = server.configuration()
+      Self.configure(&configuration, levers: levers)
+      try await withEtcdClient(configuration) { etcd in
+        try await etcd.put("/deadline/warm", "1")
+        server.pause()
+        let call = Task { try await etcd.put("/deadline/x", "1") }
+        try await Task.sleep(for: .milliseconds(100))
+        call.cancel()
+        let result = await call.result
+        server.resume()
+        #expect(throws: EtcdError.self) { try result.get() }
+        if case .failure(let error as EtcdError) = result { #expect(error.code == .cancelled) }
+        try await etcd.put("/deadline/after", "1")
+      }
+    }
+  }
+
+  /// A Range response larger than what is decoded on the event loop (64 KiB) comes back
+  /// whole and in key order, from a single Range and from paginated reads.
+  @Test(arguments: [false, true]) func largeRangeIsDecodedWhole(levers: Bool) async throws {
+    try await EtcdServer.with { server in
+      var configuration = server.configuration()
+      Self.configure(&configuration, levers: levers)
+      try await withEtcdClient(configuration) { etcd in try await Self.largeRange(etcd) }
+    }
+  }
+
+  static func largeRange(_ etcd: EtcdClient) async throws {
+    do {
+      let value = String(repeating: "v", count: 200)
+      for base in stride(from: 0, to: 2000, by: 100) {
+        try await etcd.txn(if: [], then: (base..<base + 100).map { Op.put(String(format: "/large/%05d", $0), value + "\($0)") })
+      }
+      let all = try await etcd.get(.prefix("/large/"))
+      #expect(all.kvs.count == 2000)
+      #expect(all.kvs.map(\.keyString) == (0..<2000).map { String(format: "/large/%05d", $0) })
+      #expect(all.kvs.map(\.valueString) == (0..<2000).map { value + "\($0)" })
+      let paged = try await etcd.getAll(.prefix("/large/"), pageSize: 700)
+      #expect(paged.kvs == all.kvs)
+    }
+  }
+}
