@@ -1,22 +1,33 @@
-// ClientBench: EtcdClient side by side with its floors on one etcd, in one run.
+// ClientBench: EtcdClient side by side with its peers on one etcd, in one run.
 //
-//   swift run -c release ClientBench [--puts N] [--keys N] [--reads N] [--watches N] [--no-python]
-//   (scripts/bench runs exactly this)
+//   swift run -c release ClientBench [--rounds N] [--puts N] [--keys N] [--reads N] [--watches N]
+//                                    [--go PATH] [--no-python] [--no-etcdctl] [--variants] [--json-out FILE]
+//   (scripts/bench builds the Go peer and runs exactly this with --go)
 //
-// Measures sequential put latency and throughput, the time to read a 100k-key prefix
-// (100-byte values), and put → watch-event latency, for: EtcdClient (this package),
-// etcdctl (whole process per operation: the floor a shell script gets), and Python's grpcio
-// (gRPC C-core, in process). `ClientBench read-once ENDPOINT PREFIX` is the whole-process read
-// used for the comparison with `etcdctl get --prefix`.
+// Measures sequential put latency and throughput, one Range over a 100k-key prefix (100-byte
+// values), and put → watch-event latency, for: EtcdClient (this package, in process), Go's
+// clientv3 (the client of etcd's own tutorial, Benchmarks/go-clientv3), Python's grpcio (gRPC
+// C-core, Benchmarks/python) and etcdctl (a process per operation: the floor a shell script
+// gets). The peers take turns, round after round (EtcdClient, Go, grpcio, EtcdClient, ...), on
+// the same etcd, so a slow spell of a shared machine falls on all of them; each column shows
+// the range over the rounds.
+//
+// CPU columns: utime+stime of the client process and of etcd (/proc/PID/stat) before and after
+// the phase, divided by its requests (a put→watch sample is one put and one event).
+// `ClientBench read-once ENDPOINT PREFIX` is the whole-process read used for the comparison
+// with `etcdctl get --prefix`.
 import EtcdClient
 import EtcdTestSupport
 import Foundation
-import Synchronization
 
 let arguments = CommandLine.arguments
 func option(_ name: String, _ fallback: Int) -> Int {
   guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count, let v = Int(arguments[i + 1]) else { return fallback }
   return v
+}
+func stringOption(_ name: String) -> String? {
+  guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return nil }
+  return arguments[i + 1]
 }
 
 if arguments.count >= 4 && arguments[1] == "read-once" {
@@ -29,8 +40,9 @@ if arguments.count >= 4 && arguments[1] == "read-once" {
 }
 
 let puts = option("--puts", 5000), keys = option("--keys", 100_000), reads = option("--reads", 5)
-let watches = option("--watches", 2000)
-let usePython = !arguments.contains("--no-python")
+let watches = option("--watches", 2000), rounds = max(1, option("--rounds", 3))
+let usePython = !arguments.contains("--no-python"), useEtcdctl = !arguments.contains("--no-etcdctl")
+let goPeer = stringOption("--go")
 
 func percentile(_ values: [Double], _ p: Double) -> Double {
   let sorted = values.sorted()
@@ -38,6 +50,16 @@ func percentile(_ values: [Double], _ p: Double) -> Double {
 }
 func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 func median(_ values: [Double]) -> Double { percentile(values, 50) }
+
+/// CPU seconds of a process from /proc/PID/stat: utime+stime, or with `children` the
+/// cutime+cstime of its waited-for children.
+func cpuSeconds(_ pid: String, children: Bool = false) -> Double {
+  guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = text.lastIndex(of: ")") else { return .nan }
+  let fields = text[text.index(close, offsetBy: 2)...].split(separator: " ")
+  let (a, b) = children ? (13, 14) : (11, 12)
+  return (Double(fields[a])! + Double(fields[b])!) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
 
 /// Runs a command to completion; returns its wall time and standard output.
 func run(_ path: String, _ args: [String]) throws -> (Double, String) {
@@ -54,167 +76,241 @@ func run(_ path: String, _ args: [String]) throws -> (Double, String) {
   return (seconds(ContinuousClock.now - start), String(decoding: data, as: UTF8.self))
 }
 
-struct Row { var name: String; var putP50 = "-", putP99 = "-", putRate = "-", read = "-", watchP50 = "-", watchP99 = "-" }
-func ms(_ s: Double) -> String { String(format: "%.3f ms", s * 1000) }
+/// One peer's figures in one round, under the keys the Go and Python peers print.
+typealias Figures = [String: Double]
 
 let server = try await EtcdServer.start(arguments: ["--quota-backend-bytes", "\(4 << 30)"])
 defer { server.destroy() }
 let endpoint = server.endpoint
+let etcdPid = "\(server.pid!)"
 let etcdctl = "/usr/bin/etcdctl"
 let value = String(repeating: "x", count: 100)
-var rows: [Row] = []
 print("etcd \(try run(server.binary, ["--version"]).1.split(separator: "\n").first ?? "") at \(endpoint) (data on tmpfs)")
 
-var swift = Row(name: "EtcdClient (Swift)")
-var ctl = Row(name: "etcdctl (process per op)")
-try await withEtcdClient(server.configuration()) { etcd in
-  // Load the read data set: 100-byte values, 128 puts per txn.
-  for base in stride(from: 0, to: keys, by: 128) {
-    let ops = (base..<min(base + 128, keys)).map { Op.put(String(format: "/bench/data/%07d", $0), value) }
-    try await etcd.txn(if: [], then: ops)
-  }
+/// EtcdClient's round, with a client of its own: the same three measurements as the peers, in
+/// this process.
+func swiftRound(_ configuration: EtcdConfiguration, prefix: String) async throws -> Figures {
+  try await withEtcdClient(configuration) { etcd in try await swiftRound(etcd, prefix: prefix) }
+}
 
-  // Sequential puts.
-  for i in 0..<200 { try await etcd.put("/bench/warm/\(i)", value) }
+func swiftRound(_ etcd: EtcdClient, prefix: String) async throws -> Figures {
+  var f = Figures()
+  for i in 0..<200 { try await etcd.put("\(prefix)warm/\(i)", value) }
   var latencies: [Double] = []
+  latencies.reserveCapacity(puts)
+  var (c0, e0) = (cpuSeconds("self"), cpuSeconds(etcdPid))
   let start = ContinuousClock.now
   for i in 0..<puts {
     let t = ContinuousClock.now
-    try await etcd.put("/bench/put/\(i % 1000)", value)
+    try await etcd.put("\(prefix)put/\(i % 1000)", value)
     latencies.append(seconds(ContinuousClock.now - t))
   }
   let total = seconds(ContinuousClock.now - start)
-  swift.putP50 = ms(percentile(latencies, 50))
-  swift.putP99 = ms(percentile(latencies, 99))
-  swift.putRate = String(format: "%.0f/s", Double(puts) / total)
+  var (c1, e1) = (cpuSeconds("self"), cpuSeconds(etcdPid))
+  f["put_p50_ms"] = percentile(latencies, 50) * 1e3
+  f["put_p99_ms"] = percentile(latencies, 99) * 1e3
+  f["put_per_s"] = Double(puts) / total
+  f["put_client_cpu_ms"] = (c1 - c0) * 1e3 / Double(puts)
+  f["put_etcd_cpu_ms"] = (e1 - e0) * 1e3 / Double(puts)
 
-  // 100k-key read, in process (paginated, pinned to one revision) and whole process.
-  var inProcess: [Double] = []
-  var count = 0
-  for _ in 0..<reads {
-    let t = ContinuousClock.now
-    count = try await etcd.getAll(.prefix("/bench/data/")).kvs.count
-    inProcess.append(seconds(ContinuousClock.now - t))
-  }
-  precondition(count == keys, "read \(count) keys, expected \(keys)")
   var single: [Double] = []
   for _ in 0..<reads {
     let t = ContinuousClock.now
-    count = try await etcd.get(.prefix("/bench/data/")).kvs.count
+    let count = try await etcd.get(.prefix("/bench/data/")).kvs.count
     single.append(seconds(ContinuousClock.now - t))
+    precondition(count == keys, "read \(count) keys, expected \(keys)")
   }
-  precondition(count == keys)
-  let own = CommandLine.arguments[0]
-  var wholeProcess: [Double] = []
-  for _ in 0..<reads {
-    let (t, out) = try run(own, ["read-once", endpoint, "/bench/data/"])
-    precondition(Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) == keys)
-    wholeProcess.append(t)
-  }
-  swift.read = "\(ms(median(single))) one Range, \(ms(median(inProcess))) paged (10k), \(ms(median(wholeProcess))) whole process"
+  f["read_s"] = median(single)
 
-  // put → watch event.
-  let arrivals = Mutex<[String: ContinuousClock.Instant]>([:])
-  let watcher = Task {
-    for try await response in etcd.watch(.prefix("/bench/watch/")) {
-      let now = ContinuousClock.now
-      arrivals.withLock { for e in response.events { $0[e.kv.keyString] = now } }
-    }
-  }
-  try await Task.sleep(for: .milliseconds(300))
+  // put → watch event: the event is awaited on the watch stream itself, as a consumer would.
+  var options = WatchOptions()
+  options.createdNotify = true
+  var events = etcd.watch(.prefix("\(prefix)watch/"), options: options).makeAsyncIterator()
+  guard let created = try await events.next(), created.created else { fatalError("watch not created") }
   var watchLatencies: [Double] = []
+  (c0, e0) = (cpuSeconds("self"), cpuSeconds(etcdPid))
   for i in 0..<watches {
-    let key = "/bench/watch/\(i)"
+    let key = "\(prefix)watch/\(i)"
     let t = ContinuousClock.now
     try await etcd.put(key, value)
-    while true {
-      if let at = arrivals.withLock({ $0[key] }) { watchLatencies.append(seconds(at - t)); break }
-      await Task.yield()
+    guard let response = try await events.next(), response.events.count == 1, response.events[0].kv.keyString == key else {
+      fatalError("unexpected watch response")
     }
+    watchLatencies.append(seconds(ContinuousClock.now - t))
   }
-  watcher.cancel()
-  swift.watchP50 = ms(percentile(watchLatencies, 50))
-  swift.watchP99 = ms(percentile(watchLatencies, 99))
+  (c1, e1) = (cpuSeconds("self"), cpuSeconds(etcdPid))
+  f["watch_p50_ms"] = percentile(watchLatencies, 50) * 1e3
+  f["watch_p99_ms"] = percentile(watchLatencies, 99) * 1e3
+  f["watch_client_cpu_ms"] = (c1 - c0) * 1e3 / Double(watches)
+  f["watch_etcd_cpu_ms"] = (e1 - e0) * 1e3 / Double(watches)
+  return f
+}
 
-  // etcdctl: puts (one process each), whole-process read, and `etcdctl watch` as the floor
-  // for put → event, with the puts made by EtcdClient.
+/// A peer in another process that prints its figures as one JSON object on its last line.
+func peerRound(_ path: String, _ args: [String]) throws -> Figures? {
+  let (_, out) = try run(path, args)
+  guard let line = out.split(separator: "\n").last,
+        let figures = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Double] else {
+    print("peer \(path) \(args.first ?? "") failed: \(out)")
+    return nil
+  }
+  return figures
+}
+
+/// etcdctl: puts (a process each), the whole-process read, and `etcdctl watch` as the floor
+/// for put → event, with the puts made by EtcdClient. Its client CPU is that of the etcdctl
+/// processes (this process's waited-for children).
+func etcdctlRound(_ etcd: EtcdClient, prefix: String) async throws -> Figures {
+  var f = Figures()
+  let n = 100
   var ctlPuts: [Double] = []
+  let (c0, e0) = (cpuSeconds("self", children: true), cpuSeconds(etcdPid))
   let ctlStart = ContinuousClock.now
-  for i in 0..<100 { ctlPuts.append(try run(etcdctl, ["--endpoints", endpoint, "put", "/bench/ctl/\(i)", value]).0) }
-  ctl.putP50 = ms(percentile(ctlPuts, 50))
-  ctl.putP99 = ms(percentile(ctlPuts, 99))
-  ctl.putRate = String(format: "%.0f/s", 100 / seconds(ContinuousClock.now - ctlStart))
+  for i in 0..<n { ctlPuts.append(try run(etcdctl, ["--endpoints", endpoint, "put", "\(prefix)put/\(i)", value]).0) }
+  let total = seconds(ContinuousClock.now - ctlStart)
+  let (c1, e1) = (cpuSeconds("self", children: true), cpuSeconds(etcdPid))
+  f["put_p50_ms"] = percentile(ctlPuts, 50) * 1e3
+  f["put_p99_ms"] = percentile(ctlPuts, 99) * 1e3
+  f["put_per_s"] = Double(n) / total
+  f["put_client_cpu_ms"] = (c1 - c0) * 1e3 / Double(n)
+  f["put_etcd_cpu_ms"] = (e1 - e0) * 1e3 / Double(n)
   var ctlReads: [Double] = []
   for _ in 0..<reads {
     let (t, out) = try run(etcdctl, ["--endpoints", endpoint, "get", "--prefix", "/bench/data/"])
     precondition(out.split(separator: "\n").count == 2 * keys)
     ctlReads.append(t)
   }
-  ctl.read = "\(ms(median(ctlReads))) whole process"
+  f["read_s"] = median(ctlReads)
 
   let watch = Process()
   watch.executableURL = URL(fileURLWithPath: etcdctl)
-  watch.arguments = ["--endpoints", endpoint, "watch", "--prefix", "/bench/ctlwatch/"]
+  watch.arguments = ["--endpoints", endpoint, "watch", "--prefix", "\(prefix)watch/"]
   let pipe = Pipe()
   watch.standardOutput = pipe
   try watch.run()
-  let seen = Mutex<[String: ContinuousClock.Instant]>([:])
-  let reader = Thread {
-    var pending = ""
-    while true {
-      let data = pipe.fileHandleForReading.availableData
-      if data.isEmpty { return }
-      let now = ContinuousClock.now
-      pending += String(decoding: data, as: UTF8.self)
-      while let nl = pending.firstIndex(of: "\n") {
-        let line = String(pending[..<nl])
-        pending = String(pending[pending.index(after: nl)...])
-        if line.hasPrefix("/bench/ctlwatch/") { seen.withLock { $0[line] = now } }
+  let lines = AsyncStream<(String, ContinuousClock.Instant)> { continuation in
+    Thread {
+      var pending = ""
+      while true {
+        let data = pipe.fileHandleForReading.availableData
+        if data.isEmpty { continuation.finish(); return }
+        let now = ContinuousClock.now
+        pending += String(decoding: data, as: UTF8.self)
+        while let nl = pending.firstIndex(of: "\n") {
+          let line = String(pending[..<nl])
+          pending = String(pending[pending.index(after: nl)...])
+          if line.hasPrefix("\(prefix)watch/") { continuation.yield((line, now)) }
+        }
       }
-    }
-  }
-  reader.start()
+    }.start()
+  }.makeAsyncIterator()
+  var seen = lines
   try await Task.sleep(for: .milliseconds(500))
   var ctlWatch: [Double] = []
   for i in 0..<watches {
-    let key = "/bench/ctlwatch/\(i)"
+    let key = "\(prefix)watch/\(i)"
     let t = ContinuousClock.now
     try await etcd.put(key, value)
-    while true {
-      if let at = seen.withLock({ $0[key] }) { ctlWatch.append(seconds(at - t)); break }
-      await Task.yield()
-    }
+    guard let (line, at) = await seen.next(), line == key else { fatalError("etcdctl watch: unexpected line") }
+    ctlWatch.append(seconds(at - t))
   }
   watch.terminate()
-  ctl.watchP50 = ms(percentile(ctlWatch, 50))
-  ctl.watchP99 = ms(percentile(ctlWatch, 99))
+  watch.waitUntilExit()
+  f["watch_p50_ms"] = percentile(ctlWatch, 50) * 1e3
+  f["watch_p99_ms"] = percentile(ctlWatch, 99) * 1e3
+  return f
 }
-rows += [swift, ctl]
 
-if usePython {
-  var py = Row(name: "grpcio (Python, C-core)")
-  let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("python/grpc_peer.py").path
-  let (_, out) = try run("/usr/bin/env", ["python3", script, endpoint, "/bench/", "\(puts)", "\(reads)", "\(watches)"])
-  if let data = out.split(separator: "\n").last.map({ Data($0.utf8) }),
-     let r = try? JSONSerialization.jsonObject(with: data) as? [String: Double] {
-    py.putP50 = String(format: "%.3f ms", r["put_p50_ms"]!)
-    py.putP99 = String(format: "%.3f ms", r["put_p99_ms"]!)
-    py.putRate = String(format: "%.0f/s", r["put_per_s"]!)
-    py.read = "\(ms(r["read_s"]!)) one Range"
-    py.watchP50 = String(format: "%.3f ms", r["watch_p50_ms"]!)
-    py.watchP99 = String(format: "%.3f ms", r["watch_p99_ms"]!)
-    rows.append(py)
-  } else {
-    print("grpcio peer failed (install with: python3 -m pip install grpcio grpcio-tools): \(out)")
+// With --variants, EtcdClient also runs with issue 16's call-path levers (package-only
+// switches, off by default until measured; see docs/benchmarks.md), in the same rounds: the
+// deadline sweeper and the connections' event loop; and the deadline sweeper only.
+var swiftVariants: [(String, EtcdConfiguration)] = [("EtcdClient (Swift)", server.configuration())]
+if arguments.contains("--variants") {
+  var levers = server.configuration()
+  levers.perCallDeadlineTimer = false
+  levers.runsOnConnectionLoop = true
+  var sweeperOnly = server.configuration()
+  sweeperOnly.perCallDeadlineTimer = false
+  swiftVariants += [("EtcdClient, levers (deadline sweeper, event-loop executor)", levers),
+                    ("EtcdClient, deadline sweeper only (global executor)", sweeperOnly)]
+}
+var results: [(name: String, rounds: [Figures])] = swiftVariants.map { ($0.0, []) }
+if let goPeer { results.append(("Go clientv3 3.4 (\(URL(fileURLWithPath: goPeer).lastPathComponent))", [])) }
+if usePython { results.append(("grpcio (Python, C-core)", [])) }
+let pythonScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  .appendingPathComponent("python/grpc_peer.py").path
+var loadAverages: [String] = []
+
+try await withEtcdClient(server.configuration()) { etcd in
+  // The read data set: 100-byte values, 128 puts per txn.
+  for base in stride(from: 0, to: keys, by: 128) {
+    let ops = (base..<min(base + 128, keys)).map { Op.put(String(format: "/bench/data/%07d", $0), value) }
+    try await etcd.txn(if: [], then: ops)
   }
+  for round in 1...rounds {
+    loadAverages.append((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")
+    var slot = -1
+    for (index, variant) in swiftVariants.enumerated() {
+      slot += 1
+      results[slot].rounds.append(try await swiftRound(variant.1, prefix: "/bench/r\(round)/swift\(index)/"))
+    }
+    if let goPeer {
+      slot += 1
+      if let f = try peerRound(goPeer, [endpoint, "/bench/r\(round)/go/", "/bench/data/", "\(puts)", "\(reads)", "\(watches)", etcdPid]) {
+        results[slot].rounds.append(f)
+      }
+    }
+    if usePython {
+      slot += 1
+      if let f = try peerRound("/usr/bin/env", ["python3", pythonScript, endpoint, "/bench/r\(round)/py/", "/bench/data/", "\(puts)", "\(reads)", "\(watches)", etcdPid]) {
+        results[slot].rounds.append(f)
+      }
+    }
+  }
+  if useEtcdctl { results.append(("etcdctl (process per op; Range: whole process)", [try await etcdctlRound(etcd, prefix: "/bench/ctl/")])) }
+
+  // EtcdClient's paged and whole-process reads, for the comparison with `etcdctl get`.
+  var paged: [Double] = []
+  for _ in 0..<reads {
+    let t = ContinuousClock.now
+    let count = try await etcd.getAll(.prefix("/bench/data/")).kvs.count
+    precondition(count == keys)
+    paged.append(seconds(ContinuousClock.now - t))
+  }
+  var wholeProcess: [Double] = []
+  for _ in 0..<reads {
+    let (t, out) = try run(CommandLine.arguments[0], ["read-once", endpoint, "/bench/data/"])
+    precondition(Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) == keys)
+    wholeProcess.append(t)
+  }
+  print("EtcdClient read of \(keys) keys: paged (10k per page, one revision) \(String(format: "%.1f", median(paged) * 1e3)) ms, whole process \(String(format: "%.1f", median(wholeProcess) * 1e3)) ms")
 }
 
-print("\nsequential puts: \(puts) (100-byte values); read: \(keys) keys x 100 bytes, median of \(reads); put -> watch event: \(watches) samples\n")
-let headers = ["client", "put p50", "put p99", "puts/s", "read 100k keys", "watch p50", "watch p99"]
-let table = [headers] + rows.map { [$0.name, $0.putP50, $0.putP99, $0.putRate, $0.read, $0.watchP50, $0.watchP99] }
+print("\n\(rounds) round(s), peers alternating; load average at the start of each round: \(loadAverages.joined(separator: " | "))")
+print("sequential puts: \(puts) (100-byte values); one Range of \(keys) keys x 100 bytes, median of \(reads); put -> watch event: \(watches) samples; etcdctl: 100 puts, once\n")
+let columns: [(String, String, Double, String)] = [
+  ("put p50", "put_p50_ms", 1, "ms"), ("put p99", "put_p99_ms", 1, "ms"), ("puts/s", "put_per_s", 1, ""),
+  ("one Range", "read_s", 1e3, "ms"), ("watch p50", "watch_p50_ms", 1, "ms"), ("watch p99", "watch_p99_ms", 1, "ms"),
+  ("client CPU/put", "put_client_cpu_ms", 1, "ms"), ("etcd CPU/put", "put_etcd_cpu_ms", 1, "ms"),
+  ("client CPU/watch", "watch_client_cpu_ms", 1, "ms"), ("etcd CPU/watch", "watch_etcd_cpu_ms", 1, "ms"),
+]
+func cell(_ values: [Double], scale: Double, unit: String) -> String {
+  guard let lo = values.min(), let hi = values.max() else { return "-" }
+  let digits = unit.isEmpty ? 0 : (hi * scale >= 100 ? 1 : 3)
+  let fmt = { (v: Double) in String(format: "%.\(digits)f", v * scale) }
+  let range = values.count == 1 || fmt(lo) == fmt(hi) ? fmt(lo) : "\(fmt(lo))–\(fmt(hi))"
+  return unit.isEmpty ? range : "\(range) \(unit)"
+}
+let headers = ["client"] + columns.map(\.0)
+let table = [headers] + results.map { peer in
+  [peer.name] + columns.map { c in cell(peer.rounds.compactMap { $0[c.1] }, scale: c.2, unit: c.3) }
+}
 let widths = headers.indices.map { c in table.map { $0[c].count }.max()! }
 for (i, line) in table.enumerated() {
   print("| " + line.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: " | ") + " |")
   if i == 0 { print("|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|") }
+}
+if let raw = stringOption("--json-out") {
+  let object = results.map { ["name": $0.name, "rounds": $0.rounds] as [String: Any] }
+  try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: raw))
 }

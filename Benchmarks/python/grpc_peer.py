@@ -2,13 +2,24 @@
 """The Python grpcio (gRPC C-core) peer of ClientBench: the same three measurements on the
 same etcd, printed as one JSON object.
 
-  grpc_peer.py ENDPOINT PREFIX PUTS READS WATCHES
+  grpc_peer.py ENDPOINT PREFIX DATA_PREFIX PUTS READS WATCHES ETCD_PID
+
+Puts go to PREFIX/put/N, put -> watch samples to PREFIX/watch/N; the Range reads DATA_PREFIX.
+CPU figures are utime+stime of this process (all threads) and of etcd from /proc/PID/stat.
 
 Stubs are generated at start-up from etcd's protos (scripts/prepare-protos) with grpcio-tools.
 """
 import json, os, statistics, subprocess, sys, tempfile, threading, time
 
-endpoint, prefix, puts, reads, watches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+endpoint, prefix, data_prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+puts, reads, watches, etcd_pid = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+TICK = os.sysconf("SC_CLK_TCK")
+
+def cpu_seconds(pid):
+    """utime+stime of a process from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 work = tempfile.mkdtemp(prefix="grpc-peer-")
 subprocess.run([f"{root}/scripts/prepare-protos", f"{work}/protos"], check=True)
@@ -35,15 +46,18 @@ value = b"x" * 100
 for i in range(200):  # warm-up
     kv.Put(pb.PutRequest(key=f"{prefix}warm/{i}".encode(), value=value))
 lat = []
+c0, e0 = cpu_seconds("self"), cpu_seconds(etcd_pid)
 start = time.perf_counter()
 for i in range(puts):
     t = time.perf_counter()
     kv.Put(pb.PutRequest(key=f"{prefix}put/{i % 1000}".encode(), value=value))
     lat.append(time.perf_counter() - t)
 total = time.perf_counter() - start
+c1, e1 = cpu_seconds("self"), cpu_seconds(etcd_pid)
+put_cpu = ((c1 - c0) * 1e3 / puts, (e1 - e0) * 1e3 / puts)
 
 read_times, count = [], 0
-key = f"{prefix}data/".encode()
+key = data_prefix.encode()
 end = key[:-1] + bytes([key[-1] + 1])
 for _ in range(reads):
     t = time.perf_counter()
@@ -54,38 +68,33 @@ for _ in range(reads):
     read_times.append(time.perf_counter() - t)
     count = len(data)
 
-# put -> watch event
-events = {}
-ready = threading.Event()
+# put -> watch event: the event is awaited on the watch stream's iterator itself (blocking,
+# as a consumer would), not by spinning.
 wkey = f"{prefix}watch/".encode()
 wend = wkey[:-1] + bytes([wkey[-1] + 1])
 requests_done = threading.Event()
 def gen():
     yield pb.WatchRequest(create_request=pb.WatchCreateRequest(key=wkey, range_end=wend))
     requests_done.wait()
-def reader():
-    for resp in watch.Watch(gen()):
-        if resp.created:
-            ready.set()
-        for ev in resp.events:
-            events[ev.kv.key] = time.perf_counter()
-        if len(events) >= watches:
-            return
-th = threading.Thread(target=reader, daemon=True)
-th.start()
-ready.wait(10)
-wl, sent = [], {}
+responses = watch.Watch(gen())
+assert next(responses).created
+wl = []
+c0, e0 = cpu_seconds("self"), cpu_seconds(etcd_pid)
 for i in range(watches):
     k = f"{prefix}watch/{i}".encode()
-    sent[k] = time.perf_counter()
+    t = time.perf_counter()
     kv.Put(pb.PutRequest(key=k, value=value))
-    while k not in events:
-        time.sleep(0)  # spin: the reader thread records the arrival time
-    wl.append(events[k] - sent[k])
+    resp = next(responses)
+    assert len(resp.events) == 1 and resp.events[0].kv.key == k
+    wl.append(time.perf_counter() - t)
+c1, e1 = cpu_seconds("self"), cpu_seconds(etcd_pid)
 requests_done.set()
+responses.cancel()
 
 print(json.dumps({
     "put_p50_ms": pct(lat, 50) * 1e3, "put_p99_ms": pct(lat, 99) * 1e3, "put_per_s": puts / total,
+    "put_client_cpu_ms": put_cpu[0], "put_etcd_cpu_ms": put_cpu[1],
     "read_s": statistics.median(read_times), "read_keys": count,
     "watch_p50_ms": pct(wl, 50) * 1e3, "watch_p99_ms": pct(wl, 99) * 1e3,
+    "watch_client_cpu_ms": (c1 - c0) * 1e3 / watches, "watch_etcd_cpu_ms": (e1 - e0) * 1e3 / watches,
 }))
