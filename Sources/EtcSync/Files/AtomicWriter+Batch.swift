@@ -19,11 +19,12 @@ extension AtomicWriter {
   static let batchSize = 128
 
   /// Writes many files with the same guarantees as ``write(_:to:check:)`` for each one, but
-  /// in groups: a group's temp files are all staged, then fsynced, checked and renamed, and
-  /// each directory is fsynced once per group. The first fsync of a group commits the others'
-  /// data with it on journaling file systems, so a large tree costs a fraction of the
-  /// one-by-one fsyncs. One file's failure does not stop the others. The test ``hook`` is not
-  /// called on this path.
+  /// in groups: a group's temp files are all staged, then made durable, checked and renamed,
+  /// and their directories made durable once per group. A group of at least
+  /// ``FileSystemSync/threshold`` files is synced with one `syncfs` per file system before the
+  /// renames and one after them (``FileSystemSync``), a smaller one with an fsync per file and
+  /// per directory. One file's failure does not stop the others; a failed `syncfs` fails its
+  /// whole group. The test ``hook`` is not called on this path.
   public func write(_ files: [ExactString: DesiredFile], check: StagedFileCheck? = nil) async -> BatchReport {
     var report = BatchReport()
     let paths = files.keys.sorted()
@@ -33,10 +34,11 @@ extension AtomicWriter {
       var staged: [(path: ExactString, file: StagedFile, existed: Bool)] = []
       // Keyed by the directory path's bytes: `\u{E9}/a` and `e\u{301}/b` are two directories.
       var directories: [ExactString: RootedDirectory] = [:]
+      var fileSystems = FileSystemSync()
       for path in group {
         guard let file = files[path] else { continue }
         do {
-          if let (stagedFile, existed) = try stage(file, at: path, directories: &directories) {
+          if let (stagedFile, existed) = try stage(file, at: path, directories: &directories, fileSystems: &fileSystems) {
             staged.append((path, stagedFile, existed))
           } else {
             report.outcomes[path] = .unchanged
@@ -45,7 +47,7 @@ extension AtomicWriter {
           report.failures[path] = error
         }
       }
-      await commit(staged, check: check, into: &report)
+      await commit(staged, fileSystems: fileSystems, check: check, into: &report)
       start += Self.batchSize
     }
     return report
@@ -53,7 +55,8 @@ extension AtomicWriter {
 
   /// Stages one file of a batch (nil when it is unchanged), reusing opened directories.
   private func stage(
-    _ file: DesiredFile, at exactPath: ExactString, directories: inout [ExactString: RootedDirectory]
+    _ file: DesiredFile, at exactPath: ExactString, directories: inout [ExactString: RootedDirectory],
+    fileSystems: inout FileSystemSync
   ) throws(FileError) -> (StagedFile, Bool)? {
     let path = exactPath.string
     let (components, name) = try split(path)
@@ -64,6 +67,8 @@ extension AtomicWriter {
     } else {
       parent = try openParent(of: path, create: options.createDirectories).0
       directories[key] = parent
+      // Noted before any file in it is written, as `syncfs`'s error report needs.
+      fileSystems.note(parent.directory, path: parent.path)
     }
     let target = try inspectTarget(name, in: parent)
     let attributes = EffectiveAttributes(file.attributes, existing: target.regular)
@@ -83,15 +88,23 @@ extension AtomicWriter {
     return (staged, target.exists)
   }
 
-  /// Syncs, checks and renames a group of staged files, then fsyncs their directories once.
+  /// Syncs, checks and renames a group of staged files, then syncs their directories once.
   private func commit(
-    _ staged: [(path: ExactString, file: StagedFile, existed: Bool)], check: StagedFileCheck?,
-    into report: inout BatchReport
+    _ staged: [(path: ExactString, file: StagedFile, existed: Bool)], fileSystems: FileSystemSync,
+    check: StagedFileCheck?, into report: inout BatchReport
   ) async {
+    let together = options.fsync && staged.count >= FileSystemSync.threshold && !fileSystems.isEmpty
+    if together, let error = fileSystems.sync() {
+      for entry in staged {
+        entry.file.discard()
+        report.failures[entry.path] = error
+      }
+      return
+    }
     var renamed: [(path: ExactString, file: StagedFile, existed: Bool)] = []
     for entry in staged {
       do throws(FileError) {
-        if options.fsync { try entry.file.sync() }
+        if options.fsync && !together { try entry.file.sync() }
         if let check {
           try await runCheck(check, on: entry.file.path, target: entry.file.targetPath)
         }
@@ -102,6 +115,15 @@ extension AtomicWriter {
         entry.file.discard()
         report.failures[entry.path] = error
       }
+    }
+    if together {
+      // The renames (directory entries) are durable once the file systems are synced again.
+      let error = renamed.isEmpty ? nil : fileSystems.sync()
+      for entry in renamed {
+        if let error { report.failures[entry.path] = error }
+        else { report.outcomes[entry.path] = entry.existed ? .replaced : .created }
+      }
+      return
     }
     var synced: [ExactString: FileError?] = [:]
     for entry in renamed {

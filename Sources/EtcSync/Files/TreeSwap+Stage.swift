@@ -38,9 +38,11 @@ extension TreeSwap {
 /// Writes the files of a new tree in byte order of their paths, keeping open only the
 /// directories on the current path and fsyncing each one when it is left.
 ///
-/// Files are fsynced in batches after they are written rather than one by one: the first
-/// fsync of a batch commits the others' data with it on journaling file systems, which makes
-/// a large tree far cheaper to stage. Everything is synced before ``finish()`` returns.
+/// A small tree is made durable file by file and directory by directory. Once it grows past
+/// ``FileSystemSync/threshold`` files, nothing more is fsynced one by one and ``finish()``
+/// syncs the staged tree's file system once (``FileSystemSync``): the staged directory is new
+/// and holds no mount point, so that one call covers every file and directory in it.
+/// Everything is durable before ``finish()`` returns.
 private struct StagingWriter {
   let top: FileDescriptor
   let path: String
@@ -49,12 +51,17 @@ private struct StagingWriter {
   var stack: [(name: String, fd: FileDescriptor)] = []
   /// Written files not yet fsynced.
   var unsynced: [(fd: FileDescriptor, path: String)] = []
-  static let syncBatch = 128
+  /// Set once the tree has more than the threshold's files: then ``finish()`` syncs its file
+  /// system instead.
+  var syncsFileSystem = false
+  /// `top`'s file system, noted before anything was written in it.
+  var fileSystem = FileSystemSync()
 
   init(top: FileDescriptor, path: String, options: TreeSwap.Options) {
     self.top = top
     self.path = path
     self.options = options
+    self.fileSystem.note(top, path: path)
   }
 
   var currentPath: String { joinPath([path] + stack.map(\.name)) }
@@ -75,9 +82,12 @@ private struct StagingWriter {
       throw FileError(.write, path: filePath, errno: error, message: "cannot write a staged file")
     }
     try EffectiveAttributes(file.attributes, existing: info).apply(to: handle, path: filePath)
-    guard options.fsync else { return }
+    guard options.fsync, !syncsFileSystem else { return }
     unsynced.append((handle, filePath))
-    if unsynced.count >= Self.syncBatch { try syncFiles() }
+    if unsynced.count >= FileSystemSync.threshold && !fileSystem.isEmpty {
+      syncsFileSystem = true
+      unsynced.removeAll()
+    }
   }
 
   private mutating func syncFiles() throws(FileError) {
@@ -108,13 +118,19 @@ private struct StagingWriter {
   private mutating func leave() throws(FileError) {
     let directoryPath = currentPath
     guard let last = stack.popLast() else { return }
-    if options.fsync { try syncDirectory(last.fd, path: directoryPath) }
+    if options.fsync && !syncsFileSystem { try syncDirectory(last.fd, path: directoryPath) }
   }
 
-  /// Fsyncs the remaining files, every directory still open, then the top directory.
+  /// Fsyncs the remaining files, every directory still open, then the top directory; or,
+  /// past the threshold, syncs the file system once.
   mutating func finish() throws(FileError) {
     try syncFiles()
     while !stack.isEmpty { try leave() }
-    if options.fsync { try syncDirectory(top, path: path) }
+    guard options.fsync else { return }
+    if syncsFileSystem {
+      if let error = fileSystem.sync() { throw error }
+    } else {
+      try syncDirectory(top, path: path)
+    }
   }
 }
