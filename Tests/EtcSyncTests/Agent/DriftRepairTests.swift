@@ -1,0 +1,264 @@
+import EtcSync
+import EtcdClient
+import EtcdTestSupport
+import Foundation
+import Glibc
+import Logging
+import Prometheus
+import Testing
+
+/// Drift repair: files of mappings without write-back that are changed, deleted or replaced
+/// locally while the daemon runs are put back to etcd's bytes at the applied revision.
+/// Against a real etcd and real files; every comparison is byte for byte with what etcd holds
+/// at the revision the agent reports applied.
+@Suite("Drift repair", .serialized)
+struct DriftRepairTests {
+  static let restoredMessage = "file changed locally; etcd's content put back"
+
+  /// An agent with a Prometheus registry of its own, running as the daemon.
+  static func start(
+    _ h: AgentHarness, _ mappings: [Mapping], interval: Duration = .zero
+  ) throws -> (agent: Agent, daemon: Daemon, registry: PrometheusCollectorRegistry) {
+    var configuration = h.configuration(mappings)
+    configuration.driftCheckInterval = interval
+    let registry = PrometheusCollectorRegistry()
+    let metrics = AgentMetrics(mappings: mappings.map(\.name), factory: PrometheusMetricsFactory(registry: registry))
+    let agent = try Agent(configuration: configuration, client: h.client, logger: h.logger, metrics: metrics)
+    return (agent, Daemon(agent), registry)
+  }
+
+  /// The value of `key` at `revision`, from etcd.
+  static func value(_ h: AgentHarness, _ key: String, at revision: Int64) async throws -> [UInt8]? {
+    try await h.client.get(key, options: GetOptions(revision: revision)).kvs.first?.value
+  }
+
+  /// Rewrites the file in place (same inode, O_TRUNC): inotify reports one IN_CLOSE_WRITE.
+  static func overwrite(_ path: String, _ text: String) {
+    let fd = open(path, O_WRONLY | O_TRUNC)
+    precondition(fd >= 0, "cannot open \(path)")
+    _ = text.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+    close(fd)
+  }
+
+  /// Writes over the start of the file through a descriptor left open: inotify reports only
+  /// IN_MODIFY, which the watcher does not ask for, until the descriptor is closed.
+  static func scribble(_ path: String, _ text: String) -> Int32 {
+    let fd = open(path, O_WRONLY)
+    precondition(fd >= 0, "cannot open \(path)")
+    _ = text.utf8CString.withUnsafeBufferPointer { pwrite(fd, $0.baseAddress, $0.count - 1, 0) }
+    return fd
+  }
+
+  static func metric(_ registry: PrometheusCollectorRegistry) -> String {
+    String(decoding: registry.emitToBuffer(), as: UTF8.self)
+  }
+
+  /// Whether the entry at `path` itself (not what a symlink leads to) is a regular file.
+  static func isRegular(_ path: String) -> Bool {
+    guard let info = Disk.lstat(path) else { return false }
+    return info.st_mode & S_IFMT == S_IFREG
+  }
+
+  @Test("an edited, deleted or symlinked file, template or format is put back to etcd's bytes, logged and counted, without a reload")
+  func singleFiles() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try Disk.write(h.dir("t.tmpl"), "{{ range gets \"/d/t/*\" }}{{ base .Key }}={{ .Value }}\n{{ end }}")
+    try Disk.write(h.dir("decoy"), "decoy")
+    let mappings = [
+      Mapping(name: "motd", kind: .file, key: "/d/motd", dest: h.dir("out/motd"), mode: 0o640, reload: h.logCommand("motd")),
+      Mapping(name: "tpl", kind: .template, prefixes: ["/d/t/"], template: h.dir("t.tmpl"), dest: h.dir("out/list"), reload: h.logCommand("tpl")),
+      Mapping(name: "env", kind: .format, prefixes: ["/d/t/"], dest: h.dir("out/app.env"), format: .env),
+    ]
+    try await h.put("/d/motd", "hello\n")
+    try await h.put("/d/t/a", "1")
+    try await h.put("/d/t/b", "2")
+    let (agent, daemon, registry) = try Self.start(h, mappings)
+    #expect(await eventually { await agent.history.count >= 3 && h.count("motd") == 1 && h.count("tpl") == 1 })
+    let applied = await agent.appliedRevision
+    let a = try #require(try await Self.value(h, "/d/t/a", at: applied))
+    let b = try #require(try await Self.value(h, "/d/t/b", at: applied))
+    let motd = try #require(try await Self.value(h, "/d/motd", at: applied))
+    let list = Bytes.utf8("a=") + a + Bytes.utf8("\nb=") + b + Bytes.utf8("\n")
+    let env = Bytes.utf8("A=") + a + Bytes.utf8("\nB=") + b + Bytes.utf8("\n")
+    #expect(Bytes.read(h.dir("out/motd")) == motd && Bytes.read(h.dir("out/list")) == list && Bytes.read(h.dir("out/app.env")) == env)
+
+    // Edited in place.
+    Self.overwrite(h.dir("out/motd"), "edited by hand\n")
+    #expect(await eventually { Bytes.read(h.dir("out/motd")) == motd })
+    #expect(Bytes.attributes(h.dir("out/motd"))?.mode == 0o640, "the mapping's mode, as written")
+    // Deleted.
+    #expect(unlink(h.dir("out/list")) == 0)
+    #expect(await eventually { Bytes.read(h.dir("out/list")) == list })
+    // Replaced by a symlink renamed over it (what `ln -sf` and editors' renames do): the link
+    // is replaced, never followed.
+    try Disk.symlink(h.dir("decoy"), at: h.dir("out/link"))
+    #expect(rename(h.dir("out/link"), h.dir("out/app.env")) == 0)
+    #expect(await eventually { Self.isRegular(h.dir("out/app.env")) && Bytes.read(h.dir("out/app.env")) == env })
+    #expect(Disk.read(h.dir("decoy")) == "decoy", "the symlink's target is untouched")
+
+    #expect(await agent.appliedRevision == applied, "nothing changed in etcd meanwhile: the bytes are those of the applied revision")
+    let logged = h.logs.metadata(of: Self.restoredMessage)
+    #expect(logged.map { $0["file.path"] ?? "" }.sorted() == [h.dir("out/app.env"), h.dir("out/list"), h.dir("out/motd")])
+    #expect(Set(logged.map { $0["drift"] ?? "" }) == ["changed", "deleted", "replaced"])
+    #expect(logged.allSatisfy { $0["etcd.revision"] == "\(applied)" })
+    let text = Self.metric(registry)
+    for name in ["motd", "tpl", "env"] {
+      #expect(text.contains("etcsync_drift_repairs_total{mapping=\"\(name)\"} 1"), "\(name): \(text)")
+    }
+
+    // The restores ran no reload: the next change from etcd runs the second one of each.
+    let revision = try await h.put("/d/motd", "bye\n")
+    try await h.put("/d/t/a", "3")
+    #expect(await eventually { h.count("motd") == 2 && h.count("tpl") == 2 })
+    #expect(await agent.appliedRevision >= revision)
+    #expect(Bytes.read(h.dir("out/motd")) == (try await Self.value(h, "/d/motd", at: await agent.appliedRevision)))
+    #expect(await daemon.stop() == nil)
+    #expect(h.count("motd") == 2 && h.count("tpl") == 2, "no reload beyond the two etcd changes'")
+    #expect(Disk.temporaryFiles(h.dir("out")).isEmpty)
+  }
+
+  @Test("a tree's deleted or edited file is recreated, in place and swapped; an extra file in an in-place tree stays")
+  func trees() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let mappings = [
+      Mapping(name: "flat", kind: .tree, prefixes: ["/t/"], dest: h.dir("flat"), swap: .inPlace),
+      Mapping(name: "swap", kind: .tree, prefixes: ["/t/"], dest: h.dir("swap")),
+    ]
+    try await h.put("/t/a", "alpha")
+    try await h.put("/t/sub/b", "beta")
+    let (agent, daemon, registry) = try Self.start(h, mappings)
+    #expect(await eventually { await agent.history.count >= 2 })
+    let applied = await agent.appliedRevision
+    let a = try #require(try await Self.value(h, "/t/a", at: applied))
+    let b = try #require(try await Self.value(h, "/t/sub/b", at: applied))
+
+    // In place: a deleted file comes back; a file nobody wrote stays (the tree sync only ever
+    // deletes files of keys it wrote that etcd deleted).
+    try Disk.write(h.dir("flat/extra"), "mine")
+    #expect(unlink(h.dir("flat/sub/b")) == 0)
+    #expect(await eventually { Bytes.read(h.dir("flat/sub/b")) == b })
+    Self.overwrite(h.dir("flat/a"), "tampered")
+    #expect(await eventually { Bytes.read(h.dir("flat/a")) == a })
+    #expect(Disk.read(h.dir("flat/extra")) == "mine")
+
+    // Swapped: the top-level symlink deleted, and a file edited through its link (the
+    // write lands in the revision directory `..data` points at).
+    let before = Disk.link(h.dir("swap/..data"))
+    #expect(unlink(h.dir("swap/a")) == 0)
+    #expect(await eventually { Disk.link(h.dir("swap/a")) == "..data/a" && Bytes.read(h.dir("swap/a")) == a })
+    Self.overwrite(h.dir("swap/sub/b"), "tampered")
+    #expect(await eventually { Bytes.read(h.dir("swap/sub/b")) == b })
+    #expect(Disk.link(h.dir("swap/..data")) != before, "a new revision directory was published")
+    #expect(Disk.names(h.dir("swap")).filter { $0.hasPrefix("..") && $0 != "..data" }.count == 1, "the tampered revision is gone")
+
+    #expect(await agent.appliedRevision == applied)
+    let logged = h.logs.metadata(of: Self.restoredMessage).map { $0["file.path"] ?? "" }
+    #expect(Set(logged) == [h.dir("flat/sub/b"), h.dir("flat/a"), h.dir("swap/a"), h.dir("swap/sub/b")])
+    let text = Self.metric(registry)
+    #expect(text.contains("etcsync_drift_repairs_total{mapping=\"flat\"} 2") && text.contains("etcsync_drift_repairs_total{mapping=\"swap\"} 2"), "\(text)")
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("without the periodic check, a change inotify does not report waits; closing the file reports it")
+  func inotifyOnly() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let mappings = [
+      Mapping(name: "motd", kind: .file, key: "/p/motd", dest: h.dir("motd")),
+      Mapping(name: "other", kind: .file, key: "/p/other", dest: h.dir("other")),
+    ]
+    try await h.put("/p/motd", "etcd's motd")
+    try await h.put("/p/other", "1")
+    let (agent, daemon, _) = try Self.start(h, mappings, interval: .zero)
+    #expect(await eventually { await agent.history.count >= 2 })
+    let motd = try #require(try await Self.value(h, "/p/motd", at: await agent.appliedRevision))
+    // Written through a descriptor left open: only IN_MODIFY, which is not watched.
+    let fd = Self.scribble(h.dir("motd"), "XXXXX")
+    let edited = Bytes.read(h.dir("motd"))
+    #expect(edited != motd)
+    // The daemon's loop goes on (it applies a later change of another mapping) and leaves
+    // the unreported change alone: nothing but inotify looks with the interval at 0.
+    try await h.put("/p/other", "2")
+    #expect(await eventually { Disk.read(h.dir("other")) == "2" })
+    #expect(Bytes.read(h.dir("motd")) == edited)
+    // Closing it reports IN_CLOSE_WRITE: put back.
+    close(fd)
+    #expect(await eventually { Bytes.read(h.dir("motd")) == motd })
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("the periodic check puts back a change inotify does not report")
+  func periodicCheck() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let mappings = [Mapping(name: "motd", kind: .file, key: "/p/motd", dest: h.dir("motd"))]
+    try await h.put("/p/motd", "etcd's motd")
+    let (agent, daemon, registry) = try Self.start(h, mappings, interval: .milliseconds(200))
+    #expect(await eventually { await agent.history.count >= 1 })
+    let motd = try #require(try await Self.value(h, "/p/motd", at: await agent.appliedRevision))
+    let fd = Self.scribble(h.dir("motd"), "XXXXX")
+    defer { close(fd) }
+    #expect(Bytes.read(h.dir("motd")) != motd)
+    // The descriptor is still open, so inotify has reported nothing: the hash check found it.
+    #expect(await eventually { Bytes.read(h.dir("motd")) == motd })
+    #expect(Self.metric(registry).contains("etcsync_drift_repairs_total{mapping=\"motd\"} 1"))
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("repairDrift: false leaves a local edit alone; a write-back mapping pushes it instead")
+  func optOut() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    var keep = Mapping(name: "keep", kind: .file, key: "/o/keep", dest: h.dir("out/keep"))
+    keep.repairDrift = false
+    let mappings = [
+      keep,
+      Mapping(name: "fix", kind: .file, key: "/o/fix", dest: h.dir("out/fix")),
+      Mapping(name: "wb", kind: .file, key: "/o/wb", dest: h.dir("out/wb"), writeBack: true),
+    ]
+    try await h.put("/o/keep", "keep")
+    try await h.put("/o/fix", "fix")
+    try await h.put("/o/wb", "wb")
+    let (agent, daemon, registry) = try Self.start(h, mappings, interval: .milliseconds(200))
+    #expect(await eventually { await agent.history.count >= 3 })
+    Self.overwrite(h.dir("out/keep"), "edited keep")
+    Self.overwrite(h.dir("out/wb"), "edited wb")
+    // A change only the periodic check finds, made after the others: once it is put back, a
+    // periodic pass has run after the edits (and their inotify events were handled before).
+    let fd = Self.scribble(h.dir("out/fix"), "XXX")
+    defer { close(fd) }
+    #expect(await eventually { Disk.read(h.dir("out/fix")) == "fix" })
+    #expect(await eventually { (try? await h.client.get("/o/wb").kvs.first?.value) == Bytes.utf8("edited wb") })
+    #expect(Disk.read(h.dir("out/keep")) == "edited keep")
+    #expect(Disk.read(h.dir("out/wb")) == "edited wb")
+    let text = Self.metric(registry)
+    #expect(!text.contains("etcsync_drift_repairs_total{mapping=\"keep\"} 1") && !text.contains("etcsync_drift_repairs_total{mapping=\"wb\"} 1"))
+    #expect(Set(h.logs.metadata(of: Self.restoredMessage).map { $0["mapping.name"] ?? "" }) == ["fix"])
+    #expect(await daemon.stop() == nil)
+  }
+
+  // MARK: Configuration
+
+  @Test("driftCheckInterval and repairDrift in the configuration file")
+  func configuration() throws {
+    let base = "mappings:\n  - {name: a, key: /a, dest: /srv/a}\n"
+    #expect(try loadConfiguration(base).driftCheckInterval == .seconds(60))
+    #expect(try loadConfiguration("driftCheckInterval: 0\n" + base).driftCheckInterval == .zero)
+    #expect(try loadConfiguration("driftCheckInterval: 5m\n" + base).driftCheckInterval == .seconds(300))
+    #expect(try loadConfiguration(base).mappings[0].repairDrift)
+    #expect(try !loadConfiguration("mappings:\n  - {name: a, key: /a, dest: /srv/a, repairDrift: false}\n").mappings[0].repairDrift)
+    let short = try #require(loadConfigurationError(base + "driftCheckInterval: 500ms\n"))
+    #expect("\(short)".hasPrefix("etcsync.yaml:3:"), "\(short)")
+    #expect(short.field == "driftCheckInterval")
+    let negative = try #require(loadConfigurationError("driftCheckInterval: -1s\n" + base))
+    #expect("\(negative)".hasPrefix("etcsync.yaml:1:"), "\(negative)")
+    let writeBack = try #require(loadConfigurationError(
+      "mappings:\n  - name: a\n    key: /a\n    dest: /srv/a\n    writeBack: true\n    repairDrift: true\n"))
+    #expect("\(writeBack)".hasPrefix("etcsync.yaml:6:"), "\(writeBack)")
+    #expect(writeBack.field == "mappings[0].repairDrift")
+    // Turning repair off beside write-back says nothing new: accepted.
+    #expect(try !loadConfiguration("mappings:\n  - {name: a, key: /a, dest: /srv/a, writeBack: true, repairDrift: false}\n").mappings[0].repairDrift)
+  }
+}
