@@ -44,7 +44,7 @@ struct ErrorMessageTests {
     ),
     (
       "- a\n",
-      "etcsync.yaml:1:1: expected a mapping with the keys etcd, mappings, presence, metrics, state, wait, log, commandTimeout, keyPrefix, got a list"
+      "etcsync.yaml:1:1: expected a mapping with the keys etcd, mappings, presence, metrics, state, wait, log, commandTimeout, keyPrefix, driftCheckInterval, exec, got a list"
     ),
     (
       "mappings:\n  - {name: a, prefix: /a/, template: /t, dest: /a, reload: systemctl reload nginx}\n",
