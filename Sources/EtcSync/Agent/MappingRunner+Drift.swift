@@ -76,14 +76,22 @@ extension MappingRunner {
   /// Which of `candidates` (all recorded files when nil) no longer hold what `recorded` says
   /// the agent wrote: gone, replaced by something other than a regular file, or other bytes.
   /// Reads each file once, never following a symlink.
+  /// Files larger than this are taken as drifted without being read: 1 GiB, far above any
+  /// configuration file etcd's values make (an output of the agent's own larger than this
+  /// would be rewritten at every check).
+  static let driftSizeLimit: Int64 = 1 << 30
+
   func drifted(_ candidates: Set<ExactString>?, recorded: [ExactString: ContentHash]) -> [(path: ExactString, kind: DriftKind)] {
     let paths = (candidates ?? Set(recorded.keys)).filter { recorded[$0] != nil }.sorted()
     guard !paths.isEmpty else { return [] }
-    func compare(_ read: AtomicWriter.FileRead, _ hash: ContentHash) -> DriftKind? {
+    // Files are hashed as they are streamed (a huge file planted by a local user costs no
+    // memory), and one over the limit is taken as changed without being read.
+    func compare(_ read: AtomicWriter.HashedRead, _ hash: ContentHash) -> DriftKind? {
       switch read {
       case .absent: return .deleted
       case .unreadable: return .replaced
-      case .bytes(let bytes): return ContentHash(of: bytes) == hash ? nil : .changed
+      case .tooLarge: return .changed
+      case .hash(let found): return found == hash ? nil : .changed
       }
     }
     var found: [(path: ExactString, kind: DriftKind)] = []
@@ -99,16 +107,16 @@ extension MappingRunner {
           found.append((path, gone ? .deleted : .replaced))
           continue
         }
-        if let kind = compare(reader.read(path.string), recorded[path]!) { found.append((path, kind)) }
+        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!) { found.append((path, kind)) }
       }
     case .tree:
       let reader = AtomicWriter(root: self.mapping.dest)
       for path in paths {
-        if let kind = compare(reader.read(path.string), recorded[path]!) { found.append((path, kind)) }
+        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!) { found.append((path, kind)) }
       }
     default:
       let (reader, name) = AtomicWriter.forFile(self.mapping.dest)
-      if let hash = recorded[Self.wholeFile], let kind = compare(reader.read(name), hash) {
+      if let hash = recorded[Self.wholeFile], let kind = compare(reader.hash(name, sizeLimit: Self.driftSizeLimit), hash) {
         found.append((Self.wholeFile, kind))
       }
     }

@@ -16,6 +16,11 @@ public struct ContentHash: Hashable, Sendable, Codable, CustomStringConvertible 
     digest = Array(Crypto.SHA256.hash(data: bytes))
   }
 
+  /// A hash computed elsewhere (a file hashed while it was streamed): its 32 digest bytes.
+  init(digest: [UInt8]) {
+    self.digest = digest
+  }
+
   /// Parses `sha256:<hex>`; nil when malformed.
   public init?(_ text: String) {
     guard text.hasPrefix("sha256:") else { return nil }

@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Crypto
+
+extension AtomicWriter {
+  /// What ``hash(_:sizeLimit:)`` found at a path.
+  public enum HashedRead: Sendable, Equatable {
+    /// No file (nor a missing parent directory) is there.
+    case absent
+    /// The regular file's SHA-256.
+    case hash(ContentHash)
+    /// A regular file larger than the size limit: not read.
+    case tooLarge
+    /// Something is there that cannot be read as a regular file.
+    case unreadable
+  }
+
+  /// The SHA-256 of the regular file at `relativePath`, read 64 KiB at a time (never following
+  /// a symlink), so that a huge file put there costs no memory; a file over `sizeLimit` bytes
+  /// is not read at all.
+  public func hash(_ relativePath: String, sizeLimit: Int64) -> HashedRead {
+    for _ in 0..<3 {
+      let parent: (RootedDirectory, String)?
+      do { parent = try openExistingParent(of: relativePath) } catch { return .unreadable }
+      guard let (directory, name) = parent else { return .absent }
+      guard let info = lstatAt(directory.directory, name) else {
+        return currentErrno() == ENOENT ? .absent : .unreadable
+      }
+      guard FileKind(mode: info.st_mode) == .regular else { return .unreadable }
+      if Int64(info.st_size) > sizeLimit { return .tooLarge }
+      switch openRegularFile(name, in: directory.directory, info: info) {
+      case .replaced: continue  // replaced between lstat and open: look again
+      case .failed: return .unreadable
+      case .opened(let file, _):
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var total: Int64 = 0
+        while true {
+          let count = buffer.withUnsafeMutableBytes { raw in
+            retryingEINTR { Glibc.read(file.raw, raw.baseAddress, raw.count) }
+          }
+          if count < 0 { return .unreadable }
+          if count == 0 { break }
+          total += Int64(count)
+          if total > sizeLimit { return .tooLarge }  // grew while read
+          buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+        }
+        return .hash(ContentHash(digest: Array(hasher.finalize())))
+      }
+    }
+    return .unreadable
+  }
+}
