@@ -93,7 +93,7 @@ extension AtomicWriter {
     _ staged: [(path: ExactString, file: StagedFile, existed: Bool)], fileSystems: FileSystemSync,
     check: StagedFileCheck?, into report: inout BatchReport
   ) async {
-    let together = options.fsync && staged.count >= FileSystemSync.threshold && !fileSystems.isEmpty
+    let together = options.fsync && staged.count >= FileSystemSync.threshold && fileSystems.isUsable
     if together, let error = fileSystems.sync() {
       for entry in staged {
         entry.file.discard()

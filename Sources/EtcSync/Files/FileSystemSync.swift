@@ -21,16 +21,46 @@ struct FileSystemSync {
 
   /// One directory per file system (by device), in the order they were noted.
   private var directories: [(device: dev_t, fd: FileDescriptor, path: String)] = []
+  /// Set when a noted directory is on a file system where `syncfs` is not trusted.
+  private var untrusted = false
 
   /// Remembers `directory` if no directory on its file system was noted yet.
   mutating func note(_ directory: FileDescriptor, path: String) {
-    guard let info = directory.status() else { return }
+    guard let info = directory.status() else { untrusted = true; return }
     guard !directories.contains(where: { $0.device == info.st_dev }) else { return }
+    if !Self.trusts(directory) { untrusted = true }
     directories.append((info.st_dev, directory, path))
   }
 
-  /// Whether any directory was noted.
-  var isEmpty: Bool { directories.isEmpty }
+  /// Whether the group may be synced with `syncfs`: something was noted, the kernel reports
+  /// write-back errors through it (Linux 5.8 and later), and every file system is one whose
+  /// `syncfs` writes and reports its own data (ext4, XFS, btrfs, tmpfs). Elsewhere (overlayfs
+  /// before 5.15 did not pass on its upper layer's errors, FUSE before 5.14 flushed nothing,
+  /// network file systems) the callers fsync file by file.
+  var isUsable: Bool { !directories.isEmpty && !untrusted && Self.kernelReportsErrors }
+
+  /// ext4, XFS, btrfs and tmpfs, by `statfs`'s magic number.
+  private static let trustedTypes: Set<Int> = [0xEF53, 0x5846_5342, 0x9123_683E, 0x0102_1994]
+
+  private static func trusts(_ directory: FileDescriptor) -> Bool {
+    // `struct statfs` (not exported by Swift's Glibc module) starts with `f_type`, a long on
+    // every 64-bit Linux; 512 bytes is more than the whole struct.
+    var buffer = [Int](repeating: 0, count: 64)
+    guard buffer.withUnsafeMutableBytes({ linuxFstatfs(directory.raw, $0.baseAddress!) }) == 0 else { return false }
+    return trustedTypes.contains(buffer[0])
+  }
+
+  /// Whether the running kernel is Linux 5.8 or later (syncfs reports write-back errors).
+  static let kernelReportsErrors: Bool = {
+    var name = utsname()
+    guard uname(&name) == 0 else { return false }
+    let release = withUnsafeBytes(of: &name.release) { raw in
+      String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+    }
+    let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+    guard numbers.count == 2 else { return false }
+    return (numbers[0], numbers[1]) >= (5, 8)
+  }()
 
   /// `syncfs` on every noted file system; the first failure, naming its directory.
   func sync() -> FileError? {
@@ -45,3 +75,7 @@ struct FileSystemSync {
 /// `_GNU_SOURCE`). The symbol is in every glibc since 2.14.
 @_silgen_name("syncfs")
 private func linuxSyncfs(_ fd: Int32) -> Int32
+
+/// glibc's `fstatfs(2)`, declared in `<sys/vfs.h>`, which Swift's Glibc module does not include.
+@_silgen_name("fstatfs")
+private func linuxFstatfs(_ fd: Int32, _ buffer: UnsafeMutableRawPointer) -> Int32

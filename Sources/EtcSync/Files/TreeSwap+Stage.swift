@@ -84,7 +84,7 @@ private struct StagingWriter {
     try EffectiveAttributes(file.attributes, existing: info).apply(to: handle, path: filePath)
     guard options.fsync, !syncsFileSystem else { return }
     unsynced.append((handle, filePath))
-    if unsynced.count >= FileSystemSync.threshold && !fileSystem.isEmpty {
+    if unsynced.count >= FileSystemSync.threshold && fileSystem.isUsable {
       syncsFileSystem = true
       unsynced.removeAll()
     }
