@@ -45,6 +45,12 @@ public final class ChildProcesses: Sendable {
   /// (SIGCHLD ignored) reports exit 255, so that a check never passes by accident.
   func reap(_ pid: pid_t) -> Int32? {
     self.state.withLock { state in
+      // A status the orphan reaper already took comes first: once reaped, `pid` may belong to
+      // another process, which `waitpid` would wait for instead.
+      if let ended = state.ended.removeValue(forKey: pid) {
+        state.registered.remove(pid)
+        return ended
+      }
       var status: Int32 = 0
       let result = retryingEINTR { waitpid(pid, &status, WNOHANG) }
       if result == pid {
