@@ -31,8 +31,8 @@ extension Agent {
   func startDriftWatchers(into inbox: Inbox) -> [DirectoryWatcher] {
     var watchers: [DirectoryWatcher] = []
     // Files of several mappings in one directory share its watcher, by name as bytes.
-    var files: [String: [(name: String, file: String)]] = [:]
-    var directories: [String] = []
+    var files: [ExactString: [(name: String, file: String)]] = [:]
+    var directories: [ExactString] = []
     for runner in self.runners where runner.repairsDrift {
       let name = runner.mapping.name
       if runner.mapping.kind == .tree {
@@ -54,13 +54,14 @@ extension Agent {
         continue
       }
       let (writer, file) = AtomicWriter.forFile(runner.mapping.dest)
-      if files[writer.root] == nil { directories.append(writer.root) }
-      files[writer.root, default: []].append((name: name, file: file))
+      let root = ExactString(writer.root)
+      if files[root] == nil { directories.append(root) }
+      files[root, default: []].append((name: name, file: file))
     }
     for directory in directories {
       let owners = files[directory] ?? []
       do {
-        let watcher = try DirectoryWatcher(root: directory, recursive: false)
+        let watcher = try DirectoryWatcher(root: directory.string, recursive: false)
         watchers.append(watcher)
         Task {
           for await batch in watcher.changes {
@@ -71,7 +72,7 @@ extension Agent {
           }
         }
       } catch {
-        for owner in owners { self.driftWatchFailed(owner.name, path: directory, error) }
+        for owner in owners { self.driftWatchFailed(owner.name, path: directory.string, error) }
       }
     }
     // A change made between the first sync and the watchers' start raised no event: every
@@ -139,12 +140,12 @@ extension Agent {
       self.applying.remove(name)
       // Only this loop applies mappings and moves the snapshot; what the await let in (the
       // etcd probe, a status request) publishes progress, which `applying` held back.
-      let kinds = Dictionary(drifted.map { (runner.mapping.kind == .tree ? runner.mapping.dest + "/" + $0.path.string : runner.mapping.dest, $0.kind) }) { first, _ in first }
+      let kinds = Dictionary(drifted.map { (ExactString(runner.mapping.kind == .tree ? runner.mapping.dest + "/" + $0.path.string : runner.mapping.dest), $0.kind) }) { first, _ in first }
       switch outcome {
       case .restored(let paths):
         for path in paths {
           self.logger.warning("file changed locally; etcd's content put back", metadata: [
-            "mapping.name": "\(name)", "file.path": "\(escapeBytes(path.utf8))", "drift": "\(kinds[path]?.rawValue ?? "changed")",
+            "mapping.name": "\(name)", "file.path": "\(escapeBytes(path.utf8))", "drift": "\(kinds[ExactString(path)]?.rawValue ?? "changed")",
             "etcd.revision": "\(snapshot.revision)",
           ])
         }
@@ -153,13 +154,13 @@ extension Agent {
         // The render no longer gives the recorded bytes (a template that reads the host name
         // or a local file): an ordinary apply brings the files to what it gives now.
         self.logger.notice("file changed locally; the mapping is applied again (its render changed since it was written)", metadata: [
-          "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min() ?? runner.mapping.dest).utf8))",
+          "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min()?.string ?? runner.mapping.dest).utf8))",
         ])
         self.markDirty([name])
       case .failed(let error):
         // The next change, or the next periodic check, tries again.
         self.logger.error("file changed locally and could not be put back", metadata: [
-          "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min() ?? runner.mapping.dest).utf8))", "error": "\(error)",
+          "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min()?.string ?? runner.mapping.dest).utf8))", "error": "\(error)",
         ])
       }
     }
