@@ -18,7 +18,9 @@ import Testing
     try await EtcdServer.with { server in
       var configuration = server.configuration()
       Self.configure(&configuration, levers: levers)
-      configuration.requestTimeout = .seconds(1)
+      // 5 s, not 1: in a loaded CI run the first put (which also connects) or the put right
+      // after the member resumed took longer than 1 s and failed the test.
+      configuration.requestTimeout = .seconds(5)
       try await withEtcdClient(configuration) { etcd in
         try await etcd.put("/deadline/a", "1")
         server.pause()
