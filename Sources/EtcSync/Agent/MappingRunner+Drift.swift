@@ -150,17 +150,12 @@ extension MappingRunner {
     do {
       switch output {
       case .file(let file):
-        var options = AtomicWriter.Options()
-        options.createDirectories = self.mapping.createDirs
-        options.directoryMode = mode_t(self.mapping.dirMode ?? 0o755)
-        var (writer, name) = AtomicWriter.forFile(self.mapping.dest, options: options)
-        writer.hook = self.hook
+        let (writer, name) = self.fileWriter()
         let outcome = try await writer.write(file, to: name)
         return .restored(outcome == .unchanged ? [] : [self.mapping.dest])
       case .tree(let files):
-        let strategy: TreeWriter.Strategy = self.mapping.swap == .symlink ? .atomicSwap : .perFile
-        let writer = TreeWriter(root: self.mapping.dest, strategy: strategy,
-                                directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook)
+        let writer = self.treeWriter()
+        let strategy = writer.strategy
         // A swap publishes the whole tree (one new revision directory); in place, only the
         // drifted files are written.
         let paths = Set(drifted)

@@ -227,15 +227,29 @@ public struct MappingRunner: Sendable {
     return (result, false)
   }
 
+  /// The writer of a file mapping's one file (the mapping's `createDirs` and `dirMode`, the
+  /// test hook), and the file's name in its directory.
+  func fileWriter() -> (AtomicWriter, String) {
+    var options = AtomicWriter.Options()
+    options.createDirectories = self.mapping.createDirs
+    options.directoryMode = mode_t(self.mapping.dirMode ?? 0o755)
+    var (writer, name) = AtomicWriter.forFile(self.mapping.dest, options: options)
+    writer.hook = self.hook
+    return (writer, name)
+  }
+
+  /// The writer of a tree mapping: its swap strategy, `dirMode` and the test hook.
+  func treeWriter() -> TreeWriter {
+    let strategy: TreeWriter.Strategy = self.mapping.swap == .symlink ? .atomicSwap : .perFile
+    return TreeWriter(root: self.mapping.dest, strategy: strategy,
+                      directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook)
+  }
+
   private func write(_ output: PlannedOutput, previous: [ExactString: ContentHash], keep: Set<ExactString>, revision: Int64,
                      knownChanged: Bool, into result: inout MappingResult) async throws {
     switch output {
     case .file(let file):
-      var options = AtomicWriter.Options()
-      options.createDirectories = self.mapping.createDirs
-      options.directoryMode = mode_t(self.mapping.dirMode ?? 0o755)
-      var (writer, name) = AtomicWriter.forFile(self.mapping.dest, options: options)
-      writer.hook = self.hook
+      let (writer, name) = self.fileWriter()
       do {
         if try await writer.write(file, to: name, check: self.check, knownChanged: knownChanged) != .unchanged {
           result.written = [self.mapping.dest]
@@ -249,9 +263,8 @@ public struct MappingRunner: Sendable {
         throw error
       }
     case .tree(let files):
-      let strategy: TreeWriter.Strategy = self.mapping.swap == .symlink ? .atomicSwap : .perFile
-      let writer = TreeWriter(root: self.mapping.dest, strategy: strategy,
-                              directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook)
+      let writer = self.treeWriter()
+      let strategy = writer.strategy
       // Only keys that were written before and are gone now are deleted.
       let deleted = previous.keys.filter { files[$0] == nil && !keep.contains($0) }
       let current = strategy == .atomicSwap ? try? writer.swap.currentDirectory() : nil
