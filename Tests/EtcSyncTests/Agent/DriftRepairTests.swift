@@ -148,8 +148,15 @@ struct DriftRepairTests {
     let before = Disk.link(h.dir("swap/..data"))
     #expect(unlink(h.dir("swap/a")) == 0)
     #expect(await eventually { Disk.link(h.dir("swap/a")) == "..data/a" && Bytes.read(h.dir("swap/a")) == a })
+    // The link is back before the repair's publish ends (the new `..data` and the previous
+    // revision directory's removal come after it): wait for the repair to be logged, or the
+    // next edit may land in the revision directory being retired.
+    #expect(await eventually { h.logs.metadata(of: Self.restoredMessage).contains { $0["file.path"] == h.dir("swap/a") } })
     Self.overwrite(h.dir("swap/sub/b"), "tampered")
-    #expect(await eventually { Bytes.read(h.dir("swap/sub/b")) == b })
+    // `..data` moves before the previous revision directory is removed and the repair logged.
+    #expect(await eventually {
+      Bytes.read(h.dir("swap/sub/b")) == b && h.logs.metadata(of: Self.restoredMessage).contains { $0["file.path"] == h.dir("swap/sub/b") }
+    })
     #expect(Disk.link(h.dir("swap/..data")) != before, "a new revision directory was published")
     #expect(Disk.names(h.dir("swap")).filter { $0.hasPrefix("..") && $0 != "..data" }.count == 1, "the tampered revision is gone")
 
