@@ -170,6 +170,12 @@ public struct Snapshot: Sendable, Hashable {
   public var revision: Int64
   /// The keys, in key order.
   public var kvs: [KeyValue]
+
+  /// A snapshot made without etcd (an in-memory etcd in tests).
+  public init(revision: Int64, kvs: [KeyValue]) {
+    self.revision = revision
+    self.kvs = kvs
+  }
 }
 
 extension Op {

@@ -26,6 +26,13 @@ public struct LeaseKeepAliveResponse: Sendable, Hashable {
   public var id: Int64
   public var ttl: Int64
   public var header: ResponseHeader
+
+  /// A response made without etcd (an in-memory etcd in tests).
+  public init(id: Int64, ttl: Int64, header: ResponseHeader) {
+    self.id = id
+    self.ttl = ttl
+    self.header = header
+  }
 }
 
 /// What etcd knows about a lease.
@@ -37,6 +44,15 @@ public struct LeaseTimeToLive: Sendable, Hashable {
   /// The keys attached, when asked for.
   public var keys: [[UInt8]]
   public var header: ResponseHeader
+
+  /// An answer made without etcd (an in-memory etcd in tests).
+  public init(id: Int64, ttl: Int64, grantedTTL: Int64, keys: [[UInt8]] = [], header: ResponseHeader) {
+    self.id = id
+    self.ttl = ttl
+    self.grantedTTL = grantedTTL
+    self.keys = keys
+    self.header = header
+  }
 }
 
 extension EtcdClient {

@@ -13,6 +13,19 @@ public struct MemberStatus: Sendable, Hashable {
   public var errors: [String]
   public var isLearner: Bool
 
+  /// A status made without etcd (an in-memory etcd in tests).
+  public init(header: ResponseHeader, version: String, dbSize: Int64 = 0, leader: UInt64 = 0, raftIndex: UInt64 = 0,
+              raftTerm: UInt64 = 0, errors: [String] = [], isLearner: Bool = false) {
+    self.header = header
+    self.version = version
+    self.dbSize = dbSize
+    self.leader = leader
+    self.raftIndex = raftIndex
+    self.raftTerm = raftTerm
+    self.errors = errors
+    self.isLearner = isLearner
+  }
+
   /// The cluster's ID; changes only if the cluster was wiped or restored.
   public var clusterID: UInt64 { self.header.clusterID }
   /// The store's current revision.

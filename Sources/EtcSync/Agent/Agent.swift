@@ -14,7 +14,8 @@ import Templates
 /// range but outside every mapping are dropped on arrival.
 public actor Agent {
   public let configuration: AgentConfiguration
-  let client: EtcdClient
+  /// etcd, or a stand-in for it in tests (``EtcdStore``).
+  let client: any EtcdStore
   let logger: Logger
   let runners: [MappingRunner]
   let stateFile: StateFile
@@ -78,8 +79,14 @@ public actor Agent {
 
   public init(configuration: AgentConfiguration, client: EtcdClient, logger: Logger, hook: WriteHook? = nil,
               metrics: AgentMetrics? = nil, readiness: Readiness = Readiness()) throws(AgentError) {
+    try self.init(configuration: configuration, store: client, logger: logger, hook: hook, metrics: metrics, readiness: readiness)
+  }
+
+  /// An agent that reads and watches `store`: an ``EtcdClient``, or an in-memory etcd in tests.
+  public init(configuration: AgentConfiguration, store: any EtcdStore, logger: Logger, hook: WriteHook? = nil,
+              metrics: AgentMetrics? = nil, readiness: Readiness = Readiness()) throws(AgentError) {
     self.configuration = configuration
-    self.client = client
+    self.client = store
     self.logger = logger
     self.metrics = metrics ?? AgentMetrics(mappings: configuration.mappings.map(\.name))
     self.readiness = readiness

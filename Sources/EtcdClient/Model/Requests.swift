@@ -152,7 +152,8 @@ public struct GetResponse: Sendable, Hashable {
   /// Number of keys in the range (all of them, not only those returned).
   public var count: Int64
 
-  init(header: ResponseHeader, kvs: [KeyValue], more: Bool, count: Int64) {
+  /// A response made without etcd (an in-memory etcd in tests).
+  public init(header: ResponseHeader, kvs: [KeyValue], more: Bool, count: Int64) {
     self.header = header
     self.kvs = kvs
     self.more = more
@@ -173,6 +174,12 @@ public struct PutResponse: Sendable, Hashable {
   /// The key before the put, when `prevKV` was asked for and the key existed.
   public var prevKV: KeyValue?
 
+  /// A response made without etcd (an in-memory etcd in tests).
+  public init(header: ResponseHeader, prevKV: KeyValue? = nil) {
+    self.header = header
+    self.prevKV = prevKV
+  }
+
   init(_ r: Etcdserverpb_PutResponse) {
     self.header = ResponseHeader(r.header)
     self.prevKV = r.hasPrevKv ? KeyValue(r.prevKv) : nil
@@ -185,6 +192,13 @@ public struct DeleteResponse: Sendable, Hashable {
   public var deleted: Int64
   /// The deleted keys, when `prevKV` was asked for.
   public var prevKVs: [KeyValue]
+
+  /// A response made without etcd (an in-memory etcd in tests).
+  public init(header: ResponseHeader, deleted: Int64, prevKVs: [KeyValue] = []) {
+    self.header = header
+    self.deleted = deleted
+    self.prevKVs = prevKVs
+  }
 
   init(_ r: Etcdserverpb_DeleteRangeResponse) {
     self.header = ResponseHeader(r.header)
@@ -200,6 +214,13 @@ public struct TxnResponse: Sendable, Hashable {
   public var succeeded: Bool
   /// One response per operation of the branch that ran.
   public var responses: [OpResponse]
+
+  /// A response made without etcd (an in-memory etcd in tests).
+  public init(header: ResponseHeader, succeeded: Bool, responses: [OpResponse]) {
+    self.header = header
+    self.succeeded = succeeded
+    self.responses = responses
+  }
 
   init(_ r: Etcdserverpb_TxnResponse) {
     self.header = ResponseHeader(r.header)

@@ -71,6 +71,17 @@ public struct WatchStream: AsyncSequence, Sendable {
   /// The watch's ID on the client's shared stream.
   public let watchID: Int64
 
+  init(base: AsyncThrowingStream<WatchResponse, any Error>, watchID: Int64) {
+    self.base = base
+    self.watchID = watchID
+  }
+
+  /// A watch fed by something other than a client (an in-memory etcd in tests). `base` must
+  /// keep the contract above: whole revisions in order, ended only by an ``EtcdError``.
+  public init(_ base: AsyncThrowingStream<WatchResponse, any Error>, watchID: Int64) {
+    self.init(base: base, watchID: watchID)
+  }
+
   public func makeAsyncIterator() -> AsyncThrowingStream<WatchResponse, any Error>.AsyncIterator {
     self.base.makeAsyncIterator()
   }

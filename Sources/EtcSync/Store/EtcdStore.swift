@@ -1,0 +1,67 @@
+import EtcdClient
+
+/// What the agent needs from etcd, and nothing more: reads pinned at a revision, a watch from
+/// a revision, and Txns for write-back. ``EtcdClient`` is the real one; tests use
+/// `InMemoryEtcd` (EtcdTestSupport), which keeps revisions, history and compaction, and can
+/// fail on purpose. (Presence, which holds a lease, still talks to `EtcdClient` directly.)
+///
+/// The contract is `EtcdClient`'s, which the agent relies on:
+/// - every read and Txn answers with a header: the cluster ID and the store's revision;
+/// - a read at a revision below the compaction throws ``EtcdError`` `compacted`, one above
+///   the store's `futureRevision`;
+/// - a watch delivers whole revisions in order from its start revision, resumes by itself
+///   after a transient failure without losing or repeating one, sends progress
+///   notifications (no events) when asked to, and ends only by throwing an ``EtcdError``:
+///   `compacted` (its next revision was compacted), `watchCanceled`, `permissionDenied`, …;
+/// - a mutation that fails with `unavailable` may or may not have been applied.
+public protocol EtcdStore: Sendable {
+  /// One Range request.
+  func get(_ range: KeyRange, options: GetOptions) async throws(EtcdError) -> GetResponse
+
+  /// Calls `body` with each page of `range` in key order, all pinned to `revision` (or the
+  /// first page's when 0), which it returns.
+  func forEachPage(_ range: KeyRange, revision: Int64, pageSize: Int64, keysOnly: Bool,
+                   _ body: ([KeyValue]) throws -> Void) async throws(EtcdError) -> Int64
+
+  /// A whole range at one revision (`revision`, or the first page's when 0; then a read that
+  /// is compacted mid-way starts over).
+  func getAll(_ range: KeyRange, revision: Int64, pageSize: Int64, keysOnly: Bool) async throws(EtcdError) -> Snapshot
+
+  /// The cluster ID and the store's current revision (in `header`).
+  func status(timeout: Duration?) async throws(EtcdError) -> MemberStatus
+
+  /// Watches a range from `options.startRevision`.
+  func watch(_ range: KeyRange, options: WatchOptions) -> WatchStream
+
+  /// Runs `success` if every compare holds, else `failure`, atomically in one revision.
+  func txn(if compare: [Compare], then success: [Op], else failure: [Op]) async throws(EtcdError) -> TxnResponse
+}
+
+extension EtcdClient: EtcdStore {}
+
+// The agent's calls, with `EtcdClient`'s defaults.
+extension EtcdStore {
+  func get(_ range: KeyRange) async throws(EtcdError) -> GetResponse {
+    try await self.get(range, options: GetOptions())
+  }
+
+  func forEachPage(_ range: KeyRange, revision: Int64 = 0, _ body: ([KeyValue]) throws -> Void) async throws(EtcdError) -> Int64 {
+    try await self.forEachPage(range, revision: revision, pageSize: 10_000, keysOnly: false, body)
+  }
+
+  func getAll(_ range: KeyRange, revision: Int64 = 0) async throws(EtcdError) -> Snapshot {
+    try await self.getAll(range, revision: revision, pageSize: 10_000, keysOnly: false)
+  }
+
+  func status() async throws(EtcdError) -> MemberStatus {
+    try await self.status(timeout: nil)
+  }
+
+  func watch(_ range: KeyRange) -> WatchStream {
+    self.watch(range, options: WatchOptions())
+  }
+
+  func txn(if compare: [Compare], then success: [Op]) async throws(EtcdError) -> TxnResponse {
+    try await self.txn(if: compare, then: success, else: [])
+  }
+}
