@@ -26,7 +26,9 @@ public final class ExecSupervisor: Sendable {
     case filesChanged
     case stop(Int32)
     case shutdown
-    case exited(pid_t, Int32)
+    /// The child `pid` ended; the loop reaps it (until then its pid cannot be reused, so a
+    /// signal sent to it meanwhile reaches no other process).
+    case ended(pid_t)
     case splayOver
     case restartDue
     case killDue(pid_t)
@@ -152,7 +154,11 @@ public final class ExecSupervisor: Sendable {
           return nil
         }
         return self.stop(SIGTERM)
-      case .exited(let pid, let raw):
+      case .ended(let pid):
+        guard let raw = ChildProcesses.shared.reap(pid) else {
+          self.watch(pid)
+          return nil
+        }
         return self.exited(pid, raw)
       case .restartDue:
         guard case .backingOff = self.phase, !self.shuttingDown else { return nil }
@@ -184,13 +190,20 @@ public final class ExecSupervisor: Sendable {
       self.metrics.starts.increment()
       self.metrics.running.record(1)
       self.logger.info("exec: child started", metadata: ["exec.argv": .array(argv.map { .string($0) }), "exec.pid": "\(pid)"])
+      self.watch(pid)
+      return nil
+    }
+
+    /// Waits on a thread of its own until the child `pid` has ended, without reaping it:
+    /// ``Event/ended(_:)`` reaps it on the loop, after which nothing signals that pid.
+    func watch(_ pid: pid_t) {
       let continuation = self.supervisor.continuation
       let thread = Thread {
-        continuation.yield(.exited(pid, ChildProcesses.shared.waitForExit(pid)))
+        ChildProcesses.shared.waitUntilEnded(pid)
+        continuation.yield(.ended(pid))
       }
       thread.name = "etcsync-exec-wait"
       thread.start()
-      return nil
     }
 
     /// A change: the signal, or a restart.
