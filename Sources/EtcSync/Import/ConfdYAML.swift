@@ -59,16 +59,20 @@ struct YAMLText {
   }
 
   /// `$` before `{` or `$` doubled: etcsync's configuration expands `${NAME}` and reads `$$`
-  /// as one `$`, confd's did neither.
+  /// as one `$`, confd's did neither. Byte by byte (UTF-8), as the expander
+  /// (``ConfigVariables``) reads it: a `$` or `{` that a combining mark joins into one
+  /// `Character` is still a `$` or `{` to it.
   static func escapeDollars(_ value: String) -> String {
-    var escaped = ""
-    let characters = Array(value)
-    for (index, character) in characters.enumerated() {
-      escaped.append(character)
-      if character == "$", index + 1 < characters.count, characters[index + 1] == "{" || characters[index + 1] == "$" {
-        escaped.append("$")
+    let bytes = Array(value.utf8)
+    let dollar = UInt8(ascii: "$")
+    var escaped: [UInt8] = []
+    escaped.reserveCapacity(bytes.count)
+    for (index, byte) in bytes.enumerated() {
+      escaped.append(byte)
+      if byte == dollar, index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "{") || bytes[index + 1] == dollar {
+        escaped.append(dollar)
       }
     }
-    return escaped
+    return String(decoding: escaped, as: UTF8.self)
   }
 }

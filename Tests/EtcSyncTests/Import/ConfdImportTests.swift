@@ -230,6 +230,30 @@ struct ConfdImportTests {
     }
   }
 
+  @Test("a $ or { joined to a combining mark is escaped as the configuration's expander reads it (bytes, not characters)")
+  func dollarsBeforeCombiningMarks() throws {
+    // `$` + U+0301 is one Character but still the byte `$` to the expander; so is `{` + U+0301.
+    #expect(YAMLText.escapeDollars("$$\u{301}") == "$$$\u{301}")
+    #expect(YAMLText.escapeDollars("${\u{301}A}") == "$${\u{301}A}")
+    #expect(YAMLText.escapeDollars("$\u{301}{x}") == "$\u{301}{x}")
+    let dir = TemporaryDirectory("confd-import-combining")
+    try Disk.write(dir("templates/a.tmpl"), "x\n")
+    let dest = "/srv/$$\u{301}/${\u{301}A}/$\u{301}$/a"
+    let check = "test -s /srv/${\u{301}HOME}/$$\u{301}"
+    try Disk.write(dir("conf.d/a.toml"), """
+      [template]
+      src = "a.tmpl"
+      dest = "\(dest)"
+      keys = ["/k"]
+      check_cmd = "\(check)"
+      """)
+    let conversion = try ConfdImport.convert(directory: dir.path)
+    // Loaded back (variables expanded), every value reads as confd's did.
+    let mapping = try #require(try AgentConfiguration.load(yaml: conversion.yaml).mappings.first, "\(conversion.yaml)")
+    #expect(Array(mapping.dest.utf8) == Array(dest.utf8), "\(conversion.yaml)")
+    #expect(mapping.check?.map { Array($0.utf8) } == ConfdCommandLine.convert(check, placeholders: true).argv.map { Array($0.utf8) }, "\(conversion.yaml)")
+  }
+
   @Test("command strings: split into words, or sh -c with {{.src}} as $1 whatever the quoting",
         arguments: [
           ("/usr/sbin/nginx -t -c {{.src}}", true, ["/usr/sbin/nginx", "-t", "-c", "{{.src}}"]),
