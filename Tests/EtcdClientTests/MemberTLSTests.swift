@@ -44,7 +44,9 @@ struct MemberTLSTests {
       var configuration = server.configuration()
       configuration.tls?.serverName = nil
       configuration.endpoints = try EtcdConfiguration(endpoints: ["https://\(other):\(try Self.deadPort())", "https://localhost:\(port)"]).endpoints
-      configuration.requestTimeout = .seconds(10)
+      // Wide: the dead member's attempt, then a TLS handshake with the live one, on a loaded
+      // CI machine (about 2x slower than a developer's).
+      configuration.requestTimeout = .seconds(30)
       try await withEtcdClient(configuration) { etcd in
         try await etcd.put("/member-tls", "ok")
         #expect(try await etcd.get("/member-tls").kvs.first?.valueString == "ok")

@@ -98,6 +98,11 @@ struct DriftRepairTests {
     #expect(Disk.read(h.dir("decoy")) == "decoy", "the symlink's target is untouched")
 
     #expect(await agent.appliedRevision == applied, "nothing changed in etcd meanwhile: the bytes are those of the applied revision")
+    // A file is back before its repair is logged and counted (the log line, then the counter).
+    #expect(await eventually {
+      h.logs.metadata(of: Self.restoredMessage).count >= 3
+        && ["motd", "tpl", "env"].allSatisfy { Self.metric(registry).contains("etcsync_drift_repairs_total{mapping=\"\($0)\"} 1") }
+    })
     let logged = h.logs.metadata(of: Self.restoredMessage)
     #expect(logged.map { $0["file.path"] ?? "" }.sorted() == [h.dir("out/app.env"), h.dir("out/list"), h.dir("out/motd")])
     #expect(Set(logged.map { $0["drift"] ?? "" }) == ["changed", "deleted", "replaced"])
@@ -161,6 +166,8 @@ struct DriftRepairTests {
     #expect(Disk.names(h.dir("swap")).filter { $0.hasPrefix("..") && $0 != "..data" }.count == 1, "the tampered revision is gone")
 
     #expect(await agent.appliedRevision == applied)
+    // The counter moves just after the repair's log line.
+    #expect(await eventually { Self.metric(registry).contains("etcsync_drift_repairs_total{mapping=\"swap\"} 2") })
     let logged = h.logs.metadata(of: Self.restoredMessage).map { $0["file.path"] ?? "" }
     #expect(Set(logged) == [h.dir("flat/sub/b"), h.dir("flat/a"), h.dir("swap/a"), h.dir("swap/sub/b")])
     let text = Self.metric(registry)

@@ -80,6 +80,8 @@ struct WriteBackTests {
     try Self.renameSave(h.dir("A/a"), "last")
     #expect(await eventually { Disk.read(h.dir("B/a")) == "last" })
     #expect(try await Self.keys(h) == ["/wb/a", "/wb/sub/b", "/wb/sub/new"], "no key for editor leftovers")
+    // B can render A's last push before A has counted it (A counts once etcd has answered).
+    #expect(await eventually { await agentA.writeBackStats.pushed >= 3 })
     let pushedA = await agentA.writeBackStats.pushed
     let pushedB = await agentB.writeBackStats.pushed
     #expect(pushedA == 3 && pushedB == 1, "A pushed \(pushedA), B pushed \(pushedB)")
@@ -294,8 +296,16 @@ struct WriteBackTests {
     let daemon = Daemon(agent)
     #expect(await eventually { Disk.read(h.dir("A/seed")) == "s" })
     let before = try await Self.revision(h)
-    for index in 0..<300 { try Disk.write(h.dir("A/many/f\(index)"), "v\(index)") }
+    // Each file is written beside the tree and renamed in whole: a scan that saw one created
+    // but not yet written would push it empty first (two pushes, and a wrong value for a while).
+    try FileManager.default.createDirectory(atPath: h.dir("A/many"), withIntermediateDirectories: true)
+    for index in 0..<300 {
+      try Disk.write(h.dir("staged/f\(index)"), "v\(index)")
+      #expect(rename(h.dir("staged/f\(index)"), h.dir("A/many/f\(index)")) == 0)
+    }
     #expect(await eventually { ((try? await Self.keys(h)) ?? []).count == 301 })
+    // The agent counts a Txn's files once etcd has answered it, a moment after the keys show.
+    #expect(await eventually { await agent.writeBackStats.pushed >= 300 })
     #expect(await agent.writeBackStats.pushed == 300)
     #expect(try await Self.value(h, "/wb/many/f299") == "v299")
     // Every Txn is one revision: 300 changes took at least 3 (128 + 128 + 44), not 300 single puts' worth of compares failing.

@@ -21,7 +21,7 @@ struct CurrentThroughTests {
         endpoints: [\(h.server.endpoint)]
       state:
         dir: \(h.dir(name + ".state"))
-      presence: {prefix: \(Self.prefix), name: \(name), ttl: 3s}
+      presence: {prefix: \(Self.prefix), name: \(name), ttl: 30s}
       mappings:
         - name: tree
           kind: tree

@@ -87,16 +87,18 @@ struct ExecModeTests {
   }
 
   @Test("forwarded stop signals: a child killed by SIGTERM gives 143, one that traps SIGINT its own status, one ignoring SIGTERM is killed at exec.killTimeout (137)",
-        arguments: [(SIGTERM, "echo start >> \"$1\"; exec sleep 600", 143),
-                    (SIGINT, "trap 'echo int >> \"$1\"; exit 4' INT; echo start >> \"$1\"; while :; do sleep 0.05; done", 4),
-                    (SIGTERM, "trap '' TERM; echo start >> \"$1\"; while :; do sleep 0.05; done", 137)])
-  func forwarding(signal: Int32, script: String, status: Int32) async throws {
+        arguments: [(SIGTERM, "echo start >> \"$1\"; exec sleep 600", 143, "30s"),
+                    (SIGINT, "trap 'echo int >> \"$1\"; exit 4' INT; echo start >> \"$1\"; while :; do sleep 0.05; done", 4, "30s"),
+                    (SIGTERM, "trap '' TERM; echo start >> \"$1\"; while :; do sleep 0.05; done", 137, "1s")])
+  func forwarding(signal: Int32, script: String, status: Int32, killTimeout: String) async throws {
     let h = try await AgentHarness.start()
     defer { h.stop() }
     try await h.put("/e/x", "v0")
     // The script's traps are set before it writes "start": the signal comes after that.
     let quoted = script.replacingOccurrences(of: "\"", with: "\\\"")
-    let config = try Self.config(h, extra: "exec: {command: [sh, -c, \"\(quoted)\", child, \(h.commandLog)], killTimeout: 1s}")
+    // Only the child that ignores SIGTERM is meant to reach the kill timeout; the others get
+    // 30 s, so that a loaded machine that runs their trap late does not kill them first.
+    let config = try Self.config(h, extra: "exec: {command: [sh, -c, \"\(quoted)\", child, \(h.commandLog)], killTimeout: \(killTimeout)}")
     let agent = try EtcsyncProcess(["run", "-c", config], log: h.dir("run.log"))
     defer { agent.kill9() }
     #expect(await eventually { h.count("start") == 1 }, "log: \(agent.log)")

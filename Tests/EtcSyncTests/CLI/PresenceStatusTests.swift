@@ -81,7 +81,7 @@ struct PresenceStatusTests {
   static let prefix = "/etcsync/agents"
 
   /// A configuration file for agent `name`: a tree of `/app/` into its own directory.
-  static func configFile(_ h: AgentHarness, name: String, ttl: String = "3s") throws -> String {
+  static func configFile(_ h: AgentHarness, name: String, ttl: String) throws -> String {
     let path = h.dir("\(name).yaml")
     try Disk.write(path, """
       etcd:
@@ -101,8 +101,10 @@ struct PresenceStatusTests {
     return path
   }
 
-  static func start(_ h: AgentHarness, name: String) throws -> EtcsyncProcess {
-    try EtcsyncProcess(["run", "-c", try Self.configFile(h, name: name)], log: h.dir(name + ".log"))
+  /// Agent `name` with a presence TTL of `ttl`: 3 s where a test waits for the lease to
+  /// expire, 30 s where it must not (a loaded machine can stall an agent past 3 s).
+  static func start(_ h: AgentHarness, name: String, ttl: String = "30s") throws -> EtcsyncProcess {
+    try EtcsyncProcess(["run", "-c", try Self.configFile(h, name: name, ttl: ttl)], log: h.dir(name + ".log"))
   }
 
   static func record(_ h: AgentHarness, _ name: String) async throws -> (PresenceRecord, lease: Int64)? {
@@ -127,7 +129,7 @@ struct PresenceStatusTests {
     #expect(record.lastError == nil)
     #expect(record.ready == true)
     let ttl = try await h.client.timeToLive(lease)
-    #expect(ttl.grantedTTL == 3 && ttl.ttl > 0)
+    #expect(ttl.grantedTTL == 30 && ttl.ttl > 0)
     // The applied revision follows the agent's progress.
     let next = try await h.put("/app/b", "2")
     #expect(await Self.applied(h, "a1", atLeast: next))
@@ -140,7 +142,7 @@ struct PresenceStatusTests {
   func sigkillAndLostLease() async throws {
     let h = try await AgentHarness.start()
     defer { h.stop() }
-    let agent = try Self.start(h, name: "a1")
+    let agent = try Self.start(h, name: "a1", ttl: "3s")
     defer { agent.kill9() }
     #expect(await eventually { (try? await Self.record(h, "a1")) != nil }, "log: \(agent.log)")
     // The lease is lost (revoked behind the agent's back, as when etcd forgets it).
@@ -213,7 +215,7 @@ struct PresenceStatusTests {
         endpoints: [\(h.server.endpoint)]
       state:
         dir: \(h.dir("inside.state"))
-      presence: {prefix: /m/agents, name: a1, ttl: 3s}
+      presence: {prefix: /m/agents, name: a1, ttl: 30s}
       mappings:
         - {name: low, kind: tree, prefix: /a/, dest: \(h.dir("low"))}
         - {name: high, kind: tree, prefix: /z/, dest: \(h.dir("high"))}

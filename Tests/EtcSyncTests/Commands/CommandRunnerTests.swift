@@ -31,8 +31,10 @@ struct CommandRunnerTests {
 
   @Test("the timeout kills the whole process group, grandchildren included")
   func timeoutKillsGroup() async throws {
+    // The timeout must come after sh has started its grandchild and said its pid: 2 s, as a
+    // loaded CI machine can take longer than 300 ms to start sh at all.
     let result = try await Self.runner.run(
-      ["sh", "-c", "sleep 100 & echo $!; sleep 100"], timeout: .milliseconds(300))
+      ["sh", "-c", "sleep 100 & echo $!; sleep 100"], timeout: .seconds(2))
     #expect(result.timedOut)
     #expect(!result.succeeded)
     #expect(result.termination == .signaled(SIGTERM))
@@ -43,13 +45,15 @@ struct CommandRunnerTests {
   @Test("a group that ignores SIGTERM gets SIGKILL after the grace period")
   func sigkillAfterGrace() async throws {
     let start = ContinuousClock.now
+    // 2 s: the SIGTERM must come after sh has set its trap (a loaded machine can take more
+    // than 200 ms to get there).
     let result = try await Self.runner.run(
       ["sh", "-c", "trap '' TERM; sleep 100 & echo $!; sleep 100; echo survived"],
-      timeout: .milliseconds(200))
+      timeout: .seconds(2))
     let elapsed = ContinuousClock.now - start
     #expect(result.timedOut)
     #expect(result.termination == .signaled(SIGKILL))
-    #expect(elapsed >= .milliseconds(650), "SIGKILL only after the grace period")
+    #expect(elapsed >= .milliseconds(2450), "SIGKILL only after the grace period")
     #expect(!result.outputText.contains("survived"))
     let grandchild = try #require(Int32(result.outputText.split(separator: "\n").first ?? ""))
     #expect(await Self.isGone(grandchild))

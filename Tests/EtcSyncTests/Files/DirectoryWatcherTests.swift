@@ -229,11 +229,12 @@ private final class WatcherSandbox: Sendable {
   }
 }
 
-/// Runs `body`, or gives up after 10 s (a hang guard only) and returns nil.
+/// Runs `body`, or gives up after 60 s (a hang guard only, wide for a loaded CI machine) and
+/// returns nil.
 private func withDeadline<T: Sendable>(_ body: @escaping @Sendable () async -> T) async -> T? {
   await withTaskGroup(of: T?.self) { group in
     group.addTask { await body() }
-    group.addTask { try? await Task.sleep(for: .seconds(10)); return nil }
+    group.addTask { try? await Task.sleep(for: .seconds(60)); return nil }
     let first = await group.next() ?? nil
     group.cancelAll()
     return first
