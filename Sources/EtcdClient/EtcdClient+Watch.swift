@@ -15,3 +15,11 @@ extension EtcdClient {
     self.watchHub.requestProgress()
   }
 }
+
+extension EtcdClient {
+  /// How many watch responses made no sense (a watch ID the stream never created, a created
+  /// answer to no request): each one ended the watch stream, which was re-created and resumed
+  /// from the revision after the last one delivered, so nothing is lost. Non-zero means a
+  /// server or proxy that numbers or orders watches unlike etcd.
+  public var watchProtocolViolations: Int { self.watchHub.protocolViolations }
+}

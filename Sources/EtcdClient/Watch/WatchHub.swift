@@ -15,16 +15,27 @@ final class WatchHub: Sendable {
     var nextRevision: Int64
     /// Events of a fragmented revision, waiting for its last fragment.
     var fragments: [WatchEvent] = []
+    /// The ID the server gave this watcher on the current stream; nil until its create is
+    /// answered.
+    var serverID: Int64?
   }
 
   struct State {
     var watchers: [Int64: Watcher] = [:]
     var nextID: Int64 = 1
     var outbound: AsyncStream<Etcdserverpb_WatchRequest>.Continuation?
-    /// Watchers whose create request was sent on the current stream and not yet answered,
-    /// oldest first. etcd answers creates in order, and answers a refused one with watch ID
-    /// -1, so this queue is how a refusal finds its watcher.
+    /// Watchers waiting to be created on the current stream, in order; only the first one's
+    /// create request has been sent. One create at a time, as clientv3 does: etcd's gRPC
+    /// proxy answers a create that joins a running watch at once and one that starts a new
+    /// watch only once etcd has answered it, so answers to several would come out of order,
+    /// and a refused create is answered with watch ID -1.
     var pendingCreates: [Int64] = []
+    /// The server's watch IDs on the current stream → this hub's IDs. The server numbers
+    /// watches itself: etcd's gRPC proxy ignores the ID a create request asks for.
+    var serverIDs: [Int64: Int64] = [:]
+    /// Server IDs of watchers cancelled on the current stream: their late responses are
+    /// dropped, and the answer to the cancel retires the ID.
+    var retired: Set<Int64> = []
     var task: Task<Void, Never>?
     var generation = 0
     var isShutdown = false
@@ -57,9 +68,9 @@ final class WatchHub: Sendable {
       }
       let watcher = Watcher(range: range, options: options, continuation: continuation, nextRevision: options.startRevision)
       state.watchers[id] = watcher
-      if let outbound = state.outbound {
-        outbound.yield(Self.createRequest(id: id, watcher))
+      if state.outbound != nil {
         state.pendingCreates.append(id)
+        if state.pendingCreates.count == 1 { state.outbound?.yield(Self.createRequest(watcher)) }
       } else if state.task == nil {
         state.generation += 1
         let generation = state.generation
@@ -76,11 +87,33 @@ final class WatchHub: Sendable {
   /// Forgets a watcher whose consumer went away, and cancels it on the server.
   private func remove(_ id: Int64) {
     self.state.withLock { state in
-      guard state.watchers.removeValue(forKey: id) != nil else { return }
-      var cancel = Etcdserverpb_WatchRequest()
-      cancel.cancelRequest.watchID = id
-      state.outbound?.yield(cancel)
+      guard let watcher = state.watchers.removeValue(forKey: id) else { return }
+      if let serverID = watcher.serverID {
+        Self.cancel(serverID, in: &state)
+      } else if let index = state.pendingCreates.firstIndex(of: id), index > 0 {
+        // Not sent yet. The one whose create is in flight is cancelled once it is answered.
+        state.pendingCreates.remove(at: index)
+      }
       Self.stopIfIdle(&state)
+    }
+  }
+
+  private static func cancel(_ serverID: Int64, in state: inout State) {
+    state.serverIDs[serverID] = nil
+    state.retired.insert(serverID)
+    var cancel = Etcdserverpb_WatchRequest()
+    cancel.cancelRequest.watchID = serverID
+    state.outbound?.yield(cancel)
+  }
+
+  /// Sends the create request of the next watcher waiting, if any.
+  private static func sendNextCreate(_ state: inout State) {
+    while let next = state.pendingCreates.first {
+      if let watcher = state.watchers[next] {
+        state.outbound?.yield(Self.createRequest(watcher))
+        return
+      }
+      state.pendingCreates.removeFirst()
     }
   }
 
@@ -123,13 +156,15 @@ final class WatchHub: Sendable {
       let started = self.state.withLock { state -> Bool in
         guard state.generation == generation, !state.watchers.isEmpty else { return false }
         state.outbound = continuation
-        state.pendingCreates = []
+        state.serverIDs = [:]
+        state.retired = []
         state.tokenIsFresh = refreshedToken
-        for id in Array(state.watchers.keys) { state.watchers[id]!.fragments = [] }  // resent whole
-        for (id, watcher) in state.watchers.sorted(by: { $0.key < $1.key }) {
-          continuation.yield(Self.createRequest(id: id, watcher))
-          state.pendingCreates.append(id)
+        for id in Array(state.watchers.keys) {
+          state.watchers[id]!.fragments = []  // resent whole
+          state.watchers[id]!.serverID = nil
         }
+        state.pendingCreates = state.watchers.keys.sorted()
+        Self.sendNextCreate(&state)
         return true
       }
       guard started else { return }
@@ -185,29 +220,70 @@ final class WatchHub: Sendable {
   // MARK: Responses
 
   /// Applies a response; throws (ending the stream, which is then re-created) when a create
-  /// was refused because the auth token expired.
+  /// was refused because the auth token expired, or when the response makes no sense.
   private func handle(_ message: Etcdserverpb_WatchResponse, generation: Int) throws(EtcdError) {
     // Finishing a stream runs its onTermination, which takes the lock: do it afterwards.
     let hasCredentials = self.hasCredentials
-    let finished = self.state.withLock { state -> (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)? in
-      // A late message of a stream that has been replaced must not touch the new one.
-      guard state.generation == generation else { return nil }
-      return Self.apply(message, to: &state, hasCredentials: hasCredentials)
+    let finished: (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)?
+    do {
+      finished = try self.state.withLock { state throws(EtcdError) -> (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)? in
+        // A late message of a stream that has been replaced must not touch the new one.
+        guard state.generation == generation else { return nil }
+        return try Self.apply(message, to: &state, hasCredentials: hasCredentials)
+      }
+    } catch {
+      self.violations.add(1, ordering: .relaxed)
+      throw error
     }
     guard let (continuation, error) = finished else { return }
     if error.code == .invalidToken { throw error }
     continuation.finish(throwing: error)
   }
 
+  /// How many watch responses made no sense (an unknown watch ID, an answer to no create):
+  /// each ended the stream, which was re-created and resumed.
+  var protocolViolations: Int { self.violations.load(ordering: .relaxed) }
+  private let violations = Atomic<Int>(0)
+
+  private static func protocolError(_ what: String) -> EtcdError {
+    EtcdError(.internalError, "etcd's watch stream sent \(what); the stream is re-created")
+  }
+
   /// Applies one response to the watchers; returns a watcher to finish, if it was cancelled.
   private static func apply(
     _ message: Etcdserverpb_WatchResponse, to state: inout State, hasCredentials: Bool
-  ) -> (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)? {
+  ) throws(EtcdError) -> (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)? {
     let header = ResponseHeader(message.header)
     var watchID = message.watchID
-    if message.created, !state.pendingCreates.isEmpty {
+    if message.created {
+      guard !state.pendingCreates.isEmpty else {
+        throw Self.protocolError("a created answer to no create request (watch ID \(message.watchID))")
+      }
       let pending = state.pendingCreates.removeFirst()
-      if watchID == -1 { watchID = pending }
+      Self.sendNextCreate(&state)
+      guard state.watchers[pending] != nil else {
+        // Removed while its create was in flight: cancel what the server created.
+        if !message.canceled, message.watchID != -1 { Self.cancel(message.watchID, in: &state) }
+        return nil
+      }
+      if !message.canceled {
+        guard message.watchID != -1, state.serverIDs[message.watchID] == nil else {
+          throw Self.protocolError("a created answer with watch ID \(message.watchID), already in use or invalid")
+        }
+        state.serverIDs[message.watchID] = pending
+        state.watchers[pending]!.serverID = message.watchID
+      }
+      watchID = pending
+    } else if watchID != -1 {
+      guard let local = state.serverIDs[watchID] else {
+        // A cancelled watcher's late events, or the answer to its cancel.
+        if state.retired.contains(watchID) {
+          if message.canceled { state.retired.remove(watchID) }
+          return nil
+        }
+        throw Self.protocolError("a response for watch ID \(watchID), which it never created")
+      }
+      watchID = local
     }
     if watchID == -1 {
       // A progress notification for the whole stream (answer to requestProgress). Before
@@ -229,6 +305,8 @@ final class WatchHub: Sendable {
       }
     }
     if message.canceled || message.compactRevision > 0 {
+      if let serverID = watcher.serverID { state.serverIDs[serverID] = nil }
+      watcher.serverID = nil
       var error = Self.cancelError(message)
       // A stale token is refused as "permission denied" by etcd 3.4/3.5: retry once with a
       // fresh token before believing it.
@@ -280,7 +358,8 @@ final class WatchHub: Sendable {
     return EtcdError(.watchCanceled, reason.isEmpty ? "etcd cancelled the watch" : reason)
   }
 
-  private static func createRequest(id: Int64, _ watcher: Watcher) -> Etcdserverpb_WatchRequest {
+  /// The server numbers the watch (ID 0 in the request: etcd's own choice, as clientv3 does).
+  private static func createRequest(_ watcher: Watcher) -> Etcdserverpb_WatchRequest {
     var create = Etcdserverpb_WatchCreateRequest()
     create.key = Data(watcher.range.key)
     create.rangeEnd = Data(watcher.range.rangeEnd)
@@ -288,7 +367,6 @@ final class WatchHub: Sendable {
     create.progressNotify = watcher.options.progressNotify
     create.prevKv = watcher.options.prevKV
     create.fragment = watcher.options.fragment
-    create.watchID = id
     if watcher.options.filterPuts { create.filters.append(.noput) }
     if watcher.options.filterDeletes { create.filters.append(.nodelete) }
     var request = Etcdserverpb_WatchRequest()
