@@ -160,8 +160,10 @@ struct DaemonTests {
   func burstWithWait() async throws {
     let counts = try await Self.runBurst(wait: WaitSettings(min: .milliseconds(50), max: .milliseconds(500)))
     print("burst with wait 50ms/500ms: tree \(counts.tree) renders, template \(counts.template) renders, \(counts.reloads) reloads")
-    #expect(counts.tree >= 1 && counts.tree <= 100, "far fewer renders than the 5,000 puts")
-    #expect(counts.template >= 1 && counts.template <= 100)
+    // About one render per `max` while the burst lasts (24 here in a 20 s burst), more where
+    // the put stream pauses past `min` under load: bounded well above that, far below 5,000.
+    #expect(counts.tree >= 1 && counts.tree <= 250, "far fewer renders than the 5,000 puts")
+    #expect(counts.template >= 1 && counts.template <= 250)
   }
 
   @Test("a burst of 5,000 puts with no wait configured: exact files, far fewer renders than puts")
