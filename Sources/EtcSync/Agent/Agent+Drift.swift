@@ -1,4 +1,6 @@
+import EtcdClient
 import Logging
+import Synchronization
 import Templates
 
 #if canImport(Glibc)
@@ -19,6 +21,179 @@ struct DriftCheck: Sendable {
   }
 }
 
+/// A mapping's drift work besides the queued checks: the check running away from the
+/// agent's executor, its result, and how often its files were put back lately.
+struct DriftWork: Sendable {
+  /// A check of the mapping's files runs in a task of its own.
+  var checking = false
+  /// What the last check found, to act on in the daemon's loop.
+  var found: DriftFound?
+  /// Spaces out repairs of files that keep changing.
+  var limit = DriftRepairLimit()
+}
+
+/// Spaces out the repairs of a mapping whose files keep being changed (a process rewriting
+/// one in a loop would otherwise make a swapped tree publish whole again and again): after
+/// ``burst`` repairs within ``window``, each next check waits a delay that doubles from 1 s
+/// up to 1 min (the package's ``Backoff``), until no repair was needed for ``quiet``.
+struct DriftRepairLimit: Sendable {
+  /// Repairs within ``window`` that run at once.
+  static let burst = 5
+  static let window: Duration = .seconds(60)
+  /// A pause without repairs after which repairs run at once again.
+  static let quiet: Duration = .seconds(120)
+
+  private var recent: [ContinuousClock.Instant] = []
+  private var backoff = Backoff(initial: .seconds(1), maximum: .seconds(60))
+  /// No check of the mapping starts before this.
+  private(set) var notBefore: ContinuousClock.Instant?
+
+  /// Whether repairs are being spaced out.
+  var spacing: Bool { self.backoff.failures > 0 }
+
+  /// Counts a repair at `now`; returns the delay before the next check when repairs are
+  /// spaced out (nil: the next one may run at once).
+  mutating func repaired(at now: ContinuousClock.Instant) -> Duration? {
+    if let last = self.recent.last, now - last >= Self.quiet {
+      self.recent = []
+      self.backoff.reset()
+    }
+    self.recent = self.recent.filter { now - $0 < Self.window } + [now]
+    guard self.recent.count > Self.burst || self.spacing else {
+      self.notBefore = nil
+      return nil
+    }
+    let delay = self.backoff.next()
+    self.notBefore = now + delay
+    return delay
+  }
+}
+
+/// One drift watcher of a directory, kept alive: when the directory is deleted, moved or
+/// unmounted (its inotify watcher stops), it is watched again as soon as it exists again.
+final class DriftWatch: Sendable {
+  /// What a drift watch tells its owner besides batches of changes.
+  enum Event: Sendable {
+    /// The directory is watched again (after it was lost): changes meanwhile went unseen.
+    case rearmed
+    /// The watcher reached its limit of inotify watches (see ``DirectoryWatcher``).
+    case limit(Int)
+    /// The directory can no longer be watched (too many directories): periodic checks only.
+    case failed(DirectoryWatcherError)
+  }
+
+  private let state: Mutex<(watcher: DirectoryWatcher?, task: Task<Void, Never>?, stopped: Bool)>
+
+  /// Watches `root` with `first` (already started), passes each batch to `changes`, and
+  /// re-creates the watcher when the root is lost.
+  init(_ first: DirectoryWatcher, root: String, recursive: Bool, maxWatches: Int,
+       changes: @escaping @Sendable ([DirectoryChange]) -> Void, event: @escaping @Sendable (Event) -> Void) {
+    let state = Mutex<(watcher: DirectoryWatcher?, task: Task<Void, Never>?, stopped: Bool)>((first, nil, false))
+    self.state = state
+    let task = Task.detached { [self] in
+      var watcher: DirectoryWatcher? = first
+      var limited = false
+      var retry = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
+      while !Task.isCancelled {
+        if let current = watcher {
+          for await batch in current.changes {
+            changes(batch)
+            if !limited, current.limitReached {
+              limited = true
+              event(.limit(maxWatches))
+            }
+            if current.rootLost { break }
+          }
+          current.stop()
+          watcher = nil
+          if self.replace(current, with: nil) == false { return }
+        }
+        try? await Task.sleep(for: retry.next())
+        if Task.isCancelled { return }
+        do throws(DirectoryWatcherError) {
+          let fresh = try DirectoryWatcher(root: root, recursive: recursive, maxWatches: maxWatches)
+          guard self.replace(nil, with: fresh) else {
+            fresh.stop()
+            return
+          }
+          watcher = fresh
+          limited = false
+          retry.reset()
+          event(.rearmed)
+        } catch where error.operation == "watch limit" {
+          event(.failed(error))
+          return
+        } catch {
+          continue  // not there (yet): try again
+        }
+      }
+    }
+    self.state.withLock { $0.task = task }
+  }
+
+  /// Swaps the current watcher; false once stopped.
+  private func replace(_ old: DirectoryWatcher?, with new: DirectoryWatcher?) -> Bool {
+    self.state.withLock { state in
+      guard !state.stopped else { return false }
+      state.watcher = new
+      return true
+    }
+  }
+
+  /// Stops watching. Idempotent.
+  func stop() {
+    let (watcher, task) = self.state.withLock { state in
+      state.stopped = true
+      defer { state.watcher = nil }
+      return (state.watcher, state.task)
+    }
+    task?.cancel()
+    watcher?.stop()
+  }
+}
+
+/// The revision directory a swapped tree's watcher takes as live: changes in any other
+/// `..` directory are the agent's (staging a publish before `..data` moves to it, removing
+/// the previous one after) and concern no file. Kept in the watcher's event order.
+final class LiveRevision: Sendable {
+  private let root: String
+  private let live = Mutex<String?>(nil)
+
+  init(root: String) {
+    self.root = root
+    self.reset()
+  }
+
+  /// Reads `..data` again.
+  func reset() {
+    let current = (try? TreeSwap(root: self.root).currentDirectory()) ?? nil
+    self.live.withLock { $0 = current }
+  }
+
+  /// The paths of `batch` that may concern the tree's files: `..data` itself (it moved),
+  /// top-level names, and paths in the live revision directory. Events in a revision
+  /// directory before `..data` moves to it came while the agent staged it.
+  func filter(_ batch: [DirectoryChange]) -> Set<ExactString> {
+    var paths: Set<ExactString> = []
+    for change in batch {
+      let first = change.path.utf8.split(separator: UInt8(ascii: "/"), maxSplits: 1, omittingEmptySubsequences: false).first
+      guard let first, first.starts(with: "..".utf8) else {
+        paths.insert(ExactString(change.path))
+        continue
+      }
+      if first.elementsEqual(TreeSwap.dataLinkName.utf8) {
+        // Read at once: `..data` may have moved again since, which only makes the events
+        // of that later directory count as live (checked, never missed).
+        self.reset()
+        paths.insert(ExactString(change.path))
+      } else if let live = self.live.withLock({ $0 }), first.elementsEqual(live.utf8) {
+        paths.insert(ExactString(change.path))
+      }
+    }
+    return paths
+  }
+}
+
 // Drift repair (docs/agent.md, "Drift repair"): a file of a mapping without write-back that
 // someone changes, deletes or replaces while the daemon runs is put back to the bytes the
 // agent wrote at the applied revision. inotify on the destinations' directories finds most
@@ -27,29 +202,36 @@ extension Agent {
   /// Starts the inotify watchers of the mappings that repair drift: one per tree (its whole
   /// root), one per directory holding destination files (their parent, since an editor's or
   /// `mv`'s rename replaces the file's inode). A directory that cannot be watched is logged
-  /// and left to the periodic check.
-  func startDriftWatchers(into inbox: Inbox) -> [DirectoryWatcher] {
-    var watchers: [DirectoryWatcher] = []
+  /// and left to the periodic check; one that is deleted or moved is watched again once it
+  /// exists again.
+  func startDriftWatchers(into inbox: Inbox) -> [DriftWatch] {
+    var watches: [DriftWatch] = []
     // Files of several mappings in one directory share its watcher, by name as bytes.
     var files: [ExactString: [(name: String, file: String)]] = [:]
     var directories: [ExactString] = []
+    let limit = self.configuration.driftWatchLimit
     for runner in self.runners where runner.repairsDrift {
       let name = runner.mapping.name
       if runner.mapping.kind == .tree {
+        let root = runner.mapping.dest
+        let live = runner.mapping.swap == .symlink ? LiveRevision(root: root) : nil
         do {
-          let watcher = try DirectoryWatcher(root: runner.mapping.dest, recursive: true)
-          watchers.append(watcher)
-          Task {
-            for await batch in watcher.changes {
-              if batch.contains(where: { $0.kind == .overflow }) {
-                inbox.send(.drift(name, nil))
-              } else {
-                inbox.send(.drift(name, Set(batch.map { ExactString($0.path) })))
-              }
+          let watcher = try DirectoryWatcher(root: root, recursive: true, maxWatches: limit)
+          let watch = DriftWatch(watcher, root: root, recursive: true, maxWatches: limit, changes: { batch in
+            if batch.contains(where: { $0.kind == .overflow }) {
+              inbox.send(.drift(name, nil))
+              return
             }
-          }
+            let paths = live?.filter(batch) ?? Set(batch.map { ExactString($0.path) })
+            if !paths.isEmpty { inbox.send(.drift(name, paths)) }
+          }, event: { [self] event in
+            if case .rearmed = event { live?.reset() }
+            Task { await self.driftWatchEvent(event, names: [name], path: root) }
+            inbox.send(.drift(name, nil))
+          })
+          watches.append(watch)
         } catch {
-          self.driftWatchFailed(name, path: runner.mapping.dest, error)
+          self.driftWatchFailed(name, path: root, error)
         }
         continue
       }
@@ -62,15 +244,16 @@ extension Agent {
       let owners = files[directory] ?? []
       do {
         let watcher = try DirectoryWatcher(root: directory.string, recursive: false)
-        watchers.append(watcher)
-        Task {
-          for await batch in watcher.changes {
-            let lost = batch.contains { $0.kind == .overflow }
-            for owner in owners where lost || batch.contains(where: { $0.path.bytesEqual(owner.file) }) {
-              inbox.send(.drift(owner.name, lost ? nil : [MappingRunner.wholeFile]))
-            }
+        let watch = DriftWatch(watcher, root: directory.string, recursive: false, maxWatches: .max, changes: { batch in
+          let lost = batch.contains { $0.kind == .overflow }
+          for owner in owners where lost || batch.contains(where: { $0.path.bytesEqual(owner.file) }) {
+            inbox.send(.drift(owner.name, lost ? nil : [MappingRunner.wholeFile]))
           }
-        }
+        }, event: { [self] event in
+          Task { await self.driftWatchEvent(event, names: owners.map { $0.name }, path: directory.string) }
+          for owner in owners { inbox.send(.drift(owner.name, nil)) }
+        })
+        watches.append(watch)
       } catch {
         for owner in owners { self.driftWatchFailed(owner.name, path: directory.string, error) }
       }
@@ -78,7 +261,7 @@ extension Agent {
     // A change made between the first sync and the watchers' start raised no event: every
     // file is checked once (through the inbox, so the loop looks at once).
     for runner in self.runners where runner.repairsDrift { inbox.send(.drift(runner.mapping.name, nil)) }
-    return watchers
+    return watches
   }
 
   private func driftWatchFailed(_ name: String, path: String, _ error: any Error) {
@@ -87,6 +270,24 @@ extension Agent {
       periodic ? "local changes cannot be watched; drift is repaired by the periodic check only"
         : "local changes cannot be watched and driftCheckInterval is 0; drift is not repaired",
       metadata: ["mapping.name": "\(name)", "file.path": "\(path)", "error": "\(error)"])
+  }
+
+  /// Logs what a drift watch reports about itself.
+  private func driftWatchEvent(_ event: DriftWatch.Event, names: [String], path: String) {
+    for name in names {
+      switch event {
+      case .rearmed:
+        self.logger.notice("watched directory is back; watching it again", metadata: ["mapping.name": "\(name)", "file.path": "\(path)"])
+      case .limit(let limit):
+        let periodic = self.configuration.driftCheckInterval > .zero
+        self.logger.warning(
+          periodic ? "too many directories to watch; drift in the unwatched ones is repaired by the periodic check only"
+            : "too many directories to watch and driftCheckInterval is 0; drift in the unwatched ones is not repaired",
+          metadata: ["mapping.name": "\(name)", "file.path": "\(path)", "watch.limit": "\(limit)"])
+      case .failed(let error):
+        self.driftWatchFailed(name, path: path, error)
+      }
+    }
   }
 
   /// Asks for every file of every repairing mapping to be checked each `driftCheckInterval`,
@@ -121,48 +322,110 @@ extension Agent {
       && self.state[mapping: name].appliedRevision != 0
   }
 
-  /// Checks the files queued by ``noteDrift(_:paths:)`` of every mapping that can be checked
-  /// now, and puts back those that drifted. Runs in the daemon's loop after the due applies,
-  /// so it never races one; a check that must wait stays queued.
+  /// Acts on the drift checks that ended (putting back what drifted), then starts a check of
+  /// the files queued by ``noteDrift(_:paths:)`` of every mapping that can be checked now.
+  /// Runs in the daemon's loop after the due applies, so a repair never races one; a check
+  /// that must wait stays queued. The files are read and hashed in a task of their own, so
+  /// a large tree does not hold up the loop; its result comes back through the inbox.
   func repairDrift() async {
-    for runner in self.runners {
+    for runner in self.runners where runner.repairsDrift {
       let name = runner.mapping.name
-      guard self.drift[name] != nil, self.driftRepairable(name), let request = self.drift.removeValue(forKey: name) else {
-        continue
-      }
-      let recorded = self.state[mapping: name].files
-      let candidates = request.everything ? nil : runner.driftCandidates(request.changed, recorded: recorded)
-      let drifted = runner.drifted(candidates, recorded: recorded)
-      guard !drifted.isEmpty else { continue }
-      let snapshot = self.keySpace
-      self.applying.insert(name)
-      let outcome = await runner.repair(snapshot, recorded: recorded, drifted: drifted.map(\.path))
-      self.applying.remove(name)
-      // Only this loop applies mappings and moves the snapshot; what the await let in (the
-      // etcd probe, a status request) publishes progress, which `applying` held back.
-      let kinds = Dictionary(drifted.map { (ExactString(runner.mapping.kind == .tree ? runner.mapping.dest + "/" + $0.path.string : runner.mapping.dest), $0.kind) }) { first, _ in first }
-      switch outcome {
-      case .restored(let paths):
-        for path in paths {
-          self.logger.warning("file changed locally; etcd's content put back", metadata: [
-            "mapping.name": "\(name)", "file.path": "\(escapeBytes(path.utf8))", "drift": "\(kinds[ExactString(path)]?.rawValue ?? "changed")",
-            "etcd.revision": "\(snapshot.revision)",
-          ])
+      if let found = self.driftWork[name]?.found {
+        self.driftWork[name]?.found = nil
+        // Whatever happened while the files were read: a write since (an apply or a
+        // repair) or a change waiting makes the result stale, and the apply compares the
+        // files anyway.
+        if !found.drifted.isEmpty, self.driftRepairable(name), runner.driftMarks.writes == found.writes,
+          self.state[mapping: name].files == found.recorded
+        {
+          await self.putBack(runner, found)
         }
-        self.metrics.driftRepaired(name, files: paths.count)
-      case .stale:
-        // The render no longer gives the recorded bytes (a template that reads the host name
-        // or a local file): an ordinary apply brings the files to what it gives now.
-        self.logger.notice("file changed locally; the mapping is applied again (its render changed since it was written)", metadata: [
-          "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min()?.string ?? runner.mapping.dest).utf8))",
-        ])
-        self.markDirty([name])
-      case .failed(let error):
-        // The next change, or the next periodic check, tries again.
-        self.logger.error("file changed locally and could not be put back", metadata: [
-          "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min()?.string ?? runner.mapping.dest).utf8))", "error": "\(error)",
+      }
+      let work = self.driftWork[name] ?? DriftWork()
+      guard !work.checking, self.drift[name] != nil, self.driftRepairable(name) else { continue }
+      // Spaced out: the check stays queued; a wake-up was armed with the delay.
+      if let notBefore = work.limit.notBefore, notBefore > .now { continue }
+      guard let request = self.drift.removeValue(forKey: name), request.everything || !request.changed.isEmpty else { continue }
+      let recorded = self.state[mapping: name].files
+      let writes = runner.driftMarks.writes
+      self.driftWork[name, default: DriftWork()].checking = true
+      Task.detached { [self] in
+        let found = runner.driftCheck(request, recorded: recorded, writes: writes)
+        await self.driftChecked(name, found)
+      }
+    }
+  }
+
+  /// Takes the result of a check that ran in a task of its own, and wakes the loop.
+  private func driftChecked(_ name: String, _ found: DriftFound) {
+    self.driftWork[name, default: DriftWork()].checking = false
+    self.logger.debug("local files checked", metadata: [
+      "mapping.name": "\(name)", "drift.checked": "\(found.checked)", "drift.found": "\(found.drifted.count)",
+    ])
+    if let verified = found.verified, let runner = self.runners.first(where: { $0.mapping.name == name }),
+      runner.driftMarks.writes == found.writes
+    {
+      runner.driftMarks.published(verified)
+    }
+    self.driftWork[name]?.found = found.drifted.isEmpty ? nil : found
+    // An empty request: the loop looks at this result and at what was queued meanwhile.
+    self.inbox?.send(.drift(name, []))
+  }
+
+  /// Puts back the files `found` says drifted, logs and counts them, and spaces out the
+  /// next check when the mapping's files keep changing.
+  private func putBack(_ runner: MappingRunner, _ found: DriftFound) async {
+    let name = runner.mapping.name
+    let drifted = found.drifted
+    let recorded = found.recorded
+    let snapshot = self.keySpace
+    self.applying.insert(name)
+    let outcome = await runner.repair(snapshot, recorded: recorded, drifted: drifted.map(\.path))
+    self.applying.remove(name)
+    // Only this loop applies mappings and moves the snapshot; what the await let in (the
+    // etcd probe, a status request) publishes progress, which `applying` held back.
+    var kinds: [ExactString: DriftKind] = [:]
+    for entry in drifted {
+      let path: String = runner.mapping.kind == .tree ? runner.mapping.dest + "/" + entry.path.string : runner.mapping.dest
+      if kinds[ExactString(path)] == nil { kinds[ExactString(path)] = entry.kind }
+    }
+    switch outcome {
+    case .restored(let paths):
+      for path in paths {
+        self.logger.warning("file changed locally; etcd's content put back", metadata: [
+          "mapping.name": "\(name)", "file.path": "\(escapeBytes(path.utf8))", "drift": "\(kinds[ExactString(path)]?.rawValue ?? "changed")",
+          "etcd.revision": "\(snapshot.revision)",
         ])
       }
+      self.metrics.driftRepaired(name, files: paths.count)
+      guard !paths.isEmpty else { return }
+      let now = ContinuousClock.now
+      let wasSpacing = self.driftWork[name]?.limit.spacing ?? false
+      guard let delay = self.driftWork[name, default: DriftWork()].limit.repaired(at: now) else { return }
+      if !wasSpacing {
+        self.logger.warning("files keep changing locally; their repairs are spaced out", metadata: [
+          "mapping.name": "\(name)", "drift.repairs": "\(DriftRepairLimit.burst + 1)", "drift.window": "\(DriftRepairLimit.window)",
+          "retry.in": "\(delay)",
+        ])
+      }
+      // Wake the loop when the next check may run (what was queued meanwhile waits for it).
+      let inbox = self.inbox
+      Task {
+        try? await Task.sleep(until: now + delay)
+        inbox?.send(.drift(name, []))
+      }
+    case .stale:
+      // The render no longer gives the recorded bytes (a template that reads the host name
+      // or a local file): an ordinary apply brings the files to what it gives now.
+      self.logger.notice("file changed locally; the mapping is applied again (its render changed since it was written)", metadata: [
+        "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min()?.string ?? runner.mapping.dest).utf8))",
+      ])
+      self.markDirty([name])
+    case .failed(let error):
+      // The next change, or the next periodic check, tries again.
+      self.logger.error("file changed locally and could not be put back", metadata: [
+        "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min()?.string ?? runner.mapping.dest).utf8))", "error": "\(error)",
+      ])
     }
   }
 }

@@ -44,6 +44,8 @@ public actor Agent {
   var local: [String: LocalWork] = [:]
   /// Drift checks queued for mappings without write-back (`Agent+Drift.swift`).
   var drift: [String: DriftCheck] = [:]
+  /// Drift checks under way, their results and repair spacing, by mapping (`Agent+Drift.swift`).
+  var driftWork: [String: DriftWork] = [:]
   /// What write-back has done so far.
   public internal(set) var writeBackStats = WriteBackStats()
   /// Called after every applied batch and every error change (presence, metrics).

@@ -1,3 +1,4 @@
+import Synchronization
 import Templates
 
 #if canImport(Glibc)
@@ -25,6 +26,41 @@ enum DriftKind: String, Sendable {
   case replaced
 }
 
+/// What a mapping's writes leave behind for the drift checks, shared by every copy of its
+/// runner: how many writes began (a check that started before one is stale), and the
+/// revision directory of a swapped tree that the agent last published or found intact (so a
+/// `..data` that moves there is the agent's own publish, and one that moves elsewhere is not).
+final class DriftMarks: Sendable {
+  private let state = Mutex<(writes: Int, published: String?)>((0, nil))
+
+  init() {}
+
+  /// Writes begun so far (applies and repairs).
+  var writes: Int { self.state.withLock { $0.writes } }
+  /// The revision directory `..data` should point at (nil: not known).
+  var published: String? { self.state.withLock { $0.published } }
+
+  /// A write of the mapping's files begins.
+  func writing() { self.state.withLock { $0.writes += 1 } }
+
+  /// `..data` points at `directory`, which the agent published or found to hold its tree.
+  func published(_ directory: String?) { self.state.withLock { $0.published = directory } }
+}
+
+/// What a drift check of one mapping found (computed away from the agent's executor).
+struct DriftFound: Sendable {
+  /// Files that no longer hold what the agent wrote.
+  var drifted: [(path: ExactString, kind: DriftKind)]
+  /// ``DriftMarks/writes`` when the check began: a write since makes the result stale.
+  var writes: Int
+  /// The record the files were compared with.
+  var recorded: [ExactString: ContentHash]
+  /// A swapped tree's revision directory that a whole check found intact.
+  var verified: String?
+  /// How many recorded files the check read.
+  var checked = 0
+}
+
 // Drift repair: files of a mapping without write-back that someone changed locally are put
 // back to what the agent wrote (docs/agent.md, "Drift repair").
 extension MappingRunner {
@@ -43,6 +79,13 @@ extension MappingRunner {
   func driftCandidates(_ changed: Set<ExactString>, recorded: [ExactString: ContentHash]) -> Set<ExactString>? {
     guard self.mapping.kind == .tree else { return changed.isEmpty ? [] : [Self.wholeFile] }
     let current = self.mapping.swap == .symlink ? (try? TreeSwap(root: self.mapping.dest).currentDirectory()) ?? nil : nil
+    // `..data` moved (or went): the agent's own publish leaves it at the directory it
+    // recorded; anywhere else (someone re-pointed it), every file is checked through it.
+    if self.mapping.swap == .symlink, changed.contains(where: { $0.utf8.elementsEqual(TreeSwap.dataLinkName.utf8) }),
+      current == nil || current != self.driftMarks.published
+    {
+      return nil
+    }
     var prefixes: [ExactString] = []
     for path in changed {
       // The watcher decodes a name that is not UTF-8 with replacement characters: such a
@@ -59,13 +102,21 @@ extension MappingRunner {
         // they lead to are reported by name when they change.
         guard let current, first.bytesEqual(current), segments.count > 1 else { continue }
         prefixes.append(ExactString(segments.dropFirst().joined(separator: "/")))
+      } else if segments.count == 1 {
+        // A top-level name is the agent's symlink `..data/NAME`: the files below it are
+        // reported by their own paths in the revision directory when they change, so only
+        // a link that is no longer intact makes them candidates.
+        if !self.topLevelLinkIsIntact(first) { prefixes.append(path) }
       } else {
         prefixes.append(path)
       }
     }
     var candidates: Set<ExactString> = []
     for prefix in prefixes {
-      if recorded[prefix] != nil { candidates.insert(prefix) }
+      if recorded[prefix] != nil {
+        candidates.insert(prefix)
+        continue
+      }
       // A directory reported removed (or a top-level symlink) stands for everything below it.
       let below = Array(prefix.utf8) + [UInt8(ascii: "/")]
       for path in recorded.keys where path.utf8.starts(with: below) { candidates.insert(path) }
@@ -132,6 +183,23 @@ extension MappingRunner {
     return target.elementsEqual(TreeSwap.linkTarget(top).utf8)
   }
 
+  /// Checks the files `request` names (all recorded ones when it says so) against
+  /// `recorded`. Runs away from the agent's executor: it reads and hashes files.
+  func driftCheck(_ request: DriftCheck, recorded: [ExactString: ContentHash], writes: Int) -> DriftFound {
+    let swapped = self.mapping.kind == .tree && self.mapping.swap == .symlink
+    let before = swapped ? (try? TreeSwap(root: self.mapping.dest).currentDirectory()) ?? nil : nil
+    let candidates = request.everything ? nil : self.driftCandidates(request.changed, recorded: recorded)
+    let drifted = self.drifted(candidates, recorded: recorded)
+    var found = DriftFound(drifted: drifted, writes: writes, recorded: recorded)
+    found.checked = candidates.map { paths in paths.filter { path in recorded[path] != nil }.count } ?? recorded.count
+    if swapped, candidates == nil, drifted.isEmpty, let before,
+      before == ((try? TreeSwap(root: self.mapping.dest).currentDirectory()) ?? nil)
+    {
+      found.verified = before
+    }
+    return found
+  }
+
   /// Puts `drifted` back to the bytes the agent wrote, through the atomic writers (temp file,
   /// mode and owner before the rename, fsync, rename): the one file, the drifted files of an
   /// in-place tree, or a new revision of a swapped tree (its links restored as well).
@@ -147,6 +215,7 @@ extension MappingRunner {
     do { plan = try self.planner.plan(keySpace, folding: folding) } catch { return .failed(error.message) }
     let output = self.holding(plan, previous: recorded)
     guard Self.hashes(output) == recorded else { return .stale }
+    self.driftMarks.writing()
     do {
       switch output {
       case .file(let file):
@@ -160,7 +229,9 @@ extension MappingRunner {
         // drifted files are written.
         let paths = Set(drifted)
         let wanted = strategy == .atomicSwap ? files : files.filter { paths.contains($0.key) }
+        let before = strategy == .atomicSwap ? try? writer.swap.currentDirectory() : nil
         let report = try await writer.apply(wanted, deleted: [ExactString](), revision: keySpace.revision)
+        if strategy == .atomicSwap, report.failures.isEmpty { self.driftMarks.published(report.publishedDirectory ?? before) }
         if let (path, failure) = report.failures.min(by: { $0.key < $1.key }) {
           return .failed("\(report.failures.count) file(s) not restored, first \(path): \(failure)")
         }

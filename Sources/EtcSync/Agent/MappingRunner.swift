@@ -54,6 +54,8 @@ public struct MappingRunner: Sendable {
   var hook: WriteHook?
   /// How a tree destination's file system matches names, probed once per root directory.
   let folding = NameFoldingCache()
+  /// What this runner's writes leave for drift checks (how many, which revision directory).
+  let driftMarks = DriftMarks()
 
   /// Compiles the mapping's template and resolves its owner and group.
   public init(mapping: Mapping, commandTimeout: Duration, logger: Logger, hook: WriteHook? = nil) throws(AgentError) {
@@ -247,6 +249,7 @@ public struct MappingRunner: Sendable {
 
   private func write(_ output: PlannedOutput, previous: [ExactString: ContentHash], keep: Set<ExactString>, revision: Int64,
                      knownChanged: Bool, into result: inout MappingResult) async throws {
+    self.driftMarks.writing()
     switch output {
     case .file(let file):
       let (writer, name) = self.fileWriter()
@@ -281,6 +284,7 @@ public struct MappingRunner: Sendable {
       }
       result.written = report.written
       result.deleted = report.deleted
+      if strategy == .atomicSwap { self.driftMarks.published(report.publishedDirectory ?? current) }
       if let (path, failure) = report.failures.min(by: { $0.key < $1.key }) {
         throw MappingError(.writeFailed, "\(report.failures.count) file(s) not written, first \(path): \(failure)",
                            subject: .file(ExactString(self.mapping.dest + "/" + path.string)))

@@ -29,6 +29,10 @@ public struct AgentConfiguration: Sendable, Equatable {
   /// from another namespace); `.zero` turns the periodic check off (inotify still repairs).
   /// Default 60 s. See "Drift repair" in docs/agent.md.
   public var driftCheckInterval: Duration = .seconds(60)
+  /// The most inotify watches (one per directory) the drift watcher of one tree adds; a tree
+  /// with more directories is left to the periodic check, with a warning. Not a key of the
+  /// configuration file (8192); tests lower it.
+  public var driftWatchLimit = 8192
   /// Write-back mappings whose watched directory is accepted as it is now, replacing the one
   /// the state file recorded (`etcsync run --accept-destination NAME`). Not a key of the
   /// configuration file: an operator's one-time answer to `destination_replaced`.

@@ -33,8 +33,13 @@ struct DirectoryWatcherError: Error, Sendable, CustomStringConvertible {
   var path: String
   var errno: Int32
   var operation: String
+  /// The `maxWatches` that was reached (operation `"watch limit"`).
+  var limit = 0
 
   var description: String {
+    if operation == "watch limit" {
+      return "cannot watch \(path): more than \(limit) directories, the watcher's limit of \(limit) inotify watches"
+    }
     let names: [Int32: String] = [
       ENOENT: "ENOENT", EACCES: "EACCES", ENOTDIR: "ENOTDIR", ELOOP: "ELOOP", ENOMEM: "ENOMEM",
       EMFILE: "EMFILE", ENFILE: "ENFILE", ENOSPC: "ENOSPC", EINVAL: "EINVAL", EAGAIN: "EAGAIN",
@@ -57,11 +62,21 @@ struct DirectoryWatcherError: Error, Sendable, CustomStringConvertible {
 /// go through symlinks, as for the rest of etcsync). Directories created or moved in are
 /// watched and scanned, each regular file already inside is reported `.written`. Deleting,
 /// moving or unmounting the root reports `.overflow`; the watcher then stays quiet until
-/// ``stop()`` (it does not follow a re-created root: create a new watcher).
+/// ``stop()`` (it does not follow a re-created root: create a new watcher; ``rootLost`` says
+/// so). A recursive watcher adds at most `maxWatches` inotify watches: directories beyond
+/// that are not watched, reported once as `.overflow` with ``limitReached`` set.
 final class DirectoryWatcher: Sendable {
   /// Batches of changes, in order. Finishes after ``stop()`` (or, which should not happen,
   /// if reading the inotify descriptor fails).
   let changes: AsyncStream<[DirectoryChange]>
+  /// What the reader thread found about the watcher itself.
+  private let flags: WatcherFlags
+  /// Whether the root was deleted, moved or unmounted: the watcher reports nothing more.
+  /// Set before the `.overflow` that reports it is yielded.
+  var rootLost: Bool { flags.rootLost.load(ordering: .acquiring) }
+  /// Whether a directory was left unwatched because `maxWatches` was reached. Set before the
+  /// `.overflow` that reports it is yielded.
+  var limitReached: Bool { flags.limitReached.load(ordering: .acquiring) }
   /// The reader thread and the descriptors; nil once stopped.
   private let running: Mutex<Running?>
 
@@ -74,8 +89,10 @@ final class DirectoryWatcher: Sendable {
   }
 
   /// Starts watching `root` (a directory). `recursive`: every subdirectory too, including
-  /// ones created later. Changes made after `init` returns are reported.
-  init(root: String, recursive: Bool) throws(DirectoryWatcherError) {
+  /// ones created later, with at most `maxWatches` watches in all (a tree with more
+  /// directories than that at the start throws, with operation `"watch limit"`). Changes
+  /// made after `init` returns are reported.
+  init(root: String, recursive: Bool, maxWatches: Int = .max) throws(DirectoryWatcherError) {
     let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
     guard fd >= 0 else { throw DirectoryWatcherError(path: root, errno: Glibc.errno, operation: "inotify_init1") }
     var wake: [Int32] = [-1, -1]
@@ -85,7 +102,9 @@ final class DirectoryWatcher: Sendable {
       throw error
     }
     let (stream, continuation) = AsyncStream.makeStream(of: [DirectoryChange].self)
-    let reader = Reader(root: root, recursive: recursive, fd: fd, wakeFD: wake[0], continuation: continuation)
+    let flags = WatcherFlags()
+    let reader = Reader(root: root, recursive: recursive, fd: fd, wakeFD: wake[0], continuation: continuation,
+                        maxWatches: max(1, maxWatches), flags: flags)
     var thread = pthread_t()
     var failure: DirectoryWatcherError?
     do {
@@ -109,6 +128,7 @@ final class DirectoryWatcher: Sendable {
       throw failure
     }
     changes = stream
+    self.flags = flags
     running = Mutex(Running(thread: thread, inotifyFD: fd, wake: wake))
   }
 
@@ -129,6 +149,12 @@ final class DirectoryWatcher: Sendable {
   }
 }
 
+/// What the reader thread tells the watcher's owner about the watcher itself.
+private final class WatcherFlags: Sendable {
+  let rootLost = Atomic<Bool>(false)
+  let limitReached = Atomic<Bool>(false)
+}
+
 /// The reader thread's state: the watch descriptors and their directories. Confined to
 /// `init` and then to the reader thread.
 private final class Reader {
@@ -140,9 +166,14 @@ private final class Reader {
   /// Watch descriptor → directory path relative to the root (`""` is the root).
   var directories: [Int32: String] = [:]
   var rootWatch: Int32 = -1
+  /// The most watches this reader adds (see ``DirectoryWatcher/init(root:recursive:maxWatches:)``).
+  let maxWatches: Int
+  let flags: WatcherFlags
 
   init(root: String, recursive: Bool, fd: Int32, wakeFD: Int32,
-       continuation: AsyncStream<[DirectoryChange]>.Continuation) {
+       continuation: AsyncStream<[DirectoryChange]>.Continuation, maxWatches: Int, flags: WatcherFlags) {
+    self.maxWatches = maxWatches
+    self.flags = flags
     self.root = root
     self.recursive = recursive
     self.fd = fd
@@ -203,8 +234,11 @@ private final class Reader {
     if has(IN_IGNORED) { directories[wd] = nil; return }
     guard let directory = directories[wd] else { return }  // a watch already dropped
     if has(IN_UNMOUNT) || (wd == rootWatch && (has(IN_DELETE_SELF) || has(IN_MOVE_SELF))) {
+      if wd == rootWatch {
+        drop { _ in true }
+        flags.rootLost.store(true, ordering: .releasing)
+      }
       batch.append(.overflow)
-      if wd == rootWatch { drop { _ in true } }
       return
     }
     guard !name.isEmpty else { return }  // IN_DELETE_SELF/IN_MOVE_SELF of a subdirectory: its parent reports it
@@ -226,6 +260,9 @@ private final class Reader {
     }
   }
 
+  /// The ``DirectoryWatcherError/operation`` of a directory left unwatched at `maxWatches`.
+  static let limitOperation = "watch limit"
+
   /// Removes the watches of the directories matching `predicate`.
   func drop(where predicate: (String) -> Bool) {
     for (wd, path) in directories where predicate(path) {
@@ -240,7 +277,13 @@ private final class Reader {
     do {
       try watchTree(path, report: report, into: &batch)
     } catch {
-      if ![ENOENT, ENOTDIR, ELOOP].contains(error.errno) { batch.append(.overflow) }
+      if error.operation == Self.limitOperation {
+        // Reported once: the owner falls back to rescanning; later directories beyond the
+        // limit stay unwatched silently.
+        if !flags.limitReached.exchange(true, ordering: .acquiringAndReleasing) { batch.append(.overflow) }
+      } else if ![ENOENT, ENOTDIR, ELOOP].contains(error.errno) {
+        batch.append(.overflow)
+      }
     }
   }
 
@@ -253,6 +296,11 @@ private final class Reader {
     mask |= UInt32(IN_ONLYDIR | IN_EXCL_UNLINK)
     if recursive { mask |= UInt32(IN_CREATE) }
     if !path.isEmpty { mask |= UInt32(IN_DONT_FOLLOW) }
+    // At the limit, a directory already watched (a rescan after an overflow) is watched again
+    // in place; any other is not.
+    guard directories.count < maxWatches || directories.values.contains(where: { $0.utf8.elementsEqual(path.utf8) }) else {
+      throw DirectoryWatcherError(path: absolute, errno: 0, operation: Self.limitOperation, limit: maxWatches)
+    }
     let wd = inotify_add_watch(fd, absolute, mask)
     guard wd >= 0 else { throw DirectoryWatcherError(path: absolute, errno: errno, operation: "inotify_add_watch") }
     directories[wd] = path
@@ -287,7 +335,7 @@ private final class Reader {
     for child in subdirectories {
       do {
         try watchTree(child, report: report, into: &batch)
-      } catch let error where [ENOENT, ENOTDIR, ELOOP].contains(error.errno) {
+      } catch let error where error.operation != Self.limitOperation && [ENOENT, ENOTDIR, ELOOP].contains(error.errno) {
         continue  // removed, or replaced by a symlink, since the scan
       }
     }

@@ -1,4 +1,4 @@
-import EtcSync
+@testable import EtcSync
 import EtcdClient
 import EtcdTestSupport
 import Foundation
@@ -250,6 +250,133 @@ struct DriftRepairTests {
     let text = Self.metric(registry)
     #expect(!text.contains("etcsync_drift_repairs_total{mapping=\"keep\"} 1") && !text.contains("etcsync_drift_repairs_total{mapping=\"wb\"} 1"))
     #expect(Set(h.logs.metadata(of: Self.restoredMessage).map { $0["mapping.name"] ?? "" }) == ["fix"])
+    #expect(await daemon.stop() == nil)
+  }
+
+  /// The `drift.checked` of each "local files checked" debug record of mapping `name`.
+  static func checks(_ h: AgentHarness, _ name: String) -> [Int] {
+    h.logs.metadata(of: "local files checked").filter { $0["mapping.name"] == name }.compactMap { Int($0["drift.checked"] ?? "") }
+  }
+
+  @Test("a swapped tree's own publish is not checked again: only the files a later edit touches are read")
+  func ownPublishNotChecked() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let mappings = [Mapping(name: "swap", kind: .tree, prefixes: ["/s/"], dest: h.dir("swap"))]
+    for index in 0..<40 { try await h.put("/s/d\(index % 4)/k\(index)", "v\(index)") }
+    let (agent, daemon, _) = try Self.start(h, mappings)
+    #expect(await eventually { await agent.history.count >= 1 })
+    // The check at the start reads every file once.
+    #expect(await eventually { Self.checks(h, "swap") == [40] })
+    let before = Disk.link(h.dir("swap/..data"))
+    // An etcd change publishes a new revision directory: its 40 files are all reported by
+    // inotify, and `..data` moves to it.
+    try await h.put("/s/d0/k0", "new")
+    #expect(await eventually { Disk.read(h.dir("swap/d0/k0")) == "new" && Disk.link(h.dir("swap/..data")) != before })
+    // An edit made after the publish: inotify's queue is ordered, so once its repair is
+    // logged, every event of the publish has been handled before it.
+    Self.overwrite(h.dir("swap/d1/k1"), "tampered")
+    #expect(await eventually { h.logs.metadata(of: Self.restoredMessage).contains { $0["file.path"] == h.dir("swap/d1/k1") } })
+    #expect(Disk.read(h.dir("swap/d1/k1")) == "v1")
+    let checks = Self.checks(h, "swap")
+    #expect(checks.first == 40 && checks.dropFirst().allSatisfy { $0 <= 1 }, "no whole-tree check after the publish: \(checks)")
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("a file rewritten again and again is put back each time, spaced out after a burst, with one warning")
+  func repairsAreSpacedOut() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let mappings = [Mapping(name: "motd", kind: .file, key: "/r/motd", dest: h.dir("motd"))]
+    try await h.put("/r/motd", "etcd's motd")
+    let (agent, daemon, registry) = try Self.start(h, mappings)
+    #expect(await eventually { await agent.history.count >= 1 })
+    let spaced = "files keep changing locally; their repairs are spaced out"
+    for round in 1...(DriftRepairLimit.burst + 2) {
+      Self.overwrite(h.dir("motd"), "edit \(round)")
+      #expect(await eventually { Disk.read(h.dir("motd")) == "etcd's motd" && h.logs.metadata(of: Self.restoredMessage).count == round })
+      // Logged in the same step as the repair, just after it.
+      if round > DriftRepairLimit.burst { #expect(await eventually { !h.logs.metadata(of: spaced).isEmpty }) }
+      let warnings = h.logs.metadata(of: spaced)
+      #expect(warnings.count == (round > DriftRepairLimit.burst ? 1 : 0), "round \(round): \(warnings)")
+    }
+    #expect(h.logs.metadata(of: spaced).first?["mapping.name"] == "motd")
+    #expect(Self.metric(registry).contains("etcsync_drift_repairs_total{mapping=\"motd\"} \(DriftRepairLimit.burst + 2)"))
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("..data re-pointed elsewhere is put back; so is a revision directory of another name")
+  func dataRetargeted() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let mappings = [Mapping(name: "swap", kind: .tree, prefixes: ["/t/"], dest: h.dir("swap"))]
+    try await h.put("/t/a", "alpha")
+    try await h.put("/t/sub/b", "beta")
+    let (agent, daemon, _) = try Self.start(h, mappings)
+    #expect(await eventually { await agent.history.count >= 1 })
+    for (round, planted) in ["..planted", "..1.abcdef"].enumerated() {
+      try Disk.write(h.dir("swap/\(planted)/a"), "planted a")
+      try Disk.write(h.dir("swap/\(planted)/sub/b"), "planted b")
+      try Disk.symlink(planted, at: h.dir("swap/..retarget"))
+      #expect(rename(h.dir("swap/..retarget"), h.dir("swap/..data")) == 0)
+      #expect(await eventually {
+        Disk.link(h.dir("swap/..data")) != planted && Disk.read(h.dir("swap/a")) == "alpha" && Disk.read(h.dir("swap/sub/b")) == "beta"
+          && h.logs.metadata(of: Self.restoredMessage).count == 2 * (round + 1)
+      })
+    }
+    #expect(Set(h.logs.metadata(of: Self.restoredMessage).map { $0["file.path"] ?? "" }) == [h.dir("swap/a"), h.dir("swap/sub/b")])
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("a watched directory deleted or moved away is watched again once the repair recreates it")
+  func watchedDirectoryComesBack() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let mappings = [
+      Mapping(name: "motd", kind: .file, key: "/w/motd", dest: h.dir("out/motd")),
+      Mapping(name: "flat", kind: .tree, prefixes: ["/w/t/"], dest: h.dir("flat"), swap: .inPlace),
+    ]
+    try await h.put("/w/motd", "etcd's motd")
+    try await h.put("/w/t/a", "alpha")
+    let (agent, daemon, _) = try Self.start(h, mappings)
+    #expect(await eventually { await agent.history.count >= 2 })
+    // Deleted, then moved away: each time the files come back, and an edit after that is
+    // still seen (the periodic check is off, so only a watcher can see it).
+    try FileManager.default.removeItem(atPath: h.dir("out"))
+    try FileManager.default.removeItem(atPath: h.dir("flat"))
+    #expect(await eventually { Disk.read(h.dir("out/motd")) == "etcd's motd" && Disk.read(h.dir("flat/a")) == "alpha" })
+    #expect(await eventually { h.logs.metadata(of: "watched directory is back; watching it again").count >= 2 })
+    Self.overwrite(h.dir("out/motd"), "edited")
+    Self.overwrite(h.dir("flat/a"), "edited")
+    #expect(await eventually { Disk.read(h.dir("out/motd")) == "etcd's motd" && Disk.read(h.dir("flat/a")) == "alpha" })
+    #expect(rename(h.dir("out"), h.dir("out.moved")) == 0)
+    #expect(await eventually { Disk.read(h.dir("out/motd")) == "etcd's motd" })
+    #expect(await eventually { h.logs.metadata(of: "watched directory is back; watching it again").count >= 3 })
+    Self.overwrite(h.dir("out/motd"), "edited again")
+    #expect(await eventually { Disk.read(h.dir("out/motd")) == "etcd's motd" })
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("an in-place tree with more directories than the watch limit is left to the periodic check, with a warning")
+  func watchLimit() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let mappings = [Mapping(name: "flat", kind: .tree, prefixes: ["/l/"], dest: h.dir("flat"), swap: .inPlace)]
+    for directory in ["a", "b", "c"] { try await h.put("/l/\(directory)/f", directory) }
+    var configuration = h.configuration(mappings)
+    configuration.driftCheckInterval = .milliseconds(300)
+    configuration.driftWatchLimit = 3
+    let agent = try Agent(configuration: configuration, client: h.client, logger: h.logger)
+    let daemon = Daemon(agent)
+    #expect(await eventually { await agent.history.count >= 1 })
+    let message = "local changes cannot be watched; drift is repaired by the periodic check only"
+    #expect(await eventually { !h.logs.metadata(of: message).isEmpty })
+    let warnings = h.logs.metadata(of: message)
+    #expect(warnings.count == 1)
+    #expect(warnings.first?["mapping.name"] == "flat")
+    #expect(warnings.first?["error"]?.contains("limit of 3 inotify watches") == true, "\(warnings)")
+    Self.overwrite(h.dir("flat/b/f"), "edited")
+    #expect(await eventually { Disk.read(h.dir("flat/b/f")) == "b" })
     #expect(await daemon.stop() == nil)
   }
 

@@ -177,6 +177,40 @@ import Testing
     #expect(again == true)
   }
 
+  @Test("a tree with more directories than maxWatches throws naming the limit; one that grows past it reports overflow once")
+  func watchLimit() async throws {
+    let sandbox = WatcherSandbox()
+    for directory in ["a", "b", "c"] { try sandbox.write("\(directory)/f", "x\n") }
+    let error = #expect(throws: DirectoryWatcherError.self) { try DirectoryWatcher(root: sandbox.root, recursive: true, maxWatches: 3) }
+    #expect(error?.description.contains("limit of 3 inotify watches") == true, "\(String(describing: error))")
+    // Root, a, b, c: exactly at the limit of 4.
+    let watcher = try DirectoryWatcher(root: sandbox.root, recursive: true, maxWatches: 4)
+    defer { watcher.stop() }
+    #expect(!watcher.limitReached)
+    try sandbox.write("d/f", "x\n")
+    try sandbox.write("e/f", "x\n")
+    try sandbox.write("sentinel", "x\n")
+    let seen = await collect(watcher) { $0.contains(.written("sentinel")) }
+    #expect(seen.contains(.overflow))
+    #expect(watcher.limitReached)
+    #expect(!watcher.rootLost)
+    // The directories still watched go on reporting.
+    try sandbox.append("a/f", "more\n")
+    let later = await collect(watcher) { $0.contains(.written("a/f")) }
+    #expect(later.contains(.written("a/f")))
+  }
+
+  @Test func rootLostIsSetWhenTheRootGoes() async throws {
+    let sandbox = WatcherSandbox()
+    let watcher = try DirectoryWatcher(root: sandbox.root, recursive: false)
+    defer { watcher.stop() }
+    #expect(!watcher.rootLost)
+    #expect(rename(sandbox.root, sandbox.path + "/moved") == 0)
+    let seen = await collect(watcher) { $0.contains(.overflow) }
+    #expect(seen.contains(.overflow))
+    #expect(watcher.rootLost)
+  }
+
   /// More watchers than the default `fs.inotify.max_user_instances` (128): a leaked inotify
   /// descriptor (or reader thread keeping one alive) would make `init` fail with EMFILE.
   @Test func descriptorsAreReleased() throws {
