@@ -44,6 +44,7 @@ var targets: [Target] = [
       .product(name: "Prometheus", package: "swift-prometheus"),
       .product(name: "Hummingbird", package: "hummingbird"),
       .product(name: "Crypto", package: "swift-crypto"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
     ],
     swiftSettings: agentSettings
   ),
@@ -55,6 +56,7 @@ var targets: [Target] = [
       .product(name: "Logging", package: "swift-log"),
       .product(name: "Metrics", package: "swift-metrics"),
       .product(name: "Prometheus", package: "swift-prometheus"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
     ],
     swiftSettings: settings
   ),
@@ -134,6 +136,8 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    // Resolved through Hummingbird already; `etcsync run`'s services run in its ServiceGroup.
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
   ],
   targets: targets
 )

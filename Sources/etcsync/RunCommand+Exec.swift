@@ -53,24 +53,14 @@ extension RunCommand {
     logger.info("running as PID 1: orphaned processes are reaped")
   }
 
-  /// Wires `agent` to exec mode: the first child starts once every mapping is rendered and
-  /// none fails; each batch that changed files (its reloads done) tells the child.
-  static func connect(_ agent: Agent, to exec: ExecSupervisor?) async {
-    guard let exec else { return }
-    await agent.observeChanges { exec.filesChanged() }
-    await agent.observe { progress in
-      if progress.appliedRevision > 0 && progress.errors.isEmpty { exec.filesReady() }
-    }
-  }
-
-  /// Watches SIGTERM, SIGINT (and in exec mode SIGQUIT): each stops the agent, and in exec
-  /// mode is forwarded to the child.
-  static func stopSignals(control: RunControl, exec: ExecSupervisor?) -> [SignalWatcher] {
-    guard let exec else { return [SignalWatcher(signals: [SIGTERM, SIGINT]) { control.stop() }] }
+  /// Watches SIGTERM, SIGINT (and in exec mode SIGQUIT): each calls `stop`, and in exec mode
+  /// is first forwarded to the child.
+  static func stopSignals(exec: ExecSupervisor?, stop: @escaping @Sendable () -> Void) -> [SignalWatcher] {
+    guard let exec else { return [SignalWatcher(signals: [SIGTERM, SIGINT], handler: stop)] }
     return [SIGTERM, SIGINT, SIGQUIT].map { number in
       SignalWatcher(signals: [number]) {
         exec.forward(number)
-        control.stop()
+        stop()
       }
     }
   }
