@@ -3,8 +3,6 @@ import EtcSync
 import EtcdClient
 import Foundation
 import Logging
-import Metrics
-import Prometheus
 import ServiceLifecycle
 
 /// `etcsync sync`: one consistent pass over every mapping, then exit.
