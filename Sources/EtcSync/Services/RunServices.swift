@@ -27,7 +27,11 @@ public struct RunServices: Sendable {
     }
     services.append(.init(service: supervisor, successTerminationBehavior: .gracefullyShutdownGroup,
                           failureTerminationBehavior: .gracefullyShutdownGroup))
-    self.group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
+    // The group's own lines (each service started, shut down) are at debug level and about its
+    // mechanics, not etcsync's: `--log-level debug` shows what it showed before.
+    var groupLogger = logger
+    groupLogger.logLevel = max(logger.logLevel, .info)
+    self.group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: groupLogger))
   }
 }
 
