@@ -64,7 +64,8 @@ extension InMemoryEtcd.State {
       }
     }
     var more = false
-    if options.limit > 0 && kvs.count > Int(options.limit) {
+    // A count-only read returns no keys, so never `more` (etcd's apply.go).
+    if options.limit > 0 && kvs.count > Int(options.limit) && !options.countOnly {
       kvs.removeLast(kvs.count - Int(options.limit))
       more = true
     }
