@@ -118,6 +118,16 @@ public final class InMemoryEtcd: Sendable {
     self.state.withLock { $0.faults.removeAll() }
   }
 
+  /// What `range` holds at `revision` (0: now), for a test's own checks: not recorded in
+  /// ``requests`` and never failed by ``failNext(_:with:when:)``. Throws `compacted` or
+  /// `futureRevision` as a read would.
+  public func contents(_ range: KeyRange, at revision: Int64 = 0) throws(EtcdError) -> Snapshot {
+    try self.state.withLock { state throws(EtcdError) in
+      let response = try state.range(range, GetOptions(revision: revision))
+      return Snapshot(revision: revision == 0 ? state.revision : revision, kvs: response.kvs)
+    }
+  }
+
   // MARK: KV
 
   /// One Range request: at `options.revision` (0 = now), with etcd's limit, `more`, count

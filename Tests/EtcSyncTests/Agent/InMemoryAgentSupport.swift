@@ -44,8 +44,10 @@ final class InMemoryHarness: Sendable {
   }
 
   /// What the store holds under `prefix` at `revision`: the key after the prefix → the value.
+  /// Read past the store's request log and injected failures: the agent's reads are the ones
+  /// counted and failed.
   func expected(_ prefix: String, at revision: Int64) async throws -> [[UInt8]: [UInt8]] {
-    let snapshot = try await self.etcd.getAll(.prefix(prefix), revision: revision)
+    let snapshot = try self.etcd.contents(.prefix(prefix), at: revision)
     let cut = prefix.utf8.count
     return Dictionary(uniqueKeysWithValues: snapshot.kvs.map { (Array($0.key.dropFirst(cut)), $0.value) })
   }

@@ -127,8 +127,7 @@ struct InMemoryAgentTests {
 
     // The watch goes on from the re-read revision.
     let next = try await h.etcd.put("/c/f", "f")
-    #expect(await eventually { (try? await h.matches(h.dir("flat"), "/c/", at: next)) == true })
-    #expect(try await h.matches(h.dir("swap"), "/c/", at: next))
+    #expect(await eventually { await h.converged([(h.dir("flat"), "/c/"), (h.dir("swap"), "/c/")], at: next) })
     #expect(await daemon.stop() == nil)
   }
 
@@ -182,7 +181,7 @@ struct InMemoryAgentTests {
     #expect(await eventually { Disk.read(copy) == "local edit" }, "files: \(Disk.names(h.dir("w")))")
     // The push lost: etcd keeps its value, and the file is not rendered over before the
     // winner's revision has come through the watch.
-    #expect(try await h.etcd.get(.key("/w/k")).kvs.first?.value == Bytes.utf8("etcd 2"))
+    #expect(try h.etcd.contents(.key("/w/k")).kvs.first?.value == Bytes.utf8("etcd 2"))
     #expect(Disk.read(h.dir("w/k")) == "local edit")
 
     h.etcd.reconnectWatches()
@@ -207,12 +206,12 @@ struct InMemoryAgentTests {
     let txnsBefore = h.etcd.requests.filter(Self.isTxn).count
     h.etcd.failNext(1, when: Self.isTxn)
     try Disk.write(h.dir("w/k"), "edited")
-    #expect(await eventually { (try? await h.etcd.get(.key("/w/k")).kvs.first?.value) == Bytes.utf8("edited") })
+    #expect(await eventually { (try? h.etcd.contents(.key("/w/k")).kvs.first?.value) == Bytes.utf8("edited") })
     #expect(h.etcd.requests.filter(Self.isTxn).count >= txnsBefore + 2, "the failed push was tried again")
-    let kv = try #require(try await h.etcd.get(.key("/w/k")).kvs.first)
+    let kv = try #require(try h.etcd.contents(.key("/w/k")).kvs.first)
     #expect(kv.version == 2 && kv.createRevision == start, "one put over v1, compared with its revision")
     #expect(await eventually { await daemon.agent.appliedRevision == h.etcd.revision })
-    #expect(try await h.matches(h.dir("w"), "/w/", at: h.etcd.revision))
+    #expect(await eventually { await h.converged([(h.dir("w"), "/w/")], at: h.etcd.revision) })
     let stats = await daemon.agent.writeBackStats
     #expect(stats.pushed == 1 && stats.conflicts == 0)
     #expect(await daemon.stop() == nil)
