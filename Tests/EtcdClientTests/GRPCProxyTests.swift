@@ -27,7 +27,10 @@ func liveWatch(_ etcd: EtcdClient, _ range: KeyRange, _ options: WatchOptions = 
 }
 
 /// etcd's gRPC proxy numbers watches itself (it ignores the ID a create request asks for),
-/// answers progress requests its own way and coalesces watches: the client must work through it.
+/// answers creates out of order, ignores progress requests (3.4) and shares one upstream watch
+/// among identical ones: the client must work through it. Every test also checks that no
+/// response made the client re-create its stream (`watchProtocolViolations`), which would hide
+/// a mix-up behind a resume.
 @Suite("EtcdClient through etcd's gRPC proxy", .timeLimit(.minutes(3))) struct GRPCProxyTests {
   @Test("two watches on one stream each get their own events, in order, with the proxy's IDs")
   func twoWatches() async throws {
@@ -53,6 +56,7 @@ func liveWatch(_ etcd: EtcdClient, _ range: KeyRange, _ options: WatchOptions = 
       #expect(b.events.last?.prevKV?.valueString == "b1")
       #expect(b.events.dropLast().last?.kv.modRevision == last)
       #expect(a.error == nil && b.error == nil)
+      #expect(etcd.watchProtocolViolations == 0)
       a.stop()
       b.stop()
     }
@@ -77,20 +81,35 @@ func liveWatch(_ etcd: EtcdClient, _ range: KeyRange, _ options: WatchOptions = 
       #expect(await keep.wait { $0.events.map(\.kv.keyString) == ["/h/c", "/h/d"] })
       #expect(await history.wait { $0.events.map(\.kv.keyString) == ["/h/a", "/h/b", "/h/c", "/h/d"] })
       #expect(keep.error == nil && history.error == nil)
+      #expect(etcd.watchProtocolViolations == 0)
       keep.stop()
       history.stop()
     }
   }
 
-  @Test("a watch from a compacted revision ends with the compaction, not silently")
+  @Test("a watch from a compacted revision ends with the compaction; a new watch of that range on the same stream still hears every change")
   func compacted() async throws {
     try await withEtcdBehindProxy { etcd, _, _ in
+      // Another watch keeps the stream (and the proxy's side of it) open throughout, as the
+      // agent's status-request watch does.
+      let other = await liveWatch(etcd, .key("/elsewhere"))
       let first = try await etcd.put("/c/a", "1").header.revision
       let last = try await etcd.put("/c/a", "2").header.revision
       try await etcd.compact(last)
       let watch = EventCollector(etcd.watch(.prefix("/c/"), options: WatchOptions(startRevision: first)))
       #expect(await watch.wait { $0.error != nil })
       #expect(watch.error?.code == .compacted, "\(String(describing: watch.error))")
+      // What the agent does next: re-read, and watch the same range from after the read.
+      // The proxy must not attach it to the upstream watch the compaction ended.
+      let again = EventCollector(etcd.watch(.prefix("/c/"), options: WatchOptions(startRevision: last + 1)))
+      let next = try await etcd.put("/c/b", "3").header.revision
+      #expect(await again.wait { $0.events.last?.kv.modRevision == next })
+      #expect(again.events.map(\.kv.valueString) == ["3"])
+      try await etcd.put("/elsewhere", "x")
+      #expect(await other.wait { $0.events.count == 1 })
+      #expect(etcd.watchProtocolViolations == 0)
+      again.stop()
+      other.stop()
     }
   }
 
@@ -108,11 +127,12 @@ func liveWatch(_ etcd: EtcdClient, _ range: KeyRange, _ options: WatchOptions = 
       #expect(await watch.wait { $0.events.count == 5 })
       #expect(watch.events.map(\.kv.valueString) == ["0", "1", "2", "3", "4"])
       #expect(watch.error == nil)
+      #expect(etcd.watchProtocolViolations == 0)
       watch.stop()
     }
   }
 
-  @Test("a progress request through the proxy moves no watcher past an event it has not delivered")
+  @Test("a progress request through the proxy (which ignores it) disturbs nothing: every event arrives, in order")
   func progress() async throws {
     try await withEtcdBehindProxy { etcd, _, _ in
       let watch = await liveWatch(etcd, .prefix("/p/"), WatchOptions(progressNotify: true))
@@ -125,6 +145,7 @@ func liveWatch(_ etcd: EtcdClient, _ range: KeyRange, _ options: WatchOptions = 
       #expect(watch.responses.allSatisfy { $0.events.isEmpty || $0.header.revision >= $0.events.last!.kv.modRevision })
       #expect(watch.events.map(\.kv.valueString) == ["0", "1"])
       #expect(revision > 0 && watch.error == nil)
+      #expect(etcd.watchProtocolViolations == 0)
       watch.stop()
     }
   }

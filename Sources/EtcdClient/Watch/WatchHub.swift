@@ -278,7 +278,9 @@ final class WatchHub: Sendable {
       guard let local = state.serverIDs[watchID] else {
         // A cancelled watcher's late events, or the answer to its cancel.
         if state.retired.contains(watchID) {
-          if message.canceled { state.retired.remove(watchID) }
+          // Only the plain answer to the cancel retires the ID: a compaction also says
+          // "canceled", and the cancel's answer may still follow it.
+          if message.canceled, message.compactRevision == 0 { state.retired.remove(watchID) }
           return nil
         }
         throw Self.protocolError("a response for watch ID \(watchID), which it never created")
@@ -289,7 +291,9 @@ final class WatchHub: Sendable {
       // A progress notification for the whole stream (answer to requestProgress). Before
       // etcd 3.4.24/3.5.8 it can overtake events, so it is delivered but never moves a
       // watcher's resume revision.
-      for (id, watcher) in state.watchers where watcher.nextRevision != 0 {
+      // Only to watchers created on this stream: one still waiting for its create (after a
+      // restart, say) has not been sent the events before this revision.
+      for (id, watcher) in state.watchers where watcher.nextRevision != 0 && watcher.serverID != nil {
         watcher.continuation.yield(WatchResponse(header: header, watchID: id, events: []))
       }
       return nil
@@ -305,7 +309,16 @@ final class WatchHub: Sendable {
       }
     }
     if message.canceled || message.compactRevision > 0 {
-      if let serverID = watcher.serverID { state.serverIDs[serverID] = nil }
+      if let serverID = watcher.serverID {
+        if message.compactRevision > 0 {
+          // etcd keeps a compacted watch on the stream, and etcd's gRPC proxy keeps its
+          // shared upstream watch, now dead, to which a later watch of the same range could
+          // be attached and never hear of anything: cancel it, as clientv3 does.
+          Self.cancel(serverID, in: &state)
+        } else {
+          state.serverIDs[serverID] = nil
+        }
+      }
       watcher.serverID = nil
       var error = Self.cancelError(message)
       // A stale token is refused as "permission denied" by etcd 3.4/3.5: retry once with a

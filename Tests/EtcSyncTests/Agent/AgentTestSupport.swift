@@ -21,21 +21,33 @@ final class AgentHarness: Sendable {
   let dir: TemporaryDirectory
   let logs: RecordingLogHandler.Store
   let logger: Logger
+  /// etcd's gRPC proxy the client talks through, when started with `throughProxy`.
+  let proxy: EtcdGRPCProxy?
   private let runner: Task<Void, any Error>
 
-  private init(server: EtcdServer, client: EtcdClient) {
+  private init(server: EtcdServer, client: EtcdClient, proxy: EtcdGRPCProxy? = nil) {
     self.server = server
     self.client = client
+    self.proxy = proxy
     self.dir = TemporaryDirectory("etcsync-agent")
     (self.logger, self.logs) = RecordingLogHandler.logger()
     self.runner = Task { try await client.run() }
   }
 
-  /// Starts etcd and a client to it.
-  static func start(etcdArguments: [String] = []) async throws -> AgentHarness {
+  /// Starts etcd and a client to it (with `throughProxy`, to etcd's gRPC proxy in front of it).
+  static func start(etcdArguments: [String] = [], throughProxy: Bool = false) async throws -> AgentHarness {
     let server = try await EtcdServer.start(arguments: etcdArguments)
     do {
-      return AgentHarness(server: server, client: try EtcdClient(configuration: server.configuration()))
+      guard throughProxy else {
+        return AgentHarness(server: server, client: try EtcdClient(configuration: server.configuration()))
+      }
+      let proxy = try await EtcdGRPCProxy.start(inFrontOf: [server])
+      do {
+        return AgentHarness(server: server, client: try EtcdClient(configuration: proxy.configuration()), proxy: proxy)
+      } catch {
+        proxy.stop()
+        throw error
+      }
     } catch {
       server.destroy()
       throw error
@@ -46,6 +58,7 @@ final class AgentHarness: Sendable {
   func stop() {
     client.shutdown()
     runner.cancel()
+    proxy?.stop()
     server.destroy()
   }
 
