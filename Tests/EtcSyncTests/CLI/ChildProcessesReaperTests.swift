@@ -50,8 +50,8 @@ extension ExecModeTests {
     // The child has ended (waited for without reaping it).
     ChildProcesses.shared.waitUntilEnded(child)
     let sleeper = try #require(Self.waitFor { (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) } })
-    defer { kill(sleeper, SIGKILL) }
-    // The orphan ends while the child waits for its owner: the reaper reaps it.
+    // The orphan ends while the child waits for its owner: the reaper reaps it. (No deferred
+    // kill: once reaped, its pid may belong to another process.)
     #expect(kill(sleeper, SIGKILL) == 0)
     #expect(Self.waitFor { orphans.withLock { $0.contains(sleeper) } ? true : nil } == true)
 
