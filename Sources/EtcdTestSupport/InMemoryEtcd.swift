@@ -16,6 +16,9 @@ import Synchronization
 /// `compacted` if that is gone), and leases run on a clock the test moves (``advance(by:)``).
 ///
 /// Keys and values are bytes throughout and are compared as bytes.
+///
+/// Limit: deliveries to watchers are sent after the write's lock is released, so writes from
+/// two tasks at once may reach a watcher out of revision order. Write from one task at a time.
 public final class InMemoryEtcd: Sendable {
   /// The cluster ID every header carries.
   public let clusterID: UInt64

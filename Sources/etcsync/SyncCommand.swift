@@ -90,7 +90,8 @@ struct RunCommand: AsyncParsableCommand {
     discussion: """
       SIGHUP re-reads the configuration: a valid new one replaces the old (a re-sync that
       rewrites nothing unchanged and fires no needless reload); an invalid one is logged and
-      the old one keeps running. SIGTERM or SIGINT stop after the write in progress.
+      the old one keeps running, unless it also changes the etcd or presence settings: that
+      reconnects first, and a new configuration that then fails ends the run. SIGTERM or SIGINT stop after the write in progress.
 
       With presence configured, the agent creates its presence key only if it is absent: when
       another running agent holds the name, it names that agent's host and lease and exits 2,

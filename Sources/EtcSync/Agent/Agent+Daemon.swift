@@ -25,6 +25,7 @@ extension Agent {
     defer { driftWatchers.forEach { $0.stop() } }
     let driftChecks = self.startDriftChecks(into: inbox)
     defer { driftChecks?.cancel() }
+    defer { self.cancelDriftChecks() }
     // An edit made after the first sync's scan and before the watchers started raised no
     // event: one full scan of every write-back mapping, now that they watch, finds it. (An
     // unlink in that window used to wait for the next event in the tree, on a loaded machine

@@ -26,6 +26,9 @@ struct DriftCheck: Sendable {
 struct DriftWork: Sendable {
   /// A check of the mapping's files runs in a task of its own.
   var checking = false
+  /// That task, cancelled when the daemon stops (a whole-tree read on a slow mount would
+  /// otherwise outlive the agent).
+  var task: Task<Void, Never>?
   /// What the last check found, to act on in the daemon's loop.
   var found: DriftFound?
   /// Spaces out repairs of files that keep changing.
@@ -123,8 +126,13 @@ final class DriftWatch: Sendable {
         } catch where error.operation == "watch limit" {
           event(.failed(error))
           return
-        } catch {
+        } catch where error.errno == ENOENT || error.errno == ENOTDIR {
           continue  // not there (yet): try again
+        } catch {
+          // Something else (no inotify instance or watch left, no permission): said once,
+          // and left to the periodic check.
+          event(.failed(error))
+          return
         }
       }
     }
@@ -349,16 +357,27 @@ extension Agent {
       let recorded = self.state[mapping: name].files
       let writes = runner.driftMarks.writes
       self.driftWork[name, default: DriftWork()].checking = true
-      Task.detached { [self] in
+      self.driftWork[name, default: DriftWork()].task = Task.detached { [self] in
         let found = runner.driftCheck(request, recorded: recorded, writes: writes)
+        if Task.isCancelled { return }
         await self.driftChecked(name, found)
       }
+    }
+  }
+
+  /// Cancels the checks still reading files (the daemon stops).
+  func cancelDriftChecks() {
+    for name in Array(self.driftWork.keys) {
+      self.driftWork[name]?.task?.cancel()
+      self.driftWork[name]?.task = nil
+      self.driftWork[name]?.checking = false
     }
   }
 
   /// Takes the result of a check that ran in a task of its own, and wakes the loop.
   private func driftChecked(_ name: String, _ found: DriftFound) {
     self.driftWork[name, default: DriftWork()].checking = false
+    self.driftWork[name, default: DriftWork()].task = nil
     self.logger.debug("local files checked", metadata: [
       "mapping.name": "\(name)", "drift.checked": "\(found.checked)", "drift.found": "\(found.drifted.count)",
     ])

@@ -151,7 +151,7 @@ extension MappingRunner {
       // Read through the revision directory `..data` points at; the top-level symlink that
       // leads a reader there is checked too.
       guard let reader = try? self.treeReader() else { return paths.map { ($0, .replaced) } }
-      for path in paths {
+      for path in paths where !Task.isCancelled {
         guard let top = pathSegments(path.string).first, self.topLevelLinkIsIntact(top) else {
           var info = stat()
           let gone = lstat(self.mapping.dest + "/" + (pathSegments(path.string).first ?? ""), &info) != 0 && errno == ENOENT
@@ -162,7 +162,7 @@ extension MappingRunner {
       }
     case .tree:
       let reader = AtomicWriter(root: self.mapping.dest)
-      for path in paths {
+      for path in paths where !Task.isCancelled {
         if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!) { found.append((path, kind)) }
       }
     default:

@@ -114,7 +114,7 @@ public final class AgentSupervisor: Service, Sendable {
           throw error
         }
       }
-      if next != current && (next.etcd != current.etcd || next.presence != current.presence) {
+      if next != current && (next.etcd != current.etcd || next.presence != current.presence) && !self.control.isStopped {
         configuration = next
         reconnect = true
       }
@@ -158,6 +158,8 @@ public final class AgentSupervisor: Service, Sendable {
           if reloaded.etcd != running.etcd || reloaded.presence != running.presence {
             task.cancel()
             _ = await task.result
+            // A stop that came meanwhile must not connect to the new etcd first.
+            if self.control.isStopped { return running }
             return reloaded
           }
           fresh = try await self.makeAgent(reloaded, client: client, presence: presence)
