@@ -62,21 +62,10 @@ public final class EtcdGRPCProxy: @unchecked Sendable {
   }
 
   func launch() throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: self.binary)
-    process.arguments = [
+    let process = try launchLogged(self.binary, [
       "grpc-proxy", "start", "--endpoints", self.backends.joined(separator: ","),
       "--listen-addr", "127.0.0.1:\(self.port)", "--advertise-client-url", "127.0.0.1:\(self.port)",
-    ]
-    if !FileManager.default.fileExists(atPath: self.logFile) {
-      FileManager.default.createFile(atPath: self.logFile, contents: nil)
-    }
-    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: self.logFile))
-    log.seekToEndOfFile()
-    process.standardOutput = log
-    process.standardError = log
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
+    ], appendingTo: self.logFile)
     OrphanReaper.register(pid: process.processIdentifier, dataDir: self.logFile)
     self.lock.withLock { self.process = process }
   }
@@ -119,8 +108,7 @@ public final class EtcdGRPCProxy: @unchecked Sendable {
 
   /// The last lines of the proxy's log, for error messages.
   public func logTail(lines: Int = 5) -> String {
-    let text = (try? String(contentsOfFile: self.logFile, encoding: .utf8)) ?? ""
-    return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    lastLines(of: self.logFile, lines)
   }
 
   deinit {

@@ -123,19 +123,8 @@ public final class EtcdServer: @unchecked Sendable {
   }
 
   func launch() throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: self.binary)
-    process.arguments = self.arguments()
-    if !FileManager.default.fileExists(atPath: self.logFile) {
-      FileManager.default.createFile(atPath: self.logFile, contents: nil)
-    }
-    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: self.logFile))
-    log.seekToEndOfFile()
-    process.standardOutput = log
-    process.standardError = log
-    process.standardInput = FileHandle.nullDevice
     OrphanReaper.reap()
-    try process.run()
+    let process = try launchLogged(self.binary, self.arguments(), appendingTo: self.logFile)
     OrphanReaper.register(pid: process.processIdentifier, dataDir: self.dataDir)
     self.lock.withLock {
       self.process = process
@@ -216,8 +205,7 @@ public final class EtcdServer: @unchecked Sendable {
 
   /// The last lines of the member's log, for error messages.
   public func logTail(lines: Int = 5) -> String {
-    let text = (try? String(contentsOfFile: self.logFile, encoding: .utf8)) ?? ""
-    return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    lastLines(of: self.logFile, lines)
   }
 
   deinit {
@@ -226,6 +214,29 @@ public final class EtcdServer: @unchecked Sendable {
       kill(process.processIdentifier, SIGKILL)
     }
   }
+}
+
+/// Starts `binary` with its output (stdout and stderr) appended to `logFile`, no stdin.
+func launchLogged(_ binary: String, _ arguments: [String], appendingTo logFile: String) throws -> Process {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: binary)
+  process.arguments = arguments
+  if !FileManager.default.fileExists(atPath: logFile) {
+    _ = FileManager.default.createFile(atPath: logFile, contents: nil)
+  }
+  let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
+  log.seekToEndOfFile()
+  process.standardOutput = log
+  process.standardError = log
+  process.standardInput = FileHandle.nullDevice
+  try process.run()
+  return process
+}
+
+/// The last `lines` lines of a log file, for error messages.
+func lastLines(of logFile: String, _ lines: Int) -> String {
+  let text = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+  return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
 }
 
 /// A failure of the test support itself (etcd did not start, openssl failed, …).

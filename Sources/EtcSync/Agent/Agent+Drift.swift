@@ -24,10 +24,8 @@ struct DriftCheck: Sendable {
 /// A mapping's drift work besides the queued checks: the check running away from the
 /// agent's executor, its result, and how often its files were put back lately.
 struct DriftWork: Sendable {
-  /// A check of the mapping's files runs in a task of its own.
-  var checking = false
-  /// That task, cancelled when the daemon stops (a whole-tree read on a slow mount would
-  /// otherwise outlive the agent).
+  /// The check of the mapping's files running in a task of its own, if any; cancelled when
+  /// the daemon stops (a whole-tree read on a slow mount would otherwise outlive the agent).
   var task: Task<Void, Never>?
   /// What the last check found, to act on in the daemon's loop.
   var found: DriftFound?
@@ -350,13 +348,12 @@ extension Agent {
         }
       }
       let work = self.driftWork[name] ?? DriftWork()
-      guard !work.checking, self.drift[name] != nil, self.driftRepairable(name) else { continue }
+      guard work.task == nil, self.drift[name] != nil, self.driftRepairable(name) else { continue }
       // Spaced out: the check stays queued; a wake-up was armed with the delay.
       if let notBefore = work.limit.notBefore, notBefore > .now { continue }
       guard let request = self.drift.removeValue(forKey: name), request.everything || !request.changed.isEmpty else { continue }
       let recorded = self.state[mapping: name].files
       let writes = runner.driftMarks.writes
-      self.driftWork[name, default: DriftWork()].checking = true
       self.driftWork[name, default: DriftWork()].task = Task.detached { [self] in
         let found = runner.driftCheck(request, recorded: recorded, writes: writes)
         if Task.isCancelled { return }
@@ -370,13 +367,11 @@ extension Agent {
     for name in Array(self.driftWork.keys) {
       self.driftWork[name]?.task?.cancel()
       self.driftWork[name]?.task = nil
-      self.driftWork[name]?.checking = false
     }
   }
 
   /// Takes the result of a check that ran in a task of its own, and wakes the loop.
   private func driftChecked(_ name: String, _ found: DriftFound) {
-    self.driftWork[name, default: DriftWork()].checking = false
     self.driftWork[name, default: DriftWork()].task = nil
     self.logger.debug("local files checked", metadata: [
       "mapping.name": "\(name)", "drift.checked": "\(found.checked)", "drift.found": "\(found.drifted.count)",
