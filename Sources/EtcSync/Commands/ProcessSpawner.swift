@@ -16,8 +16,8 @@ struct SpawnedProcess: Sendable {
 /// group of its own, which a timeout needs to kill the whole group.
 enum ProcessSpawner {
   /// Starts `argv` (argv[0] looked up in `PATH`, no shell) as the leader of a new process
-  /// group, with stdin on `/dev/null`, stdout and stderr on one socket, an empty signal mask
-  /// and default signal dispositions. `environment` nil inherits the agent's environment.
+  /// group, with stdin on `/dev/null`, stdout and stderr on one socket, no other descriptor,
+  /// an empty signal mask and default signal dispositions. `environment` nil inherits the agent's environment.
   static func spawn(_ argv: [String], environment: [String: String]?) throws(CommandError)
     -> SpawnedProcess
   {
@@ -38,6 +38,7 @@ enum ProcessSpawner {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_adddup2(&actions, writeEnd.raw, 1)
     posix_spawn_file_actions_adddup2(&actions, writeEnd.raw, 2)
+    closeInheritedDescriptors(&actions)
 
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
@@ -58,24 +59,58 @@ enum ProcessSpawner {
   }
 
   /// Starts `argv` (argv[0] looked up in `PATH`, no shell) as the leader of a new process
-  /// group that shares the agent's stdin, stdout and stderr (exec mode's child), with an empty
-  /// signal mask and default signal dispositions. Returns its pid, also its process group id.
+  /// group that shares the agent's stdin, stdout and stderr (exec mode's child) and no other
+  /// descriptor, with an empty signal mask and default signal dispositions. Returns its pid, also its process group id.
   static func spawnInheritingStdio(_ argv: [String], environment: [String: String]?) throws(CommandError) -> pid_t {
     guard !argv.isEmpty else { throw CommandError(.emptyArgv, argv: argv) }
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
     configure(&attributes)
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    closeInheritedDescriptors(&actions)
     return try withCStrings(argv) { (arguments) throws(CommandError) -> pid_t in
       try withEnvironment(environment) { (environ) throws(CommandError) -> pid_t in
         let (pid, status) = ChildProcesses.shared.spawn { pid in
-          posix_spawnp(&pid, argv[0], nil, &attributes, arguments, environ)
+          posix_spawnp(&pid, argv[0], &actions, &attributes, arguments, environ)
         }
         guard status == 0 else { throw CommandError(.spawnFailed, argv: argv, errno: status) }
         return pid
       }
     }
   }
+
+  /// Closes every descriptor above stderr in the child. The agent's own descriptors are all
+  /// close-on-exec; this is for those it inherited without that flag (a supervisor's pipes,
+  /// the exit-detection socket Foundation's `Process` leaves in the processes it starts),
+  /// which a child holding open would keep the agent's parent waiting for the child too.
+  private static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    if let addCloseFrom {
+      _ = addCloseFrom(&actions, 3)
+      return
+    }
+    // A C library before glibc 2.34: the descriptors open now, one by one.
+    guard let directory = opendir("/proc/self/fd") else { return }
+    defer { closedir(directory) }
+    let own = dirfd(directory)
+    while let entry = readdir(directory) {
+      let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+      if let fd = Int32(name), fd > 2, fd != own, fcntl(fd, F_GETFD) >= 0, fcntl(fd, F_GETFD) & FD_CLOEXEC == 0 {
+        posix_spawn_file_actions_addclose(&actions, fd)
+      }
+    }
+  }
+
+  /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34 and later), which Swift's Glibc
+  /// module does not import: looked up at run time, nil where the C library lacks it.
+  private static let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+    guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np") else {
+      return nil
+    }
+    return unsafeBitCast(symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+  }()
 
   /// New process group (pgid = pid), empty signal mask, every signal back to its default
   /// (the agent ignores SIGPIPE; its children must not inherit that).

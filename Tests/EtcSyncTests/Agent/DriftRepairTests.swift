@@ -40,6 +40,19 @@ struct DriftRepairTests {
     close(fd)
   }
 
+  /// Removes the tree at `path` while the agent may be re-creating files in it (a removal that
+  /// meets a file created meanwhile fails with EPERM or ENOTEMPTY): tries again until one
+  /// removal succeeds (the agent may re-create the tree right after it; that is the point).
+  static func removeTree(_ path: String) async throws {
+    let deadline = ContinuousClock.now + .seconds(30)
+    while true {
+      do { return try FileManager.default.removeItem(atPath: path) } catch {
+        if ContinuousClock.now > deadline { throw error }
+        try await Task.sleep(for: .milliseconds(10))
+      }
+    }
+  }
+
   /// Writes over the start of the file through a descriptor left open: inotify reports only
   /// IN_MODIFY, which the watcher does not ask for, until the descriptor is closed.
   static func scribble(_ path: String, _ text: String) -> Int32 {
@@ -342,8 +355,8 @@ struct DriftRepairTests {
     #expect(await eventually { await agent.history.count >= 2 })
     // Deleted, then moved away: each time the files come back, and an edit after that is
     // still seen (the periodic check is off, so only a watcher can see it).
-    try FileManager.default.removeItem(atPath: h.dir("out"))
-    try FileManager.default.removeItem(atPath: h.dir("flat"))
+    try await Self.removeTree(h.dir("out"))
+    try await Self.removeTree(h.dir("flat"))
     #expect(await eventually { Disk.read(h.dir("out/motd")) == "etcd's motd" && Disk.read(h.dir("flat/a")) == "alpha" })
     #expect(await eventually { h.logs.metadata(of: "watched directory is back; watching it again").count >= 2 })
     Self.overwrite(h.dir("out/motd"), "edited")
