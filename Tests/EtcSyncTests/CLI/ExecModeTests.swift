@@ -283,6 +283,7 @@ final class LoggedProcess: @unchecked Sendable {
     let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
     self.process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     self.process.arguments = argv
+    self.process.standardInput = FileHandle.nullDevice
     self.process.standardOutput = log
     self.process.standardError = log
     try self.process.run()
@@ -304,8 +305,6 @@ final class LoggedProcess: @unchecked Sendable {
   /// Kills it and its children if it still runs (test clean-up).
   func kill9() {
     guard self.process.isRunning else { return }
-    for child in ExecModeTests.children(of: self.pid) { kill(child, SIGKILL) }
-    kill(self.pid, SIGKILL)
-    self.process.waitUntilExit()
+    ProcessTree.kill(self.process)
   }
 }

@@ -44,10 +44,7 @@ struct FailureLeakTests {
     defer { agent.kill9() }
 
     // STATUS= names the first failing mapping by name, with its code.
-    var messages: [String] = []
-    while !messages.contains(where: { $0.contains("STATUS=") && $0.contains("failing: mapping checked: check_failed") }) {
-      messages.append(try socket.receive())
-    }
+    let messages = try await socket.messages { $0.contains("STATUS=") && $0.contains("failing: mapping checked: check_failed") }
     #expect(!messages.joined().contains(Self.secret), "\(messages)")
 
     // The presence record names the first failing mapping and its code.

@@ -144,22 +144,20 @@ struct OperationsTests {
       environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "1000000"])
     defer { agent.kill9() }
     var messages: [String] = []
-    func next(_ prefix: String) throws -> String {
-      while true {
-        let message = try socket.receive()
-        messages.append(message)
-        if message.hasPrefix(prefix) { return message }
-      }
+    func next(_ prefix: String) async throws -> String {
+      let received = try await socket.messages(until: prefix)
+      messages += received
+      return received.last!
     }
-    let ready = try next("READY=1")
+    let ready = try await next("READY=1")
     #expect(ready == "READY=1\nSTATUS=applied revision \(revision)", "\(messages)")
     #expect(Disk.read(h.dir("out/a")) == "1", "READY=1 comes after the first sync")
-    _ = try next("WATCHDOG=1")
+    _ = try await next("WATCHDOG=1")
     agent.signal(SIGHUP)
-    let reloading = try next("RELOADING=1")
+    let reloading = try await next("RELOADING=1")
     #expect(reloading.contains("MONOTONIC_USEC="))
     agent.signal(SIGTERM)
-    _ = try next("STOPPING=1")
+    _ = try await next("STOPPING=1")
     // SIGTERM right after SIGHUP lands while the new agent syncs: still a clean stop.
     #expect(await agent.waitForExit() == 0, "log: \(agent.log)")
   }

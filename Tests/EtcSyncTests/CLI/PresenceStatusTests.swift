@@ -23,6 +23,7 @@ final class EtcsyncProcess: @unchecked Sendable {
     self.process.executableURL = URL(fileURLWithPath: Self.binary)
     self.process.arguments = arguments
     self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    self.process.standardInput = FileHandle.nullDevice
     self.process.standardOutput = log
     self.process.standardError = log
     try self.process.run()
@@ -43,12 +44,11 @@ final class EtcsyncProcess: @unchecked Sendable {
     return self.process.terminationStatus
   }
 
-  /// Kills it if it still runs (test clean-up).
+  /// Kills it and every process under it if it still runs (test clean-up).
   func kill9() {
     if self.process.isRunning {
       kill(self.pid, SIGCONT)
-      kill(self.pid, SIGKILL)
-      self.process.waitUntilExit()
+      ProcessTree.kill(self.process)
     }
   }
 
@@ -67,11 +67,51 @@ final class EtcsyncProcess: @unchecked Sendable {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: argv[0])
     process.arguments = Array(argv.dropFirst())
+    process.standardInput = FileHandle.nullDevice
     process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
     process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
     try process.run()
-    while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
-    return (process.terminationStatus, Disk.read(out) ?? "", Disk.read(err) ?? "")
+    // The limit only bounds a hung run (then killed with what it started, and reported).
+    let deadline = ContinuousClock.now + .seconds(300)
+    while process.isRunning {
+      if ContinuousClock.now > deadline {
+        ProcessTree.kill(process)
+        Issue.record("\(argv) still ran after 300 s; killed")
+        break
+      }
+      try await Task.sleep(for: .milliseconds(20))
+    }
+    return (process.isRunning ? -1 : process.terminationStatus, Disk.read(out) ?? "", Disk.read(err) ?? "")
+  }
+}
+
+/// Clean-up of a test's child process and whatever it started.
+enum ProcessTree {
+  /// `pid`'s descendants (children of every thread, recursively), from /proc.
+  static func descendants(of pid: pid_t) -> [pid_t] {
+    var found: [pid_t] = []
+    var queue = [pid]
+    while let next = queue.popLast() {
+      let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(next)/task")) ?? []
+      for task in tasks {
+        let children = (Disk.read("/proc/\(next)/task/\(task)/children") ?? "").split(separator: " ")
+          .compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        found += children
+        queue += children
+      }
+    }
+    return found
+  }
+
+  /// SIGKILLs `process` and every process under it (which could otherwise hold the socket
+  /// Foundation watches to tell that `process` ended), then waits for it to be reaped, at most
+  /// `limit`: a clean-up never hangs the suite.
+  static func kill(_ process: Process, within limit: Duration = .seconds(30)) {
+    let pid = process.processIdentifier
+    for descendant in descendants(of: pid) { Glibc.kill(descendant, SIGKILL) }
+    Glibc.kill(pid, SIGKILL)
+    let deadline = ContinuousClock.now + limit
+    while process.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
   }
 }
 

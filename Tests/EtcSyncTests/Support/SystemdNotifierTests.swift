@@ -44,6 +44,30 @@ final class NotifySocket {
     if let directory { try? FileManager.default.removeItem(atPath: directory) }
   }
 
+  /// The messages until one starts with `prefix` (that one last), waiting at most `limit` in
+  /// all (a hang guard: an agent that keeps sending WATCHDOG=1 would otherwise keep a loop that
+  /// waits for STOPPING=1 going forever), polling without holding a thread of the test pool.
+  func messages(until prefix: String, within limit: Duration = .seconds(90)) async throws -> [String] {
+    try await self.messages(within: limit, until: { $0.hasPrefix(prefix) })
+  }
+
+  /// The messages until one satisfies `done` (that one last), waiting at most `limit` in all.
+  func messages(within limit: Duration = .seconds(90), until done: (String) -> Bool) async throws -> [String] {
+    let deadline = ContinuousClock.now + limit
+    var messages: [String] = []
+    while true {
+      var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+      if poll(&poller, 1, 0) == 1 {
+        let message = try self.receive()
+        messages.append(message)
+        if done(message) { return messages }
+        continue
+      }
+      try #require(ContinuousClock.now < deadline, "the awaited message did not arrive on \(path) within \(limit); got \(messages)")
+      try await Task.sleep(for: .milliseconds(10))
+    }
+  }
+
   /// The next datagram as text; fails after 60 s (a hang guard, not a timing test: a loaded
   /// CI machine has taken most of 10 s).
   func receive() throws -> String {
