@@ -94,7 +94,7 @@ public final class EtcdGRPCProxy: @unchecked Sendable {
   public func stop() {
     guard let process = self.lock.withLock({ self.process }) else { return }
     kill(process.processIdentifier, SIGKILL)
-    process.waitUntilExit()
+    waitForExit(process)
     OrphanReaper.unregister(pid: process.processIdentifier)
     self.lock.withLock { self.process = nil }
   }

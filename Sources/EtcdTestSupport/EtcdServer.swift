@@ -162,16 +162,19 @@ public final class EtcdServer: @unchecked Sendable {
     guard let process = self.lock.withLock({ self.process }) else { return }
     if self.lock.withLock({ self.isPaused }) { kill(process.processIdentifier, SIGCONT) }
     kill(process.processIdentifier, SIGKILL)
-    process.waitUntilExit()
+    waitForExit(process)
     OrphanReaper.unregister(pid: process.processIdentifier)
     self.lock.withLock { self.process = nil }
   }
 
-  /// SIGTERM, and waits for a clean exit.
+  /// SIGTERM, and waits for a clean exit (SIGKILL after 30 s).
   public func stop() {
     guard let process = self.lock.withLock({ self.process }) else { return }
     process.terminate()
-    process.waitUntilExit()
+    if !waitForExit(process) {
+      kill(process.processIdentifier, SIGKILL)
+      waitForExit(process)
+    }
     OrphanReaper.unregister(pid: process.processIdentifier)
     self.lock.withLock { self.process = nil }
   }
@@ -231,6 +234,19 @@ func launchLogged(_ binary: String, _ arguments: [String], appendingTo logFile: 
   process.standardInput = FileHandle.nullDevice
   try process.run()
   return process
+}
+
+/// Waits for `process` to be reaped, at most `limit` (a process that inherited the socket
+/// Foundation watches would otherwise keep `waitUntilExit()` waiting after `process` died);
+/// whether it was.
+@discardableResult
+func waitForExit(_ process: Process, within limit: Duration = .seconds(30)) -> Bool {
+  let deadline = ContinuousClock.now + limit
+  while process.isRunning {
+    if ContinuousClock.now > deadline { return false }
+    usleep(5_000)
+  }
+  return true
 }
 
 /// The last `lines` lines of a log file, for error messages.
