@@ -18,7 +18,7 @@ public final class EtcdGRPCProxy: @unchecked Sendable {
   public let binary: String
 
   private let lock = NSLock()
-  private var process: Process?
+  private var process: ChildProcess?
 
   /// The client URL, e.g. `http://127.0.0.1:40123`.
   public var endpoint: String { "http://127.0.0.1:\(self.port)" }
@@ -93,8 +93,8 @@ public final class EtcdGRPCProxy: @unchecked Sendable {
   /// Kills the proxy (SIGKILL) and waits for it to be gone; its clients see their streams end.
   public func stop() {
     guard let process = self.lock.withLock({ self.process }) else { return }
-    kill(process.processIdentifier, SIGKILL)
-    waitForExit(process)
+    process.signal(SIGKILL)
+    process.waitUntilExit(within: .seconds(30))
     OrphanReaper.unregister(pid: process.processIdentifier)
     self.lock.withLock { self.process = nil }
   }

@@ -25,7 +25,7 @@ public final class EtcdServer: @unchecked Sendable {
   let extraArguments: [String]
 
   private let lock = NSLock()
-  private var process: Process?
+  private var process: ChildProcess?
   private var isPaused = false
 
   /// The client URL, e.g. `http://127.0.0.1:40123`.
@@ -160,9 +160,9 @@ public final class EtcdServer: @unchecked Sendable {
   /// kill -9, and waits for the process to be gone.
   public func kill9() {
     guard let process = self.lock.withLock({ self.process }) else { return }
-    if self.lock.withLock({ self.isPaused }) { kill(process.processIdentifier, SIGCONT) }
-    kill(process.processIdentifier, SIGKILL)
-    waitForExit(process)
+    if self.lock.withLock({ self.isPaused }) { process.signal(SIGCONT) }
+    process.signal(SIGKILL)
+    process.waitUntilExit(within: .seconds(30))
     OrphanReaper.unregister(pid: process.processIdentifier)
     self.lock.withLock { self.process = nil }
   }
@@ -171,9 +171,9 @@ public final class EtcdServer: @unchecked Sendable {
   public func stop() {
     guard let process = self.lock.withLock({ self.process }) else { return }
     process.terminate()
-    if !waitForExit(process) {
-      kill(process.processIdentifier, SIGKILL)
-      waitForExit(process)
+    if !process.waitUntilExit(within: .seconds(30)) {
+      process.signal(SIGKILL)
+      process.waitUntilExit(within: .seconds(30))
     }
     OrphanReaper.unregister(pid: process.processIdentifier)
     self.lock.withLock { self.process = nil }
@@ -213,40 +213,15 @@ public final class EtcdServer: @unchecked Sendable {
 
   deinit {
     if let process = self.process, process.isRunning {
-      kill(process.processIdentifier, SIGCONT)
-      kill(process.processIdentifier, SIGKILL)
+      process.signal(SIGCONT)
+      process.signal(SIGKILL)
     }
   }
 }
 
 /// Starts `binary` with its output (stdout and stderr) appended to `logFile`, no stdin.
-func launchLogged(_ binary: String, _ arguments: [String], appendingTo logFile: String) throws -> Process {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: binary)
-  process.arguments = arguments
-  if !FileManager.default.fileExists(atPath: logFile) {
-    _ = FileManager.default.createFile(atPath: logFile, contents: nil)
-  }
-  let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
-  log.seekToEndOfFile()
-  process.standardOutput = log
-  process.standardError = log
-  process.standardInput = FileHandle.nullDevice
-  try process.run()
-  return process
-}
-
-/// Waits for `process` to be reaped, at most `limit` (a process that inherited the socket
-/// Foundation watches would otherwise keep `waitUntilExit()` waiting after `process` died);
-/// whether it was.
-@discardableResult
-func waitForExit(_ process: Process, within limit: Duration = .seconds(30)) -> Bool {
-  let deadline = ContinuousClock.now + limit
-  while process.isRunning {
-    if ContinuousClock.now > deadline { return false }
-    usleep(5_000)
-  }
-  return true
+func launchLogged(_ binary: String, _ arguments: [String], appendingTo logFile: String) throws -> ChildProcess {
+  try ChildProcess([binary] + arguments, output: logFile, error: logFile)
 }
 
 /// The last `lines` lines of a log file, for error messages.

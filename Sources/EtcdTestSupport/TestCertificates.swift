@@ -35,18 +35,16 @@ public struct TestCertificates: Sendable {
   }
 
   private static func openssl(_ arguments: [String], in directory: String) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-    process.arguments = arguments
-    process.currentDirectoryURL = URL(fileURLWithPath: directory)
-    let errors = Pipe()
-    process.standardError = errors
-    process.standardOutput = FileHandle.nullDevice
-    try process.run()
-    let output = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    let errors = "\(directory)/openssl-\(UInt64.random(in: 0 ... .max)).err"
+    defer { unlink(errors) }
+    let process = try ChildProcess(["/usr/bin/openssl"] + arguments, currentDirectory: directory, error: errors)
+    guard process.waitUntilExit(within: .seconds(120)) else {
+      process.signal(SIGKILL)
+      throw TestSupportError("openssl \(arguments.first ?? "") still ran after 120 s")
+    }
     guard process.terminationStatus == 0 else {
-      throw TestSupportError("openssl \(arguments.first ?? "") failed: \(String(decoding: output, as: UTF8.self))")
+      let output = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+      throw TestSupportError("openssl \(arguments.first ?? "") failed: \(output)")
     }
   }
 

@@ -1,4 +1,5 @@
 @testable import EtcSync
+import EtcdTestSupport
 import Foundation
 import Glibc
 import Synchronization
@@ -12,21 +13,14 @@ extension ExecModeTests {
     // file (a pipe would stay open as long as any process that inherited it lives).
     let directory = TemporaryDirectory("etcsync-reaper")
     let logPath = directory("probe.log")
-    FileManager.default.createFile(atPath: logPath, contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    process.arguments = ["--testing-library", "swift-testing", "--filter", "ReaperProbe"]
-    process.environment = ProcessInfo.processInfo.environment.merging(["ETCSYNC_REAPER_PROBE": "1"]) { $1 }
-    process.standardInput = FileHandle.nullDevice
-    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-    process.standardOutput = log
-    process.standardError = log
-    try process.run()
+    let process = try ChildProcess(
+      [URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path, "--testing-library", "swift-testing", "--filter", "ReaperProbe"],
+      environment: ProcessInfo.processInfo.environment.merging(["ETCSYNC_REAPER_PROBE": "1"]) { $1 },
+      output: logPath, error: logPath)
     // The limit only bounds a hung probe, which is then killed with what it started.
-    let deadline = ContinuousClock.now + .seconds(300)
-    while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+    let ended = await process.exit(within: .seconds(300))
     let output = Disk.read(logPath) ?? ""
-    guard !process.isRunning else {
+    guard ended else {
       ProcessTree.kill(process)
       Issue.record("the probe still ran after 300 s: \(output)")
       return

@@ -186,13 +186,9 @@ struct ExecModeTests {
     guard let path = ["/usr/bin/unshare", "/bin/unshare"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
       return false
     }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = ["--pid", "--fork", "--mount-proc", "true"]
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    guard (try? process.run()) != nil else { return false }
-    process.waitUntilExit()
+    guard let process = try? ChildProcess([path, "--pid", "--fork", "--mount-proc", "true"]),
+      process.waitUntilExit(within: .seconds(60))
+    else { return false }
     return process.terminationStatus == 0
   }()
 
@@ -274,19 +270,13 @@ struct ExecModeTests {
 /// A program run as a child process with its output going to a log (`unshare` around
 /// etcsync), like ``EtcsyncProcess``.
 final class LoggedProcess: @unchecked Sendable {
-  let process = Process()
+  let process: ChildProcess
   let logPath: String
 
   init(_ argv: [String], log logPath: String) throws {
     self.logPath = logPath
-    FileManager.default.createFile(atPath: logPath, contents: nil)
-    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-    self.process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    self.process.arguments = argv
-    self.process.standardInput = FileHandle.nullDevice
-    self.process.standardOutput = log
-    self.process.standardError = log
-    try self.process.run()
+    _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+    self.process = try ChildProcess(argv, output: logPath, error: logPath)
   }
 
   var pid: pid_t { self.process.processIdentifier }
@@ -294,12 +284,7 @@ final class LoggedProcess: @unchecked Sendable {
 
   /// Waits for the process to exit (the limit only bounds a failing test); its status.
   func waitForExit(within limit: Duration = .seconds(30)) async -> Int32? {
-    let deadline = ContinuousClock.now + limit
-    while self.process.isRunning {
-      if ContinuousClock.now >= deadline { return nil }
-      try? await Task.sleep(for: .milliseconds(20))
-    }
-    return self.process.terminationStatus
+    await self.process.exit(within: limit) ? self.process.terminationStatus : nil
   }
 
   /// Kills it and its children if it still runs (test clean-up).

@@ -11,43 +11,33 @@ final class EtcsyncProcess: @unchecked Sendable {
     URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("etcsync").path
   }
 
-  let process = Process()
+  let process: ChildProcess
   let logPath: String
 
   /// Starts `etcsync ARGS`, its output going to `logPath`; `environment` is added to the
   /// test process's own.
   init(_ arguments: [String], log logPath: String, environment: [String: String] = [:]) throws {
     self.logPath = logPath
-    FileManager.default.createFile(atPath: logPath, contents: nil)
-    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-    self.process.executableURL = URL(fileURLWithPath: Self.binary)
-    self.process.arguments = arguments
-    self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    self.process.standardInput = FileHandle.nullDevice
-    self.process.standardOutput = log
-    self.process.standardError = log
-    try self.process.run()
+    _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+    self.process = try ChildProcess([Self.binary] + arguments,
+                                    environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+                                    output: logPath, error: logPath)
   }
 
   var pid: pid_t { self.process.processIdentifier }
   var log: String { Disk.read(self.logPath) ?? "" }
 
-  func signal(_ number: Int32) { kill(self.pid, number) }
+  func signal(_ number: Int32) { self.process.signal(number) }
 
   /// Waits for the process to exit (the limit only bounds a failing test); its status.
   func waitForExit(within limit: Duration = .seconds(30)) async -> Int32? {
-    let deadline = ContinuousClock.now + limit
-    while self.process.isRunning {
-      if ContinuousClock.now >= deadline { return nil }
-      try? await Task.sleep(for: .milliseconds(20))
-    }
-    return self.process.terminationStatus
+    await self.process.exit(within: limit) ? self.process.terminationStatus : nil
   }
 
   /// Kills it and every process under it if it still runs (test clean-up).
   func kill9() {
     if self.process.isRunning {
-      kill(self.pid, SIGCONT)
+      self.process.signal(SIGCONT)
       ProcessTree.kill(self.process)
     }
   }
@@ -62,24 +52,11 @@ final class EtcsyncProcess: @unchecked Sendable {
     let directory = TemporaryDirectory("etcsync-cli")
     let out = directory("stdout")
     let err = directory("stderr")
-    FileManager.default.createFile(atPath: out, contents: nil)
-    FileManager.default.createFile(atPath: err, contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: argv[0])
-    process.arguments = Array(argv.dropFirst())
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-    try process.run()
+    let process = try ChildProcess(argv, output: out, error: err)
     // The limit only bounds a hung run (then killed with what it started, and reported).
-    let deadline = ContinuousClock.now + .seconds(300)
-    while process.isRunning {
-      if ContinuousClock.now > deadline {
-        ProcessTree.kill(process)
-        Issue.record("\(argv) still ran after 300 s; killed")
-        break
-      }
-      try await Task.sleep(for: .milliseconds(20))
+    if !(await process.exit(within: .seconds(300))) {
+      ProcessTree.kill(process)
+      Issue.record("\(argv) still ran after 300 s; killed")
     }
     return (process.isRunning ? -1 : process.terminationStatus, Disk.read(out) ?? "", Disk.read(err) ?? "")
   }
@@ -103,15 +80,12 @@ enum ProcessTree {
     return found
   }
 
-  /// SIGKILLs `process` and every process under it (which could otherwise hold the socket
-  /// Foundation watches to tell that `process` ended), then waits for it to be reaped, at most
-  /// `limit`: a clean-up never hangs the suite.
-  static func kill(_ process: Process, within limit: Duration = .seconds(30)) {
-    let pid = process.processIdentifier
-    for descendant in descendants(of: pid) { Glibc.kill(descendant, SIGKILL) }
-    Glibc.kill(pid, SIGKILL)
-    let deadline = ContinuousClock.now + limit
-    while process.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
+  /// SIGKILLs `process` and every process under it (its exec child, a reload it left behind),
+  /// then waits for it to be reaped, at most `limit`: a clean-up never hangs the suite.
+  static func kill(_ process: ChildProcess, within limit: Duration = .seconds(30)) {
+    for descendant in descendants(of: process.processIdentifier) { Glibc.kill(descendant, SIGKILL) }
+    process.signal(SIGKILL)
+    process.waitUntilExit(within: limit)
   }
 }
 

@@ -9,16 +9,17 @@ import Testing
 /// whoever started the agent waiting for the child as well).
 @Suite("Descriptors children inherit", .serialized)
 struct InheritedDescriptorTests {
-  /// Opens a pipe at descriptor 200 without close-on-exec for `body`, as a parent would
-  /// leave one.
+  /// Opens a pipe without close-on-exec for `body`, as a parent would leave one (at whatever
+  /// descriptors are free: never over one in use, which another test's socket could be).
   static func withLeakedDescriptor<T>(_ body: () async throws -> T) async rethrows -> T {
-    var ends: [Int32] = [-1, -1]
-    precondition(pipe(&ends) == 0)
-    precondition(dup2(ends[0], 200) == 200)
-    close(ends[0])
-    close(ends[1])
-    defer { close(200) }
-    #expect(fcntl(200, F_GETFD) == 0, "descriptor 200 is open and inheritable")
+    var pair: [Int32] = [-1, -1]
+    precondition(pipe(&pair) == 0)
+    // Moved to the lowest free descriptors from 64 (F_DUPFD never replaces an open one; the
+    // copies do not have close-on-exec), above those the child opens itself.
+    let ends = pair.map { fcntl($0, F_DUPFD, 64) }
+    pair.forEach { close($0) }
+    defer { ends.forEach { close($0) } }
+    #expect(ends.allSatisfy { $0 >= 64 && fcntl($0, F_GETFD) == 0 }, "\(ends) are open and inheritable")
     return try await body()
   }
 

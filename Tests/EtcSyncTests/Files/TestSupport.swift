@@ -1,3 +1,4 @@
+import EtcdTestSupport
 import Foundation
 import Glibc
 import Logging
@@ -70,19 +71,21 @@ enum Disk {
   }
 }
 
-/// Runs a program to completion (test setup only: mount, umount, id).
+/// Runs a program to completion (test setup only: mount, umount, id), its output through a
+/// temporary file (never a pipe, which a child started meanwhile by another test could hold
+/// open); at most 300 s, then it is killed.
 @discardableResult
 func runTool(_ argv: [String]) -> (status: Int32, output: String) {
-  let process = Process()
-  process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-  process.arguments = argv
-  let pipe = Pipe()
-  process.standardOutput = pipe
-  process.standardError = pipe
-  do { try process.run() } catch { return (-1, "\(error)") }
-  let data = pipe.fileHandleForReading.readDataToEndOfFile()
-  process.waitUntilExit()
-  return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+  let directory = TemporaryDirectory("etcsync-tool")
+  let output = directory("output")
+  let process: ChildProcess
+  // Through env(1), so that argv may start with NAME=VALUE assignments.
+  do { process = try ChildProcess(["/usr/bin/env"] + argv, output: output, error: output) } catch { return (-1, "\(error)") }
+  guard process.waitUntilExit(within: .seconds(300)) else {
+    ProcessTree.kill(process)
+    return (-1, "\(argv) still ran after 300 s; killed")
+  }
+  return (process.terminationStatus, Disk.read(output) ?? "")
 }
 
 /// A LogHandler that keeps every record, for assertions on warnings.

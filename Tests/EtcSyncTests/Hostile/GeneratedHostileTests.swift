@@ -53,18 +53,18 @@ struct GeneratedHostileTests {
   /// Every key and value under `prefix` at `revision`, as etcdctl prints them.
   static func etcdctl(_ endpoint: String, prefix: [UInt8], revision: Int64) throws -> [[UInt8]: [UInt8]] {
     let binary = FileManager.default.isExecutableFile(atPath: "/usr/bin/etcdctl") ? "/usr/bin/etcdctl" : "etcdctl"
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    let directory = TemporaryDirectory("etcsync-etcdctl")
+    let output = directory("output")
     // The prefix goes through argv as text: the generated prefixes are ASCII.
-    process.arguments = [binary, "--endpoints=\(endpoint)", "get", "--prefix", String(decoding: prefix, as: UTF8.self),
-                         "--rev=\(revision)", "-w", "json"]
-    process.environment = ["ETCDCTL_API": "3", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
-    let out = Pipe()
-    process.standardOutput = out
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    let process = try ChildProcess([binary, "--endpoints=\(endpoint)", "get", "--prefix", String(decoding: prefix, as: UTF8.self),
+                                    "--rev=\(revision)", "-w", "json"],
+                                   environment: ["ETCDCTL_API": "3", "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"],
+                                   output: output)
+    guard process.waitUntilExit(within: .seconds(120)) else {
+      process.signal(SIGKILL)
+      throw TestSupportError("etcdctl still ran after 120 s")
+    }
+    let data = Data((Disk.read(output) ?? "").utf8)
     guard process.terminationStatus == 0,
       let json = try JSONSerialization.jsonObject(with: data) as? [String: Any]
     else { throw TestSupportError("etcdctl failed: \(String(decoding: data, as: UTF8.self))") }
