@@ -42,7 +42,10 @@ public final class ChildProcess: Sendable {
       let status = addChdir(&actions, currentDirectory)
       guard status == 0 else { throw TestSupportError("cannot start \(argv[0]) in \(currentDirectory): \(String(cString: strerror(status)))") }
     }
-    _ = SpawnExtensions.addCloseFrom?(&actions, 3)
+    guard let addCloseFrom = SpawnExtensions.addCloseFrom else {
+      throw TestSupportError("posix_spawn_file_actions_addclosefrom_np is missing (glibc before 2.34); cannot start \(argv[0]) without leaking descriptors")
+    }
+    _ = addCloseFrom(&actions, 3)
 
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
@@ -130,7 +133,7 @@ public final class ChildProcess: Sendable {
       if result == self.processIdentifier {
         status = raw
       } else if result < 0 {
-        status = 0x7f  // not our child any more (ECHILD): ended, status unknown
+        status = 0xff00  // not our child any more (ECHILD): ended, status unknown (as 255)
       }
       return status
     }

@@ -154,7 +154,7 @@ public final class EtcdServer: @unchecked Sendable {
 
   /// Sends a signal to the process.
   public func signal(_ signal: Int32) {
-    if let pid = self.pid { kill(pid, signal) }
+    self.lock.withLock { self.process }?.signal(signal)
   }
 
   /// kill -9, and waits for the process to be gone.
@@ -170,6 +170,7 @@ public final class EtcdServer: @unchecked Sendable {
   /// SIGTERM, and waits for a clean exit (SIGKILL after 30 s).
   public func stop() {
     guard let process = self.lock.withLock({ self.process }) else { return }
+    if self.lock.withLock({ self.isPaused }) { process.signal(SIGCONT) }
     process.terminate()
     if !process.waitUntilExit(within: .seconds(30)) {
       process.signal(SIGKILL)

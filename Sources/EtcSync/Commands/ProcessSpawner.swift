@@ -59,22 +59,20 @@ enum ProcessSpawner {
   }
 
   /// Starts `argv` (argv[0] looked up in `PATH`, no shell) as the leader of a new process
-  /// group that shares the agent's stdin, stdout and stderr (exec mode's child) and no other
-  /// descriptor, with an empty signal mask and default signal dispositions. Returns its pid, also its process group id.
+  /// group that shares the agent's stdin, stdout and stderr (exec mode's child), with an empty
+  /// signal mask and default signal dispositions. Descriptors the agent inherited without
+  /// close-on-exec pass through, as from any container entrypoint (a supervisor's readiness
+  /// descriptor, sockets handed over with `LISTEN_FDS`); the agent's own are all close-on-exec. Returns its pid, also its process group id.
   static func spawnInheritingStdio(_ argv: [String], environment: [String: String]?) throws(CommandError) -> pid_t {
     guard !argv.isEmpty else { throw CommandError(.emptyArgv, argv: argv) }
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
     configure(&attributes)
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    closeInheritedDescriptors(&actions)
     return try withCStrings(argv) { (arguments) throws(CommandError) -> pid_t in
       try withEnvironment(environment) { (environ) throws(CommandError) -> pid_t in
         let (pid, status) = ChildProcesses.shared.spawn { pid in
-          posix_spawnp(&pid, argv[0], &actions, &attributes, arguments, environ)
+          posix_spawnp(&pid, argv[0], nil, &attributes, arguments, environ)
         }
         guard status == 0 else { throw CommandError(.spawnFailed, argv: argv, errno: status) }
         return pid
@@ -82,10 +80,11 @@ enum ProcessSpawner {
     }
   }
 
-  /// Closes every descriptor above stderr in the child. The agent's own descriptors are all
-  /// close-on-exec; this is for those it inherited without that flag (a supervisor's pipes,
-  /// the exit-detection socket Foundation's `Process` leaves in the processes it starts),
-  /// which a child holding open would keep the agent's parent waiting for the child too.
+  /// Closes every descriptor above stderr in a check or reload command. The agent's own
+  /// descriptors are all close-on-exec; this is for those it inherited without that flag (a
+  /// supervisor's pipes, the exit-detection socket Foundation's `Process` leaves in the
+  /// processes it starts), which a command, or a daemon it leaves behind, would otherwise
+  /// hold open for as long as it runs, keeping whoever waits on them waiting.
   private static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
     if let addCloseFrom {
       _ = addCloseFrom(&actions, 3)

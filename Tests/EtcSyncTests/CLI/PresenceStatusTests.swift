@@ -83,6 +83,8 @@ enum ProcessTree {
   /// SIGKILLs `process` and every process under it (its exec child, a reload it left behind),
   /// then waits for it to be reaped, at most `limit`: a clean-up never hangs the suite.
   static func kill(_ process: ChildProcess, within limit: Duration = .seconds(30)) {
+    // Stopped first, so that it starts no new child (a restart) while its children are killed.
+    process.signal(SIGSTOP)
     for descendant in descendants(of: process.processIdentifier) { Glibc.kill(descendant, SIGKILL) }
     process.signal(SIGKILL)
     process.waitUntilExit(within: limit)
