@@ -11,31 +11,33 @@ public final class EtcdCluster: Sendable {
 
   /// Starts `size` members and waits until every one of them serves requests.
   public static func start(size: Int = 3, arguments: [String] = []) async throws -> EtcdCluster {
-    var lastError: (any Error)?
-    for _ in 0..<3 {
-      let ports = try freePorts(size * 2)
-      let dir = try makeTempDirectory(prefix: "etcd-cluster")
-      let names = (0..<size).map { "m\($0)" }
-      let initial = names.enumerated().map { "\($1)=http://127.0.0.1:\(ports[2 * $0 + 1])" }.joined(separator: ",")
-      let members = names.enumerated().map { index, name in
-        EtcdServer(name: name, clientPort: ports[2 * index], peerPort: ports[2 * index + 1],
-                   dataDir: "\(dir)/\(name)/data", initialCluster: initial, clusterToken: "c-\(ports[0])",
-                   tls: nil, extraArguments: arguments)
-      }
-      let cluster = EtcdCluster(members: members)
-      do {
-        for member in members {
-          try FileManager.default.createDirectory(atPath: "\(dir)/\(member.name)", withIntermediateDirectories: true)
-          try member.launch()
+    try await StartGate.passing {
+      var lastError: (any Error)?
+      for _ in 0..<3 {
+        let ports = try freePorts(size * 2)
+        let dir = try makeTempDirectory(prefix: "etcd-cluster")
+        let names = (0..<size).map { "m\($0)" }
+        let initial = names.enumerated().map { "\($1)=http://127.0.0.1:\(ports[2 * $0 + 1])" }.joined(separator: ",")
+        let members = names.enumerated().map { index, name in
+          EtcdServer(name: name, clientPort: ports[2 * index], peerPort: ports[2 * index + 1],
+                     dataDir: "\(dir)/\(name)/data", initialCluster: initial, clusterToken: "c-\(ports[0])",
+                     tls: nil, extraArguments: arguments)
         }
-        for member in members { try await member.waitUntilReady() }
-        return cluster
-      } catch {
-        lastError = error
-        cluster.destroy()
+        let cluster = EtcdCluster(members: members)
+        do {
+          for member in members {
+            try FileManager.default.createDirectory(atPath: "\(dir)/\(member.name)", withIntermediateDirectories: true)
+            try member.launch()
+          }
+          for member in members { try await member.waitUntilReady() }
+          return cluster
+        } catch {
+          lastError = error
+          cluster.destroy()
+        }
       }
+      throw lastError!
     }
-    throw lastError!
   }
 
   /// Runs `body` with a fresh cluster, and removes it afterwards.

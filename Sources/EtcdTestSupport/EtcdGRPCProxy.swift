@@ -36,22 +36,24 @@ public final class EtcdGRPCProxy: @unchecked Sendable {
   /// requests.
   public static func start(inFrontOf servers: [EtcdServer]) async throws -> EtcdGRPCProxy {
     guard let first = servers.first else { throw TestSupportError("a gRPC proxy needs at least one etcd member") }
-    var lastError: (any Error)?
-    for _ in 0..<3 {  // a port taken between choosing and binding: choose again
-      let port = try freePorts(1)[0]
-      let proxy = EtcdGRPCProxy(
-        port: port, backends: servers.map { "127.0.0.1:\($0.clientPort)" },
-        logFile: first.dataDir + "-grpc-proxy-\(port).log", binary: first.binary)
-      do {
-        try proxy.launch()
-        try await proxy.waitUntilReady()
-        return proxy
-      } catch {
-        lastError = error
-        proxy.stop()
+    return try await StartGate.passing {
+      var lastError: (any Error)?
+      for _ in 0..<3 {  // a port taken between choosing and binding: choose again
+        let port = try freePorts(1)[0]
+        let proxy = EtcdGRPCProxy(
+          port: port, backends: servers.map { "127.0.0.1:\($0.clientPort)" },
+          logFile: first.dataDir + "-grpc-proxy-\(port).log", binary: first.binary)
+        do {
+          try proxy.launch()
+          try await proxy.waitUntilReady()
+          return proxy
+        } catch {
+          lastError = error
+          proxy.stop()
+        }
       }
+      throw lastError!
     }
-    throw lastError!
   }
 
   /// A client configuration that talks to the proxy only.

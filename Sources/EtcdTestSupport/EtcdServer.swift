@@ -54,26 +54,28 @@ public final class EtcdServer: @unchecked Sendable {
   public static func start(
     tls: Bool = false, serverNames: String = "IP:127.0.0.1,DNS:localhost", arguments: [String] = []
   ) async throws -> EtcdServer {
-    var lastError: (any Error)?
-    for _ in 0..<3 {  // a port taken between choosing and binding: choose again
-      let ports = try freePorts(2)
-      let dir = try makeTempDirectory(prefix: "etcd")
-      let name = "m0"
-      let certs = tls ? try TestCertificates.make(in: dir + "-tls", serverNames: serverNames) : nil
-      let server = EtcdServer(
-        name: name, clientPort: ports[0], peerPort: ports[1], dataDir: dir + "/data",
-        initialCluster: "\(name)=http://127.0.0.1:\(ports[1])", clusterToken: "t-\(ports[0])",
-        tls: certs, extraArguments: arguments)
-      do {
-        try server.launch()
-        try await server.waitUntilReady()
-        return server
-      } catch {
-        lastError = error
-        server.destroy()
+    try await StartGate.passing {
+      var lastError: (any Error)?
+      for _ in 0..<3 {  // a port taken between choosing and binding: choose again
+        let ports = try freePorts(2)
+        let dir = try makeTempDirectory(prefix: "etcd")
+        let name = "m0"
+        let certs = tls ? try TestCertificates.make(in: dir + "-tls", serverNames: serverNames) : nil
+        let server = EtcdServer(
+          name: name, clientPort: ports[0], peerPort: ports[1], dataDir: dir + "/data",
+          initialCluster: "\(name)=http://127.0.0.1:\(ports[1])", clusterToken: "t-\(ports[0])",
+          tls: certs, extraArguments: arguments)
+        do {
+          try server.launch()
+          try await server.waitUntilReady()
+          return server
+        } catch {
+          lastError = error
+          server.destroy()
+        }
       }
+      throw lastError!
     }
-    throw lastError!
   }
 
   /// Runs `body` with a fresh single-member etcd, and removes it afterwards.
