@@ -30,7 +30,7 @@ Prints one table (a column per configuration) and writes every figure, with the 
 per-change latencies, to --json-out.
 
 --synthetic-presence K instead times `etcsync status` (a plain listing and a --wait-revision
-that every record already satisfies) over K synthetic presence keys on one lease, with no
+that every record already satisfies) over K synthetic presence keys, each on a lease of its own, with no
 agent running, and counts the LeaseTimeToLive calls etcd served meanwhile.
 
 Usage: fleet_bench.py --etcsync BIN [--agents 1,50,200] [--modes direct,proxy] [--changes 100]
@@ -629,14 +629,15 @@ def ms(seconds):
 
 def synthetic_presence(args, count):
     """`etcsync status` over `count` synthetic presence keys (no agent processes): records that
-    are current through a revision far ahead, all bound to one lease, put in transactions of 128.
+    are current through a revision far ahead, each bound to a lease of its own (as every agent
+    holds its own), put in transactions of 128.
     Times a plain `status --json` and `status --wait-revision 2 --min-agents count`."""
     root = tempfile.mkdtemp(prefix="fleet-bench-presence-", dir=args.tmp)
     etcd = None
     try:
         etcd = Etcd(args.etcd, root)
         gateway = Gateway(etcd.client)
-        lease = gateway.call("/v3/lease/grant", {"TTL": 3600})["ID"]
+        leases = [gateway.call("/v3/lease/grant", {"TTL": 3600})["ID"] for _ in range(count)]
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for first in range(0, count, 128):
             ops = []
@@ -645,7 +646,7 @@ def synthetic_presence(args, count):
                           "startedAt": stamp, "mappings": ["fleet"], "appliedRevision": 1 << 40,
                           "currentRevision": 1 << 40, "updatedAt": stamp, "ready": True}
                 ops.append({"requestPut": {"key": b64(f"{PRESENCE}/synthetic-{i:05d}"),
-                                           "value": b64(json.dumps(record, separators=(",", ":"), sort_keys=True)), "lease": lease}})
+                                           "value": b64(json.dumps(record, separators=(",", ":"), sort_keys=True)), "lease": leases[i]}})
             gateway.call("/v3/kv/txn", {"success": ops})
         endpoint = f"http://127.0.0.1:{etcd.client}"
         before = scrape(etcd.client)

@@ -11,7 +11,7 @@ public final class EtcdCluster: Sendable {
 
   /// Starts `size` members and waits until every one of them serves requests.
   public static func start(size: Int = 3, arguments: [String] = []) async throws -> EtcdCluster {
-    try await StartGate.passing {
+    try await StartGate.passing(places: size) {
       var lastError: (any Error)?
       for _ in 0..<3 {
         let ports = try freePorts(size * 2)

@@ -11,37 +11,47 @@ actor StartGate {
   /// The gate every start in this process goes through: twice the cores, at least 2.
   static let shared = StartGate(limit: max(2, 2 * ProcessInfo.processInfo.activeProcessorCount))
 
+  private let limit: Int
   private var available: Int
-  private var waiting: [CheckedContinuation<Void, Never>] = []
+  /// Waiting starts, first come first served: how many places each needs.
+  private var waiting: [(places: Int, continuation: CheckedContinuation<Void, Never>)] = []
 
-  init(limit: Int) { self.available = limit }
+  init(limit: Int) {
+    self.limit = limit
+    self.available = limit
+  }
 
-  /// Runs `body` holding one of the gate's places.
-  static func passing<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-    await shared.enter()
+  /// Runs `body` holding `places` of the gate's places (a 3-member cluster takes 3).
+  static func passing<T: Sendable>(places: Int = 1, _ body: () async throws -> T) async throws -> T {
+    let places = await shared.enter(places)
     do {
       let result = try await body()
-      await shared.leave()
+      await shared.leave(places)
       return result
     } catch {
-      await shared.leave()
+      await shared.leave(places)
       throw error
     }
   }
 
-  private func enter() async {
-    if self.available > 0 {
-      self.available -= 1
-      return
+  /// Takes `places` (at most the whole gate) once they are free and nobody waits before; the
+  /// number taken.
+  private func enter(_ places: Int) async -> Int {
+    let places = min(max(1, places), self.limit)
+    if self.waiting.isEmpty && self.available >= places {
+      self.available -= places
+      return places
     }
-    await withCheckedContinuation { self.waiting.append($0) }
+    await withCheckedContinuation { self.waiting.append((places, $0)) }
+    return places
   }
 
-  private func leave() {
-    if self.waiting.isEmpty {
-      self.available += 1
-    } else {
-      self.waiting.removeFirst().resume()
+  private func leave(_ places: Int) {
+    self.available += places
+    while let first = self.waiting.first, self.available >= first.places {
+      self.waiting.removeFirst()
+      self.available -= first.places
+      first.continuation.resume()
     }
   }
 }
