@@ -67,15 +67,18 @@ struct StatusCommand: AsyncParsableCommand {
       guard let wanted = self.waitRevision else {
         // Ask, then wait briefly for the agents that can answer: an agent with a failing
         // mapping or without etcd does not, and shows its lag.
+        // The reads while waiting leave out the leases' time left (a request per agent); the
+        // table's read asks it.
         let asked = await asker.ask(wanted: 0)
-        var fleet = try await FleetStatus.read(client, prefix: prefix, asOf: asked)
+        var fleet = try await FleetStatus.read(client, prefix: prefix, asOf: asked, leases: false)
         let deadline = ContinuousClock.now + Self.answerWait
         while let asked, ContinuousClock.now < deadline,
           fleet.agents.contains(where: { $0.record.currentThrough < asked && $0.record.lastError == nil && $0.record.ready != false })
         {
           try await Task.sleep(for: .milliseconds(100))
-          fleet = try await FleetStatus.read(client, prefix: prefix, asOf: asked)
+          fleet = try await FleetStatus.read(client, prefix: prefix, asOf: asked, leases: false)
         }
+        fleet = try await FleetStatus.read(client, prefix: prefix, asOf: asked)
         self.print(fleet.agents, revision: fleet.revision, problems: fleet.problems)
         return
       }
@@ -88,14 +91,16 @@ struct StatusCommand: AsyncParsableCommand {
       var asked = await asker.ask(wanted: wanted)
       var lastAsk = ContinuousClock.now
       while true {
-        let fleet = try await FleetStatus.read(client, prefix: prefix, asOf: asked)
+        let fleet = try await FleetStatus.read(client, prefix: prefix, asOf: asked, leases: false)
         let listed = Set(fleet.agents.map(\.keyBytes))
         for agent in fleet.agents { seen[agent.keyBytes] = agent }
         let done = fleet.agents.filter { $0.record.currentThrough >= wanted }
         // Every agent seen counts: one whose lease ran out while we waited is not current.
         let required = self.minAgents ?? max(1, seen.count)
         if done.count >= required {
-          self.print(fleet.agents, revision: fleet.revision, problems: fleet.problems)
+          // The table, with the leases' time left, from one more read.
+          let shown = try await FleetStatus.read(client, prefix: prefix, asOf: asked)
+          self.print(shown.agents, revision: shown.revision, problems: shown.problems)
           return
         }
         if ContinuousClock.now >= deadline {

@@ -33,7 +33,11 @@ public enum FleetStatus {
   /// The lag is measured from `asOf` when given (the revision of a ``ProgressRequest`` that
   /// `status` sent: the agents' answers, puts made after it, do not count against each
   /// other), else from the cluster's revision; so is the revision returned.
-  public static func read(_ client: EtcdClient, prefix: String, asOf: Int64? = nil) async throws(EtcdError)
+  ///
+  /// With `leases` false the leases' time left is not asked (-1 for every agent): one request
+  /// per agent, which the reads a wait repeats do without (a key whose lease expired is gone
+  /// from the next read anyway).
+  public static func read(_ client: EtcdClient, prefix: String, asOf: Int64? = nil, leases: Bool = true) async throws(EtcdError)
     -> (agents: [AgentStatus], revision: Int64, problems: [String])
   {
     let base = prefix.hasSuffix("/") ? prefix : prefix + "/"
@@ -54,7 +58,7 @@ public enum FleetStatus {
       }
       found.append((kv, record))
     }
-    let left = await Self.timeLeft(of: Set(found.map(\.kv.lease)), client)
+    let left = leases ? await Self.timeLeft(of: Set(found.map(\.kv.lease)), client) : [:]
     var agents: [AgentStatus] = []
     for (kv, record) in found {
       // Expired since the read: the agent is gone. Unknown (the request failed): -1, kept.
