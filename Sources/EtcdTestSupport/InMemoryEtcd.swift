@@ -20,6 +20,18 @@ import Synchronization
 /// Limit: deliveries to watchers are sent after the write's lock is released, so writes from
 /// two tasks at once may reach a watcher out of revision order. Write from one task at a time.
 public final class InMemoryEtcd: Sendable {
+  /// What ``watchProtocolViolations`` answers: a test says when the store "restarted its
+  /// watch over a response that made no sense" (``countWatchProtocolViolation()``).
+  private let violations = Atomic<Int>(0)
+
+  /// The watch responses that made no sense so far (`EtcdClient`'s counter); only what
+  /// ``countWatchProtocolViolation()`` counted.
+  public var watchProtocolViolations: Int { self.violations.load(ordering: .relaxed) }
+
+  /// Counts one watch response that made no sense, as `EtcdClient` does before restarting
+  /// its stream.
+  public func countWatchProtocolViolation() { self.violations.add(1, ordering: .relaxed) }
+
   /// The cluster ID every header carries.
   public let clusterID: UInt64
   let state: Mutex<State>

@@ -230,6 +230,20 @@ extension Agent {
     return watchers
   }
 
+  /// Adds the watch responses that made no sense since the last count to
+  /// `etcsync_watch_protocol_violations_total`, with a warning (the client restarted its
+  /// stream over each and resumed; a count that keeps growing means a proxy or member that
+  /// answers watches wrongly).
+  func countWatchProtocolViolations() {
+    let total = self.client.watchProtocolViolations
+    guard total > self.countedViolations else { return }
+    let new = total - self.countedViolations
+    self.countedViolations = total
+    self.metrics.watchProtocolViolations.increment(by: new)
+    self.logger.warning("etcd's watch stream sent responses that made no sense; it was re-created and resumed",
+                        metadata: ["count": "\(new)", "total": "\(total)"])
+  }
+
   /// Checks every ``probeInterval`` that etcd answers a linearizable read (which needs a
   /// leader and a quorum, as the watch's `hasleader` does): the agent is not ready while it
   /// does not, and the last good files stay.
@@ -259,6 +273,7 @@ extension Agent {
         return first
       }
       if Task.isCancelled { return }
+      self.countWatchProtocolViolations()
       let changed = self.readiness.connected(failure == nil, reason: "etcd does not answer: \(failure ?? "")")
       self.metrics.watchConnected.record(failure == nil ? 1 : 0)
       self.metrics.ready.record(self.readiness.isReady ? 1 : 0)

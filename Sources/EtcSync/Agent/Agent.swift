@@ -76,7 +76,10 @@ public actor Agent {
   let metrics: AgentMetrics
   /// What `/readyz` answers from, when the agent serves it.
   public let readiness: Readiness
-  /// How often the daemon checks that etcd answers (readiness, `etcsync_watch_connected`).
+  /// The store's ``EtcdStore/watchProtocolViolations`` already counted in the metric.
+  var countedViolations = 0
+  /// How often the daemon checks that etcd answers (readiness, `etcsync_watch_connected`,
+  /// `etcsync_watch_protocol_violations_total`).
   static let probeInterval: Duration = .seconds(2)
 
   public init(configuration: AgentConfiguration, client: EtcdClient, logger: Logger, hook: WriteHook? = nil,

@@ -12,6 +12,8 @@ public struct AgentMetrics: Sendable {
   let ready: Gauge
   let lastSuccess: Gauge
   let conflicts: Counter
+  /// Watch responses that made no sense (the client restarted its stream over each).
+  let watchProtocolViolations: Counter
   let propagation: Metrics.Timer
   private let perMapping: [String: MappingMetrics]
 
@@ -43,6 +45,7 @@ public struct AgentMetrics: Sendable {
     self.ready = Gauge(label: "etcsync_ready", factory: factory)
     self.lastSuccess = Gauge(label: "etcsync_last_success_timestamp_seconds", factory: factory)
     self.conflicts = Counter(label: "etcsync_conflicts_total", factory: factory)
+    self.watchProtocolViolations = Counter(label: "etcsync_watch_protocol_violations_total", factory: factory)
     self.propagation = Metrics.Timer(label: "etcsync_propagation_seconds", factory: factory)
     var perMapping: [String: MappingMetrics] = [:]
     for name in mappings {

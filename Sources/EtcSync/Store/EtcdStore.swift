@@ -35,6 +35,10 @@ public protocol EtcdStore: Sendable {
 
   /// Runs `success` if every compare holds, else `failure`, atomically in one revision.
   func txn(if compare: [Compare], then success: [Op], else failure: [Op]) async throws(EtcdError) -> TxnResponse
+
+  /// How many watch responses made no sense so far (an unknown watch ID, an answer to no
+  /// create): each restarted the watch stream, which resumed without a loss.
+  var watchProtocolViolations: Int { get }
 }
 
 extension EtcdClient: EtcdStore {}

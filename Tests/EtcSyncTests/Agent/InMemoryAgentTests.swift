@@ -2,6 +2,7 @@ import EtcSync
 import EtcdClient
 import EtcdTestSupport
 import Foundation
+import Prometheus
 import Testing
 
 /// The agent's logic against ``InMemoryEtcd`` through its ``EtcdStore`` seam: consistency
@@ -227,5 +228,27 @@ struct InMemoryAgentTests {
     #expect(await eventually { daemon.hasEnded })
     let error = await daemon.stop()
     #expect((error as? EtcdError)?.code == .permissionDenied)
+  }
+
+  @Test("watch responses that made no sense are counted in etcsync_watch_protocol_violations_total, with a warning")
+  func watchProtocolViolationsMetric() async throws {
+    let h = InMemoryHarness()
+    try await h.etcd.put("/v/a", "a")
+    let mappings = [Mapping(name: "flat", kind: .tree, prefixes: ["/v/"], dest: h.dir("flat"), swap: .inPlace)]
+    let registry = PrometheusCollectorRegistry()
+    let metrics = AgentMetrics(mappings: ["flat"], factory: PrometheusMetricsFactory(registry: registry))
+    let daemon = Daemon(try Agent(configuration: h.configuration(mappings), store: h.etcd, logger: h.logger, metrics: metrics))
+    func counted() -> String? {
+      String(decoding: registry.emitToBuffer(), as: UTF8.self).split(separator: "\n")
+        .first { $0.hasPrefix("etcsync_watch_protocol_violations_total ") }.map(String.init)
+    }
+    #expect(await eventually { Disk.read(h.dir("flat/a")) == "a" })
+    h.etcd.countWatchProtocolViolation()
+    h.etcd.countWatchProtocolViolation()
+    #expect(await eventually { counted() == "etcsync_watch_protocol_violations_total 2" }, "\(counted() ?? "-")")
+    #expect(h.logged("etcd's watch stream sent responses that made no sense; it was re-created and resumed"))
+    h.etcd.countWatchProtocolViolation()
+    #expect(await eventually { counted() == "etcsync_watch_protocol_violations_total 3" }, "\(counted() ?? "-")")
+    #expect(await daemon.stop() == nil)
   }
 }
