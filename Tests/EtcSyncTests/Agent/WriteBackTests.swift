@@ -238,8 +238,15 @@ struct WriteBackTests {
     try await h.put("/cfg/db/host", "h1")
     try await h.put("/cfg/name", "n")
     let mapping = Mapping(name: "json", kind: .format, prefixes: ["/cfg/"], dest: h.dir("cfg.json"), format: .json, writeBack: true)
-    let daemon = Daemon(try h.agent(h.configuration([mapping])))
-    #expect(await eventually { Disk.read(h.dir("cfg.json"))?.contains("h1") == true })
+    let agent = try h.agent(h.configuration([mapping]))
+    let daemon = Daemon(agent)
+    // The edit comes after the first apply is recorded. An edit made while the agent is
+    // still between writing the file and recording it was seen once (2026-12-05, a loaded
+    // full run) never to be pushed: an open question, noted, not this test's subject.
+    #expect(await eventually {
+      guard Disk.read(h.dir("cfg.json"))?.contains("h1") == true else { return false }
+      return await !agent.history.isEmpty
+    })
     try Disk.write(h.dir("cfg.json"), #"{"db": {"host": "h2"}, "name": "n"}"#)
     #expect(await eventually { (try? await Self.value(h, "/cfg/db/host")) == "h2" })
     #expect(try await Self.value(h, "/cfg/name") == "n")
