@@ -255,16 +255,7 @@ class Etcd:
                 "--listen-peer-urls", f"http://127.0.0.1:{self.peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer}",
                 "--initial-cluster", f"fleet=http://127.0.0.1:{self.peer}",
             ], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if b"true" in urllib.request.urlopen(f"http://127.0.0.1:{self.client}/health", timeout=2).read():
-                    break
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"etcd did not start; see {self.logfile}")
-            time.sleep(0.1)
+        wait_healthy(self.process, self.client, "etcd", self.logfile)
         self.pid = self.process.pid
 
     def stop(self):
@@ -280,20 +271,26 @@ class Proxy:
                 binary, "grpc-proxy", "start", "--endpoints", f"127.0.0.1:{backend_port}",
                 "--listen-addr", f"127.0.0.1:{self.port}", "--advertise-client-url", f"127.0.0.1:{self.port}",
             ], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while True:  # the proxy has no JSON gateway; its /health reads through to etcd
-            try:
-                if b"true" in urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2).read():
-                    break
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"grpc-proxy did not start; see {self.logfile}")
-            time.sleep(0.1)
+        # The proxy has no JSON gateway; its /health reads through to etcd.
+        wait_healthy(self.process, self.port, "grpc-proxy", self.logfile)
         self.pid = self.process.pid
 
     def stop(self):
         stop_process(self.process)
+
+
+def wait_healthy(process, port, what, logfile, limit=30):
+    """Waits until /health on `port` says true (at most `limit` seconds, or until `process` exits)."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            if b"true" in urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read():
+                return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start; see {logfile}")
+        time.sleep(0.1)
 
 
 def stop_process(process, grace=10):

@@ -69,13 +69,9 @@ enum ProcessTree {
     var found: [pid_t] = []
     var queue = [pid]
     while let next = queue.popLast() {
-      let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(next)/task")) ?? []
-      for task in tasks {
-        let children = (Disk.read("/proc/\(next)/task/\(task)/children") ?? "").split(separator: " ")
-          .compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        found += children
-        queue += children
-      }
+      let children = ExecModeTests.children(of: next)
+      found += children
+      queue += children
     }
     return found
   }
