@@ -156,7 +156,7 @@ public final class EtcdServer: @unchecked Sendable {
 
   /// Sends a signal to the process.
   public func signal(_ signal: Int32) {
-    self.lock.withLock { self.process }?.signal(signal)
+    if let pid = self.pid { kill(pid, signal) }
   }
 
   /// kill -9, and waits for the process to be gone.
