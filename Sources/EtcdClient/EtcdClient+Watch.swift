@@ -10,6 +10,15 @@ extension EtcdClient {
     self.watch(.key(key), options: options)
   }
 
+  /// Tells the client that the consumer of `watch` (a ``WatchStream/watchID``) knows the
+  /// watched range through `revision` by other means, such as a read showing it unchanged: if
+  /// the stream is re-created (a failover, a dropped connection), that watch resumes after
+  /// `revision` instead of after its last event, which for an idle range may have been
+  /// compacted. Events up to `revision` already on their way are still delivered.
+  public func advanceWatch(_ watch: Int64, through revision: Int64) {
+    self.watchHub.advance(watch, through: revision)
+  }
+
   /// Asks etcd to send every open watch a progress notification (clientv3's `RequestProgress`).
   public func requestWatchProgress() {
     self.watchHub.requestProgress()

@@ -93,16 +93,7 @@ extension EtcdError {
     case .unauthenticated:
       code = .invalidToken
     case .invalidArgument, .failedPrecondition:
-      if message.contains("request is too large") { code = .requestTooLarge }
-      else if message.contains("too many operations in txn") { code = .tooManyOps }
-      else if message.contains("duplicate key") { code = .duplicateKey }
-      else if message.contains("authentication failed") || message.contains("authentication is not enabled") { code = .authFailed }
-      else if message.contains("user name is empty") { code = .permissionDenied }  // auth is on, no credentials
-      else if message.contains("revision of auth store is old") { code = .invalidToken }  // roles changed: re-authenticate
-      else if message.contains("permission denied") { code = .permissionDenied }
-      else if message.contains("invalid auth token") { code = .invalidToken }
-      else if message.contains("requested lease not found") { code = .leaseNotFound }
-      else { code = .invalidArgument }
+      code = Self.knownCode(message) ?? .invalidArgument
     case .resourceExhausted:
       // grpc-go on the server: "grpc: received message larger than max (N vs. M)" is our
       // request; grpc-swift on our side reports a response over maxReceiveMessageBytes.
@@ -118,13 +109,34 @@ extension EtcdError {
     case .unknown, .internalError, .aborted:
       if message.contains("revision in header is old") || message.contains("revision of auth store is old") {
         code = .invalidToken  // the token predates a user or role change: re-authenticate
+      } else if message.contains("no leader") || message.contains("leader changed") {
+        code = .unavailable
+      } else if message.hasPrefix("etcdserver: ") || message.hasPrefix("mvcc: "), let known = Self.knownCode(message) {
+        // etcd's gRPC proxy passes etcd's refusals on with gRPC's code `unknown` and etcd's
+        // message: the message alone tells what it was.
+        code = known
       } else {
-        code = message.contains("no leader") || message.contains("leader changed") ? .unavailable : .internalError
+        code = .internalError
       }
     default:
       code = .internalError
     }
     self.init(code, message.isEmpty ? "\(error.code)" : message, cause: error)
+  }
+
+  /// What etcd's well-known refusal messages (rpctypes) mean, whatever gRPC code carried them.
+  static func knownCode(_ message: String) -> Code? {
+    let known: [(String, Code)] = [
+      ("request is too large", .requestTooLarge), ("too many operations in txn", .tooManyOps),
+      ("duplicate key", .duplicateKey),
+      ("authentication failed", .authFailed), ("authentication is not enabled", .authFailed),
+      ("user name is empty", .permissionDenied),  // auth is on, no credentials
+      ("revision of auth store is old", .invalidToken),  // roles changed: re-authenticate
+      ("permission denied", .permissionDenied), ("invalid auth token", .invalidToken),
+      ("requested lease not found", .leaseNotFound),
+      ("required revision has been compacted", .compacted), ("required revision is a future revision", .futureRevision),
+    ]
+    return known.first { message.contains($0.0) }?.1
   }
 
   /// Wraps any error thrown by the transport or by our own code.

@@ -72,7 +72,7 @@ public final class EtcdGRPCProxy: @unchecked Sendable {
     self.lock.withLock { self.process = process }
   }
 
-  /// Waits until a read through the proxy succeeds.
+  /// Waits until a read through the proxy is answered by etcd (with auth on, refused).
   public func waitUntilReady(timeout: Duration = .seconds(30)) async throws {
     let deadline = ContinuousClock.now + timeout
     var configuration = self.configuration()
@@ -83,7 +83,13 @@ public final class EtcdGRPCProxy: @unchecked Sendable {
         if let process = self.lock.withLock({ self.process }), !process.isRunning {
           throw TestSupportError("etcd grpc-proxy exited during start-up; see \(self.logFile): \(self.logTail())")
         }
-        if (try? await client.get("/etcsync-test-support/ready")) != nil { return }
+        do {
+          _ = try await client.get("/etcsync-test-support/ready")
+          return
+        } catch let error as EtcdError where error.code == .permissionDenied {
+          // etcd has auth on and refused the anonymous read: the proxy forwarded it.
+          return
+        } catch {}
         if ContinuousClock.now > deadline {
           throw TestSupportError("etcd grpc-proxy not ready after \(timeout); see \(self.logFile): \(self.logTail())")
         }

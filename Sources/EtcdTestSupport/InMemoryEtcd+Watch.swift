@@ -11,6 +11,12 @@ extension InMemoryEtcd {
     var next: Int64
     /// False while its stream is broken (``disconnectWatches()``): nothing is delivered.
     var connected = true
+    /// Where a reconnect resumes at the latest (``advanceWatch(_:through:)``).
+    var resumeAfter: Int64 = 0
+    /// The revision of the last event (or progress notification) delivered: as
+    /// `EtcdClient`, a reconnect resumes after it, not after revisions that touched nothing
+    /// of the range.
+    var lastDelivered: Int64 = 0
     let continuation: Deliveries.Continuation
   }
 
@@ -35,7 +41,7 @@ extension InMemoryEtcd {
         deliveries.endings.append((continuation, EtcdError.compacted(revision: state.compacted)))
         return (id, false, deliveries)
       }
-      state.watchers[id] = Watcher(range: range, options: options, next: start, continuation: continuation)
+      state.watchers[id] = Watcher(range: range, options: options, next: start, lastDelivered: start - 1, continuation: continuation)
       return (id, true, state.catchUp(id))
     }
     if registered {
@@ -53,6 +59,7 @@ extension InMemoryEtcd {
     let deliveries = self.state.withLock { state in
       var deliveries = Deliveries()
       for (id, watcher) in state.watchers where watcher.connected {
+        state.watchers[id]?.lastDelivered = state.revision
         deliveries.responses.append((watcher.continuation, WatchResponse(header: state.header, watchID: id, events: [])))
       }
       return deliveries
@@ -63,18 +70,28 @@ extension InMemoryEtcd {
   /// Breaks every watch's stream: nothing is delivered until ``reconnectWatches()``, as while
   /// etcd is unreachable.
   public func disconnectWatches() {
+    self.disconnectWatches { _ in true }
+  }
+
+  /// Breaks the streams of the watches whose range `matches` selects: those watchers get
+  /// nothing until ``reconnectWatches()``, while the others go on (one watcher of several
+  /// delayed, as responses of two watchers can reach a client in either order).
+  public func disconnectWatches(where matches: (KeyRange) -> Bool) {
     self.state.withLock { state in
-      for id in state.watchers.keys { state.watchers[id]?.connected = false }
+      for (id, watcher) in state.watchers where matches(watcher.range) { state.watchers[id]?.connected = false }
     }
   }
 
-  /// Resumes every broken watch the way `EtcdClient` does: from its next undelivered revision,
-  /// or, if that has been compacted meanwhile, by ending it with `compacted`.
+  /// Resumes every broken watch the way `EtcdClient` does: after the last revision it
+  /// delivered an event (or progress) of, or ``advanceWatch(_:through:)``'s revision, or, if
+  /// that has been compacted meanwhile, by ending it with `compacted`.
   public func reconnectWatches() {
     let deliveries = self.state.withLock { state in
       var deliveries = Deliveries()
       for (id, watcher) in state.watchers where !watcher.connected {
-        if watcher.next < state.compacted {
+        let next = max(watcher.lastDelivered + 1, watcher.resumeAfter + 1)
+        state.watchers[id]?.next = next
+        if next < state.compacted {
           state.watchers[id] = nil
           deliveries.endings.append((watcher.continuation, EtcdError.compacted(revision: state.compacted)))
         } else {
@@ -98,6 +115,15 @@ extension InMemoryEtcd {
     deliveries.deliver()
   }
 
+  /// Watch `watch` resumes after `revision` when it is reconnected (``reconnectWatches()``),
+  /// as `EtcdClient.advanceWatch(_:through:)` does; what is delivered meanwhile is not changed.
+  public func advanceWatch(_ watch: Int64, through revision: Int64) {
+    self.state.withLock { state in
+      guard let watcher = state.watchers[watch] else { return }
+      state.watchers[watch]?.resumeAfter = max(watcher.resumeAfter, revision)
+    }
+  }
+
   /// How many watches are open.
   public var watchCount: Int { self.state.withLock { $0.watchers.count } }
 }
@@ -117,6 +143,7 @@ extension InMemoryEtcd.State {
         return event
       }
       guard !events.isEmpty else { continue }
+      self.watchers[id]?.lastDelivered = entry.revision
       deliveries.responses.append((watcher.continuation, WatchResponse(header: self.header(at: entry.revision), watchID: id, events: events)))
     }
     self.watchers[id]?.next = max(watcher.next, self.revision + 1)

@@ -18,6 +18,11 @@ final class WatchHub: Sendable {
     /// The ID the server gave this watcher on the current stream; nil until its create is
     /// answered.
     var serverID: Int64?
+    /// Whether the server has sent this watcher events under its current ``serverID``.
+    var deliveredOnStream = false
+    /// The consumer needs nothing up to this revision (see ``WatchHub/advance(_:through:)``):
+    /// a re-created watch starts after it.
+    var skipThrough: Int64 = 0
   }
 
   struct State {
@@ -43,6 +48,9 @@ final class WatchHub: Sendable {
     /// and 3.5 refuse a watch with an expired or stale token as "permission denied"; with an
     /// older token that refusal is retried once with a fresh one.
     var tokenIsFresh = false
+    /// Events older than a freshly created watch's start revision, dropped since they were
+    /// last counted (see `apply`).
+    var staleDropped = 0
   }
 
   private let state = Mutex(State())
@@ -125,6 +133,17 @@ final class WatchHub: Sendable {
     state.outbound = nil
   }
 
+  /// The consumer of watcher `id` knows its range through `revision` by other means (a read):
+  /// a stream re-created later resumes it after `revision`, not from the last event it
+  /// delivered, which for an idle range may long since be compacted. Events up to `revision`
+  /// on the current stream are still delivered.
+  func advance(_ id: Int64, through revision: Int64) {
+    self.state.withLock { state in
+      guard state.watchers[id] != nil else { return }
+      state.watchers[id]!.skipThrough = max(state.watchers[id]!.skipThrough, revision)
+    }
+  }
+
   /// Asks etcd for a progress notification on every watcher (clientv3's `RequestProgress`).
   func requestProgress() {
     var request = Etcdserverpb_WatchRequest()
@@ -162,6 +181,10 @@ final class WatchHub: Sendable {
         for id in Array(state.watchers.keys) {
           state.watchers[id]!.fragments = []  // resent whole
           state.watchers[id]!.serverID = nil
+          let skip = state.watchers[id]!.skipThrough
+          if state.watchers[id]!.nextRevision != 0, skip >= state.watchers[id]!.nextRevision {
+            state.watchers[id]!.nextRevision = skip + 1
+          }
         }
         state.pendingCreates = state.watchers.keys.sorted()
         Self.sendNextCreate(&state)
@@ -224,23 +247,32 @@ final class WatchHub: Sendable {
   private func handle(_ message: Etcdserverpb_WatchResponse, generation: Int) throws(EtcdError) {
     // Finishing a stream runs its onTermination, which takes the lock: do it afterwards.
     let hasCredentials = self.hasCredentials
-    let finished: (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)?
+    typealias Finished = (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)
+    let finished: Finished?
+    let stale: Int
     do {
-      finished = try self.state.withLock { state throws(EtcdError) -> (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)? in
+      (finished, stale) = try self.state.withLock { state throws(EtcdError) -> (Finished?, Int) in
         // A late message of a stream that has been replaced must not touch the new one.
-        guard state.generation == generation else { return nil }
-        return try Self.apply(message, to: &state, hasCredentials: hasCredentials)
+        guard state.generation == generation else { return (nil, 0) }
+        let finished = try Self.apply(message, to: &state, hasCredentials: hasCredentials)
+        defer { state.staleDropped = 0 }
+        return (finished, state.staleDropped)
       }
     } catch {
       self.violations.add(1, ordering: .relaxed)
       throw error
+    }
+    if stale > 0 {
+      self.violations.add(stale, ordering: .relaxed)
+      self.logger.warning("etcd re-sent watch events older than the revision the watch was created from; dropped")
     }
     guard let (continuation, error) = finished else { return }
     if error.code == .invalidToken { throw error }
     continuation.finish(throwing: error)
   }
 
-  /// How many watch responses made no sense (an unknown watch ID, an answer to no create):
+  /// How many watch responses made no sense (an unknown watch ID, an answer to no create, an
+  /// event older than one already delivered, or older than a new watch's start revision):
   /// each ended the stream, which was re-created and resumed.
   var protocolViolations: Int { self.violations.load(ordering: .relaxed) }
   private let violations = Atomic<Int>(0)
@@ -250,7 +282,8 @@ final class WatchHub: Sendable {
   }
 
   /// Applies one response to the watchers; returns a watcher to finish, if it was cancelled.
-  private static func apply(
+  /// Throws for a response that makes no sense (internal for tests).
+  static func apply(
     _ message: Etcdserverpb_WatchResponse, to state: inout State, hasCredentials: Bool
   ) throws(EtcdError) -> (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)? {
     let header = ResponseHeader(message.header)
@@ -272,6 +305,7 @@ final class WatchHub: Sendable {
         }
         state.serverIDs[message.watchID] = pending
         state.watchers[pending]!.serverID = message.watchID
+        state.watchers[pending]!.deliveredOnStream = false
       }
       watchID = pending
     } else if watchID != -1 {
@@ -342,9 +376,22 @@ final class WatchHub: Sendable {
       Self.deliverProgress(&watcher, id: id, header: header)
       return nil
     }
+    // Events come in revision order from the watcher's next revision on (a resumed watch is
+    // created from it). An older one after events of the same server watch means a revision
+    // that went backwards: an error that re-creates the stream. An older one first thing on a
+    // freshly created watch is a known etcd fault (a member that restores a snapshot re-sends
+    // history below the start revision, etcd-io/etcd#20221): dropped and counted, since
+    // re-creating the stream would only meet it again.
     let next = watcher.nextRevision
-    events.removeAll { $0.kv.modRevision < next }
+    if let stale = events.first(where: { $0.kv.modRevision < next }) {
+      guard !watcher.deliveredOnStream else {
+        throw Self.protocolError("an event of revision \(stale.kv.modRevision) for watch ID \(message.watchID), which had delivered every revision before \(next)")
+      }
+      state.staleDropped += 1
+      events.removeAll { $0.kv.modRevision < next }
+    }
     guard let last = events.last else { return nil }
+    watcher.deliveredOnStream = true
     watcher.nextRevision = last.kv.modRevision + 1
     watcher.continuation.yield(WatchResponse(header: header, watchID: id, events: events))
     return nil

@@ -308,15 +308,10 @@ struct DaemonTests {
     defer { server.destroy() }
     let admin = try RunningClient(server.configuration())
     defer { admin.stop() }
-    try await admin.client.userAdd("root", password: "rootpw")
-    try await admin.client.roleAdd("root")
-    try await admin.client.userGrantRole("root", role: "root")
-    try await admin.client.userAdd("agent", password: "agentpw")
-    try await admin.client.roleAdd("reader")
-    try await admin.client.roleGrantPermission("reader", .read, on: .prefix("/p/"))
-    try await admin.client.userGrantRole("agent", role: "reader")
     try await admin.client.put("/p/a", "1")
-    try await admin.client.authEnable()
+    try await admin.client.enableAuthentication(rootPassword: "rootpw", users: [
+      TestUser("agent", password: "agentpw", grants: [(.read, .prefix("/p/"))]),
+    ])
     var rootConfiguration = server.configuration()
     rootConfiguration.credentials = .init(username: "root", password: "rootpw")
     let root = try RunningClient(rootConfiguration)
@@ -334,7 +329,7 @@ struct DaemonTests {
     let daemon = Daemon(agent)
     #expect(await eventually { Disk.read(dir("tree/a")) == "1" })
     // The role loses the prefix; after etcd restarts, the watch cannot be created again.
-    try await root.client.roleRevokePermission("reader", on: .prefix("/p/"))
+    try await root.client.roleRevokePermission("agent", on: .prefix("/p/"))
     try await server.restart()
     #expect(await eventually(within: .seconds(60)) { daemon.hasEnded }, "run() must not idle without a watch")
     let error = await daemon.stop()

@@ -173,10 +173,7 @@ struct FaultScenarioTests {
     do {
       let admin = try RunningClient(server.configuration())
       defer { admin.stop() }
-      try await admin.client.roleAdd("root")
-      try await admin.client.userAdd("root", password: password)
-      try await admin.client.userGrantRole("root", role: "root")
-      try await admin.client.authEnable()
+      try await admin.client.enableAuthentication(rootPassword: password)
     }
     var configuration = server.configuration()
     configuration.credentials = .init(username: "root", password: password)
