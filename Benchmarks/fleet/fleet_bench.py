@@ -307,6 +307,7 @@ def stop_process(process, grace=10):
 
 CONFIG = """etcd:
   endpoints: ["{endpoint}"]
+  watch: {watch}
 state:
   dir: "{dir}/state"
 presence: {{prefix: {presence}, name: {name}, ttl: {ttl}s}}
@@ -318,13 +319,25 @@ mappings:
     dest: "{dir}/out"
     swap: in-place
     repairDrift: false
+{second}"""
+
+# With --second-prefix: a second tree mapping that no change touches, so that each change of
+# the first waits, with `watch: ranges`, for one read of the second range (issue 13 §2's cost).
+SECOND = """  - name: second
+    kind: tree
+    prefix: "{prefix}"
+    dest: "{dir}/second"
+    swap: in-place
+    repairDrift: false
 """
 
 
 class Fleet:
     """N agent processes in one process group."""
 
-    def __init__(self, binary, root, endpoint, ttl):
+    def __init__(self, binary, root, endpoint, ttl, watch="ranges", second_prefix=""):
+        self.watch = watch
+        self.second_prefix = second_prefix
         self.binary = binary
         self.root = root
         self.endpoint = endpoint
@@ -338,8 +351,9 @@ class Fleet:
         os.makedirs(os.path.join(directory, "out"))
         config = os.path.join(directory, "etcsync.yaml")
         with open(config, "w") as f:
+            second = SECOND.format(prefix=self.second_prefix, dir=directory) if self.second_prefix else ""
             f.write(CONFIG.format(endpoint=self.endpoint, dir=directory, presence=PRESENCE, name=f"agent-{index:05d}",
-                                  ttl=self.ttl, prefix=PREFIX))
+                                  ttl=self.ttl, prefix=PREFIX, watch=self.watch, second=second))
         with open(os.path.join(directory, "agent.log"), "wb") as out:
             process = subprocess.Popen([self.binary, "run", "-c", config], stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, process_group=self.group or 0)
@@ -434,7 +448,9 @@ def run_configuration(args, n, mode, changes):
         else:
             endpoint = f"http://127.0.0.1:{etcd.client}"
         result["etcd_rss_idle_kib"] = rss_kib(etcd.pid)
-        fleet = Fleet(args.etcsync, root, endpoint, args.ttl)
+        if args.second_prefix:
+            gateway.put(args.second_prefix.encode() + b"k", b"second")
+        fleet = Fleet(args.etcsync, root, endpoint, args.ttl, args.watch, args.second_prefix)
         notifier = Inotify()
         t_start = time.monotonic()
         for first in range(0, n, args.wave):
@@ -758,6 +774,9 @@ def main():
     ap.add_argument("--change-timeout", type=float, default=30, help="seconds a change may take to reach every agent")
     ap.add_argument("--status-runs", type=int, default=3, help="timed `status --wait-revision` runs")
     ap.add_argument("--tmp", default="/dev/shm" if os.path.isdir("/dev/shm") else None, help="where the temp dirs go")
+    ap.add_argument("--watch", default="ranges", choices=["ranges", "covering"], help="the agents' etcd.watch")
+    ap.add_argument("--second-prefix", default="",
+                    help="give each agent a second tree mapping of this prefix, which no change touches")
     ap.add_argument("--json-out", default=None, help="write every figure here")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (logs)")
     ap.add_argument("--synthetic-presence", type=int, default=0, metavar="K",
@@ -780,7 +799,8 @@ def main():
         return 0 if result["status_list_exit"] == 0 and result["status_wait_exit"] == 0 else 1
 
     per_n = {int(k): int(v) for k, v in (item.split("=") for item in args.changes_at.split(",") if item)}
-    binary_note = args.binary_note or args.etcsync
+    binary_note = (args.binary_note or args.etcsync) + f"; etcd.watch: {args.watch}" + (
+        f"; second mapping {args.second_prefix}" if args.second_prefix else "")
     etcd_version = subprocess.run([args.etcd, "--version"], stdout=subprocess.PIPE).stdout.decode().splitlines()[0]
     results = []
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

@@ -13,7 +13,7 @@ extension Agent {
       self.saves.coalescing = false
       self.flushState(force: true)
     }
-    var watchTask = Task { await self.pumpWatch(into: inbox) }
+    var watchTask = self.startWatch(into: inbox)
     defer { watchTask.cancel() }
     let probe = Task { await self.probeEtcd() }
     defer { probe.cancel() }
@@ -36,12 +36,22 @@ extension Agent {
     for await input in inbox.stream {
       inbox.consumed(input)
       switch input {
-      case .response(let response): try self.absorb(response)
-      case .compacted:
+      case .response(let response, let watcher, let generation): try self.absorb(response, watcher: watcher, generation: generation)
+      case .rangesChecked(let result): self.rangesChecked(result)
+      case .compacted(let generation):
+        // Every watcher of a generation may say so, and a check's read too: once is enough.
+        guard generation == self.watchGeneration else { break }
+        watchTask.cancel()
+        // Nothing moves the snapshot while it is re-read (a status check's `advanceUnchanged`
+        // would, during the await, and make a re-read pinned just before look like a
+        // cluster gone back).
+        let applied = self.keySpace.revision
+        self.rereading = true
+        defer { self.rereading = false }
         do {
           let fresh = try await self.readSnapshot()
-          if fresh.revision < self.keySpace.revision {
-            throw AgentError(.etcd, "etcd's revision \(fresh.revision) went back behind the applied revision \(self.keySpace.revision) (a restored cluster?); refusing to roll the files back")
+          if fresh.revision < applied {
+            throw AgentError(.etcd, "etcd's revision \(fresh.revision) went back behind the applied revision \(applied) (a restored cluster?); refusing to roll the files back")
           }
           self.logger.warning("watch compacted; re-read everything", metadata: ["etcd.revision": "\(fresh.revision)"])
           self.keySpace = fresh
@@ -52,66 +62,37 @@ extension Agent {
         } catch {
           self.logger.error("re-read after compaction failed", metadata: ["error": "\(error)"])
         }
-        // The old watch has ended; watch on from the snapshot's revision + 1.
-        watchTask = Task { await self.pumpWatch(into: inbox) }
+        // Watch on from the snapshot's revision + 1 (a re-read that failed: from the old one).
+        watchTask = self.startWatch(into: inbox)
       case .failed(let error): throw error
       case .local(let name, let paths): self.noteLocal(name, paths: paths)
       case .reloaded(let name, let result): self.reloadEnded(name, result)
       case .drift(let name, let paths): self.noteDrift(name, paths: paths)
       case .tick: break
       }
+      // Watched ranges behind the newest revision hold it back: read whether they changed.
+      self.checkLaggingRanges()
       // Also right after a compaction: the re-read snapshot is applied now, not when the
       // next change happens to arrive.
       await self.applyDue(inbox: inbox)
     }
   }
 
-  /// Feeds watch responses into the inbox, from the applied revision + 1.
-  func pumpWatch(into inbox: Inbox) async {
-    let start = self.keySpace.revision + 1
-    do {
-      for try await response in self.client.watch(self.coveringRange, options: WatchOptions(startRevision: start, progressNotify: true)) {
-        inbox.send(.response(response))
-      }
-    } catch let error as EtcdError where error.code == .compacted {
-      inbox.send(.compacted)
-    } catch {
-      // EtcdClient resumes the stream after transient failures itself; what ends it here is
-      // final (permission denied, auth failed, a watch etcd cancelled, the client closed).
-      // Only logging it left the daemon running with no watch, silently out of date.
-      if !Task.isCancelled {
-        self.logger.error("watch ended", metadata: ["error": "\(error)"])
-        inbox.send(.failed(error))
-      }
-    }
-  }
-
-  /// Applies a watch response to the snapshot and marks the mappings it touches.
-  func absorb(_ response: WatchResponse) throws {
-    // A failover that lands on another cluster (the endpoints now point at a restored or
-    // new one) is refused loudly: its revisions mean nothing for these files.
-    if self.clusterID != 0, response.header.clusterID != 0, response.header.clusterID != self.clusterID {
-      throw AgentError(.etcd, "the watch now talks to etcd cluster \(String(response.header.clusterID, radix: 16)), not \(String(self.clusterID, radix: 16)); refusing its changes")
-    }
-    guard !response.events.isEmpty else {
-      // A progress notification: every revision up to it is applied.
-      self.keySpace.advance(to: response.header.revision)
-      self.relevantRevision = self.keySpace.revision
-      return
-    }
-    let relevant = response.events.filter { !self.mappings(touching: $0.kv.key).isEmpty }
-    let applied = self.keySpace.apply(relevant)
-    if let last = response.events.last { self.keySpace.advance(to: last.revision) }
-    if let last = relevant.last { self.relevantRevision = last.revision }
-    self.markDirty(Array(Set(applied.flatMap { self.mappings(touching: $0.kv.key) })))
-  }
-
   /// Moves the snapshot from `from` to `revision`, which holds the same keys in every range
   /// of the agent (checked at a status request, see `Agent+Current.swift`); no-op if the
   /// snapshot has moved since.
   func advanceUnchanged(from: Int64, to revision: Int64) {
-    guard self.keySpace.revision == from else { return }
-    self.keySpace.advance(to: revision)
+    guard self.keySpace.revision == from, !self.rereading else { return }
+    guard !self.barrier.ranges.isEmpty else {
+      // No mapping, so no watcher: nothing to hold back.
+      self.keySpace.advance(to: revision)
+      return
+    }
+    // Every watcher is known through `revision` now; what they hold beyond it stays held.
+    self.barrier.confirmAll(unchangedFrom: from, through: revision)
+    self.advanceWatches()
+    self.releaseWholeRevisions(countingProgress: false)
+    if self.schedule.hasPending { self.inbox?.send(.tick) }
   }
 
   func markDirty(_ names: [String]) {

@@ -8,10 +8,11 @@ import Templates
 /// and (in ``run()``) watches from the next revision on.
 ///
 /// All mappings share one snapshot (``KeySpace``), so every render sees exactly one
-/// revision across all of its prefixes. The daemon watches the smallest key range that
-/// covers every mapping with **one** watcher: etcd delivers each revision whole to a watcher,
-/// so a transaction that touches two prefixes is never applied half-way. Keys inside that
-/// range but outside every mapping are dropped on arrival.
+/// revision across all of its prefixes. The daemon watches each disjoint mapped range with a
+/// watcher of its own, on one stream, and applies a revision only once every watcher is known
+/// to have delivered everything up to it (``RevisionBarrier``), so a transaction that touches
+/// two prefixes is never applied half-way. With `etcd.watch: covering` it watches the one
+/// range covering every mapping instead, and drops the keys in between on arrival.
 public actor Agent {
   public let configuration: AgentConfiguration
   /// etcd, or a stand-in for it in tests (``EtcdStore``).
@@ -71,6 +72,17 @@ public actor Agent {
   var progressReporter: (@Sendable (String) -> Void)?
   /// The cluster this agent talks to, from the first answer it gave.
   var clusterID: UInt64 = 0
+  /// Joins the daemon's watchers into whole revisions (`Agent+Watch.swift`); no ranges
+  /// outside the daemon.
+  var barrier = RevisionBarrier(ranges: [], revision: 0)
+  /// The reads that bring idle watchers up to the newest revision.
+  var rangeChecks = RangeChecks()
+  /// Which watch the daemon runs now: a compaction starts the next.
+  var watchGeneration = 0
+  /// While the daemon re-reads everything after a compaction.
+  var rereading = false
+  /// The client's IDs of the current generation's watchers, by watched range.
+  var watchIDs: [Int64] = []
 
   /// Counters and gauges (swift-metrics; no-ops unless a backend was bootstrapped).
   let metrics: AgentMetrics
@@ -109,7 +121,9 @@ public actor Agent {
     self.state = SyncState()
   }
 
-  /// The revision whose content every mapping's files now hold (0 before the first sync).
+  /// The revision of the snapshot the agent holds (0 before the first sync). After `sync()`
+  /// every mapping's files hold it; in the daemon, mappings it changed may still be waiting to
+  /// be written: the revision published once they are is ``AgentProgress/appliedRevision``.
   public var appliedRevision: Int64 { self.keySpace.revision }
 
   // MARK: One pass

@@ -6,7 +6,14 @@ import Templates
 /// what is queued, so the loop can coalesce a burst before rendering.
 final class Inbox: Sendable {
   enum Input: Sendable {
-    case response(WatchResponse), compacted, failed(any Error), local(String, Set<ExactString>?), tick
+    /// A watcher's response (`watcher` indexes the agent's watched ranges); `generation`
+    /// tells the watch it came from (a compaction starts another).
+    case response(WatchResponse, watcher: Int, generation: Int)
+    /// A watch of `generation` was compacted.
+    case compacted(generation: Int)
+    case failed(any Error), local(String, Set<ExactString>?), tick
+    /// What reads found of watched ranges behind the newest revision (see `RevisionBarrier`).
+    case rangesChecked(RangeCheckResult)
     /// A mapping's reload ended (its outcome in the result).
     case reloaded(String, MappingResult)
     /// Files of a mapping without write-back to check for local changes (nil: all of them).

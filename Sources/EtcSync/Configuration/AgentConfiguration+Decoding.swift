@@ -42,7 +42,7 @@ extension AgentConfiguration {
 
   private static func decodeEtcd(_ node: ConfigNode, into decoded: inout DecodedFile) throws(ConfigurationError) {
     let keys = [
-      "endpoints", "dialTimeout", "requestTimeout", "keepaliveTime", "keepaliveTimeout", "tls", "auth",
+      "endpoints", "dialTimeout", "requestTimeout", "keepaliveTime", "keepaliveTimeout", "tls", "auth", "watch",
     ]
     let map = try node.keyed(keys)
     var etcd = EtcdSettings()
@@ -51,6 +51,7 @@ extension AgentConfiguration {
     if let node = map["requestTimeout"] { etcd.requestTimeout = try node.positiveDuration() }
     if let node = map["keepaliveTime"] { etcd.keepaliveTime = try node.positiveDuration() }
     if let node = map["keepaliveTimeout"] { etcd.keepaliveTimeout = try node.positiveDuration() }
+    if let mode = try map["watch"]?.oneOf(WatchMode.self, ignoringCase: false) { etcd.watch = mode }
     if let node = map["tls"] {
       let tls = try node.keyed(["ca", "cert", "key", "serverName"])
       etcd.tls = TLSSettings(

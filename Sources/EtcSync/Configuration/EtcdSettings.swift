@@ -16,6 +16,8 @@ public struct EtcdSettings: Sendable, Equatable {
   public var tls: TLSSettings?
   /// User and password file for etcd's authentication; `nil` means none.
   public var auth: AuthSettings?
+  /// How the daemon watches its mappings' keys (default ``WatchMode/ranges``).
+  public var watch: WatchMode
 
   /// The defaults: one local member, no TLS, no authentication.
   public init(
@@ -25,7 +27,8 @@ public struct EtcdSettings: Sendable, Equatable {
     keepaliveTime: Duration = .seconds(10),
     keepaliveTimeout: Duration = .seconds(5),
     tls: TLSSettings? = nil,
-    auth: AuthSettings? = nil
+    auth: AuthSettings? = nil,
+    watch: WatchMode = .ranges
   ) {
     self.endpoints = endpoints
     self.dialTimeout = dialTimeout
@@ -34,7 +37,21 @@ public struct EtcdSettings: Sendable, Equatable {
     self.keepaliveTimeout = keepaliveTimeout
     self.tls = tls
     self.auth = auth
+    self.watch = watch
   }
+}
+
+/// How the daemon watches: one watcher per disjoint mapped range, or one over the range that
+/// covers them all. Either way a render sees one revision across all its prefixes.
+public enum WatchMode: String, Sendable, Equatable, CaseIterable {
+  /// One watcher per disjoint mapped range, all on one stream: read rights on exactly the
+  /// mapped prefixes suffice. A revision is applied once every watcher is known to have
+  /// delivered everything up to it; a change in one range costs one extra read of the others
+  /// (see `RevisionBarrier`).
+  case ranges
+  /// One watcher over the smallest range covering every mapping: needs read rights on every
+  /// key in between, and applies each change as soon as it arrives.
+  case covering
 }
 
 /// TLS files in PEM format. Present (even empty) means the connection uses TLS.

@@ -33,6 +33,10 @@ public protocol EtcdStore: Sendable {
   /// Watches a range from `options.startRevision`.
   func watch(_ range: KeyRange, options: WatchOptions) -> WatchStream
 
+  /// The watch `watch` (a ``WatchStream/watchID``) may resume after `revision` if its stream
+  /// is re-created: the agent knows its range through it by a read.
+  func advanceWatch(_ watch: Int64, through revision: Int64)
+
   /// Runs `success` if every compare holds, else `failure`, atomically in one revision.
   func txn(if compare: [Compare], then success: [Op], else failure: [Op]) async throws(EtcdError) -> TxnResponse
 

@@ -88,6 +88,100 @@ struct InMemoryAgentTests {
     }
   }
 
+  /// The read the daemon makes of a watched range behind the newest revision (see
+  /// `RevisionBarrier`): keys modified after the revision its watcher is known through.
+  static func rangeCheck(_ request: InMemoryEtcd.Request, of range: KeyRange, at revision: Int64) -> Bool {
+    if case .range(let read, let options) = request {
+      return read == range && options.revision == revision && options.minModRevision > 0
+    }
+    return false
+  }
+
+  @Test("one watcher per range: a Txn over two ranges is held back while one watcher has not delivered it")
+  func delayedWatcherHoldsTheRevision() async throws {
+    let h = InMemoryHarness()
+    try Disk.write(h.dir("both.tmpl"), Self.bothTemplate)
+    let mappings = [
+      Mapping(name: "both", kind: .template, prefixes: ["/a/", "/b/"], template: h.dir("both.tmpl"), dest: h.dir("both"),
+              reload: ["sh", "-c", "cat '\(h.dir("both"))' >> '\(h.dir("renders.log"))'"]),
+    ]
+    _ = try await h.etcd.txn(if: [], then: [.put("/a/x", "0"), .put("/b/x", "0")])
+    let agent = try h.agent(mappings)
+    #expect(try await agent.sync().allSatisfy { !$0.failed })
+    let synced = await agent.appliedRevision
+    let daemon = Daemon(agent)
+    // Two watchers, one per prefix (a key in between, /a0 say, is never watched).
+    #expect(await eventually { h.etcd.watchCount == 2 })
+    h.etcd.disconnectWatches { $0 == .prefix("/b/") }
+    _ = try await h.etcd.txn(if: [], then: [.put("/a/x", "1"), .put("/b/x", "1")])
+    let both = h.etcd.revision
+    // /a/'s watcher delivered it; /b/'s did not: the daemon reads /b/ at that revision and
+    // finds it changed (the watch will bring it).
+    #expect(await eventually { h.etcd.requests.contains { Self.rangeCheck($0, of: .prefix("/b/"), at: both) } })
+    // A change of /a/ alone: another round of reads, so the first one's answer was taken.
+    _ = try await h.etcd.txn(if: [], then: [.put("/a/y", "2")])
+    let later = h.etcd.revision
+    #expect(await eventually { h.etcd.requests.contains { Self.rangeCheck($0, of: .prefix("/b/"), at: later) } })
+    #expect(await daemon.agent.appliedRevision == synced)
+    #expect(try await Bytes.read(h.dir("both")) == Self.rendered(h, at: synced), "half of a Txn was rendered")
+    h.etcd.reconnectWatches()
+    let expected = try await Self.rendered(h, at: later)
+    #expect(await eventually { Bytes.read(h.dir("both")) == expected })
+    #expect(await daemon.agent.appliedRevision == later)
+    #expect(await daemon.stop() == nil)
+    for render in (Disk.read(h.dir("renders.log")) ?? "").split(separator: "\n") {
+      #expect(!render.contains("a/x=1 ") || render.contains("b/x=1 "), "a render mixed two revisions: \(render)")
+    }
+  }
+
+  @Test("one watcher per range: an idle range confirmed by reads resumes from there after a reconnect, not from a compacted revision")
+  func idleRangeResumesAfterConfirmation() async throws {
+    let h = InMemoryHarness()
+    try Disk.write(h.dir("both.tmpl"), Self.bothTemplate)
+    let mappings = [
+      Mapping(name: "both", kind: .template, prefixes: ["/a/", "/b/"], template: h.dir("both.tmpl"), dest: h.dir("both")),
+    ]
+    _ = try await h.etcd.txn(if: [], then: [.put("/a/x", "0"), .put("/b/x", "0")])
+    let agent = try h.agent(mappings)
+    _ = try await agent.sync()
+    let daemon = Daemon(agent)
+    #expect(await eventually { h.etcd.watchCount == 2 })
+    // /b/ stays idle while /a/ changes: each change confirms /b/ by a read.
+    for round in 1...5 { _ = try await h.etcd.txn(if: [], then: [.put("/a/x", "\(round)")]) }
+    let changed = h.etcd.revision
+    #expect(await eventually { await daemon.agent.appliedRevision == changed })
+    // History up to now is compacted, then the streams break and come back.
+    _ = try await h.etcd.compact(changed)
+    h.etcd.disconnectWatches()
+    h.etcd.reconnectWatches()
+    _ = try await h.etcd.txn(if: [], then: [.put("/b/x", "after")])
+    let expected = try await Self.rendered(h, at: h.etcd.revision)
+    #expect(await eventually { Bytes.read(h.dir("both")) == expected })
+    #expect(!h.logged("watch compacted; re-read everything"), "the idle range resumed from before the compaction")
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("etcd.watch: covering watches one range over every mapping, and also renders whole revisions")
+  func coveringWatch() async throws {
+    let h = InMemoryHarness()
+    try Disk.write(h.dir("both.tmpl"), Self.bothTemplate)
+    let mappings = [
+      Mapping(name: "both", kind: .template, prefixes: ["/a/", "/b/"], template: h.dir("both.tmpl"), dest: h.dir("both")),
+    ]
+    var configuration = h.configuration(mappings)
+    configuration.etcd.watch = .covering
+    let agent = try Agent(configuration: configuration, store: h.etcd, logger: h.logger)
+    _ = try await agent.sync()
+    let daemon = Daemon(agent)
+    #expect(await eventually { h.etcd.watchCount == 1 })
+    _ = try await h.etcd.txn(if: [], then: [.put("/a/x", "1"), .put("/b/x", "1"), .put("/a0", "between")])
+    let expected = try await Self.rendered(h, at: h.etcd.revision)
+    #expect(await eventually { Bytes.read(h.dir("both")) == expected })
+    #expect(!h.etcd.requests.contains { if case .range(_, let options) = $0 { options.minModRevision > 0 } else { false } },
+            "one watcher: no range is ever behind another")
+    #expect(await daemon.stop() == nil)
+  }
+
   @Test("a watch that falls behind a compaction re-lists everything and applies the deletes")
   func compactionRelist() async throws {
     let h = InMemoryHarness()
