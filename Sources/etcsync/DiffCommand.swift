@@ -6,13 +6,16 @@ import Foundation
 struct DiffCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "diff",
-    abstract: "Print what `sync` would change, as a unified diff, without writing.",
+    abstract: "Print what `sync` would change (a unified diff; mode and owner), without writing.",
     discussion: """
+      A file whose mode or owner sync would reset (a chmod by hand, a new mode: in the
+      configuration) gets a git-style header: "diff PATH", "old mode 100600", "new mode 100640"
+      (and "old owner"/"new owner", "old group"/"new group", numeric ids).
       Exit codes, as diff(1) and `git diff --exit-code` have them: 0 the files are current (no
       output), 1 there are differences (printed), 2 trouble: a configuration error, a template
       that fails to render, etcd refusing a read; 3 etcd unreachable within --timeout.
       --timeout takes a duration as the configuration writes them (10s, 1m30s, 500ms); a bare
-      number is refused.
+      number or 0 is refused.
       Example: etcsync diff -c etcsync.yaml || echo "the files are not current"
       """
   )
@@ -23,7 +26,7 @@ struct DiffCommand: AsyncParsableCommand {
 
   func run() async throws {
     let (configuration, logger) = try self.options.load()
-    let changes: [(path: String, old: [UInt8]?, new: [UInt8]?)]
+    let changes: [FileChange]
     do {
       changes = try await withAgentClient(configuration, logger: logger, timeout: self.timeout.duration) { client in
         let agent: Agent
@@ -43,7 +46,7 @@ struct DiffCommand: AsyncParsableCommand {
     }
     for change in changes {
       // The path comes from etcd's keys: no control character reaches the terminal.
-      print(UnifiedDiff.render(path: escapeControlCharacters(change.path), old: change.old, new: change.new), terminator: "")
+      print(UnifiedDiff.render(escaping: change), terminator: "")
     }
     if !changes.isEmpty { throw ExitCode(1) }
   }

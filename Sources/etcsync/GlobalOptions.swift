@@ -75,10 +75,14 @@ struct DurationFlag: CustomStringConvertible, Sendable {
     self.description = "\(seconds)s"
   }
 
-  /// Parses a flag's value (the `transform` of every duration option).
+  /// Parses a flag's value (the `transform` of every duration option). Every one is a
+  /// timeout, so zero (`0`, `0s`) is refused: it would give up before trying.
   init(parsing text: String) throws(DurationParseError) {
     self.duration = try GoDuration.parse(text)
     self.description = text
+    if self.duration == .zero {
+      throw DurationParseError("\"\(text)\" is zero; a timeout must be more than 0, such as \"10s\" or \"500ms\"")
+    }
   }
 
   /// The `transform` of every duration option.
@@ -87,7 +91,7 @@ struct DurationFlag: CustomStringConvertible, Sendable {
   }
 
   /// How every duration flag's help ends.
-  static let helpForm = "a duration such as 10s, 1m30s or 500ms, as in the configuration; a bare number is refused"
+  static let helpForm = "a duration such as 10s, 1m30s or 500ms, as in the configuration; a bare number or 0 is refused"
 }
 
 /// Runs `body` with a client for the configuration; exit 3 when etcd is unreachable.

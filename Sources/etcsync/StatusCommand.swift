@@ -32,8 +32,9 @@ struct StatusCommand: AsyncParsableCommand {
         rev=$(etcdctl put /apps/web/config x -w json | jq .header.revision)
         etcsync status --wait-revision "$rev" --min-agents 3 --timeout 60s
 
-      --timeout takes a duration as the configuration writes them (60s, 1m30s, 500ms); a bare
-      number is refused.
+      --timeout, only with --wait-revision, takes a duration as the configuration writes them
+      (60s, 1m30s, 500ms); a bare
+      number or 0 is refused.
 
       Exit codes: 0 ok, 1 timed out waiting, 2 configuration error, 3 etcd unreachable.
       """
@@ -48,7 +49,7 @@ struct StatusCommand: AsyncParsableCommand {
   @Option(name: .customLong("min-agents"), help: "With --wait-revision: how many agents must be current through it (default: every listed agent, at least one).")
   var minAgents: Int?
   @Option(help: "With --wait-revision: how long to wait (default 60s): \(DurationFlag.helpForm).", transform: DurationFlag.parse)
-  var timeout = DurationFlag(seconds: 60)
+  var timeout: DurationFlag?
 
   /// How long a plain `status` waits for the agents' answers to its request, at most. Each
   /// answers within a second (its presence puts are at most a second apart).
@@ -57,6 +58,8 @@ struct StatusCommand: AsyncParsableCommand {
   func validate() throws {
     if let minAgents, minAgents < 1 { throw ValidationError("--min-agents: expected at least 1, got \(minAgents)") }
     if self.minAgents != nil && self.waitRevision == nil { throw ValidationError("--min-agents needs --wait-revision") }
+    // A plain status waits for no revision: a timeout there would be silently ignored.
+    if self.timeout != nil && self.waitRevision == nil { throw ValidationError("--timeout needs --wait-revision") }
   }
 
   func run() async throws {
@@ -82,7 +85,8 @@ struct StatusCommand: AsyncParsableCommand {
         self.print(fleet.agents, revision: fleet.revision, problems: fleet.problems)
         return
       }
-      let deadline = ContinuousClock.now + self.timeout.duration
+      let timeout = self.timeout ?? DurationFlag(seconds: 60)
+      let deadline = ContinuousClock.now + timeout.duration
       // Every agent seen while waiting, with the latest record: one that vanishes (its lease
       // ran out while it was stopped) is still named among the laggards.
       // Keyed by the key's bytes: two keys that differ only in their Unicode normalization
@@ -109,7 +113,7 @@ struct StatusCommand: AsyncParsableCommand {
             .map { agent in
               "\(escapeControlCharacters(agent.record.name)) (current through \(agent.record.currentThrough)\(listed.contains(agent.keyBytes) ? "" : ", gone: its lease expired"))"
             }
-          var message = "etcsync: timed out after \(self.timeout): \(done.count) of \(required) agent(s) are current through revision \(wanted)"
+          var message = "etcsync: timed out after \(timeout): \(done.count) of \(required) agent(s) are current through revision \(wanted)"
           message += laggards.isEmpty ? "; no agent is registered under \(escapeControlCharacters(prefix))" : "; lagging: " + laggards.joined(separator: ", ")
           FileHandle.standardError.write(Data((message + "\n").utf8))
           throw ExitCode(1)

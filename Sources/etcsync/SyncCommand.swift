@@ -18,7 +18,7 @@ struct SyncCommand: AsyncParsableCommand {
       would change, 1 something would, 2 trouble (configuration, a template that fails to
       render, etcd refusing a read), 3 etcd unreachable.
       --timeout takes a duration as the configuration writes them (10s, 1m30s, 500ms); a bare
-      number is refused.
+      number or 0 is refused.
       Example: etcsync sync -c /etc/etcsync/etcsync.yaml
       """
   )

@@ -74,11 +74,11 @@ extension Agent {
     }
   }
 
-  /// What `sync` would change in every mapping, without writing.
-  public func diff() async throws -> [(path: String, old: [UInt8]?, new: [UInt8]?)] {
+  /// What `sync` would change in every mapping, without writing: bytes, mode and owner.
+  public func diff() async throws -> [FileChange] {
     self.state = self.stateFile.load()
     self.keySpace = try await self.readSnapshot()
-    var changes: [(path: String, old: [UInt8]?, new: [UInt8]?)] = []
+    var changes: [FileChange] = []
     for runner in self.runners {
       changes += try runner.diff(self.keySpace, previous: self.state[mapping: runner.mapping.name].files)
     }

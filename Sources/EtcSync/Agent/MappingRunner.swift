@@ -353,36 +353,8 @@ public struct MappingRunner: Sendable {
     }
   }
 
-  /// What `sync` would change, as (path, old bytes, new bytes), without writing. `previous`
-  /// (the state file's record) names the tree files a sync would delete.
   /// The record path of a single-file mapping's one file.
   static let wholeFile: ExactString = "."
-
-  public func diff(_ keySpace: KeySpace, previous: [ExactString: ContentHash] = [:]) throws(AgentError) -> [(path: String, old: [UInt8]?, new: [UInt8]?)] {
-    let plan: MappingPlan
-    do { plan = try self.planner.plan(keySpace) } catch { throw AgentError(.plan, "mapping \(self.mapping.name): \(error.message)") }
-    do {
-      switch plan.output {
-      case .file(let file):
-        let (writer, name) = AtomicWriter.forFile(self.mapping.dest)
-        let old = try writer.contents(of: name)
-        return old == file.bytes ? [] : [(self.mapping.dest, old, file.bytes)]
-      case .tree(let files):
-        guard let reader = try self.treeReader() else {
-          return files.keys.sorted().map { (self.mapping.dest + "/" + $0.string, nil, files[$0]!.bytes) }
-        }
-        var changes: [(path: String, old: [UInt8]?, new: [UInt8]?)] = []
-        for path in Set(files.keys).union(previous.keys.filter { $0 != Self.wholeFile }).sorted() {
-          let old = try reader.contents(of: path.string)
-          let new = files[path]?.bytes
-          if old != new { changes.append((self.mapping.dest + "/" + path.string, old, new)) }
-        }
-        return changes
-      }
-    } catch {
-      throw AgentError(.write, "mapping \(self.mapping.name): \(error)")
-    }
-  }
 }
 
 /// An agent failure, with what it concerns.

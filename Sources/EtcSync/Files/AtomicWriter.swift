@@ -116,6 +116,20 @@ public struct AtomicWriter: Sendable {
       && hasContent(file.bytes, name: name, in: parent.directory, info: existing))
   }
 
+  /// The mode and owner a ``write(_:to:check:knownChanged:)`` of `file` would change at
+  /// `relativePath`: what the file has and what it would get. Nil when no regular file is
+  /// there (a write creates or replaces it whole) or its mode and owner already are the
+  /// wanted ones. Touches nothing (for `diff` and dry runs).
+  public func attributeChange(_ file: DesiredFile, at relativePath: String) throws(FileError)
+    -> (old: FileMetadata, new: FileMetadata)?
+  {
+    guard let (parent, name) = try openExistingParent(of: relativePath),
+      let existing = try inspectTarget(name, in: parent).regular
+    else { return nil }
+    let (old, new) = (FileMetadata(existing), FileMetadata(file.attributes, over: existing))
+    return old == new ? nil : (old, new)
+  }
+
   /// What stands at a path, for readers that must tell "not there" from "cannot be read".
   public enum FileRead: Sendable, Equatable {
     /// No file (nor a missing parent directory) is there.

@@ -123,3 +123,33 @@ struct EffectiveAttributes: Equatable {
     }
   }
 }
+
+/// A regular file's mode and owner as `diff` shows them: what is on disk, or what a write
+/// would set.
+public struct FileMetadata: Sendable, Hashable {
+  /// Permission bits, set-ID and sticky bits included (no file type).
+  public var mode: mode_t
+  /// Numeric owner.
+  public var userID: uid_t
+  /// Numeric group.
+  public var groupID: gid_t
+
+  /// Creates metadata.
+  public init(mode: mode_t, userID: uid_t, groupID: gid_t) {
+    self.mode = mode
+    self.userID = userID
+    self.groupID = groupID
+  }
+
+  /// An existing file's metadata, from its `lstat`.
+  init(_ info: stat) {
+    self.init(mode: info.st_mode & 0o7777, userID: info.st_uid, groupID: info.st_gid)
+  }
+
+  /// What a write of `wanted` over the file `info` describes would leave: the configured
+  /// fields, and the file's own for the others (as ``EffectiveAttributes`` decides).
+  init(_ wanted: FileAttributes, over info: stat) {
+    let effective = EffectiveAttributes(wanted, existing: info)
+    self.init(mode: effective.mode, userID: effective.userID ?? info.st_uid, groupID: effective.groupID ?? info.st_gid)
+  }
+}

@@ -39,13 +39,20 @@ public actor Presence {
   /// Whether the next registration may take the name from another agent: the setting, or
   /// ``register(takeOver:)``; only until the first registration succeeds.
   private var takeOverPending: Bool
-  private var lastPut: ContinuousClock.Instant?
+  /// When puts may go: revision changes and answers to status requests are limited apart.
+  private var pacer = PresencePacer(interval: Presence.minimumInterval)
+  /// Whether the next put carries an answer to a status request (for ``pacer``).
+  private var answerPending = false
   private var delayedPut: Task<Void, Never>?
+  /// When ``delayedPut`` puts, and which one it is (a replaced task that wakes does nothing).
+  private var delayedAt: ContinuousClock.Instant?
+  private var delayedToken = 0
   /// The latest status request answered (its revision), and the "current through" revision
   /// the key holds since the last successful put.
   private var answeredRequest: Int64 = 0
   private var keyCurrentRevision: Int64 = 0
-  /// How often the key is re-put for a revision change, at most.
+  /// How often the key is re-put for a revision change, at most; and, counted apart, how
+  /// often it is put to answer status requests.
   static let minimumInterval: Duration = .seconds(1)
 
   /// A presence for an agent with `mappings`.
@@ -193,7 +200,7 @@ public actor Presence {
     let key = Array(self.settings.key.utf8)
     for _ in 0..<8 {
       self.record.updatedAt = PresenceRecord.timestamp()
-      self.lastPut = ContinuousClock.now
+      self.pacer.put(at: .now, answering: false)
       let put = Op.put(key: key, value: self.record.json, PutOptions(lease: lease))
       let created = try await self.client.txn(
         if: [Compare(.key(key), .createRevision(0), .equal)], then: [put], else: [.get(.key(key))])
@@ -251,14 +258,15 @@ public actor Presence {
     guard !self.superseded else { return }
     self.superseded = true
     self.registered = false
-    self.delayedPut?.cancel()
+    self.cancelDelayedPut()
     self.logger.error(message, metadata: holder.metadata.merging(["presence.key": "\(self.settings.key)"]) { $1 })
     self.ended.continuation.finish()
   }
 
   /// Takes the agent's progress: the key follows the applied revision (rate-limited), every
   /// change of the error at once, and answers a status request (``ProgressRequest``) once the
-  /// agent is current through it (rate-limited too).
+  /// agent is current through it: at once, unless it answered another within the last second
+  /// (answers are limited apart from revision changes, see ``PresencePacer``).
   ///
   /// The "current through" revision alone never puts the key: it moves with every revision
   /// the watch reports, other agents' presence puts included, and putting it each time would
@@ -286,22 +294,41 @@ public actor Presence {
       self.record.lastError = error
       self.record.lastErrorAt = error == nil ? nil : PresenceRecord.timestamp()
     }
-    let now = ContinuousClock.now
-    if !errorChanged, !forced, let lastPut = self.lastPut, now - lastPut < Self.minimumInterval {
-      // One delayed put carries every revision change of the interval.
-      guard self.delayedPut == nil else { return }
-      let at = lastPut + Self.minimumInterval
-      self.delayedPut = Task {
-        try? await Task.sleep(until: at)
-        await self.flushDelayed()
-      }
-      return
+    if answering { self.answerPending = true }
+    switch self.pacer.decide(urgent: errorChanged || forced, answering: answering, at: .now) {
+    case .now:
+      // This put carries every change a delayed one was waiting for.
+      self.cancelDelayedPut()
+      await self.putOrRetry()
+    case .at(let instant):
+      // One delayed put carries every change until then.
+      self.schedulePut(at: instant)
     }
-    await self.putOrRetry()
   }
 
-  private func flushDelayed() async {
+  /// Puts at `instant`, unless a put is already scheduled no later.
+  private func schedulePut(at instant: ContinuousClock.Instant) {
+    if self.delayedPut != nil, let scheduled = self.delayedAt, scheduled <= instant { return }
+    self.cancelDelayedPut()
+    let token = self.delayedToken
+    self.delayedAt = instant
+    self.delayedPut = Task {
+      do { try await Task.sleep(until: instant) } catch { return }
+      await self.flushDelayed(token)
+    }
+  }
+
+  private func cancelDelayedPut() {
+    self.delayedPut?.cancel()
     self.delayedPut = nil
+    self.delayedAt = nil
+    self.delayedToken &+= 1
+  }
+
+  private func flushDelayed(_ token: Int) async {
+    guard token == self.delayedToken else { return }
+    self.delayedPut = nil
+    self.delayedAt = nil
     await self.putOrRetry()
   }
 
@@ -312,10 +339,7 @@ public actor Presence {
       try await self.put()
     } catch {
       guard self.delayedPut == nil, !Task.isCancelled, !self.superseded else { return }
-      self.delayedPut = Task {
-        try? await Task.sleep(for: Self.minimumInterval)
-        await self.flushDelayed()
-      }
+      self.schedulePut(at: .now + Self.minimumInterval)
     }
   }
 
@@ -347,7 +371,8 @@ public actor Presence {
       return
     }
     self.record.updatedAt = PresenceRecord.timestamp()
-    self.lastPut = ContinuousClock.now
+    self.pacer.put(at: .now, answering: self.answerPending)
+    self.answerPending = false
     let key = Array(self.settings.key.utf8)
     let lease = self.leaseID
     let record = self.record
@@ -375,7 +400,7 @@ public actor Presence {
   /// Deletes the key if our lease still holds it and revokes the lease, outside the
   /// cancelled task. A key that another agent holds stays.
   private func release() async {
-    self.delayedPut?.cancel()
+    self.cancelDelayedPut()
     let id = self.leaseID
     guard id != 0 else { return }
     self.leaseID = 0

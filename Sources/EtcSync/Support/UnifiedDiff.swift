@@ -3,6 +3,28 @@ import Foundation
 /// Unified diffs for `etcsync diff`, made by Debian's `diff -u` (diffutils is Essential) on
 /// private temporary copies, so the output is exactly what operators know.
 public enum UnifiedDiff {
+  /// One change as `etcsync diff` prints it, control characters in its path escaped: a
+  /// git-style header when the mode or owner differs (`diff PATH`, then `old mode 100644` /
+  /// `new mode 100640`, `old owner 0` / `new owner 1000`, `old group …` / `new group …`,
+  /// numeric ids), or `diff PATH` and the note for a tree published again; then the unified
+  /// diff of the bytes when they differ.
+  public static func render(escaping change: FileChange) -> String {
+    let path = escapeControlCharacters(change.path)
+    var header = ""
+    if let old = change.oldMetadata, let new = change.newMetadata {
+      header = "diff \(path)\n"
+      if old.mode != new.mode {
+        header += "old mode \(String(0o100000 | UInt32(old.mode), radix: 8))\nnew mode \(String(0o100000 | UInt32(new.mode), radix: 8))\n"
+      }
+      if old.userID != new.userID { header += "old owner \(old.userID)\nnew owner \(new.userID)\n" }
+      if old.groupID != new.groupID { header += "old group \(old.groupID)\nnew group \(new.groupID)\n" }
+    }
+    if let note = change.note { header = "diff \(path)\n\(escapeControlCharacters(note))\n" }
+    guard change.contentChanged else { return header }
+    return header + render(path: path, old: change.old, new: change.new)
+  }
+
+  /// The unified diff of `old` and `new` (nil: no file), both labelled `path`.
   public static func render(path: String, old: [UInt8]?, new: [UInt8]?) -> String {
     let directory = NSTemporaryDirectory() + "etcsync-diff-\(UUID().uuidString)"
     guard (try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false,

@@ -93,6 +93,10 @@ struct CurrentThroughTests {
     let endpoint = ["--endpoints", h.server.endpoint, "--prefix", Self.prefix]
 
     // A put to /p1/ only: "two" never sees it, and is current through it all the same.
+    // `--timeout 60s` lies far below etcd's 10-minute progress-notification interval: passing
+    // proves "two" answered on demand (the request key), not on etcd's own schedule. How soon
+    // it answers (well within a second) is a measured target, not asserted here (tests make
+    // no wall-clock assertions): scripts/fleet-bench measures it, docs/scale.md has the numbers.
     let revision = try await h.put("/p1/x", "1")
     let waited = try await EtcsyncProcess.run(["status", "--wait-revision", "\(revision)", "--min-agents", "2", "--timeout", "60s"] + endpoint)
     #expect(waited.status == 0, "\(waited.error)\n\(one.log)\n\(two.log)")
@@ -115,6 +119,80 @@ struct CurrentThroughTests {
     }, "\(table)")
     #expect(table.hasPrefix("NAME"), "\(table)")
     #expect(!table.contains(".progress"), "the request key is no agent: \(table)")
+  }
+
+  @Test("an agent already current through R puts nothing for a repeated --wait-revision R")
+  func repeatedWaitPutsNothing() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let agent = try Self.start(h, name: "again", prefix: "/a1/")
+    defer { agent.kill9() }
+    let revision = try await h.put("/a1/x", "1")
+    let endpoint = ["--endpoints", h.server.endpoint, "--prefix", Self.prefix]
+    let wait = ["status", "--wait-revision", "\(revision)", "--timeout", "60s"] + endpoint
+    let first = try await EtcsyncProcess.run(wait)
+    #expect(first.status == 0, "\(first.error)\n\(agent.log)")
+    let key = Self.prefix + "/again"
+    func modRevision() async -> Int64? { try? await h.client.get(key).kvs.first?.modRevision }
+    // Settled: no put still on its way (a revision change's put comes within a second).
+    var settled: Int64?
+    #expect(await eventually {
+      let before = await modRevision()
+      try? await Task.sleep(for: .milliseconds(1500))
+      settled = await modRevision()
+      return before != nil && before == settled
+    }, "\(agent.log)")
+    let second = try await EtcsyncProcess.run(wait)
+    #expect(second.status == 0, "\(second.error)\n\(agent.log)")
+    // The second request reached the agent (it watches the request key) and asked for a
+    // revision it is already current through: no answer is put. Time for a wrong one to land.
+    try await Task.sleep(for: .milliseconds(1500))
+    #expect(await modRevision() == settled, "the agent put its record again for a revision it was current through\n\(agent.log)")
+    let request = try await h.client.get(ProgressRequest.key(prefix: Self.prefix)).kvs.first
+    #expect((request?.modRevision ?? 0) > (settled ?? .max), "the second status did ask")
+  }
+
+  @Test("status without write permission on the request key says it cannot ask and shows what the agents last reported")
+  func statusWithoutWritePermission() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.client.enableAuthentication(rootPassword: "rootpw", users: [
+      TestUser("viewer", password: "viewerpw", grants: [(.read, .prefix(Self.prefix + "/"))]),
+    ])
+    var rootConfiguration = h.server.configuration()
+    rootConfiguration.credentials = .init(username: "root", password: "rootpw")
+    let root = try RunningClient(rootConfiguration)
+    defer { root.stop() }
+    try Disk.write(h.dir("rootpw"), "rootpw")
+    try Disk.write(h.dir("viewerpw"), "viewerpw")
+    let config = try Self.configFile(h, name: "ro", prefix: "/ro/")
+    let text = try #require(Disk.read(config))
+    try Disk.write(config, text.replacingOccurrences(
+      of: "  endpoints: [\(h.server.endpoint)]",
+      with: "  endpoints: [\(h.server.endpoint)]\n  auth: {user: root, passwordFile: \(h.dir("rootpw"))}"))
+    let agent = try EtcsyncProcess(["run", "-c", config], log: h.dir("ro.log"))
+    defer { agent.kill9() }
+    let revision = try await root.client.put("/ro/a", "1").header.revision
+    // The agent has reported being current through the put (its own record, read as root).
+    #expect(await eventually {
+      guard let kv = try? await root.client.get(Self.prefix + "/ro").kvs.first,
+        let record = try? JSONDecoder().decode(PresenceRecord.self, from: Data(kv.value))
+      else { return false }
+      return record.currentThrough >= revision
+    }, "\(agent.log)")
+    let viewer = ["--endpoints", h.server.endpoint, "--prefix", Self.prefix, "--user", "viewer", "--password-file", h.dir("viewerpw")]
+    let warning = "etcsync: cannot ask the agents how far they are current (put \(ProgressRequest.key(prefix: Self.prefix)): "
+    let plain = try await EtcsyncProcess.run(["status"] + viewer)
+    #expect(plain.status == 0, "\(plain)")
+    #expect(plain.error.contains(warning) && plain.error.contains("showing what they last reported"), "\(plain.error)")
+    #expect(Self.rows(plain.output)["ro"] != nil, "the table shows the agent's last report: \(plain.output)")
+    // A wait the last report already satisfies passes; one beyond it cannot be answered.
+    let met = try await EtcsyncProcess.run(["status", "--wait-revision", "\(revision)", "--timeout", "10s"] + viewer)
+    #expect(met.status == 0 && met.error.contains(warning), "\(met)")
+    let beyond = try await root.client.put("/elsewhere/b", "2").header.revision
+    let unmet = try await EtcsyncProcess.run(["status", "--wait-revision", "\(beyond)", "--timeout", "2s"] + viewer)
+    #expect(unmet.status == 1 && unmet.error.contains(warning) && unmet.error.contains("lagging: ro"), "\(unmet)")
+    #expect(unmet.error.components(separatedBy: "cannot ask the agents").count == 2, "said once: \(unmet.error)")
   }
 
   @Test("a mapping that fails holds its agent back: --wait-revision times out naming it")
@@ -234,11 +312,109 @@ struct DiffExitAndDurationTests {
     try await h.put("/t/n", "not a number")
     let trouble = try await EtcsyncProcess.run(["diff", "-c", broken])
     #expect(trouble.status == 2 && trouble.error.contains("etcsync: "), "\(trouble)")
+    let troubleDryRun = try await EtcsyncProcess.run(["sync", "--dry-run", "-c", broken])
+    #expect(troubleDryRun.status == 2 && troubleDryRun.error.contains("etcsync: "), "\(troubleDryRun)")
+    // A configuration that does not load is trouble too.
+    let invalid = h.dir("invalid.yaml")
+    try Disk.write(invalid, "etcd: {endpoints: [\(h.server.endpoint)]}\nmappings:\n  - {name: x, kind: tree}\n")
+    for command in [["diff"], ["sync", "--dry-run"]] {
+      let refused = try await EtcsyncProcess.run(command + ["-c", invalid])
+      #expect(refused.status == 2 && refused.output.isEmpty, "\(command): \(refused)")
+    }
 
     // No etcd within the timeout: 3.
     let port = try freePorts(1)[0]
     let gone = try await EtcsyncProcess.run(["diff", "-c", config, "--endpoints", "http://127.0.0.1:\(port)", "--timeout", "500ms"])
     #expect(gone.status == 3, "\(gone)")
+    let goneDryRun = try await EtcsyncProcess.run(["sync", "--dry-run", "-c", config, "--endpoints", "http://127.0.0.1:\(port)", "--timeout", "500ms"])
+    #expect(goneDryRun.status == 3, "\(goneDryRun)")
+  }
+
+  @Test("diff and sync --dry-run report a mode or owner sync would rewrite (file, in-place tree, swapped tree), then 0 after sync")
+  func metadataDrift() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let config = h.dir("meta.yaml")
+    func configure(mode: String, owner: String = "") throws {
+      try Disk.write(config, """
+        etcd: {endpoints: [\(h.server.endpoint)]}
+        state: {dir: \(h.dir("state"))}
+        mappings:
+          - {name: motd, kind: file, key: /m/motd, dest: \(h.dir("motd")), mode: "\(mode)"\(owner)}
+          - {name: inplace, kind: tree, prefix: /d/, dest: \(h.dir("inplace")), swap: in-place, mode: "\(mode)"\(owner)}
+          - {name: swapped, kind: tree, prefix: /d/, dest: \(h.dir("swapped")), mode: "\(mode)"\(owner)}
+        """)
+    }
+    let files = [h.dir("motd"), h.dir("inplace/a"), h.dir("swapped/a")]
+    // Through the swapped tree's top-level symlink to the file itself.
+    func fileStat(_ path: String) -> stat? {
+      guard let resolved = realpath(path, nil) else { return nil }
+      defer { free(resolved) }
+      return Disk.lstat(String(cString: resolved))
+    }
+    func expectDrift(_ lines: String, _ comment: Comment) async throws {
+      let diff = try await EtcsyncProcess.run(["diff", "-c", config])
+      #expect(diff.status == 1, "\(comment): \(diff)")
+      for file in files {
+        #expect(diff.output.contains("diff \(file)\n" + lines), "\(comment): \(file): \(diff.output)")
+      }
+      #expect(!diff.output.contains("+++"), "the bytes are the same: \(diff.output)")
+      let dryRun = try await EtcsyncProcess.run(["sync", "--dry-run", "-c", config])
+      #expect(dryRun.status == 1 && dryRun.output == diff.output, "\(comment): \(dryRun)")
+    }
+    func expectCurrent(_ comment: Comment) async throws {
+      let same = try await EtcsyncProcess.run(["diff", "-c", config])
+      #expect(same.status == 0 && same.output.isEmpty, "\(comment): \(same)")
+      #expect(try await EtcsyncProcess.run(["sync", "--dry-run", "-c", config]).status == 0, comment)
+    }
+    try configure(mode: "0640")
+    try await h.put("/m/motd", "hello\n")
+    try await h.put("/d/a", "1")
+    #expect(try await EtcsyncProcess.run(["sync", "-c", config]).status == 0)
+    try await expectCurrent("after the first sync")
+
+    // chmod by hand: only the mode differs, and sync would put it back.
+    for file in files { chmod(file, 0o600) }
+    try await expectDrift("old mode 100600\nnew mode 100640\n", "chmod 0600")
+    #expect(try await EtcsyncProcess.run(["sync", "-c", config]).status == 0)
+    try await expectCurrent("after sync put the mode back")
+    #expect(files.allSatisfy { (fileStat($0)?.st_mode ?? 0) & 0o7777 == 0o640 })
+
+    // A new mode in the configuration.
+    try configure(mode: "0644")
+    try await expectDrift("old mode 100640\nnew mode 100644\n", "mode: 0644 configured")
+    #expect(try await EtcsyncProcess.run(["sync", "-c", config]).status == 0)
+    try await expectCurrent("after sync applied mode 0644")
+
+    // An owner configured (the tests run as root, who may chown).
+    if getuid() == 0 {
+      try configure(mode: "0644", owner: ", owner: \"1234\", group: \"4321\"")
+      try await expectDrift("old owner 0\nnew owner 1234\nold group 0\nnew group 4321\n", "owner 1234:4321 configured")
+      #expect(try await EtcsyncProcess.run(["sync", "-c", config]).status == 0)
+      try await expectCurrent("after sync applied the owner")
+      #expect(files.allSatisfy { fileStat($0)?.st_uid == 1234 && fileStat($0)?.st_gid == 4321 })
+    }
+
+    // A swapped tree is published as exactly the planned files: a stray file would go, and a
+    // revision directory of another mode is published again.
+    try Disk.write(h.dir("swapped/..data/stray"), "x")
+    let stray = try await EtcsyncProcess.run(["diff", "-c", config])
+    #expect(stray.status == 1 && stray.output.contains("--- \(h.dir("swapped/stray"))\n+++ /dev/null"), "\(stray)")
+    #expect(try await EtcsyncProcess.run(["sync", "-c", config]).status == 0)
+    try await expectCurrent("after sync removed the stray file")
+    // A top-level symlink removed: readers no longer see the file, and sync puts it back.
+    unlink(h.dir("swapped/a"))
+    let unlinked = try await EtcsyncProcess.run(["diff", "-c", config])
+    #expect(unlinked.status == 1 && unlinked.output == "diff \(h.dir("swapped/a"))\nsync would point it at ..data/a again: the top-level symlink is missing or points elsewhere\n",
+            "\(unlinked)")
+    #expect(try await EtcsyncProcess.run(["sync", "-c", config]).status == 0)
+    try await expectCurrent("after sync put the symlink back")
+    #expect(Disk.read(h.dir("swapped/a")) == "1")
+    chmod(h.dir("swapped/..data"), 0o700)
+    let republish = try await EtcsyncProcess.run(["sync", "--dry-run", "-c", config])
+    #expect(republish.status == 1 && republish.output.hasPrefix("diff \(h.dir("swapped"))\nsync would publish the tree again"), "\(republish)")
+    #expect(try await EtcsyncProcess.run(["sync", "-c", config]).status == 0)
+    try await expectCurrent("after sync published the tree again")
   }
 
   @Test("every duration flag takes 10s, 1m30s, 500ms and refuses a bare number with the same message")
@@ -250,7 +426,14 @@ struct DiffExitAndDurationTests {
       #expect(refused.error.contains("The value '10' is invalid for '--timeout <timeout>': \(message)"), "\(command): \(refused.error)")
       let help = try await EtcsyncProcess.run(Array(command.prefix(1)) + ["--help"])
       let words = help.output.split(whereSeparator: \.isWhitespace).joined(separator: " ")
-      #expect(words.contains("a bare number is refused"), "\(command): \(help.output)")
+      #expect(words.contains("a bare number or 0 is refused"), "\(command): \(help.output)")
+      // Every duration flag is a timeout: zero would give up before trying.
+      for zero in ["0", "0s", "0ms"] {
+        let none = try await EtcsyncProcess.run(command + ["--timeout", zero])
+        #expect(none.status == 64, "\(command) --timeout \(zero): \(none)")
+        #expect(none.error.contains(#"The value '\#(zero)' is invalid for '--timeout <timeout>': "\#(zero)" is zero; a timeout must be more than 0, such as "10s" or "500ms""#),
+                "\(command) --timeout \(zero): \(none.error)")
+      }
     }
     // Accepted where a duration is: an endpoint where nothing listens gives up after it.
     let port = try freePorts(1)[0]
@@ -259,5 +442,8 @@ struct DiffExitAndDurationTests {
     // 1m30s is read (the refusal that follows is --min-agents's, not the duration's).
     let status = try await EtcsyncProcess.run(["status", "--timeout", "1m30s", "--min-agents", "2"])
     #expect(status.status == 64 && status.error.contains("--min-agents needs --wait-revision"), "\(status)")
+    // A plain status waits for no revision: --timeout alone is refused like --min-agents alone.
+    let plain = try await EtcsyncProcess.run(["status", "--timeout", "5s"])
+    #expect(plain.status == 64 && plain.error.contains("--timeout needs --wait-revision"), "\(plain)")
   }
 }
