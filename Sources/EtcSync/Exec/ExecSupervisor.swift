@@ -12,8 +12,9 @@ import Logging
 /// rendered, tells it about changes, forwards stop signals to it, and decides the status
 /// etcsync exits with.
 ///
-/// The agent feeds it three kinds of news: ``filesReady()`` (every mapping rendered, none
-/// failing: the first child may start), ``filesChanged()`` (an applied batch changed files and
+/// The agent feeds it four kinds of news: ``filesReady()`` (every mapping rendered, none
+/// failing: the first child may start), ``filesFailing(_:)`` (mappings failing: a child not yet
+/// started waits, which is logged once), ``filesChanged()`` (an applied batch changed files and
 /// the mappings' own reloads have run) and ``forward(_:)`` (SIGTERM, SIGINT or SIGQUIT came).
 /// All of them go through one queue, handled in order by ``run()``.
 ///
@@ -23,6 +24,7 @@ import Logging
 public final class ExecSupervisor: Sendable {
   enum Event: Sendable {
     case filesReady
+    case filesFailing([String])
     case filesChanged
     case stop(Int32)
     case shutdown
@@ -55,6 +57,10 @@ public final class ExecSupervisor: Sendable {
 
   /// Every mapping has been rendered and none is failing: the child may start (once).
   public func filesReady() { self.continuation.yield(.filesReady) }
+
+  /// The mappings named `mappings` are failing: before the first child has started, the
+  /// supervisor logs once that the child waits for them (notice level). Ignored afterwards.
+  public func filesFailing(_ mappings: [String]) { self.continuation.yield(.filesFailing(mappings)) }
 
   /// An applied batch changed files and their reloads have run: the child is signalled (or
   /// restarted), after the splay. Ignored before the child has started.
@@ -111,6 +117,8 @@ public final class ExecSupervisor: Sendable {
     var phase = Phase.waiting
     var shuttingDown = false
     var splayPending = false
+    /// Whether the notice that the first child waits for failing mappings has been logged.
+    var toldWaiting = false
     var backoff: Backoff
     var lastStatus: Int32 = 0
 
@@ -130,6 +138,13 @@ public final class ExecSupervisor: Sendable {
       case .filesReady:
         guard case .waiting = self.phase, !self.shuttingDown else { return nil }
         return self.start()
+      case .filesFailing(let mappings):
+        guard case .waiting = self.phase, !self.shuttingDown, !self.toldWaiting, !mappings.isEmpty else { return nil }
+        self.toldWaiting = true
+        self.logger.notice("exec: the child waits until every mapping renders", metadata: [
+          "exec.failing_mappings": .array(mappings.map { .string($0) }),
+        ])
+        return nil
       case .filesChanged:
         guard case .running = self.phase else { return nil }
         if self.settings.splay > .zero {

@@ -190,11 +190,16 @@ public final class AgentSupervisor: Service, Sendable {
       await agent.observe { presence.report($0) }
     }
     if let exec = self.exec {
-      // The first child starts once every mapping is rendered and none fails; each batch
-      // that changed files (its reloads done) tells the child.
+      // The first child starts once every mapping is rendered and none fails (until then,
+      // failing mappings are named in the log, once); each batch that changed files (its
+      // reloads done) tells the child.
       await agent.observeChanges { exec.filesChanged() }
       await agent.observe { progress in
-        if progress.appliedRevision > 0 && progress.errors.isEmpty { exec.filesReady() }
+        if progress.appliedRevision > 0 && progress.errors.isEmpty {
+          exec.filesReady()
+        } else if !progress.errors.isEmpty {
+          exec.filesFailing(progress.errors.keys.sorted())
+        }
       }
     }
     if let notifier = self.notifier {

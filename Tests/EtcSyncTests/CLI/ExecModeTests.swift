@@ -26,11 +26,12 @@ struct ExecModeTests {
   }
 
   /// A child script: records its start (with the file `x` as it read it; its traps are set
-  /// by then), every SIGHUP, and a SIGTERM after which it exits `termStatus`.
-  static func childScript(_ h: AgentHarness, termStatus: Int = 3) throws -> String {
+  /// by then), every SIGHUP (with the file `hupReads` as it read it then: the signal came
+  /// after the write), and a SIGTERM after which it exits `termStatus`.
+  static func childScript(_ h: AgentHarness, termStatus: Int = 3, hupReads: String = "x") throws -> String {
     let script = h.dir("child.sh")
     try Disk.write(script, """
-      trap 'echo hup >> "\(h.commandLog)"' HUP
+      trap 'echo "hup $(cat "\(h.dir(hupReads))")" >> "\(h.commandLog)"' HUP
       trap 'echo term >> "\(h.commandLog)"; exit \(termStatus)' TERM
       echo "start $(cat '\(h.dir("x"))')" >> '\(h.commandLog)'
       while :; do sleep 0.05; done
@@ -50,13 +51,15 @@ struct ExecModeTests {
     // The child starts once the files are rendered: it read v0.
     #expect(await eventually { h.commandLines == ["start v0"] }, "log: \(agent.log)")
 
+    // The child, on its SIGHUP, reads the new content: the file was written before the signal.
     try await h.put("/e/x", "v1")
-    #expect(await eventually { h.count("hup") == 1 }, "log: \(agent.log)")
+    #expect(await eventually { h.commandLines.count == 2 }, "log: \(agent.log)")
+    #expect(h.commandLines == ["start v0", "hup v1"], "log: \(agent.log)")
     #expect(Disk.read(h.dir("x")) == "v1")
 
     agent.signal(SIGTERM)
     #expect(await agent.waitForExit() == 3, "log: \(agent.log)")
-    #expect(h.commandLines == ["start v0", "hup", "term"], "\(h.commandLines)")
+    #expect(h.commandLines == ["start v0", "hup v1", "term"], "\(h.commandLines)")
   }
 
   @Test("a put that leaves every rendered file as it was signals nothing")
@@ -65,7 +68,7 @@ struct ExecModeTests {
     defer { h.stop() }
     try await h.put("/e/x", "v0")
     let config = try Self.config(h)
-    let agent = try EtcsyncProcess(["run", "-c", config, "--log-level", "debug", "--exec", "--", "sh", try Self.childScript(h)],
+    let agent = try EtcsyncProcess(["run", "-c", config, "--log-level", "debug", "--exec", "--", "sh", try Self.childScript(h, hupReads: "a.conf")],
                                    log: h.dir("run.log"))
     defer { agent.kill9() }
     #expect(await eventually { h.commandLines == ["start v0"] }, "log: \(agent.log)")
@@ -79,16 +82,17 @@ struct ExecModeTests {
     }
     // A real change afterwards is signalled exactly once: the three puts sent none.
     try await h.put("/e/a", "1")
-    #expect(await eventually { h.count("hup") == 1 }, "log: \(agent.log)")
-    #expect(Disk.read(h.dir("a.conf")) == "a=1\n")
+    #expect(await eventually { h.commandLines.count == 2 }, "log: \(agent.log)")
+    #expect(h.commandLines == ["start v0", "hup a=1"], "log: \(agent.log)")
     agent.signal(SIGTERM)
     #expect(await agent.waitForExit() == 3, "log: \(agent.log)")
-    #expect(h.count("hup") == 1, "\(h.commandLines)")
+    #expect(h.commandLines == ["start v0", "hup a=1", "term"], "\(h.commandLines)")
   }
 
-  @Test("forwarded stop signals: a child killed by SIGTERM gives 143, one that traps SIGINT its own status, one ignoring SIGTERM is killed at exec.killTimeout (137)",
+  @Test("forwarded stop signals: a child killed by SIGTERM gives 143, one that traps SIGINT or SIGQUIT its own status, one ignoring SIGTERM is killed at exec.killTimeout (137)",
         arguments: [(SIGTERM, "echo start >> \"$1\"; exec sleep 600", 143, "30s"),
                     (SIGINT, "trap 'echo int >> \"$1\"; exit 4' INT; echo start >> \"$1\"; while :; do sleep 0.05; done", 4, "30s"),
+                    (SIGQUIT, "trap 'echo quit >> \"$1\"; exit 5' QUIT; echo start >> \"$1\"; while :; do sleep 0.05; done", 5, "30s"),
                     (SIGTERM, "trap '' TERM; echo start >> \"$1\"; while :; do sleep 0.05; done", 137, "1s")])
   func forwarding(signal: Int32, script: String, status: Int32, killTimeout: String) async throws {
     let h = try await AgentHarness.start()
@@ -105,6 +109,7 @@ struct ExecModeTests {
     agent.signal(signal)
     #expect(await agent.waitForExit() == status, "log: \(agent.log)")
     if signal == SIGINT { #expect(h.count("int") == 1, "\(h.commandLines)") }
+    if signal == SIGQUIT { #expect(h.count("quit") == 1, "\(h.commandLines)") }
   }
 
   @Test("a child that exits on its own ends etcsync with its status")
@@ -133,7 +138,7 @@ struct ExecModeTests {
     #expect(await eventually { h.commandLines == ["start v0"] }, "log: \(agent.log)")
     try await h.put("/e/x", "v1")
     #expect(await eventually { h.commandLines == ["start v0", "term", "start v1"] }, "log: \(agent.log)")
-    #expect(h.count("hup") == 0)
+    #expect(!h.commandLines.contains { $0.hasPrefix("hup") })
     agent.signal(SIGTERM)
     #expect(await agent.waitForExit() == 0, "log: \(agent.log)")
   }
@@ -201,11 +206,14 @@ struct ExecModeTests {
     let template = h.dir("a.tmpl")
     try Disk.write(template, "a={{getv \"/e/a\" \"none\"}}\n")
     let config = h.dir("run.yaml")
+    // /metrics on loopback: `unshare --pid` leaves the network namespace shared.
+    let port = try freePorts(1)[0]
     // Every write passes a check (exit 0): a status stolen by the reaper would read as 255
     // and fail the mapping.
     try Disk.write(config, """
       etcd: {endpoints: [\(h.server.endpoint)]}
       state: {dir: \(h.dir("state"))}
+      metrics: {listen: "127.0.0.1:\(port)"}
       mappings:
         - {name: x, key: /e/x, dest: \(h.dir("x")), check: [sh, -c, "exit 0"], reload: [sh, -c, "echo reload >> '\(h.commandLog)'"]}
       """)
@@ -228,6 +236,9 @@ struct ExecModeTests {
     #expect(await eventually { h.count("orphaned") == 1 }, "log: \(unshare.log)")
     #expect(unshare.log.contains("running as PID 1"), "log: \(unshare.log)")
     #expect(await eventually { Self.count("reaped an orphaned process", in: unshare.log) >= 40 }, "log: \(unshare.log)")
+    // Each reaped orphan is counted (every `sleep`, and the subshells that started them).
+    #expect(await eventually { (OperationsTests.sample(await OperationsTests.get(port, "/metrics")?.body ?? "", "etcsync_orphans_reaped_total") ?? 0) >= 40 },
+            "log: \(unshare.log)")
     // Checks and reloads run while orphans are reaped: none loses its status.
     for value in ["v1", "v2", "v3", "v4", "v5"] {
       try await h.put("/e/x", value)
@@ -235,6 +246,12 @@ struct ExecModeTests {
     }
     // The first sync's write ran the reload too.
     #expect(h.count("reload") == 6, "\(h.commandLines)")
+    // Five changes, five SIGHUPs; every orphan logged as reaped was counted first (the
+    // counter goes up before the log line, and the log is read before the scrape).
+    let logged = Self.count("reaped an orphaned process", in: unshare.log)
+    let scrape = await OperationsTests.get(port, "/metrics")?.body ?? ""
+    #expect(OperationsTests.sample(scrape, #"etcsync_exec_signals_total{signal="SIGHUP",reason="change"}"#) == 5, "\(scrape)")
+    #expect((OperationsTests.sample(scrape, "etcsync_orphans_reaped_total") ?? 0) >= Double(logged), "\(scrape)")
     #expect(!unshare.log.contains("mapping failed"), "log: \(unshare.log)")
     // etcsync (unshare's child, PID 1 inside) has no zombie child left.
     let etcsync = Self.children(of: unshare.pid).first
