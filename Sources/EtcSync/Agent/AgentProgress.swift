@@ -1,4 +1,5 @@
 import Foundation
+import Templates
 
 /// Where an agent is: the revision all of its files hold, and the mappings failing now.
 public struct AgentProgress: Sendable, Hashable {
@@ -20,8 +21,13 @@ public struct AgentProgress: Sendable, Hashable {
   public var overdueReloads: [String: Date] = [:]
 
   /// The first failing mapping by name with its code, such as `mapping app: check_failed`
-  /// (nil when none is failing).
+  /// (nil when none is failing). A reload running longer than expected counts as
+  /// `reload_overdue` (the mapping's name only, never the command or its output), behind a
+  /// mapping's own failure.
   public var lastError: String? {
-    self.errors.sorted { $0.key < $1.key }.first.map { "mapping \($0.key): \($0.value)" }
+    if let failing = self.errors.min(by: { ExactString($0.key) < ExactString($1.key) }) {
+      return "mapping \(failing.key): \(failing.value)"
+    }
+    return self.overdueReloads.keys.min { ExactString($0) < ExactString($1) }.map { "mapping \($0): \(MappingFailure.reloadOverdue)" }
   }
 }

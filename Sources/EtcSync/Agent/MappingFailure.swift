@@ -32,6 +32,10 @@ public enum MappingFailure: String, Sendable, Hashable, Codable, CaseIterable, C
   case writeFailed = "write_failed"
   /// The `reload` command failed.
   case reloadFailed = "reload_failed"
+  /// A `reload` has run longer than expected (half its `commandTimeout`, at most 10 s) and
+  /// has not ended yet. Not a result of a batch: ``AgentProgress/lastError`` reports it while
+  /// no mapping fails otherwise, so that `status` says why the agent is not ready.
+  case reloadOverdue = "reload_overdue"
   /// Any other failure.
   case failed
 

@@ -29,17 +29,28 @@ extension AgentConfiguration {
       try Self.checkTrusted(root, field: "\(field).dest", locator)
       try Self.checkPrincipals(mapping, field: field, locator)
       for (key, argv) in [("check", mapping.check), ("reload", mapping.reload)] {
-        guard let program = argv?.first, Self.findExecutable(program, searchPath: searchPath) == nil else { continue }
-        let reason =
-          program.contains("/")
-          ? "\"\(program)\" is not an executable file" : "\"\(program)\" is not found in PATH (\(searchPath))"
-        throw locator.error(.fileAccess, field: "\(field).\(key)[0]", reason)
+        try Self.checkProgram(argv?.first, field: "\(field).\(key)[0]", searchPath: searchPath, locator)
       }
     }
+    // Exec mode's child, as `run` would start it (`--exec -- CMD` replaces it there; `check`
+    // sees the file's).
+    try Self.checkProgram(self.exec?.command.first, field: "exec.command[0]", searchPath: searchPath, locator)
     if case .success(let kind) = ConfigFiles.kind(self.state.dir), kind != .directory {
       throw locator.error(.fileAccess, field: "state.dir", "\"\(self.state.dir)\" exists and is not a directory")
     }
     try Self.checkTrusted(self.state.dir, field: "state.dir", locator)
+  }
+
+  /// `program` (argv[0] of a check, reload or exec command) exists and is executable, looked
+  /// up in `searchPath` unless it contains `/`.
+  private static func checkProgram(
+    _ program: String?, field: String, searchPath: String, _ locator: FieldLocator
+  ) throws(ConfigurationError) {
+    guard let program, Self.findExecutable(program, searchPath: searchPath) == nil else { return }
+    let reason =
+      program.contains("/")
+      ? "\"\(program)\" is not an executable file" : "\"\(program)\" is not found in PATH (\(searchPath))"
+    throw locator.error(.fileAccess, field: field, reason)
   }
 
   /// The agent refuses a root whose path another user controls (see `TrustedPath`); `check`

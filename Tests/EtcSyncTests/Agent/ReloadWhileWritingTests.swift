@@ -67,6 +67,7 @@ struct ReloadWhileWritingTests {
     #expect(await eventually { !readiness.isReady })
     #expect(readiness.reason.contains("mapping x"), "\(readiness.reason)")
     #expect(await agent.progress.overdueReloads["x"] != nil)
+    #expect(await agent.progress.lastError == "mapping x: reload_overdue", "the presence record's error field")
     #expect(String(decoding: registry.emitToBuffer(), as: UTF8.self).contains(#"etcsync_reload_overdue{mapping="x"} 1"#))
 
     // Killed at its timeout; the owed reload runs once, and covers the last version.

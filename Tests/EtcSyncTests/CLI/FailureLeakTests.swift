@@ -74,6 +74,66 @@ struct FailureLeakTests {
     #expect(debug.output.contains("FAILED (check_failed)"), "\(debug.output)")
   }
 
+  /// A reload that hangs: the presence record's `lastError` says `reload_overdue` with the
+  /// mapping's name (not only READY=no), `status` shows it in its table and its JSON, and
+  /// nothing of the command leaks; once the reload is killed at its timeout the code is
+  /// `reload_failed`, and it clears when the next reload succeeds.
+  @Test("a reload that runs longer than expected shows as reload_overdue in presence and status, never the command")
+  func overdueReloadInStatus() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let block = h.dir("block")
+    let config = h.dir("overdue.yaml")
+    // Overdue after half the timeout (4 s), killed at 8 s; the next reload ends at once.
+    try Disk.write(config, """
+      etcd: {endpoints: [\(h.server.endpoint)]}
+      state: {dir: \(h.dir("state"))}
+      presence: {prefix: /etcsync/agents, name: slow, ttl: 5s}
+      mappings:
+        - name: hung
+          kind: file
+          key: /r/x
+          dest: \(h.dir("x"))
+          commandTimeout: 8s
+          reload: [sh, -c, 'if [ -e "$1" ]; then rm -f "$1"; SECRET=\(Self.secret) exec sleep 600; fi', sh, \(block)]
+      """)
+    try await h.put("/r/x", "v0")
+    let agent = try EtcsyncProcess(["run", "-c", config], log: h.dir("agent.log"))
+    defer { agent.kill9() }
+    let record = { () async -> PresenceRecord? in
+      guard let kv = try? await h.client.get("/etcsync/agents/slow").kvs.first else { return nil }
+      return try? JSONDecoder().decode(PresenceRecord.self, from: Data(kv.value))
+    }
+    #expect(await eventually { await record()?.ready == true }, "log: \(agent.log)")
+    try Disk.write(block, "")
+    try await h.put("/r/x", "v1")
+    #expect(await eventually(within: .seconds(10)) { await record()?.lastError == "mapping hung: reload_overdue" }, "log: \(agent.log)")
+    #expect(await record()?.ready == false)
+    // Both read while the reload still hangs (it is killed 4 s after it became overdue).
+    let endpoint = ["--endpoints", h.server.endpoint]
+    let table = try await EtcsyncProcess.run(["status"] + endpoint)
+    #expect(table.status == 0, "\(table.error)")
+    #expect(table.output.contains("mapping hung: reload_overdue"), "\(table.output)")
+    let json = try await EtcsyncProcess.run(["status", "--json"] + endpoint)
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
+    let agents = try #require(object["agents"] as? [[String: Any]])
+    #expect((agents.first?["record"] as? [String: Any])?["lastError"] as? String == "mapping hung: reload_overdue", "\(json.output)")
+    for text in [table.output, table.error, json.output] {
+      #expect(!text.contains(Self.secret))
+      #expect(!text.contains("sleep"))
+    }
+    // Killed at its timeout: a failed reload (its own code); the next change's reload (block
+    // gone) succeeds and clears it.
+    #expect(await eventually(within: .seconds(15)) { await record()?.lastError == "mapping hung: reload_failed" }, "log: \(agent.log)")
+    try await h.put("/r/x", "v2")
+    #expect(await eventually(within: .seconds(15)) {
+      let now = await record()
+      return now != nil && now?.lastError == nil && now?.ready == true
+    }, "log: \(agent.log)")
+    agent.signal(SIGTERM)
+    #expect(await agent.waitForExit() == 0)
+  }
+
   @Test("status escapes control characters in every presence field, as a table and as JSON")
   func statusEscapes() async throws {
     let h = try await AgentHarness.start()

@@ -117,6 +117,28 @@ struct FileCheckTests {
     }
   }
 
+  @Test("checkFiles looks exec.command[0] up in the given PATH, like check and reload programs")
+  func execCommand() throws {
+    try withConfigurationTemporaryDirectory { dir in
+      try writeFixture("#!/bin/sh\n", to: "\(dir)/bin/app", permissions: 0o755)
+      try writeFixture("not executable", to: "\(dir)/bin/plain", permissions: 0o644)
+      let environment = ["PATH": "/nonexistent:\(dir)/bin"]
+      _ = try loadConfiguration("exec: {command: [app, --flag]}\n", environment: environment, checkFiles: true)
+      _ = try loadConfiguration("exec: {command: [\(dir)/bin/app]}\n", checkFiles: true)
+      let missing = try #require(
+        loadConfigurationError("mappings: []\nexec:\n  command: [no-such-app, -x]\n", environment: environment, checkFiles: true))
+      #expect(missing.field == "exec.command[0]")
+      #expect(missing.code == .fileAccess)
+      #expect(missing.line == 3, "\(missing)")
+      #expect(missing.message == "\"no-such-app\" is not found in PATH (/nonexistent:\(dir)/bin)")
+      let plain = try #require(loadConfigurationError("exec: {command: [\(dir)/bin/plain]}\n", checkFiles: true))
+      #expect(plain.description.hasPrefix("etcsync.yaml:1:"), "\(plain)")
+      #expect(plain.message == "\"\(dir)/bin/plain\" is not an executable file")
+      // Only `check` looks at the machine: loading alone accepts it.
+      _ = try loadConfiguration("exec: {command: [no-such-app]}\n", environment: environment)
+    }
+  }
+
   @Test("checkFiles knows users and groups by name")
   func principals() throws {
     let base = "mappings:\n  - {name: a, key: /a, dest: /tmp/etcsync-a, "

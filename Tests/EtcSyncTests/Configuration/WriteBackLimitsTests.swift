@@ -1,4 +1,4 @@
-import EtcSync
+@testable import EtcSync
 import Foundation
 import Glibc
 import Testing
@@ -75,5 +75,82 @@ struct WriteBackLimitsTests {
     chmod(dir("tree/sub"), 0o755)
     #expect(chown(dir("tree/sub/f"), 12345, 12345) == 0)
     #expect(configuration.writeBackWarnings().first?.contains("its owner, uid 12345") == true)
+  }
+
+  /// The scanner pushes files of the mapping's `owner` (or root); check judges the same user,
+  /// not the one running `check` (root here, which used to call the owner's own files
+  /// "writable by its owner, uid 12345").
+  @Test("check judges writers against the mapping's owner, as the scanner does", arguments: ["tree", "file"])
+  func checkWarningUsesTheOwner(kind: String) throws {
+    let dir = TemporaryDirectory()
+    try Disk.write(dir("dest/sub/f"), "x")
+    chmod(dir("dest"), 0o755)
+    chmod(dir("dest/sub"), 0o755)
+    let mapping = kind == "tree"
+      ? Mapping(name: "t", kind: .tree, prefixes: ["/a/"], dest: dir("dest"), owner: "12345", writeBack: true)
+      : Mapping(name: "f", kind: .file, key: "/a/f", dest: dir("dest/sub/f"), owner: "12345", writeBack: true)
+    #expect(chown(dir("dest/sub/f"), 12345, 12345) == 0)
+    #expect(AgentConfiguration(mappings: [mapping]).writeBackWarnings().isEmpty, "the owner's own file")
+    #expect(chown(dir("dest/sub/f"), 23456, 23456) == 0)
+    let warnings = AgentConfiguration(mappings: [mapping]).writeBackWarnings()
+    #expect(warnings.count == 1)
+    #expect(warnings.first?.contains("\"\(dir("dest/sub/f"))\" is writable by its owner, uid 23456") == true, "\(warnings)")
+    #expect(warnings.first?.contains("writable by the agent's user (its owner \"12345\") only") == true, "\(warnings)")
+    // Root's files are the agent's too, whoever the owner.
+    #expect(chown(dir("dest/sub/f"), 0, 0) == 0)
+    #expect(AgentConfiguration(mappings: [mapping]).writeBackWarnings().isEmpty)
+  }
+
+  /// An owner's primary group that others share (`nogroup`, which `nobody` has too) is not
+  /// trusted: its other members could write the files.
+  @Test("check trusts the owner's primary group only when it is the owner's alone",
+        .enabled(if: getpwnam("nobody") != nil && getgrnam("nogroup") != nil))
+  func checkWarningSharedGroup() throws {
+    let nobody = getpwnam("nobody")!.pointee
+    #expect(!AgentConfiguration.WriteBackUser.isPrivate(nobody.pw_gid, of: 0), "nobody's primary group is nogroup")
+    let dir = TemporaryDirectory()
+    try Disk.write(dir("dest/f"), "x")
+    chmod(dir("dest"), 0o755)
+    chmod(dir("dest/f"), 0o664)
+    // Owned by nobody, group-writable by nogroup, which other system users (_apt, say) have as
+    // their primary group too, or which `nobody` shares with no one (then trusted).
+    #expect(chown(dir("dest/f"), nobody.pw_uid, nobody.pw_gid) == 0)
+    let mapping = Mapping(name: "f", kind: .file, key: "/a/f", dest: dir("dest/f"), owner: "nobody", writeBack: true)
+    guard !AgentConfiguration.WriteBackUser.isPrivate(nobody.pw_gid, of: nobody.pw_uid) else {
+      #expect(AgentConfiguration(mappings: [mapping]).writeBackWarnings().isEmpty)
+      return
+    }
+    let warnings = AgentConfiguration(mappings: [mapping]).writeBackWarnings()
+    #expect(warnings.first?.contains("the group gid \(nobody.pw_gid)") == true, "\(warnings)")
+  }
+
+  /// A name on disk need not be UTF-8: the walk keeps names as bytes (it used to decode them
+  /// with U+FFFD, lstat a path that does not exist, and skip the entry silently).
+  @Test("check looks at tree entries whose names are not UTF-8, and names them escaped")
+  func checkWarningSeesNonUTF8Names() throws {
+    let dir = TemporaryDirectory()
+    try Disk.write(dir("tree/f"), "x")
+    chmod(dir("tree"), 0o755)
+    let mapping = Mapping(name: "t", kind: .tree, prefixes: ["/a/"], dest: dir("tree"), writeBack: true)
+    let configuration = AgentConfiguration(mappings: [mapping])
+    #expect(configuration.writeBackWarnings().isEmpty)
+    // tree/d\xff (a directory, world-writable), then tree/d\xff/g\xfe (a file of another user).
+    let odd = Array(dir("tree").utf8) + Array("/d".utf8) + [0xFF]
+    #expect(odd.map { CChar(bitPattern: $0) }.withUnsafeBufferPointer { buffer in
+      mkdir(Array(buffer) + [0], 0o755)
+    } == 0)
+    #expect((odd.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { chmod($0.baseAddress!, 0o777) } == 0)
+    var warnings = configuration.writeBackWarnings()
+    #expect(warnings.count == 1)
+    #expect(warnings.first?.contains("\"\(dir("tree"))/d\\xff\" is writable by every user (mode 777)") == true, "\(warnings)")
+    #expect((odd.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { chmod($0.baseAddress!, 0o755) } == 0)
+    #expect(configuration.writeBackWarnings().isEmpty)
+    let file = odd + Array("/g".utf8) + [0xFE]
+    let fd = (file.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { open($0.baseAddress!, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644) }
+    #expect(fd >= 0)
+    #expect(fchown(fd, 12345, 12345) == 0)
+    close(fd)
+    warnings = configuration.writeBackWarnings()
+    #expect(warnings.first?.contains("\"\(dir("tree"))/d\\xff/g\\xfe\" is writable by its owner, uid 12345") == true, "\(warnings)")
   }
 }

@@ -103,28 +103,41 @@ struct CanonicalTwinTests {
     await daemon.stop()
   }
 
-  @Test("format: twins are two entries", arguments: [Mapping.Format.json, .yaml, .toml, .properties])
+  /// Each name starts with `v` so that env can make a variable of it (`VE` and `V`: env maps
+  /// what is not A-Z or 0-9 to `_` and trims it, so the twins are two variables there too).
+  @Test("format: twins are two entries", arguments: [Mapping.Format.json, .yaml, .toml, .properties, .env])
   func format(format: Mapping.Format) async throws {
     let h = try await AgentHarness.start()
     defer { h.stop() }
     let dest = h.dir("doc")
     let mapping = Mapping(name: "doc", kind: .format, prefixes: ["/f/"], dest: dest, format: format)
-    try await h.put("/f/" + Self.precomposed, "precomposed")
-    try await h.put("/f/" + Self.decomposed, "decomposed")
-    try await h.put("/f/" + Self.precomposed + "x/a", "nested precomposed")
-    try await h.put("/f/" + Self.decomposed + "x/b", "nested decomposed")
+    let (one, two) = ("v" + Self.precomposed, "v" + Self.decomposed)
+    try await h.put("/f/" + one, "precomposed")
+    try await h.put("/f/" + two, "decomposed")
+    try await h.put("/f/" + one + "x/a", "nested precomposed")
+    try await h.put("/f/" + two + "x/b", "nested decomposed")
     let result = try await h.agent(h.configuration([mapping])).sync()[0]
     #expect(result.error == nil)
     let text = Bytes.read(dest) ?? []
     let document = String(decoding: text, as: UTF8.self)
     for value in ["precomposed", "decomposed", "nested precomposed", "nested decomposed"] {
-      #expect(document.contains("\"\(value)\"") || document.contains("=\(value)") || document.contains(": \(value)"), "\(value) missing from \(format): \(document)")
+      #expect(document.contains("\"\(value)\"") || document.contains("=\(value)") || document.contains(": \(value)")
+                || document.contains("='\(value)'"), "\(value) missing from \(format): \(document)")
     }
-    if format == .json {
+    switch format {
+    case .json, .toml:
       // Both names appear as their own bytes. (Foundation's JSON reader would merge them:
       // it keys objects by String, so it cannot be the oracle here.)
-      #expect(text.firstRange(of: Array("\"\(Self.precomposed)\"".utf8)) != nil)
-      #expect(text.firstRange(of: Array("\"\(Self.decomposed)\"".utf8)) != nil)
+      #expect(text.firstRange(of: Array(one.utf8)) != nil, "\(document)")
+      #expect(text.firstRange(of: Array(two.utf8)) != nil, "\(document)")
+    case .yaml:
+      // Escaped, each as its own bytes: `\xE9` and `e\u0301`.
+      #expect(document.contains(#""v\xE9": precomposed"#) && document.contains(#""ve\u0301": decomposed"#), "\(document)")
+    case .properties:
+      #expect(document.contains(#"v\u00E9=precomposed"#) && document.contains(#"ve\u0301=decomposed"#), "\(document)")
+    case .env:
+      let names = document.split(separator: "\n").map { $0.prefix { $0 != "=" } }.map(String.init)
+      #expect(names.sorted() == ["V", "VE", "VE_X_B", "V_X_A"], "\(document)")
     }
   }
 

@@ -268,4 +268,205 @@ struct GeneratedHostileTests {
     }
     #expect(Disk.temporaryFiles(h.dir("out")).isEmpty)
   }
+
+  // MARK: Documents of text
+
+  /// Segment material for documents: valid UTF-8, hostile to each format's syntax (quotes,
+  /// backslashes, line breaks, `=`, `#`, `:`, `!`, leading and trailing spaces, YAML's and
+  /// shells' special words and marks, control characters, non-ASCII). U+FEFF only inside a
+  /// name: Foundation's JSON reader and Yams drop it at the start of any string they read
+  /// (a reader's limit, not the document's: etcsync writes it, escaped as `\uFEFF` in YAML,
+  /// and JSON allows it anywhere). No two items are
+  /// canonically equivalent and none starts with a combining mark: Foundation's JSON reader
+  /// and Yams key maps by `String`, which would merge twins (`CanonicalTwinTests` covers
+  /// those). No `ß`, `ı`, `ſ` or ligatures, whose upper case is ASCII or longer: the env name
+  /// below is computed per scalar.
+  static let textSegments: [String] = [
+    "a", "B", "conf", "x.y", "a.b.c", "sp ace", " lead", "trail ", "q\"uote", "'single'", "back\\slash", "new\nline",
+    "cr\rx", "tab\t", "eq=als", "=", "ha#sh", "#", "co:lon", ":", "bang!", "!x", "\u{E9}t\u{E9}", "\u{C5}", "\u{65E5}\u{672C}",
+    "emoji \u{1F389}", "$HOME", "`id`", "[br]", "{cu}", "-dash", "true", "null", "~", "123", "0x1F", "<<", "...", "a..b",
+    "\u{1B}[2J", "del\u{7F}", "line\u{2028}sep", "bo\u{FEFF}m", "nel\u{85}", "y", "-", "? q", "&anchor", "*alias", "%tag",
+    "@at", "|pipe", ">gt", "key: value", "- item", String(repeating: "L", count: 200),
+  ]
+
+  /// Value material (joined 1–4 at a time): the same hostility, plus empty values, values that
+  /// are only spaces or line breaks, escapes spelled out, and long values; U+FEFF not first
+  /// (see above). No NUL: env refuses
+  /// it by design (no environment can hold one; its error names the key) and YAML's emitter
+  /// cannot carry it, so a value with NUL is no text document's content.
+  static let textValuePieces: [String] = [
+    "", "plain", " ", "  lead", "trail  ", "\"", "'", "\\", "\\n", "\\u0041", "\n", "\n\n", "\r\n", "\r", "\t", "=", "==x",
+    "#c", " #c", "!bang", ":", ": ", "key: value", "- item", "${X}", "$(id)", "`id`", "$", "\u{E9}", "\u{1F389}", "\u{1B}[31m",
+    "\u{7F}", "\u{85}", "\u{2028}", "x\u{FEFF}", "true", "null", "~", "0123", "1e3", "<<", "yes", "y", "2001-12-14", "[a, b]",
+    "{a: b}", "&a", "*a", "|", ">", "%", "@", "...", "---", "\\\n", "x\\", "a=b:c#d!e", "\u{C}", "\u{8}",
+  ]
+
+  static func textKey(_ g: inout Generator, index: Int) -> String {
+    let depth = g.below(12) == 0 ? 20 + g.below(30) : 1 + g.below(4)
+    var segments = (0..<depth).map { _ in g.below(2) == 0 ? g.pick(Self.textSegments) : "s\(g.below(3))" }
+    // Most keys carry their own mark so that their env and property names differ; the rest
+    // may meet another key (`s1` beside `s1/s2`: a conflict, both reported and left out).
+    if g.below(5) != 0 { segments[depth - 1] += "k\(index)" }
+    return segments.joined(separator: "/")
+  }
+
+  static func textValue(_ g: inout Generator, long: Bool) -> String {
+    if long { return String(repeating: "a\"b\\c\nd=e#f:g \u{E9}\u{1F389}\t", count: 3_000 + g.below(500)) }
+    return (0..<(1 + g.below(4))).map { _ in g.pick(Self.textValuePieces) }.joined()
+  }
+
+  /// The env variable of a relative key, by the documented rule (`db/host` → `DB_HOST`):
+  /// ASCII letters upper-cased, digits kept, every other scalar `_`, `_` trimmed at both
+  /// ends; nil where no variable can be made (empty, or starting with a digit).
+  static func envName(_ relative: [UInt8]) -> [UInt8]? {
+    var name: [UInt8] = String(decoding: relative, as: UTF8.self).unicodeScalars.map { scalar -> UInt8 in
+      switch scalar {
+      case "a"..."z": UInt8(scalar.value) - 32
+      case "A"..."Z", "0"..."9": UInt8(scalar.value)
+      default: UInt8(ascii: "_")
+      }
+    }
+    while name.first == UInt8(ascii: "_") { name.removeFirst() }
+    while name.last == UInt8(ascii: "_") { name.removeLast() }
+    guard let first = name.first, !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else { return nil }
+    return name
+  }
+
+  /// The property name of a relative key: `/` becomes `.` (`db/host` → `db.host`).
+  static func propertyName(_ relative: [UInt8]) -> [UInt8] {
+    relative.map { $0 == UInt8(ascii: "/") ? UInt8(ascii: ".") : $0 }
+  }
+
+  /// Adds `count` generated text keys to `keys` (full key → value). A key whose env variable
+  /// or property name another acceptable key already makes is generated around: two keys that
+  /// make one name are refused whole by design (`FormatRendererTests`). The check runs over
+  /// every acceptable key, conflicts included, so deleting keys later never makes a clash.
+  static func addTextKeys(_ g: inout Generator, to keys: inout [[UInt8]: [UInt8]], count: Int, prefix: [UInt8], index: inout Int) -> [([UInt8], [UInt8])] {
+    var added: [([UInt8], [UInt8])] = []
+    while added.count < count {
+      index += 1
+      let key = prefix + Array(Self.textKey(&g, index: index).utf8)
+      let value = Array(Self.textValue(&g, long: index % 20 == 0).utf8)
+      let relative = Array(key.dropFirst(prefix.count))
+      if Self.acceptable(relative) {
+        guard let env = Self.envName(relative) else { continue }
+        let clash = keys.keys.contains { other in
+          let otherRelative = Array(other.dropFirst(prefix.count))
+          guard other != key, Self.acceptable(otherRelative) else { return false }
+          return Self.envName(otherRelative) == env || Self.propertyName(otherRelative) == Self.propertyName(relative)
+        }
+        if clash { continue }
+      }
+      keys[key] = value
+      added.append((key, value))
+    }
+    return added
+  }
+
+  static let documentFormats: [(Mapping.Format, String)] = [(.json, "doc.json"), (.yaml, "doc.yaml"), (.toml, "doc.toml"), (.env, "doc.env"), (.properties, "doc.properties")]
+
+  /// Reads each document back with its format's reader and compares it to etcdctl at
+  /// `revision`: the entries a tree would hold (acceptable keys without file/directory
+  /// conflicts), named as the format names them. Also: only the documents in `sandbox`, no temp file.
+  static func verifyDocuments(_ h: AgentHarness, sandbox: String, prefix: [UInt8], revision: Int64, context: String) throws {
+    let keys = try Self.etcdctl(h.server.endpoint, prefix: prefix, revision: revision)
+    let entries = Self.expectedTree(keys, prefix: prefix)
+    for (format, file) in Self.documentFormats {
+      var expected: [[UInt8]: [UInt8]] = [:]
+      for (relative, value) in entries {
+        switch format {
+        case .json, .yaml, .toml: expected[relative] = value
+        case .env: expected[Self.envName(relative) ?? []] = value
+        case .properties: expected[Self.propertyName(relative)] = value
+        }
+      }
+      guard let bytes = Bytes.read(sandbox + "/" + file) else {
+        Issue.record("\(file) missing at revision \(revision): \(context.prefix(2000))")
+        continue
+      }
+      let read: [[UInt8]: [UInt8]]
+      do {
+        switch format {
+        case .json: read = try DocumentReaders.json(bytes)
+        case .yaml: read = try DocumentReaders.yaml(bytes)
+        case .toml: read = try DocumentReaders.toml(bytes)
+        case .env: read = try DocumentReaders.env(bytes)
+        case .properties: read = try DocumentReaders.properties(bytes)
+        }
+      } catch {
+        Issue.record("\(file) at revision \(revision) does not read as \(format.rawValue): \(error)")
+        continue
+      }
+      let missing = expected.keys.filter { read[$0] == nil }.map { escapeBytes($0).prefix(120) }
+      let extra = read.keys.filter { expected[$0] == nil }.map { escapeBytes($0).prefix(120) }
+      let wrong = expected.keys.filter { read[$0] != nil && read[$0] != expected[$0] }
+        .map { "\(escapeBytes($0).prefix(80)): \(escapeBytes(read[$0]!).prefix(80)) for \(escapeBytes(expected[$0]!).prefix(80))" }
+      #expect(missing.isEmpty, "\(file) at revision \(revision): missing \(missing.prefix(10)) \(context.prefix(2000))")
+      #expect(extra.isEmpty, "\(file) at revision \(revision): extra \(extra.prefix(10))")
+      #expect(wrong.isEmpty, "\(file) at revision \(revision): wrong value \(wrong.prefix(10))")
+    }
+    let names = Set(((try? FileManager.default.contentsOfDirectory(atPath: sandbox)) ?? []))
+    #expect(names == Set(Self.documentFormats.map(\.1)), "entries in the documents' directory: \(names.sorted())")
+    #expect(Disk.temporaryFiles(sandbox).isEmpty)
+  }
+
+  @Test("format documents of generated text read back as etcdctl's keys, through a sync and daemon changes", arguments: [UInt64(21), 22])
+  func textDocuments(seed: UInt64) async throws {
+    let h = try await AgentHarness.start(etcdArguments: ["--max-request-bytes=4194304"])
+    defer { h.stop() }
+    var g = Generator(seed: seed)
+    let prefix = Array("/t/".utf8)
+    let sandbox = h.dir("documents")
+    try FileManager.default.createDirectory(atPath: sandbox, withIntermediateDirectories: true)
+    let mappings = Self.documentFormats.map { format, file in
+      Mapping(name: format.rawValue, kind: .format, prefixes: ["/t/"], dest: sandbox + "/" + file, format: format)
+    }
+    var keys: [[UInt8]: [UInt8]] = [:]
+    var index = 0
+    var revision: Int64 = 0
+    for (key, value) in Self.addTextKeys(&g, to: &keys, count: 80, prefix: prefix, index: &index) { revision = try await h.put(key, value) }
+    let results = try await h.agent(h.configuration(mappings)).sync()
+    for (format, _) in Self.documentFormats {
+      let result = results[mapping: format.rawValue]
+      #expect(result?.error == nil, "\(format.rawValue): \(result?.error ?? "")")
+      #expect(result?.revision == revision)
+      // Rejected and reported: exactly the keys a tree could not hold either.
+      let all = try Self.etcdctl(h.server.endpoint, prefix: prefix, revision: revision)
+      let held = Set(Self.expectedTree(all, prefix: prefix).keys.map { prefix + $0 })
+      #expect(Set(result?.rejected.map(\.key) ?? []) == Set(all.keys.filter { !held.contains($0) }), "\(format.rawValue): rejected keys")
+    }
+    // The set is what it claims: many entries, and the hostile material in them.
+    let entries = Self.expectedTree(try Self.etcdctl(h.server.endpoint, prefix: prefix, revision: revision), prefix: prefix)
+    #expect(entries.count >= 40, "only \(entries.count) entries")
+    for needle in "\"\\\n=#: ".utf8 {
+      #expect(entries.values.contains { $0.contains(needle) }, "no value holds \(escapeBytes([needle]))")
+      #expect(entries.keys.contains { $0.contains(needle) }, "no key holds \(escapeBytes([needle]))")
+    }
+    #expect(entries.keys.contains { $0.contains { $0 >= 0x80 } } && entries.values.contains { $0.contains { $0 >= 0x80 } })
+    #expect(entries.keys.contains { $0.filter { $0 == UInt8(ascii: "/") }.count >= 20 }, "no deep key")
+    #expect(entries.values.contains { $0.count > 60_000 }, "no long value")
+    try Self.verifyDocuments(h, sandbox: sandbox, prefix: prefix, revision: revision, context: "sync")
+
+    // The daemon through generated puts and deletes.
+    let agent = try h.agent(h.configuration(mappings))
+    let daemon = Daemon(agent)
+    // The published revision, which every mapping's files hold (`appliedRevision` is the key
+    // space's: the last mappings' documents may still be being written).
+    #expect(await eventually { await agent.progress.appliedRevision >= revision })
+    for round in 0..<3 {
+      var last: Int64 = 0
+      for (key, value) in Self.addTextKeys(&g, to: &keys, count: 12, prefix: prefix, index: &index) { last = try await h.put(key, value) }
+      for key in keys.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where g.below(5) == 0 {
+        keys[key] = nil
+        last = try await h.client.delete(KeyRange(key: key)).header.revision
+      }
+      let target = last
+      #expect(await eventually { await agent.progress.appliedRevision >= target }, "round \(round)")
+      try Self.verifyDocuments(h, sandbox: sandbox, prefix: prefix, revision: target,
+                               context: "round \(round): \(await agent.progress.errors)")
+    }
+    #expect(!daemon.hasEnded, "the agent stopped")
+    let ended = await daemon.stop()
+    #expect(ended == nil, "\(String(describing: ended))")
+  }
 }
