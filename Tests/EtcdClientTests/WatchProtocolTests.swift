@@ -1,3 +1,4 @@
+import EtcdTestSupport
 import Foundation
 import GRPCCore
 import Testing
@@ -84,6 +85,53 @@ struct WatchProtocolTests {
     }
   }
 
+  static func created(watchID: Int64, revision: Int64) -> Etcdserverpb_WatchResponse {
+    var message = Etcdserverpb_WatchResponse()
+    message.watchID = watchID
+    message.created = true
+    message.header.revision = revision
+    return message
+  }
+
+  @Test("only the create in flight has a deadline, counted from when it was written; creates queued behind it have none")
+  func createDeadline() throws {
+    var state = WatchHub.State()
+    for id: Int64 in 1...3 {
+      let (_, continuation) = AsyncThrowingStream.makeStream(of: WatchResponse.self)
+      state.watchers[id] = WatchHub.Watcher(range: .prefix("/\(id)/"), options: WatchOptions(),
+                                            continuation: continuation, nextRevision: 0)
+    }
+    state.pendingCreates = [1, 2, 3]
+    WatchHub.sendNextCreate(&state)
+    #expect(state.createInFlight?.number == 1)
+    let timeout = Duration.seconds(30)
+    let t0 = ContinuousClock.now
+    // Not written yet (a stream waiting for a connection): no deadline however long it waits.
+    #expect(!WatchHub.createDeadline(state, now: t0 + .seconds(3600), timeout: timeout).expired)
+    #expect(WatchHub.createDeadline(state, now: t0, timeout: timeout).recheck == .milliseconds(7500))
+    WatchHub.createWritten(1, in: &state, at: t0)
+    let early = WatchHub.createDeadline(state, now: t0 + .seconds(29), timeout: timeout)
+    #expect(!early.expired && early.recheck == .seconds(1))
+    #expect(WatchHub.createDeadline(state, now: t0 + .seconds(30), timeout: timeout).expired)
+    // Answered: the next create goes out; its clock starts only when it is written, and a late
+    // report that the previous one was written does not start it.
+    #expect(try WatchHub.apply(Self.created(watchID: 100, revision: 5), to: &state, hasCredentials: false) == nil)
+    #expect(state.createInFlight?.number == 2 && state.createInFlight?.written == nil)
+    WatchHub.createWritten(1, in: &state, at: t0)
+    #expect(state.createInFlight?.written == nil)
+    #expect(!WatchHub.createDeadline(state, now: t0 + .seconds(3600), timeout: timeout).expired)
+    WatchHub.createWritten(2, in: &state, at: t0 + .seconds(40))
+    #expect(!WatchHub.createDeadline(state, now: t0 + .seconds(69), timeout: timeout).expired)
+    #expect(WatchHub.createDeadline(state, now: t0 + .seconds(70), timeout: timeout).expired)
+    // The last two answered: nothing in flight, nothing can expire.
+    #expect(try WatchHub.apply(Self.created(watchID: 101, revision: 5), to: &state, hasCredentials: false) == nil)
+    WatchHub.createWritten(3, in: &state, at: t0 + .seconds(50))
+    #expect(try WatchHub.apply(Self.created(watchID: 102, revision: 5), to: &state, hasCredentials: false) == nil)
+    #expect(state.createInFlight == nil && state.pendingCreates.isEmpty)
+    #expect(!WatchHub.createDeadline(state, now: t0 + .seconds(3600), timeout: timeout).expired)
+    #expect(state.watchers.values.map(\.serverID).sorted { ($0 ?? -1) < ($1 ?? -1) } == [100, 101, 102])
+  }
+
   @Test("a progress notification below the next revision is taken (a member behind), and moves nothing back")
   func progressBehind() throws {
     var (state, _) = Self.state()
@@ -92,6 +140,68 @@ struct WatchProtocolTests {
     progress.header.revision = 5
     #expect(try WatchHub.apply(progress, to: &state, hasCredentials: false) == nil)
     #expect(state.watchers[1]?.nextRevision == 10)
+  }
+}
+
+/// Waits until `condition` holds; the limit only keeps a failing test from hanging.
+private func waitUntil(upTo limit: Duration, _ condition: () -> Bool) async -> Bool {
+  let deadline = ContinuousClock.now + limit
+  while !condition() {
+    guard ContinuousClock.now < deadline else { return condition() }
+    try? await Task.sleep(for: .milliseconds(20))
+  }
+  return true
+}
+
+/// A watch create that is never answered while the stream stays open. etcd's gRPC proxy
+/// answers a create that starts a new upstream watch only once etcd has answered that one, and
+/// it answers the client's keepalive itself: with the etcd behind it stopped (SIGSTOP), the
+/// create waits, and so does every create queued behind it, with nothing else to end the
+/// stream.
+@Suite("Unanswered watch creates", .timeLimit(.minutes(3)))
+struct UnansweredCreateTests {
+  @Test("a create the gRPC proxy never answers ends the stream, counted; it is re-created and every watch resumes, missing nothing")
+  func createUnansweredThroughProxy() async throws {
+    try await EtcdServer.with { server in
+      let proxy = try await EtcdGRPCProxy.start(inFrontOf: [server])
+      defer { proxy.stop() }
+      var configuration = proxy.configuration()
+      configuration.requestTimeout = .seconds(2)  // also how long a create may go unanswered
+      try await withEtcdClient(server.configuration()) { direct in
+        try await withEtcdClient(configuration) { etcd in
+          let a = await liveWatch(etcd, .prefix("/a/"))
+          let start = try await direct.put("/a/1", "a1").header.revision
+          #expect(await a.wait { $0.events.count == 1 })
+          let b0 = try await direct.put("/b/0", "b0").header.revision
+          try await direct.put("/a/2", "a2")  // delivered to `a` before the stop or after the resume
+          server.pause()
+          var options = WatchOptions(startRevision: b0)
+          options.createdNotify = true
+          let b = EventCollector(etcd.watch(.prefix("/b/"), options: options))
+          // The limit is well past the client's keepalive (10 s + 5 s), which the proxy answers
+          // itself: only the create's deadline ends this stream. Twice: the re-created stream's
+          // first create (`a`, resumed) starts a new upstream watch too, and waits in turn.
+          let counted = await waitUntil(upTo: .seconds(30)) { etcd.watchProtocolViolations >= 2 }
+          let createdWhileStopped = b.responses.contains(where: \.created)
+          server.resume()
+          #expect(counted, "the unanswered create was never given up on")
+          #expect(!createdWhileStopped, "the proxy answered a create while its etcd was stopped")
+          try await direct.put("/a/3", "a3")
+          try await direct.put("/b/1", "b1")
+          #expect(await a.wait { $0.events.count >= 3 })
+          #expect(await b.wait { $0.events.count >= 2 })
+          // The oracle: etcd's own history of each range, read on a stream that never broke.
+          let oracleA = EventCollector(direct.watch(.prefix("/a/"), options: WatchOptions(startRevision: start)))
+          let oracleB = EventCollector(direct.watch(.prefix("/b/"), options: WatchOptions(startRevision: b0)))
+          #expect(await oracleA.wait { $0.events.count >= 3 })
+          #expect(await oracleB.wait { $0.events.count >= 2 })
+          #expect(a.events == oracleA.events, "\(a.events.map(\.kv.keyString)) vs \(oracleA.events.map(\.kv.keyString))")
+          #expect(b.events == oracleB.events, "\(b.events.map(\.kv.keyString)) vs \(oracleB.events.map(\.kv.keyString))")
+          #expect(a.error == nil && b.error == nil)
+          for watch in [a, b, oracleA, oracleB] { watch.stop() }
+        }
+      }
+    }
   }
 }
 

@@ -51,6 +51,17 @@ final class WatchHub: Sendable {
     /// Events older than a freshly created watch's start revision, dropped since they were
     /// last counted (see `apply`).
     var staleDropped = 0
+    /// Numbers the streams of this hub, so that a late call from one that has been replaced
+    /// is told apart.
+    var stream = 0
+    /// Create requests put on the current stream so far. They are written in that order, so
+    /// the writer knows which one it has just written (see ``createWritten(_:in:at:)``).
+    var createsSent = 0
+    /// The create in flight on the current stream (the first of `pendingCreates`): its number
+    /// among `createsSent`, and when it was written to the stream. Only it has a deadline (see
+    /// ``createDeadline(_:now:timeout:)``): the others wait for it, and a stream still waiting
+    /// for a connection has written nothing.
+    var createInFlight: (number: Int, written: ContinuousClock.Instant?)?
   }
 
   private let state = Mutex(State())
@@ -78,7 +89,7 @@ final class WatchHub: Sendable {
       state.watchers[id] = watcher
       if state.outbound != nil {
         state.pendingCreates.append(id)
-        if state.pendingCreates.count == 1 { state.outbound?.yield(Self.createRequest(watcher)) }
+        if state.pendingCreates.count == 1 { Self.sendCreate(watcher, in: &state) }
       } else if state.task == nil {
         state.generation += 1
         let generation = state.generation
@@ -114,15 +125,40 @@ final class WatchHub: Sendable {
     state.outbound?.yield(cancel)
   }
 
-  /// Sends the create request of the next watcher waiting, if any.
-  private static func sendNextCreate(_ state: inout State) {
+  /// Sends the create request of the next watcher waiting, if any (internal for tests).
+  static func sendNextCreate(_ state: inout State) {
     while let next = state.pendingCreates.first {
       if let watcher = state.watchers[next] {
-        state.outbound?.yield(Self.createRequest(watcher))
+        Self.sendCreate(watcher, in: &state)
         return
       }
       state.pendingCreates.removeFirst()
     }
+    state.createInFlight = nil
+  }
+
+  /// Puts a watcher's create request on the stream: it is now the one in flight.
+  private static func sendCreate(_ watcher: Watcher, in state: inout State) {
+    state.createsSent += 1
+    state.createInFlight = (state.createsSent, nil)
+    state.outbound?.yield(Self.createRequest(watcher))
+  }
+
+  /// The stream's writer has written create request `number` (counted from 1 on each stream):
+  /// if it is still the one in flight, its deadline runs from `now` (internal for tests).
+  static func createWritten(_ number: Int, in state: inout State, at now: ContinuousClock.Instant) {
+    guard let inFlight = state.createInFlight, inFlight.number == number, inFlight.written == nil else { return }
+    state.createInFlight = (number, now)
+  }
+
+  /// Whether the create in flight has gone unanswered for `timeout` since it was written and,
+  /// if not, how long to wait before asking again: until its deadline, or a quarter of
+  /// `timeout` while none is written, so that a create is given up on at most a quarter late
+  /// (internal for tests).
+  static func createDeadline(_ state: State, now: ContinuousClock.Instant, timeout: Duration) -> (expired: Bool, recheck: Duration) {
+    guard let written = state.createInFlight?.written else { return (false, timeout / 4) }
+    let due = written + timeout
+    return now >= due ? (true, .zero) : (false, due - now)
   }
 
   private static func stopIfIdle(_ state: inout State) {
@@ -172,8 +208,8 @@ final class WatchHub: Sendable {
     var refreshedToken = false
     while !Task.isCancelled {
       let (outbound, continuation) = AsyncStream.makeStream(of: Etcdserverpb_WatchRequest.self)
-      let started = self.state.withLock { state -> Bool in
-        guard state.generation == generation, !state.watchers.isEmpty else { return false }
+      let stream = self.state.withLock { state -> Int? in
+        guard state.generation == generation, !state.watchers.isEmpty else { return nil }
         state.outbound = continuation
         state.serverIDs = [:]
         state.retired = []
@@ -187,22 +223,43 @@ final class WatchHub: Sendable {
           }
         }
         state.pendingCreates = state.watchers.keys.sorted()
+        state.stream += 1
+        state.createsSent = 0
+        state.createInFlight = nil
         Self.sendNextCreate(&state)
-        return true
+        return state.stream
       }
-      guard started else { return }
+      guard let stream else { return }
       refreshedToken = false
       do {
         let metadata = try await client.streamMetadata([("hasleader", "true")])
-        var options = CallOptions.defaults
-        options.waitForReady = true
-        try await client.watchRPC.watch(metadata: metadata, options: options) { writer in
-          for await request in outbound { try await writer.write(request) }
-        } onResponse: { response in
-          for try await message in response.messages {
-            if !message.events.isEmpty || (message.created && !message.canceled) { progressed.set() }
-            try self.handle(message, generation: generation)
+        let options = { var options = CallOptions.defaults; options.waitForReady = true; return options }()
+        let timeout = client.configuration.requestTimeout
+        // The stream, and beside it the deadline of the create in flight: whichever ends first
+        // ends the other.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+          group.addTask {
+            try await client.watchRPC.watch(metadata: metadata, options: options) { writer in
+              var creates = 0
+              for await request in outbound {
+                try await writer.write(request)
+                if case .createRequest = request.requestUnion {
+                  creates += 1
+                  self.createWritten(creates, stream: stream)
+                }
+              }
+            } onResponse: { response in
+              for try await message in response.messages {
+                if !message.events.isEmpty || (message.created && !message.canceled) { progressed.set() }
+                try self.handle(message, generation: generation)
+              }
+            }
           }
+          if timeout > .zero {
+            group.addTask { try await self.enforceCreateDeadline(stream: stream, timeout: timeout) }
+          }
+          _ = try await group.next()
+          group.cancelAll()
         }
         self.logger.debug("etcd watch stream ended by the server; resuming")
       } catch {
@@ -225,6 +282,37 @@ final class WatchHub: Sendable {
       continuation.finish()
       if progressed.take() { backoff.reset() }
       try? await Task.sleep(for: backoff.next())
+    }
+  }
+
+  private func createWritten(_ number: Int, stream: Int) {
+    let now = ContinuousClock.now
+    self.state.withLock { state in
+      guard state.stream == stream else { return }
+      Self.createWritten(number, in: &state, at: now)
+    }
+  }
+
+  /// Throws (ending stream `stream`, which is then re-created) once the create request in
+  /// flight on it has gone unanswered for `timeout` (``EtcdConfiguration/requestTimeout``)
+  /// since it was written. etcd answers a create at once, and its gRPC proxy once etcd has
+  /// answered; one that never comes (a proxy whose etcd stopped answering, while the proxy
+  /// itself still answers the keepalive) would otherwise hold that watcher, and every one
+  /// created after it, forever. Counted as a protocol violation. Returns when the stream is
+  /// replaced; cancelled when it ends.
+  private func enforceCreateDeadline(stream: Int, timeout: Duration) async throws {
+    while true {
+      let now = ContinuousClock.now
+      let check = self.state.withLock { state -> (expired: Bool, recheck: Duration)? in
+        guard state.stream == stream else { return nil }
+        return Self.createDeadline(state, now: now, timeout: timeout)
+      }
+      guard let check else { return }
+      if check.expired {
+        self.violations.add(1, ordering: .relaxed)
+        throw Self.protocolError("no answer to a watch create request within \(timeout)")
+      }
+      try await Task.sleep(for: check.recheck)
     }
   }
 
@@ -272,8 +360,9 @@ final class WatchHub: Sendable {
   }
 
   /// How many watch responses made no sense (an unknown watch ID, an answer to no create, an
-  /// event older than one already delivered, or older than a new watch's start revision):
-  /// each ended the stream, which was re-created and resumed.
+  /// event older than one already delivered, or older than a new watch's start revision), or
+  /// never came (a create request unanswered within the request timeout): each but the
+  /// too-old events of a new watch (dropped) ended the stream, which was re-created and resumed.
   var protocolViolations: Int { self.violations.load(ordering: .relaxed) }
   private let violations = Atomic<Int>(0)
 
@@ -293,6 +382,7 @@ final class WatchHub: Sendable {
         throw Self.protocolError("a created answer to no create request (watch ID \(message.watchID))")
       }
       let pending = state.pendingCreates.removeFirst()
+      state.createInFlight = nil
       Self.sendNextCreate(&state)
       guard state.watchers[pending] != nil else {
         // Removed while its create was in flight: cancel what the server created.
