@@ -124,7 +124,7 @@ extension Agent {
     // Before it writes, the render says what it means to write: after a crash mid-way, a
     // file holding that is its own write, not an edit.
     if let view {
-      let scanner = LocalScanner(mapping: runner.mapping)
+      let scanner = runner.localScanner()
       // Read again: the push just awaited recorded what it pushed in the state.
       let recorded = self.state[mapping: name].local
       var intended: [ExactString: LocalRecord] = [:]
@@ -146,15 +146,21 @@ extension Agent {
   /// edits stay on disk and are found again by the next scan).
   func pushLocalEdits(_ runner: MappingRunner, candidates: Set<ExactString>?) async -> Bool {
     let name = runner.mapping.name
-    let scanner = LocalScanner(mapping: runner.mapping, owner: runner.planner.attributes.userID)
     // Another directory than the one the record describes: nothing is pushed from it.
     guard self.checkDestination(runner) else { return true }
+    // Its reads verify the directory they open against the one just checked (a replacement
+    // right after the check is never read, nor taken for deleted files).
+    let scanner = runner.localScanner(owner: runner.planner.attributes.userID)
     var work = self.local[name] ?? LocalWork()
     let refusedBefore = Set(work.refused.keys)
     // A refused file stays refused until it changes (its inode, size or times).
     for (path, stamp) in work.refused where scanner.stamp(path.string) != stamp { work.refused[path] = nil }
     let mappingState = self.state[mapping: name]
     var scan = scanner.scan(candidates, record: mappingState.local, intended: mappingState.intended, refused: work.refused)
+    if scan.problems.contains(where: { $0.path.isEmpty }), !self.checkDestination(runner) {
+      // Replaced during the scan: the mapping is stopped (and reported) by the check.
+      return true
+    }
     if !scan.promoted.isEmpty {
       self.state[mapping: name].local.merge(scan.promoted) { $1 }
       self.saveState()
@@ -269,12 +275,15 @@ extension Agent {
   /// After a render of a write-back mapping: the record follows what is now on disk.
   func recordLocal(_ runner: MappingRunner, _ result: MappingResult, keep: Set<ExactString>, view: [ExactString: [UInt8]]?) {
     let name = runner.mapping.name
+    // The writer found another directory than the one checked before the render (replaced
+    // in between) and wrote nothing: looked at again, which stops and reports the mapping.
+    if result.failureCode == .destinationReplaced { _ = self.checkDestination(runner) }
     // Stopped: nothing was written, and what is on disk is not what the record describes.
     guard let view, self.local[name]?.fault == nil else { return }
     // A destination the render has just created is recorded now (in the state file too), so
     // that the next start, `etcsync sync`'s as well, knows the directory.
     if self.local[name]?.identity == nil { _ = self.checkDestination(runner) }
-    let scanner = LocalScanner(mapping: runner.mapping)
+    let scanner = runner.localScanner()
     var mappingState = self.state[mapping: name]
     mappingState.intended = [:]
     // A document's entries follow etcd only once the document on disk is the rendered one:

@@ -14,12 +14,20 @@ extension Agent {
   /// differ: the mapping is then stopped (``LocalWork/fault``), reported once, and resumes by
   /// itself when the same directory is back (a remount of the same file system). A new one
   /// is accepted only by the operator: `etcsync run --accept-destination NAME`.
+  ///
+  /// This check goes by the path; the identity it leaves in the runner
+  /// (``MappingRunner/recordedRoot``) is verified again by every writer and reader on the
+  /// descriptor it opens, so a directory replaced right after this check is not written
+  /// either (the write fails with ``MappingFailure/destinationReplaced``).
   func checkDestination(_ runner: MappingRunner) -> Bool {
     let name = runner.mapping.name
     let scanner = LocalScanner(mapping: runner.mapping)
     let current = scanner.destinationIdentity()
     var work = self.local[name] ?? LocalWork()
-    defer { self.local[name] = work }
+    defer {
+      self.local[name] = work
+      runner.recordedDestination.identity = work.identity
+    }
     if work.identity == nil, let stored = self.state.destinations[name], stored.path == scanner.watchedDirectory,
       !self.configuration.acceptDestinations.contains(name)
     {
@@ -248,7 +256,7 @@ extension Agent {
       return
     }
     let retryAt = keyBucket.available(keys, after: now).flatMap { keysAt in byteBucket.available(bytes, after: now).map { max(keysAt, $0) } }
-    let scanner = LocalScanner(mapping: runner.mapping)
+    let scanner = runner.localScanner()
     self.logger.error("local edits exceed writeBackLimits.keysPerMinute or bytesPerMinute; nothing of this scan is pushed yet, the local files are kept", metadata: [
       "mapping.name": "\(runner.mapping.name)", "files": "\(keys)", "bytes": "\(bytes)",
       "limit.keysPerMinute": "\(limits.keysPerMinute)", "limit.bytesPerMinute": "\(limits.bytesPerMinute)",

@@ -107,7 +107,7 @@ extension Agent {
   /// A document's own record follows the bytes on disk once its entries are pushed, so the
   /// next render (etcd's canonical form of the same entries) is not taken for an edit.
   func recordDocument(_ runner: MappingRunner, _ mappingState: inout MappingState) {
-    guard runner.mapping.kind == .format, case .bytes(let bytes) = LocalScanner(mapping: runner.mapping).readLocal(".") else { return }
+    guard runner.mapping.kind == .format, case .bytes(let bytes) = runner.localScanner().readLocal(".") else { return }
     let whole = MappingRunner.wholeFile
     mappingState.local[whole] = LocalRecord(hash: ContentHash(of: bytes), revision: mappingState.local[whole]?.revision ?? 0)
   }
@@ -119,7 +119,7 @@ extension Agent {
     var copy = "-"
     if runner.mapping.kind == .format {
       // The whole edited document is what the user wrote; keep that.
-      if case .bytes(let bytes) = LocalScanner(mapping: runner.mapping).readLocal(".") {
+      if case .bytes(let bytes) = runner.localScanner().readLocal(".") {
         copy = await self.keepConflictCopy(runner, path: ".", bytes: bytes, revision: etcdRevision) ?? "-"
       }
     } else if let value = change.value {
@@ -146,6 +146,8 @@ extension Agent {
     let file = DesiredFile(bytes: bytes, attributes: runner.planner.attributes)
     var options = AtomicWriter.Options()
     options.createDirectories = false
+    // Written only into the directory the agent recorded (verified on its descriptor).
+    options.rootIdentity = runner.recordedRoot
     var target: String
     let writer: AtomicWriter
     if runner.mapping.kind == .tree {

@@ -56,6 +56,9 @@ public struct MappingRunner: Sendable {
   let folding = NameFoldingCache()
   /// What this runner's writes leave for drift checks (how many, which revision directory).
   let driftMarks = DriftMarks()
+  /// The watched directory the agent recorded for a write-back mapping; its writers verify
+  /// the root they open against it (``recordedRoot``).
+  let recordedDestination = RecordedDestination()
 
   /// Compiles the mapping's template and resolves its owner and group.
   public init(mapping: Mapping, commandTimeout: Duration, logger: Logger, hook: WriteHook? = nil) throws(AgentError) {
@@ -161,7 +164,7 @@ public struct MappingRunner: Sendable {
     do {
       folding = try self.destinationFolding()
     } catch {
-      result.failure = MappingError(writing: error)
+      result.failure = Self.failure(writing: error)
       return (result, false)
     }
     do {
@@ -201,8 +204,9 @@ public struct MappingRunner: Sendable {
       // The record still describes the last reload: whatever did change is owed one later.
       // Every write failure may pass (``MappingFailure/retryable``): a disk that fills or
       // turns read-only, a busy target, and a check that depends on the machine (a
-      // certificate that appears later).
-      result.failure = MappingError(writing: error)
+      // certificate that appears later). A destination replaced since the agent checked it is
+      // ``MappingFailure/destinationReplaced``: nothing was written into it.
+      result.failure = Self.failure(writing: error)
       return (result, false)
     }
     if case .tree = plan.output, let first = keep.min() {
@@ -230,21 +234,25 @@ public struct MappingRunner: Sendable {
   }
 
   /// The writer of a file mapping's one file (the mapping's `createDirs` and `dirMode`, the
-  /// test hook), and the file's name in its directory.
+  /// test hook, a write-back mapping's recorded directory), and the file's name in its
+  /// directory.
   func fileWriter() -> (AtomicWriter, String) {
     var options = AtomicWriter.Options()
     options.createDirectories = self.mapping.createDirs
     options.directoryMode = mode_t(self.mapping.dirMode ?? 0o755)
+    options.rootIdentity = self.recordedRoot
     var (writer, name) = AtomicWriter.forFile(self.mapping.dest, options: options)
     writer.hook = self.hook
     return (writer, name)
   }
 
-  /// The writer of a tree mapping: its swap strategy, `dirMode` and the test hook.
+  /// The writer of a tree mapping: its swap strategy, `dirMode`, the test hook and a
+  /// write-back mapping's recorded directory (the tree's root; a swapped tree's revision
+  /// directories live in it).
   func treeWriter() -> TreeWriter {
     let strategy: TreeWriter.Strategy = self.mapping.swap == .symlink ? .atomicSwap : .perFile
     return TreeWriter(root: self.mapping.dest, strategy: strategy,
-                      directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook)
+                      directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook, rootIdentity: self.recordedRoot)
   }
 
   private func write(_ output: PlannedOutput, previous: [ExactString: ContentHash], keep: Set<ExactString>, revision: Int64,
@@ -285,6 +293,10 @@ public struct MappingRunner: Sendable {
       result.written = report.written
       result.deleted = report.deleted
       if strategy == .atomicSwap { self.driftMarks.published(report.publishedDirectory ?? current) }
+      if let replaced = report.failures.values.first(where: { $0.code == .destinationReplaced }) {
+        // The root was replaced during the batch: every file opened after that failed its check.
+        throw replaced
+      }
       if let (path, failure) = report.failures.min(by: { $0.key < $1.key }) {
         throw MappingError(.writeFailed, "\(report.failures.count) file(s) not written, first \(path): \(failure)",
                            subject: .file(ExactString(self.mapping.dest + "/" + path.string)))
@@ -297,7 +309,8 @@ public struct MappingRunner: Sendable {
   /// would) and probed the first time, and again when it is another directory.
   func destinationFolding() throws(FileError) -> NameFolding {
     guard self.mapping.kind == .tree else { return .exact }
-    let root = try RootedDirectory(root: self.mapping.dest, create: true, mode: mode_t(self.mapping.dirMode ?? 0o755))
+    let root = try RootedDirectory(root: self.mapping.dest, create: true, mode: mode_t(self.mapping.dirMode ?? 0o755),
+                                   expected: self.recordedRoot)
     return try self.folding.folding(of: root.directory, root: self.mapping.dest)
   }
 

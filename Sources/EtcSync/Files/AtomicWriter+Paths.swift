@@ -34,12 +34,14 @@ extension AtomicWriter {
   {
     let (directories, name) = try split(relativePath)
     var parent = try RootedDirectory(
-      root: root, create: create, mode: options.directoryMode, keepChain: keepChain, syncNew: options.fsync)
+      root: root, create: create, mode: options.directoryMode, keepChain: keepChain, syncNew: options.fsync,
+      expected: options.rootIdentity)
     try parent.descend(into: directories, create: create, mode: options.directoryMode)
     return (parent, name)
   }
 
-  /// Like ``openParent(of:create:keepChain:)`` without creating; nil when a directory is missing.
+  /// Like ``openParent(of:create:keepChain:)`` without creating; nil when a directory is
+  /// missing (a root that is not ``Options/rootIdentity`` is an error, never "missing").
   func openExistingParent(of relativePath: String, keepChain: Bool = false) throws(FileError) -> (RootedDirectory, String)? {
     do {
       return try openParent(of: relativePath, create: false, keepChain: keepChain)

@@ -11,7 +11,9 @@ import Darwin
 /// stays intact; the target is never written in place.
 ///
 /// Nothing is written outside `root`: every directory below it is opened with `O_NOFOLLOW`,
-/// and a symlink planted as the target itself is replaced, not followed. Operations on one
+/// and a symlink planted as the target itself is replaced, not followed. With
+/// ``Options/rootIdentity`` the root directory opened must be the recorded one, so a
+/// directory put in its place after a check by path is never written (nor read). Operations on one
 /// root should be applied one at a time (a mapping's batch is sequential); different roots
 /// are independent.
 public struct AtomicWriter: Sendable {
@@ -25,16 +27,22 @@ public struct AtomicWriter: Sendable {
     public var fsync: Bool
     /// After a delete, remove the directories it left empty, up to (not including) the root.
     public var removeEmptyDirectories: Bool
+    /// The directory the root must be (a write-back mapping's recorded destination), or nil.
+    /// Every write, delete and read verifies the root directory it opened against it (the
+    /// descriptor's device and inode) and fails with ``FileError/Code/destinationReplaced``
+    /// otherwise, having touched nothing; the root is then never created.
+    public var rootIdentity: DirectoryIdentity?
 
     /// Creates options; the defaults create directories 0755, fsync, and prune.
     public init(
       createDirectories: Bool = true, directoryMode: mode_t = 0o755, fsync: Bool = true,
-      removeEmptyDirectories: Bool = true
+      removeEmptyDirectories: Bool = true, rootIdentity: DirectoryIdentity? = nil
     ) {
       self.createDirectories = createDirectories
       self.directoryMode = directoryMode
       self.fsync = fsync
       self.removeEmptyDirectories = removeEmptyDirectories
+      self.rootIdentity = rootIdentity
     }
   }
 
@@ -91,6 +99,7 @@ public struct AtomicWriter: Sendable {
                     knownChanged: Bool = false)
     async throws(FileError) -> Outcome
   {
+    if options.rootIdentity != nil { try await hook(.beforeOpen, root) }
     let (parent, name) = try openParent(of: relativePath, create: options.createDirectories)
     let target = try inspectTarget(name, in: parent)
     let attributes = EffectiveAttributes(file.attributes, existing: target.regular)

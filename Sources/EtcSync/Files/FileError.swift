@@ -13,7 +13,7 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
       case invalidPath, openDirectory, symlinkRefused, notADirectory, isADirectory
       case createDirectory, createTemporary, write, read, setOwner, setMode, sync
       case checkFailed, rename, remove, symlink, unknownUser, unknownGroup
-      case interrupted, conflict, encode, untrustedPath
+      case interrupted, conflict, encode, untrustedPath, destinationReplaced
     }
     let value: Value
     private init(_ value: Value) { self.value = value }
@@ -64,6 +64,11 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
     /// A directory or symlink on the way to a mapping root (or the root itself) is controlled
     /// by a user other than root and the agent's: it could redirect the agent's writes.
     public static let untrustedPath = Code(.untrustedPath)
+    /// The mapping root the writer (or reader) opened is not the directory recorded for it
+    /// (``DirectoryIdentity``: another device or inode, an unmounted volume's mount point, a
+    /// directory replaced after the agent checked it), or it is gone: nothing was read or
+    /// written in it.
+    public static let destinationReplaced = Code(.destinationReplaced)
 
     public var description: String { value.rawValue }
   }

@@ -35,15 +35,34 @@ struct RootedDirectory {
   /// Opens (and with `create`, first creates) the root directory. The root and every
   /// directory on the way to it must pass ``TrustedPath``'s rule; with `syncNew`, the parent
   /// of each directory created is fsynced.
-  init(root: String, create: Bool, mode: mode_t, keepChain: Bool = false, syncNew: Bool = true) throws(FileError) {
+  ///
+  /// With `expected`, the directory opened must be that one (its descriptor's device and
+  /// inode, so no check by path can be raced): another directory, or none, is a
+  /// ``FileError/Code/destinationReplaced`` error, never a missing root (which readers take
+  /// for "no file") nor a root to create (the recorded one exists by definition).
+  init(root: String, create: Bool, mode: mode_t, keepChain: Bool = false, syncNew: Bool = true,
+       expected: DirectoryIdentity? = nil) throws(FileError) {
     self.root = root
     self.components = []
     self.keepsChain = keepChain
     self.syncsNewDirectories = syncNew
-    switch try TrustedPath.open(root, create: create, mode: mode, syncNew: syncNew) {
+    let outcome: TrustedPath.Outcome
+    do throws(FileError) {
+      outcome = try TrustedPath.open(root, create: create && expected == nil, mode: mode, syncNew: syncNew)
+    } catch {
+      // Gone between two steps of the walk: not "no file" for a recorded root.
+      if let expected, error.errno == ENOENT { throw .rootReplaced(root, expected: expected, now: nil) }
+      throw error
+    }
+    switch outcome {
     case .opened(let descriptor):
+      if let expected {
+        let now = descriptor.status().map { DirectoryIdentity($0) }
+        guard now == expected else { throw .rootReplaced(root, expected: expected, now: now) }
+      }
       self.descriptors = [descriptor]
     case .missing(let path):
+      if let expected { throw .rootReplaced(root, expected: expected, now: nil) }
       throw FileError(
         .openDirectory, path: root, errno: ENOENT,
         message: "cannot open the mapping root directory (\"\(path)\" does not exist)")

@@ -31,12 +31,19 @@ public struct TreeSwap: Sendable {
     public var directoryMode: mode_t
     /// `fsync` every file and directory of the new tree, and the root after the swap.
     public var fsync: Bool
+    /// The directory the root must be (a write-back mapping's recorded destination), or nil.
+    /// A publish (its staging, swap and links all happen relative to the root's descriptor)
+    /// and ``TreeSwap/currentDirectory()`` verify the root they opened against it and fail
+    /// with ``FileError/Code/destinationReplaced`` otherwise; the root is then never created.
+    public var rootIdentity: DirectoryIdentity?
 
     /// Creates options; the defaults create the root, use 0755 directories and fsync.
-    public init(createRoot: Bool = true, directoryMode: mode_t = 0o755, fsync: Bool = true) {
+    public init(createRoot: Bool = true, directoryMode: mode_t = 0o755, fsync: Bool = true,
+                rootIdentity: DirectoryIdentity? = nil) {
       self.createRoot = createRoot
       self.directoryMode = directoryMode
       self.fsync = fsync
+      self.rootIdentity = rootIdentity
     }
   }
 
@@ -76,8 +83,9 @@ public struct TreeSwap: Sendable {
     _ files: [ExactString: DesiredFile], revision: Int64, check: StagedFileCheck? = nil
   ) async throws(FileError) -> Outcome {
     try validate(files.keys.map(\.string))
+    if options.rootIdentity != nil { try await hook(.beforeOpen, root) }
     let rootDir = try RootedDirectory(
-      root: root, create: options.createRoot, mode: options.directoryMode
+      root: root, create: options.createRoot, mode: options.directoryMode, expected: options.rootIdentity
     ).directory
     let topLevel = Self.topLevelNames(files.keys)
     try preflight(rootDir, topLevel: topLevel)
@@ -101,7 +109,7 @@ public struct TreeSwap: Sendable {
 
   /// The name of the hidden directory `..data` points at, or nil before the first publish.
   public func currentDirectory() throws(FileError) -> String? {
-    let rootDir = try RootedDirectory(root: root, create: false, mode: options.directoryMode)
+    let rootDir = try RootedDirectory(root: root, create: false, mode: options.directoryMode, expected: options.rootIdentity)
     return Self.currentTarget(of: rootDir.directory)
   }
 

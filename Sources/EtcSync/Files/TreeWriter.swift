@@ -41,18 +41,19 @@ public struct TreeWriter: Sendable {
   /// The publisher used by the swap strategy.
   public let swap: TreeSwap
 
-  /// Creates a tree writer for `root`.
+  /// Creates a tree writer for `root`; with `rootIdentity` (a write-back mapping's recorded
+  /// destination) every write, delete and swap verifies the root it opened against it.
   public init(
     root: String, strategy: Strategy, directoryMode: mode_t = 0o755, fsync: Bool = true,
-    hook: WriteHook? = nil
+    hook: WriteHook? = nil, rootIdentity: DirectoryIdentity? = nil
   ) {
     self.strategy = strategy
     self.writer = AtomicWriter(
       root: root,
-      options: .init(createDirectories: true, directoryMode: directoryMode, fsync: fsync),
+      options: .init(createDirectories: true, directoryMode: directoryMode, fsync: fsync, rootIdentity: rootIdentity),
       hook: hook)
     self.swap = TreeSwap(
-      root: root, options: .init(createRoot: true, directoryMode: directoryMode, fsync: fsync),
+      root: root, options: .init(createRoot: true, directoryMode: directoryMode, fsync: fsync, rootIdentity: rootIdentity),
       hook: hook)
   }
 
@@ -74,6 +75,9 @@ public struct TreeWriter: Sendable {
         report.written = files.keys.sorted().map(\.string)
       }
     case .perFile:
+      // Each delete and each directory of the batch opens the root again, verifying it
+      // (``AtomicWriter/Options/rootIdentity``): a replaced root fails them all.
+      if writer.options.rootIdentity != nil { try await writer.hook(.beforeOpen, writer.root) }
       // Deletes first: a key `a/b` deleted and a key `a` put in the same batch needs the
       // directory `a` gone (it is removed once empty) before the file `a` can be written.
       // Written after, the file failed on the directory and the mapping never converged.

@@ -1,5 +1,10 @@
 /// A point between two steps of a write, where a test hook is called.
 public enum WriteStep: String, Sendable, CaseIterable {
+  /// A writer that verifies its root (``AtomicWriter/Options/rootIdentity``,
+  /// ``TreeSwap/Options/rootIdentity``) is about to open it; nothing is written yet. The path
+  /// is the root. Only such writers call it: a test replaces the directory here, as an
+  /// unmount after the agent's own check would.
+  case beforeOpen
   /// The temp file holds all bytes, owner and mode; it is not yet synced.
   case afterTempWrite
   /// The temp file (or, for a tree, the whole staged tree) is synced; `check` runs next.

@@ -31,30 +31,25 @@ struct LocalProblem: Sendable, Hashable {
   var stamp: AtomicWriter.FileStamp? = nil
 }
 
-/// The device and inode of a write-back mapping's watched directory: recorded when the agent
-/// starts, compared before every scan and every write. Another identity means the directory
-/// was unmounted, replaced or removed: its files are not the ones the record describes.
-struct DirectoryIdentity: Sendable, Hashable, CustomStringConvertible {
-  var device: UInt64
-  var inode: UInt64
-
-  var description: String { "device \(major(self.device)):\(minor(self.device)) inode \(self.inode)" }
-
-  private func major(_ device: UInt64) -> UInt64 { ((device >> 32) & 0xFFFF_F000) | ((device >> 8) & 0xFFF) }
-  private func minor(_ device: UInt64) -> UInt64 { ((device >> 12) & 0xFFFF_FF00) | (device & 0xFF) }
-}
-
 /// Finds the local edits of one write-back mapping: a file whose bytes differ from what the
 /// agent last wrote or pushed (its ``LocalRecord``) is an edit, whatever its timestamps say.
 /// That is also what keeps the agent's own writes from echoing back: they match the record.
+///
+/// With `expected` (the identity the agent recorded for the watched directory), every read
+/// verifies the directory it opened: files of a directory put in its place after the agent's
+/// check are never read, and never taken for deleted ones.
 struct LocalScanner: Sendable {
   let mapping: Mapping
   /// Who may own a file that is pushed (root always may); nil: the agent's own user.
   let owner: uid_t?
+  /// The watched directory the agent recorded (``Agent/checkDestination(_:)``); nil before it
+  /// exists, and for the identity check itself.
+  let expected: DirectoryIdentity?
 
-  init(mapping: Mapping, owner: uid_t? = nil) {
+  init(mapping: Mapping, owner: uid_t? = nil, expected: DirectoryIdentity? = nil) {
     self.mapping = mapping
     self.owner = owner
+    self.expected = expected
   }
 
   /// The most bytes read of a tree's file or a `file` mapping's file: etcd's request limit
@@ -67,7 +62,34 @@ struct LocalScanner: Sendable {
   func destinationIdentity() -> DirectoryIdentity? {
     var info = stat()
     guard lstat(self.watchedDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return nil }
-    return DirectoryIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    return DirectoryIdentity(info)
+  }
+
+  /// Why the watched directory cannot be scanned (missing, not a directory, not the recorded
+  /// one: verified on the descriptor opened), or nil.
+  func rootProblem() -> LocalProblem? {
+    guard let expected = self.expected else {
+      var info = stat()
+      guard lstat(self.watchedDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+        return LocalProblem(path: "", message: "\(self.watchedDirectory) is missing or not a directory; nothing is pushed from it")
+      }
+      return nil
+    }
+    do throws(FileError) {
+      _ = try RootedDirectory(root: self.watchedDirectory, create: false, mode: 0o755, expected: expected)
+      return nil
+    } catch {
+      return LocalProblem(path: "", message: "\(error); nothing is pushed from it")
+    }
+  }
+
+  /// A reader of the watched directory (verifying it against ``expected``) and the name of
+  /// the file in it (nil for a tree: record paths are relative to its root).
+  private func reader() -> (AtomicWriter, file: String?) {
+    let options = AtomicWriter.Options(createDirectories: false, rootIdentity: self.expected)
+    if self.mapping.kind == .tree { return (AtomicWriter(root: self.mapping.dest, options: options), nil) }
+    let (writer, name) = AtomicWriter.forFile(self.mapping.dest, options: options)
+    return (writer, name)
   }
 
   /// The directory inotify watches: the tree's root, or the file's directory.
@@ -146,6 +168,9 @@ struct LocalScanner: Sendable {
   func scan(_ candidates: Set<ExactString>?, record: [ExactString: LocalRecord], intended: [ExactString: LocalRecord],
             refused: [ExactString: AtomicWriter.FileStamp?] = [:]) -> ScanResult {
     var result = self.scanPaths(candidates, record: record, refused: refused)
+    // Replaced while it was read: every read since failed its own check (none is taken for a
+    // delete), and what was read before is not pushed either; the agent stops the mapping.
+    if self.expected != nil, let problem = self.rootProblem() { return ScanResult(problems: [problem]) }
     result.changes.removeAll { change in
       guard let planned = intended[change.path], change.value.map({ ContentHash(of: $0) }) == planned.hash else { return false }
       result.promoted[change.path] = planned
@@ -157,10 +182,7 @@ struct LocalScanner: Sendable {
   private func scanPaths(_ candidates: Set<ExactString>?, record: [ExactString: LocalRecord],
                          refused: [ExactString: AtomicWriter.FileStamp?]) -> ScanResult {
     // A missing (or unmounted, or replaced) directory is no reason to delete every key.
-    var info = stat()
-    guard lstat(self.watchedDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
-      return ScanResult(problems: [LocalProblem(path: "", message: "\(self.watchedDirectory) is missing or not a directory; nothing is pushed from it")])
-    }
+    if let problem = self.rootProblem() { return ScanResult(problems: [problem]) }
     switch self.mapping.kind {
     case .template: return ScanResult()
     case .format: return self.scanDocument(record: record, refused: refused)
@@ -233,9 +255,8 @@ struct LocalScanner: Sendable {
 
   /// What `lstat` says of a record path now (nil: nothing there).
   func stamp(_ path: String) -> AtomicWriter.FileStamp? {
-    if self.mapping.kind == .tree { return AtomicWriter(root: self.mapping.dest).stamp(of: path) }
-    let (writer, name) = AtomicWriter.forFile(self.mapping.dest)
-    return writer.stamp(of: name)
+    let (writer, file) = self.reader()
+    return writer.stamp(of: file ?? path)
   }
 
   /// A flat JSON or YAML document, compared entry by entry with the record.
@@ -275,16 +296,14 @@ struct LocalScanner: Sendable {
   /// Reads a record path without following any symlink (see ``AtomicWriter/read(_:)``):
   /// only `.absent` is ever taken for a delete.
   func readLocal(_ path: String) -> AtomicWriter.FileRead {
-    if self.mapping.kind == .tree { return AtomicWriter(root: self.mapping.dest).read(path) }
-    let (writer, name) = AtomicWriter.forFile(self.mapping.dest)
-    return writer.read(name)
+    let (writer, file) = self.reader()
+    return writer.read(file ?? path)
   }
 
   /// ``readLocal(_:)`` reading at most `limit` bytes plus one (see ``AtomicWriter/read(_:limit:)``).
   func readLocal(_ path: String, limit: Int) -> AtomicWriter.BoundedRead {
-    if self.mapping.kind == .tree { return AtomicWriter(root: self.mapping.dest).read(path, limit: limit) }
-    let (writer, name) = AtomicWriter.forFile(self.mapping.dest)
-    return writer.read(name, limit: limit)
+    let (writer, file) = self.reader()
+    return writer.read(file ?? path, limit: limit)
   }
 
   /// Every regular file under the tree's root, relative to it; symlinks are not followed.
@@ -309,7 +328,7 @@ struct LocalScanner: Sendable {
         }
       }
     }
-    if let root = try? RootedDirectory(root: self.mapping.dest, create: false, mode: 0o755) {
+    if let root = try? RootedDirectory(root: self.mapping.dest, create: false, mode: 0o755, expected: self.expected) {
       walk(root.directory, "", self.mapping.dest, depth: 0)
     }
     return paths
