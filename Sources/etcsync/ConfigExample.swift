@@ -18,7 +18,7 @@ etcd:
     - https://10.0.0.2:2379
     - https://10.0.0.3:2379
   dialTimeout: 5s        # connecting to any member (default 5s)
-  requestTimeout: 30s    # each read or write (default 30s)
+  requestTimeout: 30s    # each read or write, and a watch create (default 30s)
   keepaliveTime: 10s     # ping interval on an open stream (default 10s)
   keepaliveTimeout: 5s   # no answer to a ping in this time: try another member (default 5s)
   # TLS files in PEM format. Relative paths are relative to this file's directory.
