@@ -116,9 +116,9 @@ struct WatchProtocolTests {
     // Answered: the next create goes out; its clock starts only when it is written, and a late
     // report that the previous one was written does not start it.
     #expect(try WatchHub.apply(Self.created(watchID: 100, revision: 5), to: &state, hasCredentials: false) == nil)
-    #expect(state.createInFlight?.number == 2 && state.createInFlight?.written == nil)
+    #expect(state.createInFlight?.number == 2 && state.createInFlight?.since == nil)
     WatchHub.createWritten(1, in: &state, at: t0)
-    #expect(state.createInFlight?.written == nil)
+    #expect(state.createInFlight?.since == nil)
     #expect(!WatchHub.createDeadline(state, now: t0 + .seconds(3600), timeout: timeout).expired)
     WatchHub.createWritten(2, in: &state, at: t0 + .seconds(40))
     #expect(!WatchHub.createDeadline(state, now: t0 + .seconds(69), timeout: timeout).expired)
@@ -130,6 +130,113 @@ struct WatchProtocolTests {
     #expect(state.createInFlight == nil && state.pendingCreates.isEmpty)
     #expect(!WatchHub.createDeadline(state, now: t0 + .seconds(3600), timeout: timeout).expired)
     #expect(state.watchers.values.map(\.serverID).sorted { ($0 ?? -1) < ($1 ?? -1) } == [100, 101, 102])
+  }
+
+  /// A hub state with watchers 1...`count`, none created, as a freshly (re-)created stream
+  /// has them: the first one's create is in flight (not yet written).
+  static func newStream(_ count: Int64, in state: inout WatchHub.State) {
+    for id: Int64 in 1...count where state.watchers[id] == nil {
+      let (_, continuation) = AsyncThrowingStream.makeStream(of: WatchResponse.self)
+      state.watchers[id] = WatchHub.Watcher(range: .prefix("/\(id)/"), options: WatchOptions(),
+                                            continuation: continuation, nextRevision: 0)
+    }
+    for id in state.watchers.keys { state.watchers[id]!.serverID = nil }
+    state.serverIDs = [:]
+    state.pendingCreates = state.watchers.keys.sorted()
+    state.stream += 1
+    state.createsSent = 0
+    state.createInFlight = nil
+    WatchHub.sendNextCreate(&state)
+  }
+
+  @Test("the create deadline is one of inactivity: any response on the stream, for any watcher, starts its clock again")
+  func anyResponseRestartsCreateClock() throws {
+    var state = WatchHub.State()
+    Self.newStream(2, in: &state)
+    let timeout = Duration.seconds(30)
+    let t0 = ContinuousClock.now
+    // Responses before the create is written start nothing.
+    WatchHub.responseArrived(in: &state, at: t0)
+    #expect(state.createInFlight?.since == nil)
+    WatchHub.createWritten(1, in: &state, at: t0)
+    // Watcher 1 is answered at once; watcher 2's create goes out and its answer queues behind
+    // watcher 1's catch-up, which arrives response after response.
+    #expect(try WatchHub.apply(Self.created(watchID: 0, revision: 0), to: &state, hasCredentials: false) == nil)
+    WatchHub.createWritten(2, in: &state, at: t0 + .seconds(1))
+    var now = t0 + .seconds(1)
+    for revision: Int64 in 1...4 {
+      now += .seconds(25)  // each one within the deadline of the one before, all four well past it
+      #expect(!WatchHub.createDeadline(state, now: now, timeout: timeout).expired)
+      WatchHub.responseArrived(in: &state, at: now)
+      #expect(try WatchHub.apply(Self.response(watchID: 0, revisions: [revision]), to: &state, hasCredentials: false) == nil)
+    }
+    // A progress notification for the whole stream counts too.
+    now += .seconds(25)
+    WatchHub.responseArrived(in: &state, at: now)
+    var progress = Etcdserverpb_WatchResponse()
+    progress.watchID = -1
+    progress.header.revision = 4
+    #expect(try WatchHub.apply(progress, to: &state, hasCredentials: false) == nil)
+    // A late report of an earlier time moves nothing back.
+    WatchHub.responseArrived(in: &state, at: t0)
+    #expect(state.createInFlight?.since == now)
+    let check = WatchHub.createDeadline(state, now: now + .seconds(29), timeout: timeout)
+    #expect(!check.expired && check.recheck == .seconds(1))
+    // Silent for the whole deadline: given up on.
+    #expect(WatchHub.createDeadline(state, now: now + .seconds(30), timeout: timeout).expired)
+    #expect(state.watchers[1]?.nextRevision == 5)
+  }
+
+  @Test("consecutive expiries double the create deadline, up to 8 × the request timeout")
+  func consecutiveExpiriesDoubleDeadline() {
+    let timeout = Duration.seconds(30)
+    let seconds: [Int] = [30, 60, 120, 240, 240, 240, 240]
+    #expect((0...6).map { WatchHub.createTimeout(timeout, expiries: $0) } == seconds.map { Duration.seconds($0) })
+    var state = WatchHub.State()
+    var now = ContinuousClock.now
+    for expected: Int64 in [30, 60, 120, 240, 240] {
+      Self.newStream(1, in: &state)
+      WatchHub.createWritten(1, in: &state, at: now)
+      let before = WatchHub.checkCreateDeadline(&state, now: now + .seconds(expected - 1), timeout: timeout)
+      #expect(!before.expired && before.recheck == .seconds(1), "deadline \(expected) s")
+      let expiries = state.createExpiries
+      #expect(WatchHub.checkCreateDeadline(&state, now: now + .seconds(expected), timeout: timeout).expired, "deadline \(expected) s")
+      #expect(state.createExpiries == expiries + 1)
+      now += .seconds(expected + 1)
+    }
+  }
+
+  @Test("a stream with every create answered resets the create deadline; a first create answered while the next one waits does not")
+  func answeredCreatesResetDeadline() throws {
+    let timeout = Duration.seconds(30)
+    var state = WatchHub.State()
+    let t0 = ContinuousClock.now
+    state.createExpiries = 2  // two streams given up on with watcher 2's create unanswered
+    Self.newStream(2, in: &state)
+    WatchHub.createWritten(1, in: &state, at: t0)
+    #expect(try WatchHub.apply(Self.created(watchID: 0, revision: 5), to: &state, hasCredentials: false) == nil)
+    // Watcher 1's answer came at once, as it does after a reconnect: watcher 2's create still
+    // has the longer deadline, which lets watcher 1's catch-up through.
+    #expect(state.createExpiries == 2)
+    WatchHub.createWritten(2, in: &state, at: t0)
+    #expect(!WatchHub.createDeadline(state, now: t0 + .seconds(119), timeout: timeout).expired)
+    #expect(WatchHub.createDeadline(state, now: t0 + .seconds(120), timeout: timeout).expired)
+    #expect(try WatchHub.apply(Self.created(watchID: 1, revision: 5), to: &state, hasCredentials: false) == nil)
+    #expect(state.createExpiries == 0 && state.createInFlight == nil)
+    // A watcher added later gets the request timeout again.
+    let (_, continuation) = AsyncThrowingStream.makeStream(of: WatchResponse.self)
+    state.watchers[3] = WatchHub.Watcher(range: .prefix("/3/"), options: WatchOptions(), continuation: continuation, nextRevision: 0)
+    state.pendingCreates = [3]
+    WatchHub.sendNextCreate(&state)
+    WatchHub.createWritten(state.createsSent, in: &state, at: t0 + .seconds(200))
+    #expect(WatchHub.createDeadline(state, now: t0 + .seconds(230), timeout: timeout).expired)
+    // A refused create is an answer too.
+    state.createExpiries = 3
+    var refused = Self.created(watchID: -1, revision: 5)
+    refused.canceled = true
+    refused.cancelReason = "etcdserver: permission denied"
+    #expect(try WatchHub.apply(refused, to: &state, hasCredentials: false) != nil)
+    #expect(state.createExpiries == 0)
   }
 
   @Test("a progress notification below the next revision is taken (a member behind), and moves nothing back")

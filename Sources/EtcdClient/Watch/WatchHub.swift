@@ -58,10 +58,17 @@ final class WatchHub: Sendable {
     /// the writer knows which one it has just written (see ``createWritten(_:in:at:)``).
     var createsSent = 0
     /// The create in flight on the current stream (the first of `pendingCreates`): its number
-    /// among `createsSent`, and when it was written to the stream. Only it has a deadline (see
+    /// among `createsSent`, and since when the stream has been silent with it written: when it
+    /// was written, restarted by every response the stream brings after that (see
+    /// ``responseArrived(in:at:)``). Only it has a deadline (see
     /// ``createDeadline(_:now:timeout:)``): the others wait for it, and a stream still waiting
     /// for a connection has written nothing.
-    var createInFlight: (number: Int, written: ContinuousClock.Instant?)?
+    var createInFlight: (number: Int, since: ContinuousClock.Instant?)?
+    /// Creates given up on (their deadline expired, ending the stream) since the last stream
+    /// whose creates were all answered: each doubles the next deadline, up to
+    /// ``maxCreateTimeoutDoublings`` times (see ``createTimeout(_:expiries:)``). Kept across
+    /// streams; reset when a stream has every create answered, or a new set of watchers starts.
+    var createExpiries = 0
   }
 
   private let state = Mutex(State())
@@ -92,6 +99,7 @@ final class WatchHub: Sendable {
         if state.pendingCreates.count == 1 { Self.sendCreate(watcher, in: &state) }
       } else if state.task == nil {
         state.generation += 1
+        state.createExpiries = 0
         let generation = state.generation
         // The stream's task runs on the connections' event loop (as unary calls do): each
         // response is handled on the thread that read it.
@@ -145,20 +153,48 @@ final class WatchHub: Sendable {
   }
 
   /// The stream's writer has written create request `number` (counted from 1 on each stream):
-  /// if it is still the one in flight, its deadline runs from `now` (internal for tests).
+  /// if it is still the one in flight, its clock starts at `now` (internal for tests).
   static func createWritten(_ number: Int, in state: inout State, at now: ContinuousClock.Instant) {
-    guard let inFlight = state.createInFlight, inFlight.number == number, inFlight.written == nil else { return }
+    guard let inFlight = state.createInFlight, inFlight.number == number, inFlight.since == nil else { return }
     state.createInFlight = (number, now)
   }
 
-  /// Whether the create in flight has gone unanswered for `timeout` since it was written and,
-  /// if not, how long to wait before asking again: until its deadline, or a quarter of
-  /// `timeout` while none is written, so that a create is given up on at most a quarter late
-  /// (internal for tests).
+  /// A response (of any kind, for any watcher) arrived on the current stream at `now`: the
+  /// clock of the create in flight, if written, starts again. etcd sends a create's answer on
+  /// the same stream as every other watcher's events, in order, so a stream busy delivering
+  /// (a resumed watcher's catch-up, say) is not one that stopped answering (internal for tests).
+  static func responseArrived(in state: inout State, at now: ContinuousClock.Instant) {
+    guard let inFlight = state.createInFlight, let since = inFlight.since, since < now else { return }
+    state.createInFlight = (inFlight.number, now)
+  }
+
+  /// How many times the create deadline doubles after consecutive expiries: at most
+  /// 2³ = 8 × ``EtcdConfiguration/requestTimeout``.
+  static let maxCreateTimeoutDoublings = 3
+
+  /// The deadline of a create after `expiries` consecutive ones given up on: `timeout`,
+  /// doubled for each, up to ``maxCreateTimeoutDoublings`` times (internal for tests).
+  static func createTimeout(_ timeout: Duration, expiries: Int) -> Duration {
+    timeout * (1 << min(max(expiries, 0), Self.maxCreateTimeoutDoublings))
+  }
+
+  /// Whether the stream has been silent for the create deadline (`timeout`, doubled after
+  /// consecutive expiries: ``createTimeout(_:expiries:)``) with the create in flight written
+  /// and unanswered and, if not, how long to wait before asking again: until its deadline as
+  /// things stand, or a quarter of `timeout` while none is written, so that a create is given
+  /// up on at most a quarter late (internal for tests).
   static func createDeadline(_ state: State, now: ContinuousClock.Instant, timeout: Duration) -> (expired: Bool, recheck: Duration) {
-    guard let written = state.createInFlight?.written else { return (false, timeout / 4) }
-    let due = written + timeout
+    guard let since = state.createInFlight?.since else { return (false, timeout / 4) }
+    let due = since + Self.createTimeout(timeout, expiries: state.createExpiries)
     return now >= due ? (true, .zero) : (false, due - now)
+  }
+
+  /// Checks the create deadline like ``createDeadline(_:now:timeout:)`` and, if it expired,
+  /// counts the expiry (the next stream's creates get twice as long) (internal for tests).
+  static func checkCreateDeadline(_ state: inout State, now: ContinuousClock.Instant, timeout: Duration) -> (expired: Bool, recheck: Duration) {
+    let check = Self.createDeadline(state, now: now, timeout: timeout)
+    if check.expired { state.createExpiries += 1 }
+    return check
   }
 
   private static func stopIfIdle(_ state: inout State) {
@@ -205,6 +241,7 @@ final class WatchHub: Sendable {
   private func runStream(client: EtcdClient, generation: Int) async {
     var backoff = Backoff()
     let progressed = Flag()
+    let createExpired = Flag()
     var refreshedToken = false
     while !Task.isCancelled {
       let (outbound, continuation) = AsyncStream.makeStream(of: Etcdserverpb_WatchRequest.self)
@@ -251,12 +288,12 @@ final class WatchHub: Sendable {
             } onResponse: { response in
               for try await message in response.messages {
                 if !message.events.isEmpty || (message.created && !message.canceled) { progressed.set() }
-                try self.handle(message, generation: generation)
+                try self.handle(message, generation: generation, stream: stream)
               }
             }
           }
           if timeout > .zero {
-            group.addTask { try await self.enforceCreateDeadline(stream: stream, timeout: timeout) }
+            group.addTask { try await self.enforceCreateDeadline(stream: stream, timeout: timeout, expired: createExpired) }
           }
           _ = try await group.next()
           group.cancelAll()
@@ -280,7 +317,10 @@ final class WatchHub: Sendable {
         if state.generation == generation { state.outbound = nil }
       }
       continuation.finish()
-      if progressed.take() { backoff.reset() }
+      // A stream given up on for an unanswered create made no progress, whatever it answered
+      // before (a resumed watcher's created answer moves nothing): the backoff keeps growing.
+      let expired = createExpired.take()
+      if progressed.take(), !expired { backoff.reset() }
       try? await Task.sleep(for: backoff.next())
     }
   }
@@ -293,24 +333,31 @@ final class WatchHub: Sendable {
     }
   }
 
-  /// Throws (ending stream `stream`, which is then re-created) once the create request in
-  /// flight on it has gone unanswered for `timeout` (``EtcdConfiguration/requestTimeout``)
-  /// since it was written. etcd answers a create at once, and its gRPC proxy once etcd has
-  /// answered; one that never comes (a proxy whose etcd stopped answering, while the proxy
-  /// itself still answers the keepalive) would otherwise hold that watcher, and every one
-  /// created after it, forever. Counted as a protocol violation. Returns when the stream is
-  /// replaced; cancelled when it ends.
-  private func enforceCreateDeadline(stream: Int, timeout: Duration) async throws {
+  /// Throws (ending stream `stream`, which is then re-created) once the stream has brought
+  /// nothing at all for `timeout` (``EtcdConfiguration/requestTimeout``) while a create request
+  /// written on it waits for its answer: an inactivity deadline, restarted by every response,
+  /// since etcd answers a create on the same stream, in order, as the events of the other
+  /// watchers (a resumed watcher's catch-up may come first). Each consecutive expiry doubles
+  /// it, up to 8 × `timeout`, so that a single response slower to arrive than `timeout` (a
+  /// large catch-up on a slow link, a member busy defragmenting) is let through in the end.
+  /// An answer that never comes (etcd's gRPC proxy answers a create that starts a new upstream
+  /// watch only once its etcd has, and answers the keepalive itself) would otherwise hold that
+  /// watcher, and every one created after it, forever. Counted as a protocol violation, and
+  /// `expired` is set. Returns when the stream is replaced; cancelled when it ends.
+  private func enforceCreateDeadline(stream: Int, timeout: Duration, expired: Flag) async throws {
     while true {
       let now = ContinuousClock.now
-      let check = self.state.withLock { state -> (expired: Bool, recheck: Duration)? in
+      let check = self.state.withLock { state -> (expired: Bool, recheck: Duration, waited: Duration)? in
         guard state.stream == stream else { return nil }
-        return Self.createDeadline(state, now: now, timeout: timeout)
+        let waited = Self.createTimeout(timeout, expiries: state.createExpiries)
+        let check = Self.checkCreateDeadline(&state, now: now, timeout: timeout)
+        return (check.expired, check.recheck, waited)
       }
       guard let check else { return }
       if check.expired {
+        expired.set()
         self.violations.add(1, ordering: .relaxed)
-        throw Self.protocolError("no answer to a watch create request within \(timeout)")
+        throw Self.protocolError("nothing for \(check.waited) while a watch create request waited for its answer")
       }
       try await Task.sleep(for: check.recheck)
     }
@@ -332,9 +379,10 @@ final class WatchHub: Sendable {
 
   /// Applies a response; throws (ending the stream, which is then re-created) when a create
   /// was refused because the auth token expired, or when the response makes no sense.
-  private func handle(_ message: Etcdserverpb_WatchResponse, generation: Int) throws(EtcdError) {
+  private func handle(_ message: Etcdserverpb_WatchResponse, generation: Int, stream: Int) throws(EtcdError) {
     // Finishing a stream runs its onTermination, which takes the lock: do it afterwards.
     let hasCredentials = self.hasCredentials
+    let now = ContinuousClock.now
     typealias Finished = (AsyncThrowingStream<WatchResponse, any Error>.Continuation, EtcdError)
     let finished: Finished?
     let stale: Int
@@ -342,6 +390,7 @@ final class WatchHub: Sendable {
       (finished, stale) = try self.state.withLock { state throws(EtcdError) -> (Finished?, Int) in
         // A late message of a stream that has been replaced must not touch the new one.
         guard state.generation == generation else { return (nil, 0) }
+        if state.stream == stream { Self.responseArrived(in: &state, at: now) }
         let finished = try Self.apply(message, to: &state, hasCredentials: hasCredentials)
         defer { state.staleDropped = 0 }
         return (finished, state.staleDropped)
@@ -361,7 +410,8 @@ final class WatchHub: Sendable {
 
   /// How many watch responses made no sense (an unknown watch ID, an answer to no create, an
   /// event older than one already delivered, or older than a new watch's start revision), or
-  /// never came (a create request unanswered within the request timeout): each but the
+  /// never came (a stream silent for the request timeout, or longer after consecutive
+  /// expiries, while a create request waited for its answer): each but the
   /// too-old events of a new watch (dropped) ended the stream, which was re-created and resumed.
   var protocolViolations: Int { self.violations.load(ordering: .relaxed) }
   private let violations = Atomic<Int>(0)
@@ -384,6 +434,11 @@ final class WatchHub: Sendable {
       let pending = state.pendingCreates.removeFirst()
       state.createInFlight = nil
       Self.sendNextCreate(&state)
+      // Every create of the stream answered: it got past wherever earlier streams stalled, and
+      // the create deadline is back to the request timeout. (Not on the first answer: after a
+      // reconnect the first watcher's create is answered at once, and it is the next one that
+      // waits behind that watcher's catch-up.)
+      if state.createInFlight == nil { state.createExpiries = 0 }
       guard state.watchers[pending] != nil else {
         // Removed while its create was in flight: cancel what the server created.
         if !message.canceled, message.watchID != -1 { Self.cancel(message.watchID, in: &state) }
