@@ -28,8 +28,8 @@ extension EtcdClient {
 extension EtcdClient {
   /// How many watch responses made no sense (a watch ID the stream never created, a created
   /// answer to no request, an event older than one already delivered) or never came (a create
-  /// request left unanswered for ``EtcdConfiguration/requestTimeout`` while the stream stayed
-  /// open): each one ended the watch stream, which was re-created and resumed from the
+  /// request waiting while the stream sent nothing at all for ``EtcdConfiguration/requestTimeout``,
+  /// doubled after each such end): each one ended the watch stream, which was re-created and resumed from the
   /// revision after the last one delivered, so nothing is lost. Events older than a new
   /// watch's start revision (etcd-io/etcd#20221) are counted too, and dropped. Non-zero means
   /// a server or proxy that numbers, orders or answers watches unlike etcd.

@@ -61,8 +61,9 @@ public struct EtcdConfiguration: Sendable {
   /// `unavailable`. Also bounds ``EtcdClient/connect()``.
   public var dialTimeout: Duration = .seconds(5)
   /// Deadline for each unary request. Watch and keep-alive streams have none as a whole, but a
-  /// watch create left unanswered this long ends the watch stream, which is re-created and
-  /// resumed (counted in ``EtcdClient/watchProtocolViolations``); zero turns that off.
+  /// watch stream that sends nothing at all for this long while a create waits for its answer
+  /// is ended, re-created and resumed (counted in ``EtcdClient/watchProtocolViolations``; the
+  /// wait doubles after each such end, up to 8 times); zero turns that off.
   public var requestTimeout: Duration = .seconds(30)
   /// Client keepalive: a PING every `keepaliveTime` while a stream is open; the connection is
   /// dropped (and another member used) when no ACK arrives within `keepaliveTimeout`. etcd
