@@ -142,8 +142,10 @@ extension Agent {
     return (self.local[name]?.holdUntil ?? 0) <= self.keySpace.revision
   }
 
-  /// Scans `candidates` and pushes what changed. False when etcd could not be reached (the
-  /// edits stay on disk and are found again by the next scan).
+  /// Scans `candidates` and pushes what changed. False when etcd could not be reached, or
+  /// when the recorded directory failed its check on the descriptor during the scan while its
+  /// path still passes (the edits stay on disk and are found again by the next scan; the
+  /// render waits meanwhile).
   func pushLocalEdits(_ runner: MappingRunner, candidates: Set<ExactString>?) async -> Bool {
     let name = runner.mapping.name
     // Another directory than the one the record describes: nothing is pushed from it.
@@ -153,13 +155,38 @@ extension Agent {
     let scanner = runner.localScanner(owner: runner.planner.attributes.userID)
     var work = self.local[name] ?? LocalWork()
     let refusedBefore = Set(work.refused.keys)
-    // A refused file stays refused until it changes (its inode, size or times).
-    for (path, stamp) in work.refused where scanner.stamp(path.string) != stamp { work.refused[path] = nil }
+    // A refused file stays refused until it changes (its inode, size or times). One that
+    // could not be looked at (the directory could not be opened, or was not the recorded
+    // one) has not changed as far as anyone knows: it stays refused.
+    for (path, stamp) in work.refused {
+      do throws(FileError) {
+        if try scanner.checkedStamp(path.string) != stamp { work.refused[path] = nil }
+      } catch {
+        continue
+      }
+    }
     let mappingState = self.state[mapping: name]
     var scan = scanner.scan(candidates, record: mappingState.local, intended: mappingState.intended, refused: work.refused)
-    if scan.problems.contains(where: { $0.path.isEmpty }), !self.checkDestination(runner) {
+    if let problem = scan.problems.first(where: { $0.path.isEmpty }) {
       // Replaced during the scan: the mapping is stopped (and reported) by the check.
-      return true
+      guard self.checkDestination(runner) else { return true }
+      // The recorded directory could not be verified on its descriptor, yet its path passes
+      // now: put back within the scan, or a transient error (EMFILE, ENOMEM) in the path
+      // walk. Nothing of this scan is known, so nothing of it is kept (the candidates are
+      // scanned again, refused files stay refused) and the render waits: it would overwrite
+      // edits not pushed yet. Without a record (a destination the first render creates) the
+      // render goes ahead.
+      if scanner.expected != nil {
+        // Reported once while it lasts (a path walk refused for good would hold it forever).
+        if self.local[name]?.reported.contains(problem) != true {
+          self.logger.error("write-back destination could not be verified; local edits not pushed, the render waits", metadata: [
+            "mapping.name": "\(name)", "file.path": "\(scanner.watchedDirectory)", "error": "\(problem.message)",
+          ])
+          self.metrics.writeBack(name, "refused")
+          self.local[name, default: LocalWork()].reported.insert(problem)
+        }
+        return false
+      }
     }
     if !scan.promoted.isEmpty {
       self.state[mapping: name].local.merge(scan.promoted) { $1 }

@@ -215,6 +215,19 @@ public struct AtomicWriter: Sendable {
     return FileStamp(info)
   }
 
+  /// Like ``stamp(of:)``, but nil only when nothing stands at `relativePath` (it, or a
+  /// directory above it, is missing): a root that cannot be opened or is not
+  /// ``Options/rootIdentity``, or a directory or `lstat` that fails otherwise, throws. A caller
+  /// that remembers a file by its stamp must not take "could not look" for "gone".
+  public func checkedStamp(of relativePath: String) throws(FileError) -> FileStamp? {
+    guard let (directory, name) = try openExistingParent(of: relativePath) else { return nil }
+    guard let info = lstatAt(directory.directory, name) else {
+      if currentErrno() == ENOENT { return nil }
+      throw .system(.read, joinPath(directory.path, name), "cannot inspect")
+    }
+    return FileStamp(info)
+  }
+
   /// Like ``read(_:)``, but never reads more than `limit` bytes plus one: a file whose size
   /// (checked first) or content is larger is ``BoundedRead/tooLarge(_:)``. A sparse or huge
   /// file costs no memory and no read.

@@ -52,6 +52,20 @@ struct LocalScanner: Sendable {
     self.expected = expected
   }
 
+  /// A point of a scan where ``scanHook`` is called.
+  enum ScanStep: Sendable, Hashable {
+    /// The watched directory is about to be opened (by path) to read or stat a record path;
+    /// the empty path for the check of the directory itself.
+    case open(ExactString)
+    /// The scan is done, its last check of the directory included.
+    case scanned
+  }
+
+  /// Test seam: called at each ``ScanStep`` of the scanners of the task it is bound in, so
+  /// that a test can replace the watched directory (and put it back) inside a scan, as an
+  /// unmount or a transient error in the path walk would. Production code binds nothing.
+  @TaskLocal static var scanHook: (@Sendable (ScanStep) -> Void)?
+
   /// The most bytes read of a tree's file or a `file` mapping's file: etcd's request limit
   /// (``Agent/writeBackLimit``). A larger file is refused from its size alone.
   static let fileLimit = 1_572_864 - 512
@@ -68,6 +82,7 @@ struct LocalScanner: Sendable {
   /// Why the watched directory cannot be scanned (missing, not a directory, not the recorded
   /// one: verified on the descriptor opened), or nil.
   func rootProblem() -> LocalProblem? {
+    Self.scanHook?(.open(""))
     guard let expected = self.expected else {
       var info = stat()
       guard lstat(self.watchedDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
@@ -167,6 +182,7 @@ struct LocalScanner: Sendable {
   /// then: such a file is not read again until it changes.
   func scan(_ candidates: Set<ExactString>?, record: [ExactString: LocalRecord], intended: [ExactString: LocalRecord],
             refused: [ExactString: AtomicWriter.FileStamp?] = [:]) -> ScanResult {
+    defer { Self.scanHook?(.scanned) }
     var result = self.scanPaths(candidates, record: record, refused: refused)
     // Replaced while it was read: every read since failed its own check (none is taken for a
     // delete), and what was read before is not pushed either; the agent stops the mapping.
@@ -255,8 +271,17 @@ struct LocalScanner: Sendable {
 
   /// What `lstat` says of a record path now (nil: nothing there).
   func stamp(_ path: String) -> AtomicWriter.FileStamp? {
+    Self.scanHook?(.open(ExactString(path)))
     let (writer, file) = self.reader()
     return writer.stamp(of: file ?? path)
+  }
+
+  /// Like ``stamp(_:)``, but nil only when nothing is there: a watched directory that cannot
+  /// be opened, or is not the recorded one (see ``AtomicWriter/checkedStamp(of:)``), throws.
+  func checkedStamp(_ path: String) throws(FileError) -> AtomicWriter.FileStamp? {
+    Self.scanHook?(.open(ExactString(path)))
+    let (writer, file) = self.reader()
+    return try writer.checkedStamp(of: file ?? path)
   }
 
   /// A flat JSON or YAML document, compared entry by entry with the record.
@@ -296,12 +321,14 @@ struct LocalScanner: Sendable {
   /// Reads a record path without following any symlink (see ``AtomicWriter/read(_:)``):
   /// only `.absent` is ever taken for a delete.
   func readLocal(_ path: String) -> AtomicWriter.FileRead {
+    Self.scanHook?(.open(ExactString(path)))
     let (writer, file) = self.reader()
     return writer.read(file ?? path)
   }
 
   /// ``readLocal(_:)`` reading at most `limit` bytes plus one (see ``AtomicWriter/read(_:limit:)``).
   func readLocal(_ path: String, limit: Int) -> AtomicWriter.BoundedRead {
+    Self.scanHook?(.open(ExactString(path)))
     let (writer, file) = self.reader()
     return writer.read(file ?? path, limit: limit)
   }

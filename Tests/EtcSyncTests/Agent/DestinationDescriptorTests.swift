@@ -250,7 +250,11 @@ struct DestinationDescriptorTests {
     try await h.delete("/wb/b")
     #expect(await eventually { await agent.progress.errors["tree"] == "destination_replaced" }, "\(h.messages(atLeast: .notice))")
     #expect(replacer.fired.withLock { $0 } == 1)
-    try await Task.sleep(for: .milliseconds(500))
+    // Looked at again (the retry backoff): the stopped mapping's next attempt writes nothing either.
+    let stopped = { @Sendable in await agent.history.filter { $0.mapping == "tree" && $0.failureCode == .destinationReplaced }.count }
+    let retried = await eventually { await stopped() >= 2 }
+    let attempts = await stopped()
+    #expect(retried, "\(attempts) stopped attempts")
     #expect(Disk.names(dest).isEmpty, "nothing written into the directory put in its place: \(Disk.names(dest))")
     #expect(Disk.read(away + "/a") == "v-a")
     #expect(Disk.read(away + "/b") == "v-b", "the recorded directory is not written either while it is elsewhere")
@@ -265,5 +269,98 @@ struct DestinationDescriptorTests {
     #expect(await eventually { await agent.progress.errors["tree"] == nil })
     #expect(try await h.client.get(.prefix("/wb/")).kvs.count == 3)
     #expect(await daemon.stop() == nil)
+  }
+
+  /// A scan hook that, once, replaces `directory` at the step `replaceWhen` picks and puts it
+  /// back at the step `restoreWhen` picks: the check on the descriptor fails in between, the
+  /// check by path passes after.
+  final class ScanSwapper: Sendable {
+    let directory: String
+    let away: String
+    let replaceWhen: @Sendable (LocalScanner.ScanStep) -> Bool
+    let restoreWhen: @Sendable (LocalScanner.ScanStep) -> Bool
+    /// 0: armed, 1: replaced, 2: put back.
+    let phase = Mutex(0)
+
+    init(_ directory: String, away: String, replaceWhen: @escaping @Sendable (LocalScanner.ScanStep) -> Bool,
+         restoreWhen: @escaping @Sendable (LocalScanner.ScanStep) -> Bool) {
+      self.directory = directory
+      self.away = away
+      self.replaceWhen = replaceWhen
+      self.restoreWhen = restoreWhen
+    }
+
+    var hook: @Sendable (LocalScanner.ScanStep) -> Void {
+      { step in
+        self.phase.withLock { phase in
+          if phase == 0, self.replaceWhen(step), DestinationDescriptorTests.replaced(self.directory, movingTo: self.away) {
+            phase = 1
+          } else if phase == 1, self.restoreWhen(step), rmdir(self.directory) == 0, rename(self.away, self.directory) == 0 {
+            phase = 2
+          }
+        }
+      }
+    }
+  }
+
+  @Test("tree: replaced during a scan and put back before the check by path: the render waits, the unpushed local edit survives and is pushed")
+  func treeReplacedDuringScan() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let dest = h.dir("dest")
+    for name in ["a", "b"] { try await h.put("/wb/" + name, "v-" + name) }
+    let mapping = Mapping(name: "tree", kind: .tree, prefixes: ["/wb/"], dest: dest, writeBack: true, deletes: true)
+    let agent = try h.agent(h.configuration([mapping]))
+    #expect(try await agent.sync()[mapping: "tree"]?.error == nil)
+    #expect(Disk.read(dest + "/a") == "v-a")
+    try Disk.write(dest + "/a", "local edit")  // not pushed yet
+    // Replaced at the scan's first read, put back once the scan is done: its last check on
+    // the descriptor fails, the check by path right after passes.
+    let swapper = ScanSwapper(dest, away: h.dir("dest.away"), replaceWhen: { $0 == .open("a") }, restoreWhen: { $0 == .scanned })
+    let held = await LocalScanner.$scanHook.withValue(swapper.hook) { await agent.apply(["tree"]) }
+    #expect(swapper.phase.withLock { $0 } == 2, "replaced during the scan and put back after it")
+    #expect(held[mapping: "tree"] == nil, "the render waits: \(held)")
+    #expect(Disk.read(dest + "/a") == "local edit", "the local edit not pushed yet is not overwritten")
+    #expect(Disk.names(dest).filter { $0.contains(".conflict.") }.isEmpty)
+    #expect(try await h.client.get("/wb/a").kvs.first?.value == Array("v-a".utf8), "nothing pushed from the unverified scan")
+    #expect(await agent.writeBackStats.pushed == 0)
+    #expect(await agent.local["tree"]?.fault == nil, "the directory is the recorded one: not stopped")
+    #expect(await agent.local["tree"]?.retryAt != nil, "looked at again")
+    #expect(h.messages(atLeast: .error).contains("write-back destination could not be verified; local edits not pushed, the render waits"))
+    // The directory verifies again: the edit is pushed, and the render keeps it.
+    let results = try await agent.sync()
+    #expect(results[mapping: "tree"]?.error == nil)
+    #expect(try await h.client.get("/wb/a").kvs.first?.value == Array("local edit".utf8))
+    #expect(await agent.writeBackStats.pushed == 1)
+    #expect(Disk.read(dest + "/a") == "local edit")
+    #expect(Disk.read(dest + "/b") == "v-b")
+  }
+
+  @Test("a refused file whose stamp cannot be taken (the directory failed its check on the descriptor) stays refused, and is not overwritten")
+  func refusedKeptWhenRootUnverified() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let dest = h.dir("dest")
+    for name in ["a", "big"] { try await h.put("/wb/" + name, "v-" + name) }
+    let mapping = Mapping(name: "tree", kind: .tree, prefixes: ["/wb/"], dest: dest, writeBack: true, deletes: true)
+    let agent = try h.agent(h.configuration([mapping]))
+    #expect(try await agent.sync()[mapping: "tree"]?.error == nil)
+    let runner = try #require(await agent.runners.first)
+    let large = String(repeating: "x", count: Agent.writeBackLimit + 1)
+    try Disk.write(dest + "/big", large)
+    #expect(await agent.pushLocalEdits(runner, candidates: nil))
+    #expect(await agent.local["tree"]?.refused["big"] != nil, "too large: refused, kept")
+    // Replaced while the refused file's stamp is taken, put back before the scan starts: the
+    // scan (of another file) verifies, the stamp could not be taken.
+    let swapper = ScanSwapper(dest, away: h.dir("dest.away"), replaceWhen: { $0 == .open("big") }, restoreWhen: { $0 == .open("") })
+    let pushed = await LocalScanner.$scanHook.withValue(swapper.hook) { await agent.pushLocalEdits(runner, candidates: ["a"]) }
+    #expect(swapper.phase.withLock { $0 } == 2)
+    #expect(pushed)
+    #expect(await agent.local["tree"]?.refused["big"] != nil, "could not look is not 'changed': still refused")
+    let results = await agent.apply(["tree"])
+    let error = results[mapping: "tree"]?.error ?? "-"
+    #expect(error.contains("held: 1 local file(s) that could not be pushed stay as they are (first big)"), "\(error)")
+    #expect(Disk.read(dest + "/big") == large, "the refused file is kept")
+    #expect(try await h.client.get("/wb/big").kvs.first?.value == Array("v-big".utf8))
   }
 }
