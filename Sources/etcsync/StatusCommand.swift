@@ -20,7 +20,9 @@ struct StatusCommand: AsyncParsableCommand {
       mapping holds it back). To learn it from idle agents, status first puts a request key,
       <prefix>/.progress/request, which the agents watch; each answers, at most once a second,
       by putting its record. LAG is the request's revision minus CURRENT: 0 for an idle,
-      healthy agent. Without write permission on that key status says so and shows what the
+      healthy agent. A record that cannot be true (a negative revision, one beyond the
+      revision it was written at, a bad pid or time: forged or corrupt) is shown with LAG
+      "invalid", named on standard error, and never counts as current. Without write permission on that key status says so and shows what the
       agents last reported.
 
       With --wait-revision N it waits until every listed agent (or --min-agents of them) is
@@ -76,7 +78,7 @@ struct StatusCommand: AsyncParsableCommand {
         var fleet = try await FleetStatus.read(client, prefix: prefix, asOf: asked, leases: false)
         let deadline = ContinuousClock.now + Self.answerWait
         while let asked, ContinuousClock.now < deadline,
-          fleet.agents.contains(where: { $0.record.currentThrough < asked && $0.record.lastError == nil && $0.record.ready != false })
+          fleet.agents.contains(where: { !$0.isCurrent(through: asked) && $0.invalid == nil && $0.record.lastError == nil && $0.record.ready != false })
         {
           try await Task.sleep(for: .milliseconds(100))
           fleet = try await FleetStatus.read(client, prefix: prefix, asOf: asked, leases: false)
@@ -98,7 +100,8 @@ struct StatusCommand: AsyncParsableCommand {
         let fleet = try await FleetStatus.read(client, prefix: prefix, asOf: asked, leases: false)
         let listed = Set(fleet.agents.map(\.keyBytes))
         for agent in fleet.agents { seen[agent.keyBytes] = agent }
-        let done = fleet.agents.filter { $0.record.currentThrough >= wanted }
+        // A record with nonsense in it (forged or corrupt) never counts as current.
+        let done = fleet.agents.filter { $0.isCurrent(through: wanted) }
         // Every agent seen counts: one whose lease ran out while we waited is not current.
         let required = self.minAgents ?? max(1, seen.count)
         if done.count >= required {
@@ -108,13 +111,15 @@ struct StatusCommand: AsyncParsableCommand {
           return
         }
         if ContinuousClock.now >= deadline {
-          let laggards = seen.values.filter { $0.record.currentThrough < wanted || !listed.contains($0.keyBytes) }
+          let laggards = seen.values.filter { !$0.isCurrent(through: wanted) || !listed.contains($0.keyBytes) }
             .sorted { $0.record.name < $1.record.name }
             .map { agent in
-              "\(escapeControlCharacters(agent.record.name)) (current through \(agent.record.currentThrough)\(listed.contains(agent.keyBytes) ? "" : ", gone: its lease expired"))"
+              let why = agent.invalid.map { ", invalid record: " + $0 } ?? ""
+              let gone = listed.contains(agent.keyBytes) ? "" : ", gone: its lease expired"
+              return "\(escapeControlCharacters(agent.record.name, backslashes: true)) (current through \(agent.record.currentThrough)\(escapeControlCharacters(why))\(gone))"
             }
           var message = "etcsync: timed out after \(timeout): \(done.count) of \(required) agent(s) are current through revision \(wanted)"
-          message += laggards.isEmpty ? "; no agent is registered under \(escapeControlCharacters(prefix))" : "; lagging: " + laggards.joined(separator: ", ")
+          message += laggards.isEmpty ? "; no agent is registered under \(escapeControlCharacters(prefix, backslashes: true))" : "; lagging: " + laggards.joined(separator: ", ")
           FileHandle.standardError.write(Data((message + "\n").utf8))
           throw ExitCode(1)
         }
@@ -131,9 +136,16 @@ struct StatusCommand: AsyncParsableCommand {
 
   /// Prints the fleet. Every field of a record comes from etcd, where anyone allowed to write
   /// the prefix can put anything: no control character reaches the terminal (the table
-  /// escapes them, and the JSON writes the ones JSON leaves raw as `\uNNNN`).
+  /// escapes them and backslashes, and the JSON writes the ones JSON leaves raw as `\uNNNN`).
+  /// The problems and the invalid records' reasons are escaped text already (their keys by
+  /// ``escapeBytes(_:)``): only a control character left in them would be escaped.
   private func print(_ agents: [AgentStatus], revision: Int64, problems: [String]) {
     for problem in problems { FileHandle.standardError.write(Data("etcsync: \(escapeControlCharacters(problem))\n".utf8)) }
+    for agent in agents {
+      guard let invalid = agent.invalid else { continue }
+      let message = "\(escapeBytes(agent.keyBytes)): invalid record (\(invalid)); shown, never counted as current"
+      FileHandle.standardError.write(Data("etcsync: \(escapeControlCharacters(message))\n".utf8))
+    }
     if self.json {
       struct Output: Encodable {
         var revision: Int64
@@ -149,10 +161,10 @@ struct StatusCommand: AsyncParsableCommand {
     for agent in agents {
       rows.append([
         agent.record.name, agent.record.host, agent.record.version, "\(agent.record.appliedRevision)",
-        "\(agent.record.currentThrough)", "\(agent.lag)",
+        "\(agent.record.currentThrough)", agent.invalid == nil ? "\(agent.lag)" : "invalid",
         agent.leaseSecondsLeft >= 0 ? "\(agent.leaseSecondsLeft)s" : "-", agent.record.ready.map { $0 ? "yes" : "no" } ?? "-",
         agent.record.lastError ?? "-",
-      ].map(escapeControlCharacters))
+      ].map { escapeControlCharacters($0, backslashes: true) })
     }
     let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
     for row in rows {
@@ -187,9 +199,9 @@ final class Asker: @unchecked Sendable {
       if error.code == .permissionDenied { self.refused = true }
       if !self.warned {
         self.warned = true
-        let key = escapeControlCharacters(ProgressRequest.key(prefix: self.prefix))
+        let key = escapeControlCharacters(ProgressRequest.key(prefix: self.prefix), backslashes: true)
         FileHandle.standardError.write(Data(
-          "etcsync: cannot ask the agents how far they are current (put \(key): \(escapeControlCharacters("\(error)"))); showing what they last reported\n".utf8))
+          "etcsync: cannot ask the agents how far they are current (put \(key): \(escapeControlCharacters("\(error)", backslashes: true))); showing what they last reported\n".utf8))
       }
       return nil
     }

@@ -15,11 +15,32 @@ public struct AgentStatus: Sendable, Hashable, Codable {
   public var leaseSecondsLeft: Int64
   /// The cluster's revision (the one `status` asked at, see ``FleetStatus/read(_:prefix:asOf:)``)
   /// minus the revision the agent is current through (``PresenceRecord/currentThrough``): 0
-  /// for an idle, healthy agent that answered.
+  /// for an idle, healthy agent that answered. For a record with nonsense in it (``invalid``)
+  /// the cluster's revision: it is current through nothing that can be trusted.
   public var lag: Int64
+  /// Why the record cannot be true (a negative revision, one beyond the revision the record
+  /// was written at, a pid that is none, a timestamp that is not RFC 3339), nil when nothing
+  /// says so. Such a record, forged or corrupt, is shown but never counts as current.
+  public var invalid: String? = nil
 
   enum CodingKeys: String, CodingKey {
-    case key, record, leaseSecondsLeft, lag
+    case key, record, leaseSecondsLeft, lag, invalid
+  }
+
+  /// Whether the agent counts as current through `revision`: its record is plausible and says so.
+  public func isCurrent(through revision: Int64) -> Bool {
+    self.invalid == nil && self.record.currentThrough >= revision
+  }
+
+  /// `revision` minus `currentThrough`, at least 0 and never trapping, whatever the record
+  /// says: a current-through revision below any `revision` (`Int64.min` from a forged record)
+  /// gives `Int64.max` when the difference does not fit. Nil `currentThrough` (a record not
+  /// to be trusted) lags by all of `revision`.
+  public static func lag(revision: Int64, currentThrough: Int64?) -> Int64 {
+    guard let currentThrough else { return max(0, revision) }
+    let (difference, overflow) = revision.subtractingReportingOverflow(currentThrough)
+    if overflow { return currentThrough < 0 ? .max : 0 }
+    return max(0, difference)
   }
 }
 
@@ -28,6 +49,8 @@ public enum FleetStatus {
   /// Every agent registered under `prefix`, by name, and the cluster's revision. A key whose
   /// value is not a presence record, or that is bound to no lease (no running agent keeps it),
   /// is skipped and reported in `problems`; one whose lease expired since the read is left out.
+  /// A record that cannot be true (see ``PresenceRecord/implausibility(writtenAt:)``: anyone
+  /// allowed to write the prefix can put one) is listed with ``AgentStatus/invalid`` set.
   /// Each key is one agent: registering refuses a name that another running agent holds.
   ///
   /// The lag is measured from `asOf` when given (the revision of a ``ProgressRequest`` that
@@ -64,8 +87,11 @@ public enum FleetStatus {
       // Expired since the read: the agent is gone. Unknown (the request failed): -1, kept.
       let seconds = left[kv.lease] ?? -1
       if left[kv.lease] != nil, seconds < 0 { continue }
+      let invalid = record.implausibility(writtenAt: kv.modRevision)
       agents.append(AgentStatus(key: String(decoding: kv.key, as: UTF8.self), keyBytes: kv.key, record: record,
-                                leaseSecondsLeft: seconds, lag: max(0, revision - record.currentThrough)))
+                                leaseSecondsLeft: seconds,
+                                lag: AgentStatus.lag(revision: revision, currentThrough: invalid == nil ? record.currentThrough : nil),
+                                invalid: invalid))
     }
     // By name, then by key bytes: two names that are canonically equivalent stay two agents.
     agents.sort { a, b in

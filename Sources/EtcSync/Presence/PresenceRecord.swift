@@ -52,6 +52,42 @@ public struct PresenceRecord: Codable, Sendable, Hashable {
   /// of an agent that does not report it.
   public var currentThrough: Int64 { max(self.currentRevision ?? 0, self.appliedRevision) }
 
+  /// Why the record cannot be true for a key written at revision `modRevision`, nil when
+  /// nothing says so: a negative revision; a revision beyond `modRevision` (an agent puts its
+  /// record after it reached the revisions the record names, so each is below the put's);
+  /// a pid that is no process id; a start, update or error time that is not RFC 3339. Only
+  /// a forged or corrupt record has one, and ``FleetStatus`` never counts it as current.
+  public func implausibility(writtenAt modRevision: Int64) -> String? {
+    var reasons: [String] = []
+    let revisions: [(String, Int64?)] = [("appliedRevision", self.appliedRevision), ("currentRevision", self.currentRevision)]
+    for (field, value) in revisions {
+      guard let value else { continue }
+      if value < 0 {
+        reasons.append("\(field) \(value) is negative")
+      } else if value > modRevision {
+        reasons.append("\(field) \(value) is beyond the revision the record was written at (\(modRevision))")
+      }
+    }
+    if self.pid <= 0 { reasons.append("pid \(self.pid) is no process id") }
+    let times: [(String, String?)] = [("startedAt", self.startedAt), ("updatedAt", self.updatedAt), ("lastErrorAt", self.lastErrorAt)]
+    for (field, value) in times {
+      guard let value, !Self.isTimestamp(value) else { continue }
+      reasons.append("\(field) \"\(escapeControlCharacters(String(value.prefix(64)), backslashes: true))\" is not an RFC 3339 time")
+    }
+    return reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+  }
+
+  /// Whether `text` is a time as the records write them (RFC 3339 in UTC, with or without
+  /// fractional seconds), between the years 1970 and 9999.
+  static func isTimestamp(_ text: String) -> Bool {
+    guard text.utf8.count <= 64 else { return false }
+    let plain = Date.ISO8601FormatStyle()
+    let fractional = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    guard let date = (try? plain.parse(text)) ?? (try? fractional.parse(text)) else { return false }
+    // 1970-01-01 to 9999-12-31 (the parser takes a five-digit year too).
+    return date.timeIntervalSince1970 >= 0 && date.timeIntervalSince1970 < 253_402_300_800
+  }
+
   /// The key's value: compact JSON with sorted keys.
   public var json: [UInt8] {
     let encoder = JSONEncoder()
@@ -89,9 +125,9 @@ public struct PresenceHolder: Sendable, Hashable, CustomStringConvertible {
   /// `host "web-01", pid 812, started 2026-11-25T13:50:02Z, lease 694d7a8c9c1f3a04`, with the
   /// record's fields escaped (they come from etcd).
   public var description: String {
-    var text = "host \"\(escapeControlCharacters(self.host ?? "?"))\""
+    var text = "host \"\(escapeControlCharacters(self.host ?? "?", backslashes: true))\""
     if let pid { text += ", pid \(pid)" }
-    if let startedAt { text += ", started \(escapeControlCharacters(startedAt))" }
+    if let startedAt { text += ", started \(escapeControlCharacters(startedAt, backslashes: true))" }
     return text + ", lease \(self.leaseHex)"
   }
 
@@ -109,7 +145,7 @@ public struct PresenceConflict: Error, Sendable, CustomStringConvertible {
   public var holder: PresenceHolder
 
   public var description: String {
-    "presence key \"\(escapeControlCharacters(self.key))\" is held by another running agent (\(self.holder)); "
+    "presence key \"\(escapeControlCharacters(self.key, backslashes: true))\" is held by another running agent (\(self.holder)); "
       + "stop that agent, give this one another presence.name, or take the name over with "
       + "`etcsync run --take-over` (or presence.takeOver: true)"
   }
