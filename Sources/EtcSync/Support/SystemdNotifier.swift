@@ -103,16 +103,20 @@ public final class SystemdNotifier: Sendable {
   }
 
   /// `text` fit for a single `STATUS=` line: every line break (which systemd would take as
-  /// the start of a new assignment) and NUL becomes a space, and it is cut to
-  /// ``maximumStatusBytes`` on a character boundary.
+  /// the start of a new assignment) and NUL becomes a space, every other control character
+  /// (C0, DEL, C1, the separators and bidirectional marks, which `systemctl status` would
+  /// print to a terminal) is escaped as ``escapeControlCharacters(_:backslashes:)`` writes it,
+  /// backslashes too, and it is cut to ``maximumStatusBytes`` on a character boundary (an
+  /// escape is never cut in two).
   static func statusText(_ text: String) -> String {
     var result = ""
     var bytes = 0
     for character in text {
-      let clean: Character = character.isNewline || character == "\0" ? " " : character
+      let clean = character.isNewline || character.unicodeScalars.contains("\0")
+        ? " " : escapeControlCharacters(String(character), backslashes: true)
       bytes += clean.utf8.count
       if bytes > maximumStatusBytes { break }
-      result.append(clean)
+      result += clean
     }
     return result
   }

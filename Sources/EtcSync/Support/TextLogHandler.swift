@@ -4,17 +4,78 @@ import Logging
 import Glibc
 #endif
 
-/// The text log format: swift-log's `StreamLogHandler` lines on standard error, with every
-/// control character escaped.
+/// The text log format: swift-log's `StreamLogHandler` layout on standard error
+/// (`<time> <level> <label>: <key>=<value> … [<source>] <message>`), with every field escaped.
 ///
 /// Messages and metadata carry key names, paths and error texts that come from etcd or from
 /// files a local user can create: a newline in one would forge a log line, an escape sequence
-/// would drive the terminal of whoever reads the log. Each line is escaped as a whole before
-/// it is written (see ``escapeControlCharacters(_:)``), so no field can be forgotten.
-public enum TextLogHandler {
+/// would drive the terminal of whoever reads the log, and a value holding ` mapping.name=x`
+/// would read as a field of its own. So the message and every metadata key and value are
+/// escaped with ``escapeControlCharacters(_:backslashes:)``, backslashes included (a key
+/// holding the two characters `\n` prints as `\\n`, a newline as `\n`), and a metadata value
+/// that is empty or holds a space, `=` or `"` is written in double quotes with `"` as `\"`:
+/// `etcd.key="/app/a b"`. Simple values stay bare.
+public struct TextLogHandler: LogHandler {
   /// A handler for `label` writing escaped lines to standard error.
-  public static func standardError(label: String) -> StreamLogHandler {
-    StreamLogHandler(label: label, stream: EscapingStandardError())
+  public static func standardError(label: String) -> TextLogHandler {
+    TextLogHandler(label: label)
+  }
+
+  private let label: String
+  private let stream: EscapingStandardError
+  public var logLevel: Logger.Level = .info
+  public var metadata: Logger.Metadata = [:]
+  public var metadataProvider: Logger.MetadataProvider?
+
+  /// A handler for `label` writing to `fd` (standard error by default).
+  public init(label: String, fd: Int32 = STDERR_FILENO, metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider) {
+    self.label = label
+    self.stream = EscapingStandardError(fd: fd)
+    self.metadataProvider = metadataProvider
+  }
+
+  public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    get { self.metadata[key] }
+    set { self.metadata[key] = newValue }
+  }
+
+  public func log(event: LogEvent) {
+    var metadata = self.metadata
+    if let provided = self.metadataProvider?.get() { metadata.merge(provided) { _, new in new } }
+    if let explicit = event.metadata { metadata.merge(explicit) { _, new in new } }
+    if let error = event.error {
+      metadata["error.message"] = "\(error)"
+      metadata["error.type"] = "\(String(reflecting: type(of: error)))"
+    }
+    var line = Self.timestamp() + " \(event.level)" + (self.label.isEmpty ? "" : " " + escapeControlCharacters(self.label, backslashes: true)) + ":"
+    for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
+      line += " " + Self.field(key) + "=" + Self.field(value.description)
+    }
+    line += " [" + escapeControlCharacters(event.source, backslashes: true) + "] "
+    line += escapeControlCharacters(event.message.description, backslashes: true)
+    self.stream.writeLine(line)
+  }
+
+  /// A metadata key or value as the line writes it: escaped, and quoted when it is empty or
+  /// holds a space, `=` or `"` (a `"` inside becomes `\"`).
+  static func field(_ text: String) -> String {
+    let escaped = escapeControlCharacters(text, backslashes: true)
+    guard escaped.isEmpty || escaped.utf8.contains(where: { $0 == 0x20 || $0 == 0x3D || $0 == 0x22 }) else { return escaped }
+    var quoted = "\""
+    for scalar in escaped.unicodeScalars {
+      if scalar == "\"" { quoted += "\\\"" } else { quoted.unicodeScalars.append(scalar) }
+    }
+    return quoted + "\""
+  }
+
+  /// Local time as `StreamLogHandler` writes it: `2026-12-05T10:15:02+0000`.
+  static func timestamp() -> String {
+    var now = time(nil)
+    var parts = tm()
+    guard localtime_r(&now, &parts) != nil else { return "<unknown>" }
+    var buffer = [CChar](repeating: 0, count: 64)
+    let count = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
+    return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
   }
 }
 
@@ -27,8 +88,16 @@ struct EscapingStandardError: TextOutputStream, Sendable {
     var text = string
     let newline = text.hasSuffix("\n")
     if newline { text.removeLast() }
-    var line = Array(escapeControlCharacters(text).utf8)
-    if newline { line.append(0x0A) }
+    self.writeBytes(Array(escapeControlCharacters(text).utf8) + (newline ? [0x0A] : []))
+  }
+
+  /// Writes `line`, whose fields are escaped already, and a newline, with one `write(2)`; a
+  /// control character left in it (none should be) is escaped all the same.
+  func writeLine(_ line: String) {
+    self.writeBytes(Array(escapeControlCharacters(line).utf8) + [0x0A])
+  }
+
+  private func writeBytes(_ line: [UInt8]) {
     line.withUnsafeBytes { bytes in
       var offset = 0
       while offset < bytes.count {
@@ -46,17 +115,24 @@ struct EscapingStandardError: TextOutputStream, Sendable {
 /// `text` with every control character written as an escape, so that it prints as one line
 /// and cannot drive a terminal: `\n`, `\r`, `\t`, and `\xNN` or `\u{NNNN}` for the other C0
 /// and C1 controls, DEL, the line and paragraph separators and the bidirectional overrides
-/// (which reorder what a reader sees). Everything else, backslashes included, is kept.
-public func escapeControlCharacters(_ text: String) -> String {
-  guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+/// (which reorder what a reader sees).
+///
+/// With `backslashes` a backslash is written `\\`, so that every escape reads one way back: a
+/// text holding the two characters `\n` prints `\\n`, a newline prints `\n`. Text logs and
+/// `etcsync status` escape raw fields so. Without it (the default) backslashes are kept, for
+/// text whose backslashes are escapes already (``escapeBytes(_:)``'s `\xNN`).
+public func escapeControlCharacters(_ text: String, backslashes: Bool = false) -> String {
+  let escaped = { (scalar: Unicode.Scalar) in needsEscape(scalar) || (backslashes && scalar == "\\") }
+  guard text.unicodeScalars.contains(where: escaped) else { return text }
   var result = ""
   result.reserveCapacity(text.utf8.count + 16)
   for scalar in text.unicodeScalars {
-    guard needsEscape(scalar) else {
+    guard escaped(scalar) else {
       result.unicodeScalars.append(scalar)
       continue
     }
     switch scalar {
+    case "\\": result += "\\\\"
     case "\n": result += "\\n"
     case "\r": result += "\\r"
     case "\t": result += "\\t"

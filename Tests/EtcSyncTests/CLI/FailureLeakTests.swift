@@ -139,7 +139,7 @@ struct FailureLeakTests {
     let h = try await AgentHarness.start()
     defer { h.stop() }
     let hostile = "evil\u{1b}[2J\n\u{9b}31m\u{202e}x"
-    let record = PresenceRecord(name: "n" + hostile, host: "h" + hostile, pid: 1, version: "v" + hostile, startedAt: "s",
+    let record = PresenceRecord(name: "n" + hostile, host: "h" + hostile, pid: 1, version: "v\\n" + hostile, startedAt: "s",
                                 mappings: ["m" + hostile], appliedRevision: 1, lastError: "e" + hostile, updatedAt: "u")
     let lease = try await h.client.grant(ttl: 60)
     _ = try await h.client.put(Array("/etcsync/agents/n\u{1b}x".utf8), record.json, options: PutOptions(lease: lease.id))
@@ -154,6 +154,8 @@ struct FailureLeakTests {
     #expect(table.output.split(separator: "\n").count == 3, "header, one agent, summary: \(table.output.debugDescription)")
     #expect(table.output.contains(#"hevil\x1b[2J\n\x9b31m\u{202e}x"#), "\(table.output)")
     #expect(table.output.contains(#"eevil\x1b[2J\n"#))
+    // A backslash in a field is escaped too: the two characters `\n` never read as a newline.
+    #expect(table.output.contains(#"v\\nevil\x1b[2J\n\x9b31m"#), "\(table.output)")
     #expect(table.error.contains(#"junk\x1b[2J: not a presence record"#), "\(table.error)")
 
     let json = try await EtcsyncProcess.run(["status", "--json"] + endpoint)
@@ -169,9 +171,15 @@ struct FailureLeakTests {
 /// The escaping functions behind logs and `status`.
 @Suite("Control character escaping")
 struct ControlEscapingTests {
-  @Test("escapeControlCharacters writes C0, DEL, C1, separators and bidi marks as escapes and keeps the rest")
+  @Test("escapeControlCharacters writes C0, DEL, C1, separators and bidi marks as escapes and keeps the rest; with backslashes, \\ as \\\\")
   func escapes() {
     #expect(escapeControlCharacters("plain é 日本 \\ \"q\"") == "plain é 日本 \\ \"q\"")
+    #expect(escapeControlCharacters("plain é 日本 \\ \"q\"", backslashes: true) == #"plain é 日本 \\ "q""#)
+    // The two characters `\n` and a newline: the same text without, two texts with.
+    #expect(escapeControlCharacters("a\\nb") == escapeControlCharacters("a\nb"))
+    #expect(escapeControlCharacters("a\\nb", backslashes: true) == #"a\\nb"#)
+    #expect(escapeControlCharacters("a\nb", backslashes: true) == #"a\nb"#)
+    #expect(escapeControlCharacters("\u{1b}\\x1b", backslashes: true) == #"\x1b\\x1b"#)
     #expect(escapeControlCharacters("a\nb\rc\td") == #"a\nb\rc\td"#)
     #expect(escapeControlCharacters("\u{1b}[2J\u{0}\u{7f}\u{85}\u{9b}") == #"\x1b[2J\x00\x7f\x85\x9b"#)
     #expect(escapeControlCharacters("\u{2028}\u{2029}\u{202e}\u{2066}") == #"\u{2028}\u{2029}\u{202e}\u{2066}"#)

@@ -204,4 +204,15 @@ struct SystemdNotifierTests {
     #expect(!SystemdNotifier(socketPath: socket.path).notify([]))
     #expect(!SystemdNotifier(socketPath: socket.path).notify(["STATUS=a\u{0}b"]))
   }
+
+  @Test("statusText: line breaks and NUL become spaces, every other control character and backslash is escaped, and an escape is never cut")
+  func statusTextEscapes() {
+    #expect(SystemdNotifier.statusText("a\nb\r\nc\u{0}d") == "a b c d")
+    #expect(SystemdNotifier.statusText("x\u{1b}[2J\u{7f}\u{9b}\u{202e}\t\\n") == #"x\x1b[2J\x7f\x9b\u{202e}\t\\n"#)
+    #expect(SystemdNotifier.statusText("plain é 日本") == "plain é 日本")
+    let long = SystemdNotifier.statusText(String(repeating: "a", count: SystemdNotifier.maximumStatusBytes - 2) + "\u{1b}\u{1b}")
+    #expect(long == String(repeating: "a", count: SystemdNotifier.maximumStatusBytes - 2), "the 4-byte escape does not fit whole")
+    #expect(!SystemdNotifier.statusText(String(repeating: "\u{1b}", count: 5_000)).unicodeScalars.contains { $0.value < 0x20 })
+    #expect(SystemdNotifier.statusText(String(repeating: "\u{1b}", count: 5_000)).utf8.count <= SystemdNotifier.maximumStatusBytes)
+  }
 }
