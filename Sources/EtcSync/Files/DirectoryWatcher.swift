@@ -287,6 +287,29 @@ private final class Reader {
     }
   }
 
+  /// Whether `/proc/self/fd` is there to watch a directory through its descriptor (no
+  /// `/proc` in some minimal containers: directories are then watched by path).
+  static let procDescriptors = access("/proc/self/fd", F_OK) == 0
+
+  /// Opens the directory `path` (relative, `/`-separated) below `root`: the root as given (an
+  /// operator's symlink there is followed), then each component with `O_NOFOLLOW`. A
+  /// descriptor, or -1 with `errno` set.
+  static func openDirectory(below root: String, _ path: String) -> Int32 {
+    var current = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard current >= 0 else { return -1 }
+    for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+      let next = openat(current, String(component), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+      let saved = errno
+      close(current)
+      guard next >= 0 else {
+        errno = saved
+        return -1
+      }
+      current = next
+    }
+    return current
+  }
+
   /// Watches the directory `path` (relative to the root) and, when recursive, every directory
   /// below it; with `report`, appends `.written` for each regular file found. Symlinks are
   /// never followed (`IN_DONT_FOLLOW`, `O_NOFOLLOW`, `d_type`/`fstatat(AT_SYMLINK_NOFOLLOW)`).
@@ -301,15 +324,31 @@ private final class Reader {
     guard directories.count < maxWatches || directories.values.contains(where: { $0.utf8.elementsEqual(path.utf8) }) else {
       throw DirectoryWatcherError(path: absolute, errno: 0, operation: Self.limitOperation, limit: maxWatches)
     }
-    let wd = inotify_add_watch(fd, absolute, mask)
-    guard wd >= 0 else { throw DirectoryWatcherError(path: absolute, errno: errno, operation: "inotify_add_watch") }
+    // The directory is opened first, one component at a time from the root without following a
+    // symlink, and watched through its descriptor (`/proc/self/fd/N`): a path longer than
+    // PATH_MAX (a local user's deep tree, or a long etcd key below a long destination) is
+    // watched like any other, and a symlink swapped in after the open is never watched.
+    let dirFD = Self.openDirectory(below: root, path)
+    guard dirFD >= 0 else { throw DirectoryWatcherError(path: absolute, errno: errno, operation: "open") }
+    let wd: Int32
+    if Self.procDescriptors {
+      // Not IN_DONT_FOLLOW: the magic link must be followed to the directory it stands for.
+      wd = inotify_add_watch(fd, "/proc/self/fd/\(dirFD)", mask & ~UInt32(IN_DONT_FOLLOW))
+    } else {
+      wd = inotify_add_watch(fd, absolute, mask)
+    }
+    guard wd >= 0 else {
+      let error = DirectoryWatcherError(path: absolute, errno: errno, operation: "inotify_add_watch")
+      close(dirFD)
+      throw error
+    }
     directories[wd] = path
     if path.isEmpty { rootWatch = wd }
-    guard recursive else { return }
+    guard recursive else {
+      close(dirFD)
+      return
+    }
     // Scan after the watch exists, so nothing written in between is missed (at worst twice).
-    let flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (path.isEmpty ? 0 : O_NOFOLLOW)
-    let dirFD = open(absolute, flags)
-    guard dirFD >= 0 else { throw DirectoryWatcherError(path: absolute, errno: errno, operation: "open") }
     guard let stream = fdopendir(dirFD) else {
       let error = DirectoryWatcherError(path: absolute, errno: errno, operation: "fdopendir")
       close(dirFD)

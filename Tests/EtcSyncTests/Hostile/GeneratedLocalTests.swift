@@ -515,7 +515,7 @@ extension GeneratedHostileTests {
       case 5:  // long names: up to 4096 bytes a key, beyond not
         // 15 or 16 segments of 254 bytes (3824, 4079 bytes), or 16 directories of 240 bytes
         // and a name of 250 (4106 bytes). The directories' absolute paths stay below
-        // PATH_MAX: a longer one turns the watcher off (see `directoryBeyondPathMax`).
+        // PATH_MAX (paths beyond it: `directoryBeyondPathMax`).
         let shape = variant.map { $0 % 3 } ?? g.below(3)
         let (segments, length, last) = [(15, 254, 254), (16, 254, 254), (17, 240, 250)][shape]
         let mark = Array("long\(local.next())-".utf8)
@@ -967,11 +967,12 @@ extension GeneratedHostileTests {
 
     /// A directory whose absolute path is longer than PATH_MAX (4096 bytes) under a
     /// write-back tree, made by a local user (or by etcd keys near the 4096-byte path limit
-    /// under a long destination path): `DirectoryWatcher` adds its watches by absolute path,
-    /// `inotify_add_watch` fails with ENAMETOOLONG, the watcher's start fails as a whole, and
-    /// the agent logs `local edits cannot be watched; write-back is off for this mapping`:
-    /// no local edit anywhere in the tree is pushed until the next start. By
-    /// docs/write-back.md every directory is watched, nested ones included.
+    /// under a long destination path) is watched like any other: `DirectoryWatcher` used to add
+    /// its watches by absolute path, `inotify_add_watch` failed with ENAMETOOLONG, the
+    /// watcher's start failed as a whole, and the agent logged `local edits cannot be watched;
+    /// write-back is off for this mapping`: no local edit anywhere in the tree was pushed until
+    /// the next start. It now opens each directory from the root by descriptor and watches
+    /// `/proc/self/fd/N`.
     @Test("a directory whose absolute path is beyond PATH_MAX does not turn write-back off", arguments: ["local", "etcd"])
     func directoryBeyondPathMax(origin: String) async throws {
       let h = try await AgentHarness.start()
@@ -1003,10 +1004,8 @@ extension GeneratedHostileTests {
       try ByteFS.write(dest, [Array("f".utf8)], Array("edited".utf8), atomic: true)
       let pushed = await eventually(within: .seconds(5)) { (try? await h.client.get("/w/f").kvs.first?.value) == Array("edited".utf8) }
       let off = h.logs.metadata(of: "local edits cannot be watched; write-back is off for this mapping")
-      withKnownIssue("DirectoryWatcher watches by absolute path: ENAMETOOLONG beyond PATH_MAX turns write-back off for the whole mapping") {
-        #expect(off.isEmpty, "\(off.map { $0["error"].map { String($0.prefix(200)) } ?? "" })")
-        #expect(pushed, "a local edit was not pushed")
-      }
+      #expect(off.isEmpty, "\(off.map { $0["error"].map { String($0.prefix(200)) } ?? "" })")
+      #expect(pushed, "a local edit was not pushed")
       #expect(!daemon.hasEnded)
       _ = await daemon.stop()
     }
