@@ -224,7 +224,8 @@ extension Agent {
       self.metrics.writeBack(name, "refused")
       work.refused[problem.path] = .some(problem.stamp)
     }
-    if runner.mapping.kind == .format, case .absent = scanner.readLocal(MappingRunner.wholeFile.string) { self.markDirty([name]) }
+    // A deleted document is rendered again: looked at, never read (it may be any size).
+    if runner.mapping.kind == .format, scanner.isAbsent(MappingRunner.wholeFile.string) { self.markDirty([name]) }
     // Most of the recorded files gone at once is a fault (an unmount, a replaced directory
     // the identity check could not see because it happened before this agent started), not
     // an edit: nothing of this scan is pushed, and the mapping stops until they are back.
@@ -267,7 +268,7 @@ extension Agent {
       }
       ready.append(change)
     }
-    await self.applyQuotas(runner, scanner, &ready, &work)
+    await self.applyQuotas(runner, scanner, &ready, &work, unread: scan.unread)
     self.local[name] = work
     // A file newly refused (or no longer) changes what the mapping holds: rendered now, so
     // that it reports `held` (or stops reporting it) at once, not at etcd's next change.
@@ -317,7 +318,10 @@ extension Agent {
     // if it was not written (held, a failed check), the entries keep the revisions the local
     // copy is based on.
     if runner.mapping.kind == .format {
-      guard let rendered = view[MappingRunner.wholeFile], case .bytes(let onDisk) = scanner.readLocal("."), onDisk == rendered else {
+      // Read no further than the rendered bytes: anything longer is not them.
+      guard let rendered = view[MappingRunner.wholeFile], case .bytes(let onDisk, _) = scanner.readLocal(".", limit: rendered.count),
+        onDisk == rendered
+      else {
         self.state.mappings[name] = mappingState
         return
       }
@@ -328,13 +332,13 @@ extension Agent {
       let onDisk = path == MappingRunner.wholeFile || runner.mapping.kind != .format
       // After a failure only what really is on disk is recorded: a file the writer could not
       // replace still holds its old bytes, which must not pass for a local edit.
-      if result.failed, onDisk, scanner.readLocal(path.string) != .bytes(bytes) { continue }
+      if result.failed, onDisk, !scanner.holds(path.string, bytes) { continue }
       let key = runner.mapping.kind == .format && path == MappingRunner.wholeFile ? nil : scanner.key(for: path.string)
       let revision = key.flatMap { self.keySpace[$0]?.modRevision } ?? self.keySpace.revision
       local[path] = LocalRecord(hash: hash, revision: revision)
     }
     for path in local.keys where view[path] == nil && !keep.contains(path) {
-      if runner.mapping.kind == .format || scanner.readLocal(path.string) == .absent { local[path] = nil }
+      if runner.mapping.kind == .format || scanner.isAbsent(path.string) { local[path] = nil }
     }
     let changed = local != mappingState.local || !self.state[mapping: name].intended.isEmpty
     mappingState.local = local

@@ -143,39 +143,48 @@ extension Agent {
   /// `maxBytes` are not made, and a scan beyond what `keysPerMinute` and `bytesPerMinute`
   /// leave pushes nothing until enough has come back. Refused files are kept (renders leave
   /// them alone) and looked at again when they change (or when the rate allows them).
-  func applyQuotas(_ runner: MappingRunner, _ scanner: LocalScanner, _ ready: inout [LocalChange], _ work: inout LocalWork) async {
-    await self.applyScanAndKeyQuotas(runner, scanner, &ready, &work)
+  /// `unread` are the changed files the scan did not read because it was already past
+  /// `keysPerScan` or `bytesPerScan` (``LocalScanner/ScanResult/unread``): refused with it.
+  func applyQuotas(_ runner: MappingRunner, _ scanner: LocalScanner, _ ready: inout [LocalChange], _ work: inout LocalWork,
+                   unread: [LocalProblem] = []) async {
+    await self.applyScanAndKeyQuotas(runner, scanner, &ready, &work, unread: unread)
     await self.applyByteQuota(runner, scanner, &ready, &work)
     self.applyRateLimits(runner, &ready, &work)
   }
 
   private func applyScanAndKeyQuotas(_ runner: MappingRunner, _ scanner: LocalScanner, _ ready: inout [LocalChange],
-                                     _ work: inout LocalWork) async {
-    guard !ready.isEmpty else { return }
+                                     _ work: inout LocalWork, unread: [LocalProblem]) async {
+    guard !ready.isEmpty || !unread.isEmpty else { return }
     let name = runner.mapping.name
     let limits = runner.mapping.writeBackLimits
-    let bytes = ready.reduce(0) { $0 + ($1.value?.count ?? 0) }
-    if ready.count > limits.keysPerScan || bytes > limits.bytesPerScan {
+    // Files left unread count by their size: the scan stopped reading once past a limit.
+    let bytes = ready.reduce(0) { $0 + ($1.value?.count ?? 0) } + unread.reduce(0) { $0 + Int($1.stamp?.size ?? 0) }
+    let files = ready.count + unread.count
+    if !unread.isEmpty || files > limits.keysPerScan || bytes > limits.bytesPerScan {
       self.logger.error("local edits exceed the write-back limits; nothing of this scan is pushed, the local files are kept", metadata: [
-        "mapping.name": "\(name)", "files": "\(ready.count)", "bytes": "\(bytes)",
+        "mapping.name": "\(name)", "files": "\(files)", "bytes": "\(bytes)",
         "limit.keysPerScan": "\(limits.keysPerScan)", "limit.bytesPerScan": "\(limits.bytesPerScan)",
       ])
       self.refuse(ready, in: scanner, &work)
-      self.metrics.writeBack(name, "refused", count: ready.count)
+      for file in unread { work.refused[file.path] = .some(file.stamp) }
+      self.writeBackStats.refused += unread.count
+      self.metrics.writeBack(name, "refused", count: files)
       ready = []
       return
     }
     // New files: their push requires that the key does not exist.
     let created = ready.filter { $0.value != nil && $0.base == 0 }
     guard !created.isEmpty else { return }
+    // The mapping's own keys only: the prefix rule (a file mapping's one key, not its
+    // siblings `/app/config2` of `/app/config`), as for `maxBytes`.
     var existing = 0
     if self.keySpace.revision == 0 {
-      // The push at start comes before the first snapshot: etcd counts.
-      let range = KeyRange.prefix(scanner.key(for: ""))
-      existing = Int((try? await self.client.get(range, options: GetOptions(countOnly: true)).count) ?? 0)
+      // The push at start comes before the first snapshot: etcd's keys count.
+      let keys = (try? await self.client.getAll(.prefix(scanner.key(for: "")), revision: 0, pageSize: 10_000, keysOnly: true).kvs.map(\.key)) ?? []
+      existing = keys.filter { self.mappings(touching: $0).contains(name) }.count
     } else {
-      self.keySpace.forEach(withPrefix: scanner.key(for: "")) { _ in
-        existing += 1
+      self.keySpace.forEach(withPrefix: scanner.key(for: "")) { kv in
+        if self.mappings(touching: kv.key).contains(name) { existing += 1 }
         return existing <= limits.maxKeys
       }
     }

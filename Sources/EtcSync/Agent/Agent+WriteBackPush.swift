@@ -107,7 +107,9 @@ extension Agent {
   /// A document's own record follows the bytes on disk once its entries are pushed, so the
   /// next render (etcd's canonical form of the same entries) is not taken for an edit.
   func recordDocument(_ runner: MappingRunner, _ mappingState: inout MappingState) {
-    guard runner.mapping.kind == .format, case .bytes(let bytes) = runner.localScanner().readLocal(".") else { return }
+    guard runner.mapping.kind == .format,
+      case .bytes(let bytes, _) = runner.localScanner().readLocal(".", limit: LocalScanner.documentLimit)
+    else { return }
     let whole = MappingRunner.wholeFile
     mappingState.local[whole] = LocalRecord(hash: ContentHash(of: bytes), revision: mappingState.local[whole]?.revision ?? 0)
   }
@@ -119,7 +121,7 @@ extension Agent {
     var copy = "-"
     if runner.mapping.kind == .format {
       // The whole edited document is what the user wrote; keep that.
-      if case .bytes(let bytes) = runner.localScanner().readLocal(".") {
+      if case .bytes(let bytes, _) = runner.localScanner().readLocal(".", limit: LocalScanner.documentLimit) {
         copy = await self.keepConflictCopy(runner, path: ".", bytes: bytes, revision: etcdRevision) ?? "-"
       }
     } else if let value = change.value {

@@ -315,12 +315,14 @@ public struct MappingRunner: Sendable {
   }
 
   /// The plan's output with the files of held paths (`c` once `c/d` appears) kept as they are
-  /// on disk: a conflicting key is rejected, but the file written before it stays.
+  /// on disk: a conflicting key is rejected, but the file written before it stays. A held
+  /// file is read no further than ``LocalScanner/fileLimit`` (one etcd value): one made larger
+  /// since (a sparse 1 TiB file) is not read, and not kept.
   func holding(_ plan: MappingPlan, previous: [ExactString: ContentHash], keep: Set<ExactString> = []) -> PlannedOutput {
     guard case .tree(var files) = plan.output, !plan.held.isEmpty else { return plan.output }
     let reader = try? self.treeReader()
     for path in plan.held where files[path] == nil && previous[path] != nil && !keep.contains(path) {
-      if let bytes = try? reader?.contents(of: path.string) {
+      if case .bytes(let bytes, _) = reader?.read(path.string, limit: LocalScanner.fileLimit) {
         files[path] = DesiredFile(bytes: bytes, attributes: self.planner.attributes)
       }
     }

@@ -181,8 +181,14 @@ public struct AtomicWriter: Sendable {
     public var owner: UInt32
     public var modified: Int64
     public var changed: Int64
+    /// The file type and permission bits (`st_mode`).
+    public var mode: UInt32
+
+    /// Whether a regular file stood there.
+    public var isRegular: Bool { FileKind(mode: mode_t(self.mode)) == .regular }
 
     init(_ info: stat) {
+      self.mode = UInt32(info.st_mode)
       self.device = UInt64(info.st_dev)
       self.inode = UInt64(info.st_ino)
       self.size = Int64(info.st_size)

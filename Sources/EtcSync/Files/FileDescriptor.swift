@@ -94,10 +94,12 @@ struct Errno: Error, Equatable {
   let value: Int32
 }
 
-/// Reads `fd` from its current offset to the end.
+/// Reads `fd` from its current offset to the end. `sizeHint` (what `fstat` said) only sizes
+/// the first allocation, and at most ``readAllReserveLimit``: a sparse file claiming 1 TiB
+/// does not make it ask for 1 TiB up front (the array grows as bytes really arrive).
 func readAll(_ fd: FileDescriptor, sizeHint: Int = 0) -> Result<[UInt8], Errno> {
   var bytes = [UInt8]()
-  bytes.reserveCapacity(sizeHint + 1)
+  bytes.reserveCapacity(min(max(sizeHint, 0), readAllReserveLimit) + 1)
   var chunk = [UInt8](repeating: 0, count: 64 * 1024)
   while true {
     let count = chunk.withUnsafeMutableBytes { buffer in
@@ -108,6 +110,9 @@ func readAll(_ fd: FileDescriptor, sizeHint: Int = 0) -> Result<[UInt8], Errno> 
     bytes.append(contentsOf: chunk[0..<count])
   }
 }
+
+/// The most ``readAll(_:sizeHint:)`` reserves from a size hint (16 MiB).
+let readAllReserveLimit = 16 << 20
 
 /// Joins path pieces with "/", ignoring empty pieces.
 func joinPath(_ pieces: String...) -> String {

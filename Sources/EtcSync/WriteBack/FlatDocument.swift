@@ -9,7 +9,8 @@ import Yams
 /// refused rather than one silently winning. Only strings are written back, as the renderer
 /// writes only strings: a number, boolean, null or list is refused with the entry named, and
 /// so are YAML's merge keys, anchors and aliases (an alias can expand a small document
-/// exponentially). Nesting is bounded by ``maxDepth`` and a YAML walk by ``maxNodes``.
+/// exponentially). Nesting is bounded by ``maxDepth`` and a YAML walk by ``maxNodes`` (a YAML
+/// document with more separators than that is not parsed: ``structuralIndicators(_:)``).
 enum FlatDocument {
   /// The deepest nesting of objects accepted (a key of as many segments).
   static let maxDepth = 64
@@ -40,6 +41,12 @@ enum FlatDocument {
   // MARK: YAML
 
   private static func yaml(_ bytes: [UInt8]) throws(AgentError) -> [ExactString: [UInt8]] {
+    // Yams builds the whole node tree before ``walk`` counts it: a document that could hold
+    // far more nodes than are walked (`x: [a,a,a,…]`, two bytes a node) is refused unparsed.
+    let indicators = Self.structuralIndicators(bytes)
+    guard indicators <= Self.maxNodes else {
+      throw AgentError(.plan, "the YAML document has \(indicators) separators (`,` `[` `{` `?`, and `:` or `-` before a space), more than the \(Self.maxNodes) nodes walked; it is not parsed")
+    }
     guard let text = String(validating: bytes, as: UTF8.self) else { throw AgentError(.plan, "the YAML document is not UTF-8") }
     // The parser is kept alive while the tree is walked: it holds the anchors the nodes name.
     let parser: Parser
@@ -48,7 +55,7 @@ enum FlatDocument {
       parser = try Parser(yaml: text)
       root = try parser.singleRoot()
     } catch {
-      throw AgentError(.plan, "not valid YAML: \(error)")
+      throw AgentError(.plan, Self.yamlErrorMessage(error))
     }
     var entries: [ExactString: [UInt8]] = [:]
     guard let root else { return entries }
@@ -59,6 +66,43 @@ enum FlatDocument {
       try Self.walk(mapping, prefix: "", depth: 1, nodes: &nodes, into: &entries)
     }
     return entries
+  }
+
+  /// Why a document is not valid YAML, by line and column and the parser's own (fixed)
+  /// reason, never with the document's text: Yams' description quotes the offending line,
+  /// which may hold a secret, and this message is logged at error level.
+  static func yamlErrorMessage(_ error: any Error) -> String {
+    func at(_ mark: Yams.Mark, _ problem: String) -> String {
+      "not valid YAML at line \(mark.line), column \(mark.column): \(problem)"
+    }
+    switch error as? YamlError {
+    case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+      return at(mark, problem)
+    case .reader(let problem, let offset, _, _):
+      return "not valid YAML\(offset.map { " at byte \($0)" } ?? ""): \(problem)"
+    case .duplicatedKeysInMapping(let duplicates, let context):
+      return at(context.mark, "\(duplicates.count) duplicated key(s) in one mapping")
+    case .memory: return "not valid YAML: the parser ran out of memory"
+    default: return "not valid YAML"
+    }
+  }
+
+  /// The bytes that can begin a YAML node after the first: `,` `[` `{` `?`, and `:` or `-`
+  /// followed by whitespace or the end (a block mapping's value, a block sequence's item).
+  /// A document holds at most 1 + 3 × as many nodes (fewer when some sit in quoted text), so
+  /// bounding this count bounds the tree Yams builds, at one pass over the bytes.
+  static func structuralIndicators(_ bytes: [UInt8]) -> Int {
+    var count = 0
+    for index in bytes.indices {
+      switch bytes[index] {
+      case UInt8(ascii: ","), UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: "?"): count += 1
+      case UInt8(ascii: ":"), UInt8(ascii: "-"):
+        let next = index + 1 < bytes.count ? bytes[index + 1] : UInt8(ascii: " ")
+        if next == UInt8(ascii: " ") || next == UInt8(ascii: "\t") || next == UInt8(ascii: "\n") || next == UInt8(ascii: "\r") { count += 1 }
+      default: continue
+      }
+    }
+    return count
   }
 
   private static let anchorMessage = "YAML anchors and aliases (& and *) are not written back; write each value out"

@@ -57,6 +57,8 @@ struct LocalScanner: Sendable {
     /// The watched directory is about to be opened (by path) to read or stat a record path;
     /// the empty path for the check of the directory itself.
     case open(ExactString)
+    /// A file's bytes were read (how many): a file judged from its `lstat` alone is not.
+    case read(ExactString, Int)
     /// The scan is done, its last check of the directory included.
     case scanned
   }
@@ -174,6 +176,10 @@ struct LocalScanner: Sendable {
     /// Files holding what the agent meant to write before a crash cut its record short:
     /// theirs, not edits; the record is brought up to them.
     var promoted: [ExactString: LocalRecord] = [:]
+    /// Changed or new files left unread because the scan had already gone past the
+    /// mapping's `keysPerScan` or `bytesPerScan` (their stamps): the scan is refused whole,
+    /// these with it, without their bytes ever being held.
+    var unread: [LocalProblem] = []
   }
 
   /// The local changes among `candidates` (every path when nil); `intended` are the records
@@ -183,7 +189,7 @@ struct LocalScanner: Sendable {
   func scan(_ candidates: Set<ExactString>?, record: [ExactString: LocalRecord], intended: [ExactString: LocalRecord],
             refused: [ExactString: AtomicWriter.FileStamp?] = [:]) -> ScanResult {
     defer { Self.scanHook?(.scanned) }
-    var result = self.scanPaths(candidates, record: record, refused: refused)
+    var result = self.scanPaths(candidates, record: record, intended: intended, refused: refused)
     // Replaced while it was read: every read since failed its own check (none is taken for a
     // delete), and what was read before is not pushed either; the agent stops the mapping.
     if self.expected != nil, let problem = self.rootProblem() { return ScanResult(problems: [problem]) }
@@ -195,7 +201,7 @@ struct LocalScanner: Sendable {
     return result
   }
 
-  private func scanPaths(_ candidates: Set<ExactString>?, record: [ExactString: LocalRecord],
+  private func scanPaths(_ candidates: Set<ExactString>?, record: [ExactString: LocalRecord], intended: [ExactString: LocalRecord],
                          refused: [ExactString: AtomicWriter.FileStamp?]) -> ScanResult {
     // A missing (or unmounted, or replaced) directory is no reason to delete every key.
     if let problem = self.rootProblem() { return ScanResult(problems: [problem]) }
@@ -204,7 +210,7 @@ struct LocalScanner: Sendable {
     case .format: return self.scanDocument(record: record, refused: refused)
     case .file:
       if let candidates, !candidates.contains(MappingRunner.wholeFile) { return ScanResult() }
-      return self.scanFiles([MappingRunner.wholeFile], record: record, refused: refused)
+      return self.scanFiles([MappingRunner.wholeFile], record: record, intended: intended, refused: refused)
     case .tree:
       var paths = candidates ?? Set(record.keys).union(self.listTree().map { ExactString($0) })
       // A removed directory is reported as one path: every recorded file under it is a candidate.
@@ -214,23 +220,78 @@ struct LocalScanner: Sendable {
           for recorded in record.keys where recorded.utf8.starts(with: directory) { paths.insert(recorded) }
         }
       }
-      return self.scanFiles(paths.sorted(), record: record, refused: refused)
+      return self.scanFiles(paths.sorted(), record: record, intended: intended, refused: refused)
     }
   }
 
-  private func scanFiles(_ paths: [ExactString], record: [ExactString: LocalRecord],
+  /// How much a scan of files has read so far, against the mapping's `keysPerScan` and
+  /// `bytesPerScan`: once past either, the scan is refused whole (see
+  /// ``Agent/applyQuotas(_:_:_:_:unread:)``), so the files left are not read at all.
+  private struct Budget {
+    let keys: Int
+    let bytes: Int
+    var changes = 0
+    var read = 0
+    var exceeded: Bool { self.changes > self.keys || self.read > self.bytes }
+
+    /// Counts a change the push would send (a put etcd can take, or a delete it pushes).
+    mutating func count(_ change: LocalChange, deletes: Bool) {
+      if let value = change.value {
+        // Refused alone from its size by the push: no part of the scan's quota.
+        guard value.count + change.key.count <= Agent.writeBackLimit else { return }
+        self.read += value.count
+      } else if !deletes {
+        return  // restored, not pushed
+      }
+      self.changes += 1
+    }
+  }
+
+  private func scanFiles(_ paths: [ExactString], record: [ExactString: LocalRecord], intended: [ExactString: LocalRecord],
                          refused: [ExactString: AtomicWriter.FileStamp?]) -> ScanResult {
     var result = ScanResult()
+    let limits = self.mapping.writeBackLimits
+    var budget = Budget(keys: limits.keysPerScan, bytes: limits.bytesPerScan)
     for path in paths {
       let known = record[path]
       if known == nil, self.mapping.kind == .tree, Self.isIgnored(path.string) { continue }
       // Refused and unchanged since: not read again.
       if let stamp = refused[path], stamp == self.stamp(path.string) { continue }
+      // Owner, hard links and size are judged from `lstat` before anything is read: a file
+      // that cannot be pushed costs no read and no memory (its bytes are compared, without
+      // being held, only to tell an unchanged file of the record from an edit).
+      let before: AtomicWriter.FileStamp?
+      do throws(FileError) {
+        before = try self.checkedStamp(path.string)
+      } catch {
+        result.problems.append(LocalProblem(path: path, message: "\(error)", stamp: nil))
+        continue
+      }
+      if let before, before.isRegular {
+        if before.size > Int64(Self.fileLimit) {
+          result.tooLarge.append(LocalProblem(path: path, message: "\(before.size) bytes", stamp: before))
+          continue
+        }
+        if let problem = self.ownershipProblem(before) {
+          if let known, self.holds(path, known) { continue }
+          result.problems.append(LocalProblem(path: path, message: problem, stamp: before))
+          continue
+        }
+        if budget.exceeded {
+          // Past the scan's quota: refused whole, so the rest is only told apart, not read.
+          if let known, self.holds(path, known) { continue }
+          if let planned = intended[path], self.holds(path, planned) { continue }
+          result.unread.append(LocalProblem(path: path, message: "not read: the scan is past writeBackLimits", stamp: before))
+          continue
+        }
+      }
       let bytes: [UInt8]?
       let stamp: AtomicWriter.FileStamp?
       switch self.readLocal(path.string, limit: Self.fileLimit) {
       case .absent: (bytes, stamp) = (nil, nil)
-      case .bytes(let read, let info): (bytes, stamp) = (read, info)
+      case .bytes(let read, let info):
+        (bytes, stamp) = (read, info)
+        Self.scanHook?(.read(path, read.count))
       case .tooLarge(let info):
         result.tooLarge.append(LocalProblem(path: path, message: "\(info.size) bytes", stamp: info))
         continue
@@ -241,17 +302,33 @@ struct LocalScanner: Sendable {
       }
       guard let bytes, let stamp else {
         // Gone: a delete of a key the agent wrote (a new file that vanished is nothing).
-        if let known { result.changes.append(LocalChange(path: path, key: self.key(for: path.string), value: nil, base: known.revision)) }
+        if let known {
+          let change = LocalChange(path: path, key: self.key(for: path.string), value: nil, base: known.revision)
+          result.changes.append(change)
+          budget.count(change, deletes: self.mapping.deletes)
+        }
         continue
       }
       if let known, known.hash == ContentHash(of: bytes) { continue }
+      // Checked again on the descriptor read: replaced since the `lstat` above.
       if let problem = self.ownershipProblem(stamp) {
         result.problems.append(LocalProblem(path: path, message: problem, stamp: stamp))
         continue
       }
-      result.changes.append(LocalChange(path: path, key: self.key(for: path.string), value: bytes, base: known?.revision ?? 0, stamp: stamp))
+      let change = LocalChange(path: path, key: self.key(for: path.string), value: bytes, base: known?.revision ?? 0, stamp: stamp)
+      result.changes.append(change)
+      // The agent's own write cut short by a crash is no edit (``scan(_:record:intended:refused:)``).
+      if intended[path]?.hash != ContentHash(of: bytes) { budget.count(change, deletes: self.mapping.deletes) }
     }
     return result
+  }
+
+  /// Whether the file at `path` holds what `record` describes, compared without holding its
+  /// bytes (hashed 64 KiB at a time; a file over ``fileLimit`` is not read).
+  private func holds(_ path: ExactString, _ record: LocalRecord) -> Bool {
+    Self.scanHook?(.open(path))
+    let (writer, file) = self.reader()
+    return writer.hash(file ?? path.string, sizeLimit: Int64(Self.fileLimit)) == .hash(record.hash)
   }
 
   /// Why a changed file may not be pushed with the agent's credentials: a hard link (its
@@ -318,15 +395,39 @@ struct LocalScanner: Sendable {
     return ScanResult(changes: changes)
   }
 
-  /// Reads a record path without following any symlink (see ``AtomicWriter/read(_:)``):
-  /// only `.absent` is ever taken for a delete.
-  func readLocal(_ path: String) -> AtomicWriter.FileRead {
-    Self.scanHook?(.open(ExactString(path)))
-    let (writer, file) = self.reader()
-    return writer.read(file ?? path)
+  /// Whether nothing stands at a record path (nor at a directory above it): looked at with
+  /// `lstat`, never read. A path that cannot be looked at is not absent.
+  func isAbsent(_ path: String) -> Bool {
+    do throws(FileError) {
+      return try self.checkedStamp(path) == nil
+    } catch {
+      return false
+    }
   }
 
-  /// ``readLocal(_:)`` reading at most `limit` bytes plus one (see ``AtomicWriter/read(_:limit:)``).
+  /// Whether the regular file at a record path holds exactly `bytes`; at most their count
+  /// plus one byte is read.
+  func holds(_ path: String, _ bytes: [UInt8]) -> Bool {
+    guard case .bytes(let read, _) = self.readLocal(path, limit: bytes.count) else { return false }
+    return read == bytes
+  }
+
+  /// A record path's bytes as ``AtomicWriter/FileRead`` (only `.absent` is ever taken for a
+  /// delete), read no further than the kind's limit (``fileLimit``, or ``documentLimit`` for
+  /// a `format` document): a larger file is unreadable.
+  func readLocal(_ path: String) -> AtomicWriter.FileRead {
+    let limit = self.mapping.kind == .format ? Self.documentLimit : Self.fileLimit
+    switch self.readLocal(path, limit: limit) {
+    case .absent: return .absent
+    case .bytes(let bytes, _): return .bytes(bytes)
+    case .tooLarge(let stamp): return .unreadable("\(stamp.size) bytes, more than \(limit) are not read")
+    case .unreadable(let why, _): return .unreadable(why)
+    }
+  }
+
+  /// Reads a record path without following any symlink, at most `limit` bytes plus one (see
+  /// ``AtomicWriter/read(_:limit:)``): only `.absent` is ever taken for a delete. Every read of
+  /// a local file is bounded so: a file is never read whole from what its size claims.
   func readLocal(_ path: String, limit: Int) -> AtomicWriter.BoundedRead {
     Self.scanHook?(.open(ExactString(path)))
     let (writer, file) = self.reader()
