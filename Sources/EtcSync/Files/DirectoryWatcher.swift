@@ -297,8 +297,11 @@ private final class Reader {
   static func openDirectory(below root: String, _ path: String) -> Int32 {
     var current = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard current >= 0 else { return -1 }
-    for component in path.split(separator: "/", omittingEmptySubsequences: true) {
-      let next = openat(current, String(component), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    // Split at `/` bytes, not `Character`s: `/` followed by a combining mark is one
+    // `Character`, and would hide a component from `O_NOFOLLOW`.
+    for component in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true) {
+      let name = String(decoding: component, as: UTF8.self)
+      let next = openat(current, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
       let saved = errno
       close(current)
       guard next >= 0 else {
@@ -312,8 +315,13 @@ private final class Reader {
 
   /// Watches the directory `path` (relative to the root) and, when recursive, every directory
   /// below it; with `report`, appends `.written` for each regular file found. Symlinks are
-  /// never followed (`IN_DONT_FOLLOW`, `O_NOFOLLOW`, `d_type`/`fstatat(AT_SYMLINK_NOFOLLOW)`).
+  /// never followed (`O_NOFOLLOW` at every component below the root, the watch added through
+  /// the opened descriptor, `d_type`/`fstatat(AT_SYMLINK_NOFOLLOW)`). A directory of
+  /// ``maximumPathDepth`` segments or more is not watched: no key's file can be below it, and
+  /// a local user's endless `mkdir d; cd d` chain (or a bind mount looping back to an
+  /// ancestor, which returns the same watch at every level) must not walk on forever.
   func watchTree(_ path: String, report: Bool, into batch: inout [DirectoryChange]) throws(DirectoryWatcherError) {
+    if !path.isEmpty, path.utf8.count(where: { $0 == UInt8(ascii: "/") }) + 1 >= maximumPathDepth { return }
     let absolute = path.isEmpty ? root : "\(root)/\(path)"
     var mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF)
     mask |= UInt32(IN_ONLYDIR | IN_EXCL_UNLINK)

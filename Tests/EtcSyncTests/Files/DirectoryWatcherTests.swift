@@ -19,6 +19,23 @@ import Testing
     #expect(seen.contains(.written("f")))
   }
 
+  /// A chain of directories deeper than any key's path (a local user's `mkdir d; cd d` loop,
+  /// a bind mount looping back to an ancestor) is watched down to ``maximumPathDepth``
+  /// segments and no further: the watcher starts within a limit of that many watches, and a
+  /// file at the deepest depth a key can have is still reported.
+  @Test func directoriesBeyondTheKeyDepthAreNotWatched() async throws {
+    let sandbox = WatcherSandbox()
+    let chain = Array(repeating: "d", count: maximumPathDepth + 40).joined(separator: "/")
+    try FileManager.default.createDirectory(atPath: sandbox(chain), withIntermediateDirectories: true)
+    let watcher = try DirectoryWatcher(root: sandbox.root, recursive: true, maxWatches: maximumPathDepth)
+    defer { watcher.stop() }
+    #expect(!watcher.limitReached)
+    let deepest = Array(repeating: "d", count: maximumPathDepth - 1).joined(separator: "/") + "/f"
+    try sandbox.write(deepest, "x\n")
+    let seen = await collect(watcher) { $0.contains(.written(deepest)) }
+    #expect(seen.contains(.written(deepest)))
+  }
+
   @Test func writesAreReportedOnlyOnClose() async throws {
     let sandbox = WatcherSandbox()
     let watcher = try DirectoryWatcher(root: sandbox.root, recursive: false)
