@@ -142,12 +142,19 @@ struct LocalScanner: Sendable {
     let segments = pathSegments(path)
     if segments.contains(where: { $0.utf8.first == UInt8(ascii: ".") }) { return true }
     let name = segments.last ?? path
-    if name.hasPrefix("#") || name.hasSuffix("~") || name == "4913" { return true }
+    if isEmacsAutosave(name) || name.hasSuffix("~") || name == "4913" { return true }
     if name.hasSuffix(".swp") || name.hasSuffix(".swx") || name.hasSuffix(".tmp") { return true }
     // sed -i's temp file (`sed` and six letters or digits), JetBrains' safe-write copies.
     if isSedTemporary(name) || name.hasSuffix("___jb_tmp___") || name.hasSuffix("___jb_old___") { return true }
     if isConflictCopy(name) { return true }
     return pathProblem(path) != nil
+  }
+
+  /// `#NAME#`: Emacs' auto-save file. A name that only starts with `#` (`#notes`) is a file
+  /// like any other.
+  static func isEmacsAutosave(_ name: String) -> Bool {
+    let bytes = name.utf8
+    return bytes.count >= 2 && bytes.first == UInt8(ascii: "#") && bytes.last == UInt8(ascii: "#")
   }
 
   /// `sedXXXXXX`: GNU sed -i writes its output to `sed` and six random letters or digits

@@ -945,9 +945,8 @@ extension GeneratedHostileTests {
     }
 
     /// docs/write-back.md names Emacs' auto-save files `#x#` among the editor leftovers that
-    /// are never pushed; `LocalScanner.isIgnored` skips every name that starts with `#`. By
-    /// the docs a new file `#notes` is a key. Kept out of the generated names (the generated
-    /// oracle follows the docs) and held here until code or docs change.
+    /// are never pushed; `LocalScanner.isIgnored` used to skip every name that starts with `#`.
+    /// By the docs a new file `#notes` is a key, and `#autosave#` is not.
     @Test("a new file named #x (not an Emacs #x#) is pushed, as docs/write-back.md says")
     func hashPrefixedName() async throws {
       let h = try await AgentHarness.start()
@@ -960,9 +959,7 @@ extension GeneratedHostileTests {
       _ = try await h.agent(h.configuration([tree])).sync()
       let keys = try Self.etcdctl(h.server.endpoint, prefix: "/w/").records
       #expect(keys[Array("/w/#autosave#".utf8)] == nil, "an Emacs auto-save file was pushed")
-      withKnownIssue("LocalScanner.isIgnored skips every name starting with \"#\"; docs/write-back.md lists only #x#") {
-        #expect(keys[Array("/w/#notes".utf8)]?.value == Array("mine".utf8))
-      }
+      #expect(keys[Array("/w/#notes".utf8)]?.value == Array("mine".utf8), "a file named #notes was taken for an editor's leftover")
     }
 
     /// A directory whose absolute path is longer than PATH_MAX (4096 bytes) under a
