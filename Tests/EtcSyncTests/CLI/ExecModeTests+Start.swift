@@ -31,7 +31,7 @@ extension ExecModeTests {
     #expect(await eventually { agent.log.contains(notice) }, "log: \(agent.log)")
     // The notice names the failing mapping (and not the one that rendered).
     let line = try #require(agent.log.split(separator: "\n").first { $0.contains(notice) })
-    #expect(line.contains("exec.failing_mappings=[\"need\"]"), "\(line)")
+    #expect(line.contains(#"exec.failing_mappings="[\"need\"]""#), "\(line)")
     #expect(!line.contains("\"x\""), "\(line)")
     // The other mapping was written; the child was not started.
     #expect(await eventually { Disk.read(h.dir("x")) == "v0" }, "log: \(agent.log)")
