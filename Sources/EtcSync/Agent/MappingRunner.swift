@@ -186,8 +186,18 @@ public struct MappingRunner: Sendable {
         plan.output = .tree(files.filter { !keep.contains($0.key) })
       }
     }
-    let output = self.holding(plan, previous: state.files, keep: keep)
-    let hashes = Self.hashes(output)
+    let (output, unread) = self.holdingReporting(plan, previous: state.files, keep: keep)
+    if let first = unread.min(), self.mapping.swap == .symlink {
+      // A new revision directory would leave the file out: nothing is published.
+      result.failure = MappingError(
+        .held, "held: \(unread.count) file(s) of keys that conflict with newer ones cannot be carried into a new revision (larger than \(LocalScanner.fileLimit) bytes, or unreadable; first \(escapeBytes(first.utf8))); the tree is left as it is",
+        subject: .file(ExactString(self.mapping.dest + "/" + first.string)))
+      return (result, false)
+    }
+    // In place, such a file is neither written nor deleted, and keeps its record.
+    let keep = keep.union(unread)
+    var hashes = Self.hashes(output)
+    for path in unread { hashes[path] = state.files[path] }
     // The state records the files as they were at the last write that needed no reload or
     // whose reload succeeded, or the files written since with `pendingReload` set. A planned
     // output that differs from that record owes a reload even when the disk already holds
@@ -315,18 +325,30 @@ public struct MappingRunner: Sendable {
   }
 
   /// The plan's output with the files of held paths (`c` once `c/d` appears) kept as they are
-  /// on disk: a conflicting key is rejected, but the file written before it stays. A held
-  /// file is read no further than ``LocalScanner/fileLimit`` (one etcd value): one made larger
-  /// since (a sparse 1 TiB file) is not read, and not kept.
+  /// on disk: a conflicting key is rejected, but the file written before it stays.
   func holding(_ plan: MappingPlan, previous: [ExactString: ContentHash], keep: Set<ExactString> = []) -> PlannedOutput {
-    guard case .tree(var files) = plan.output, !plan.held.isEmpty else { return plan.output }
+    self.holdingReporting(plan, previous: previous, keep: keep).output
+  }
+
+  /// ``holding(_:previous:keep:)``, and the held files that are there but could not be read:
+  /// a held file is read no further than ``LocalScanner/fileLimit`` (one etcd value), so one
+  /// larger (a value etcd took with a raised `--max-request-bytes`, or a sparse 1 TiB file
+  /// made since) is not in the output. Such a file must be neither deleted nor left out of a
+  /// new swapped revision: the caller keeps it in place, or writes nothing.
+  func holdingReporting(_ plan: MappingPlan, previous: [ExactString: ContentHash], keep: Set<ExactString> = [])
+    -> (output: PlannedOutput, unread: Set<ExactString>)
+  {
+    guard case .tree(var files) = plan.output, !plan.held.isEmpty else { return (plan.output, []) }
     let reader = try? self.treeReader()
+    var unread: Set<ExactString> = []
     for path in plan.held where files[path] == nil && previous[path] != nil && !keep.contains(path) {
-      if case .bytes(let bytes, _) = reader?.read(path.string, limit: LocalScanner.fileLimit) {
-        files[path] = DesiredFile(bytes: bytes, attributes: self.planner.attributes)
+      switch reader?.read(path.string, limit: LocalScanner.fileLimit) {
+      case .bytes(let bytes, _): files[path] = DesiredFile(bytes: bytes, attributes: self.planner.attributes)
+      case .absent: continue
+      case .tooLarge, .unreadable, nil: unread.insert(path)
       }
     }
-    return .tree(files)
+    return (.tree(files), unread)
   }
 
   /// A reader of the tree as readers see it: the directory `..data` points at for a swapped

@@ -65,21 +65,32 @@ struct BoundedReadTests {
     #expect(stat(document, &info) == 0 && info.st_size == 1 << 40, "the local file is kept")
   }
 
-  @Test("a held tree file (`c` once `c/d` appears) grown to 1 TiB is not read whole by the render")
-  func hugeHeldFile() async throws {
+  @Test("a held tree file (`c` once `c/d` appears) grown to 1 TiB is not read whole by the render, and not removed",
+        arguments: [Mapping.Swap.inPlace, .symlink])
+  func hugeHeldFile(swap: Mapping.Swap) async throws {
     let h = try await AgentHarness.start()
     defer { h.stop() }
     try await h.put("/t/c", "v")
     let dest = h.dir("tree")
-    let mapping = Mapping(name: "tree", kind: .tree, prefixes: ["/t/"], dest: dest)
+    let mapping = Mapping(name: "tree", kind: .tree, prefixes: ["/t/"], dest: dest, swap: swap)
     let agent = try h.agent(h.configuration([mapping]))
     _ = try await agent.sync()
     #expect(Disk.read(dest + "/c") == "v")
     Self.sparse(dest + "/c", size: 1 << 40)
     try await h.put("/t/c/d", "x")
-    // Alive: the render reads at most one etcd value's worth of the held file.
+    // Alive: the render reads at most one etcd value's worth of the held file, and keeps it
+    // (in place: neither written nor deleted; swapped: no revision without it is published).
     let results = try await agent.sync()
     #expect(results[mapping: "tree"] != nil)
+    var info = stat()
+    #expect(stat(dest + "/c", &info) == 0 && info.st_size == 1 << 40, "the held file was removed")
+    if swap == .symlink {
+      #expect(results[mapping: "tree"]?.failure?.code == .held, "\(String(describing: results[mapping: "tree"]?.failure))")
+    }
+    // Once the conflicting key is gone, etcd's value is written again.
+    try await h.client.delete("/t/c/d")
+    _ = try await agent.sync()
+    #expect(Disk.read(dest + "/c") == "v")
   }
 
   @Test("40 sparse files of 1.5 MB over bytesPerScan: read until past the limit, the rest judged from lstat; refused whole, nothing pushed")
@@ -214,5 +225,34 @@ struct BoundedReadTests {
     // An ordinary document, dashes and colons in its values included, is parsed as before.
     let entries = try FlatDocument.parse(Array("a: my-service\nb:\n  c: \"http://x:1/\"\n".utf8), format: .yaml)
     #expect(entries == [ExactString("a"): Array("my-service".utf8), ExactString("b/c"): Array("http://x:1/".utf8)])
+    // Empty list items separated by NEL (U+0085), which libyaml takes for a line break: each
+    // `-` before it is counted too.
+    let nel = Array("x:\n".utf8) + Array(repeating: Array("-\u{85}".utf8), count: 1_100_000).flatMap { $0 }
+    #expect(FlatDocument.structuralIndicators(nel) >= 1_100_000)
+    #expect(throws: AgentError.self) { try FlatDocument.parse(nel, format: .yaml) }
+  }
+
+  /// Nested anchors, the last alias used as a key: Yams hashes the key expanded (10⁹ nodes
+  /// from about 400 bytes) while it builds the tree, before the walk could refuse the alias.
+  /// Refused from the bytes, at once; a document that only has `&` and `*` in its text, with no
+  /// name after both, is parsed as before.
+  @Test("a YAML alias used as a mapping key is refused before Yams expands it")
+  func yamlAliasKeyBomb() throws {
+    var bomb = "a: &a [" + Array(repeating: "x", count: 10).joined(separator: ",") + "]\n"
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
+    for (previous, name) in zip(names, names.dropFirst()) {
+      bomb += "\(name): &\(name) [" + Array(repeating: "*\(previous)", count: 10).joined(separator: ",") + "]\n"
+    }
+    bomb += "*i : v\n"
+    #expect(FlatDocument.structuralIndicators(Array(bomb.utf8)) < 1_000)
+    do {
+      _ = try FlatDocument.parse(Array(bomb.utf8), format: .yaml)
+      Issue.record("parsed")
+    } catch {
+      #expect(error.message.contains("anchors and aliases"), "\(error.message)")
+    }
+    let text = try FlatDocument.parse(Array("a: rock & roll\nb: \"2 * 3\"\nc: R&D *x\n".utf8), format: .yaml)
+    #expect(text[ExactString("a")] == Array("rock & roll".utf8))
+    #expect(text[ExactString("c")] == Array("R&D *x".utf8))
   }
 }
