@@ -47,6 +47,9 @@ enum FlatDocument {
     guard indicators <= Self.maxNodes else {
       throw AgentError(.plan, "the YAML document has \(indicators) separators (`,` `[` `{` `?`, and `:` or `-` before a space), more than the \(Self.maxNodes) nodes walked; it is not parsed")
     }
+    // An alias is expanded by Yams while it builds the tree, before ``walk`` refuses it: one
+    // used as a key is hashed whole (a 400-byte document of nested anchors is 10⁹ nodes).
+    guard !Self.mayUseAnAlias(bytes) else { throw AgentError(.plan, Self.anchorMessage) }
     guard let text = String(validating: bytes, as: UTF8.self) else { throw AgentError(.plan, "the YAML document is not UTF-8") }
     // The parser is kept alive while the tree is walked: it holds the anchors the nodes name.
     let parser: Parser
@@ -97,12 +100,39 @@ enum FlatDocument {
       switch bytes[index] {
       case UInt8(ascii: ","), UInt8(ascii: "["), UInt8(ascii: "{"), UInt8(ascii: "?"): count += 1
       case UInt8(ascii: ":"), UInt8(ascii: "-"):
+        // Before whitespace, a control byte, or a non-ASCII character (libyaml also breaks
+        // lines at NEL, LS and PS): counted.
         let next = index + 1 < bytes.count ? bytes[index + 1] : UInt8(ascii: " ")
-        if next == UInt8(ascii: " ") || next == UInt8(ascii: "\t") || next == UInt8(ascii: "\n") || next == UInt8(ascii: "\r") { count += 1 }
+        if next <= UInt8(ascii: " ") || next >= 0x7F { count += 1 }
       default: continue
       }
     }
     return count
+  }
+
+  /// Whether the document may hold an alias to one of its anchors: some `*NAME` whose NAME
+  /// (libyaml's anchor characters: ASCII letters, digits, `_` and `-`) also follows a `&`
+  /// somewhere. Looked for in every byte, quoted text and comments included, so that no alias
+  /// escapes it; a document that only mentions both (`R&D` and `*D`) is refused too (loudly,
+  /// with the anchors' message).
+  static func mayUseAnAlias(_ bytes: [UInt8]) -> Bool {
+    func isNameByte(_ byte: UInt8) -> Bool {
+      (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+        || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+    }
+    var anchors: Set<ArraySlice<UInt8>> = []
+    var aliases: [ArraySlice<UInt8>] = []
+    var index = 0
+    while index < bytes.count {
+      let byte = bytes[index]
+      index += 1
+      guard byte == UInt8(ascii: "&") || byte == UInt8(ascii: "*") else { continue }
+      let start = index
+      while index < bytes.count, isNameByte(bytes[index]) { index += 1 }
+      guard index > start else { continue }
+      if byte == UInt8(ascii: "&") { anchors.insert(bytes[start..<index]) } else { aliases.append(bytes[start..<index]) }
+    }
+    return aliases.contains { anchors.contains($0) }
   }
 
   private static let anchorMessage = "YAML anchors and aliases (& and *) are not written back; write each value out"
