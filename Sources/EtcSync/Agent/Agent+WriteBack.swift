@@ -36,6 +36,10 @@ struct LocalWork: Sendable {
   var identity: DirectoryIdentity?
   /// Why the mapping is stopped (a replaced destination, a mass deletion); nil when it runs.
   var fault: MappingError?
+  /// Scans in a row whose recorded directory could not be verified on its descriptor while
+  /// its path passed; at ``Agent/unverifiedScanLimit`` the mapping fails (``fault``) instead
+  /// of waiting on.
+  var unverifiedScans = 0
   /// When to retry after etcd was unreachable.
   var retryAt: ContinuousClock.Instant?
   /// What `keysPerMinute` and `bytesPerMinute` have left (nil until the first push).
@@ -55,6 +59,11 @@ extension Agent {
   static let localQuietPeriod: Duration = .milliseconds(50)
   /// How many changes go into one Txn (etcd's default `--max-txn-ops` is 128).
   static let maxTxnOps = 128
+  /// How many scans in a row may find the recorded directory unverifiable (a transient
+  /// EMFILE, a directory put back within the scan) while the render waits; after them the
+  /// mapping fails and says why (an ancestor that no longer passes ``TrustedPath``, EACCES):
+  /// nothing is written or pushed either way.
+  static let unverifiedScanLimit = 5
 
   /// Notes paths the watcher reported changed under a write-back mapping.
   func noteLocal(_ name: String, paths: Set<ExactString>?) {
@@ -177,16 +186,32 @@ extension Agent {
       // edits not pushed yet. Without a record (a destination the first render creates) the
       // render goes ahead.
       if scanner.expected != nil {
-        // Reported once while it lasts (a path walk refused for good would hold it forever).
-        if self.local[name]?.reported.contains(problem) != true {
+        var held = self.local[name] ?? LocalWork()
+        held.unverifiedScans += 1
+        // Reported once while it lasts.
+        if !held.reported.contains(problem) {
           self.logger.error("write-back destination could not be verified; local edits not pushed, the render waits", metadata: [
             "mapping.name": "\(name)", "file.path": "\(scanner.watchedDirectory)", "error": "\(problem.message)",
           ])
           self.metrics.writeBack(name, "refused")
-          self.local[name, default: LocalWork()].reported.insert(problem)
+          held.reported.insert(problem)
         }
-        return false
+        guard held.unverifiedScans >= Self.unverifiedScanLimit else {
+          self.local[name] = held
+          return false
+        }
+        // Not transient: the mapping fails (``writeBackStop``) and reports until a scan
+        // verifies the directory again; nothing is written meanwhile.
+        held.fault = MappingError(
+          .writeFailed,
+          "the write-back destination \(scanner.watchedDirectory) could not be verified on the directory opened (\(problem.message)); nothing is pushed from it or written into it until it can",
+          subject: .file(ExactString(scanner.watchedDirectory)))
+        self.local[name] = held
+        return true
       }
+    } else if work.unverifiedScans > 0 {
+      if work.unverifiedScans >= Self.unverifiedScanLimit, work.fault?.code == .writeFailed { work.fault = nil }
+      work.unverifiedScans = 0
     }
     if !scan.promoted.isEmpty {
       self.state[mapping: name].local.merge(scan.promoted) { $1 }

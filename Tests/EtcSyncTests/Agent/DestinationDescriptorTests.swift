@@ -336,6 +336,42 @@ struct DestinationDescriptorTests {
     #expect(Disk.read(dest + "/b") == "v-b")
   }
 
+  /// A directory that keeps failing its check on the descriptor while its path passes (an
+  /// ancestor that no longer passes the trusted-path rule, EACCES) does not hold the render
+  /// silently for ever: after ``Agent/unverifiedScanLimit`` scans the mapping fails and says
+  /// why, writing nothing; once a scan verifies it again, it runs on.
+  @Test("tree: a directory that keeps failing its check on the descriptor fails the mapping after a few scans, writing nothing")
+  func treeUnverifiedFailsAfterLimit() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let dest = h.dir("dest")
+    for name in ["a", "b"] { try await h.put("/wb/" + name, "v-" + name) }
+    let mapping = Mapping(name: "tree", kind: .tree, prefixes: ["/wb/"], dest: dest, writeBack: true, deletes: true)
+    let agent = try h.agent(h.configuration([mapping]))
+    #expect(try await agent.sync()[mapping: "tree"]?.error == nil)
+    try Disk.write(dest + "/a", "local edit")
+    for attempt in 1...Agent.unverifiedScanLimit {
+      let swapper = ScanSwapper(dest, away: h.dir("dest.away"), replaceWhen: { $0 == .open("a") }, restoreWhen: { $0 == .scanned })
+      let results = await LocalScanner.$scanHook.withValue(swapper.hook) { await agent.apply(["tree"]) }
+      #expect(swapper.phase.withLock { $0 } == 2)
+      if attempt < Agent.unverifiedScanLimit {
+        #expect(results[mapping: "tree"] == nil, "attempt \(attempt): the render waits")
+      } else {
+        let failure = results[mapping: "tree"]?.failure
+        #expect(failure?.code == .writeFailed, "\(String(describing: failure))")
+        #expect(failure?.message.contains("could not be verified") == true, "\(String(describing: failure))")
+      }
+      #expect(Disk.read(dest + "/a") == "local edit", "attempt \(attempt)")
+    }
+    #expect(try await h.client.get("/wb/a").kvs.first?.value == Array("v-a".utf8))
+    // Verified again: the fault clears, the edit is pushed and kept.
+    let results = try await agent.sync()
+    #expect(results[mapping: "tree"]?.error == nil)
+    #expect(await agent.local["tree"]?.fault == nil)
+    #expect(try await h.client.get("/wb/a").kvs.first?.value == Array("local edit".utf8))
+    #expect(Disk.read(dest + "/a") == "local edit")
+  }
+
   @Test("a refused file whose stamp cannot be taken (the directory failed its check on the descriptor) stays refused, and is not overwritten")
   func refusedKeptWhenRootUnverified() async throws {
     let h = try await AgentHarness.start()
