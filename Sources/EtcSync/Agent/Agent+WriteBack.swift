@@ -121,7 +121,15 @@ extension Agent {
     let mappingState = self.state[mapping: name]
     // The first sync adopts etcd's content: there is no record to tell an edit from a file
     // that was simply there before.
-    if mappingState.appliedRevision == 0 && mappingState.local.isEmpty { return true }
+    if mappingState.appliedRevision == 0 && mappingState.local.isEmpty {
+      // No scan runs, so none could clear a fault of unverifiable scans (made by the watcher's
+      // scans meanwhile): the render's own writes verify the directory they open.
+      if self.local[name]?.fault?.code == .writeFailed {
+        self.local[name]?.fault = nil
+        self.local[name]?.unverifiedScans = 0
+      }
+      return true
+    }
     self.local[name, default: LocalWork()].pending = []
     guard await self.pushLocalEdits(runner, candidates: nil) else {
       var work = self.local[name] ?? LocalWork()
@@ -155,7 +163,8 @@ extension Agent {
   /// when the recorded directory failed its check on the descriptor during the scan while its
   /// path still passes (the edits stay on disk and are found again by the next scan; the
   /// render waits meanwhile).
-  func pushLocalEdits(_ runner: MappingRunner, candidates: Set<ExactString>?) async -> Bool {
+  func pushLocalEdits(_ runner: MappingRunner, candidates: Set<ExactString>?,
+                      unverifiedLimit: Int = Agent.unverifiedScanLimit) async -> Bool {
     let name = runner.mapping.name
     // Another directory than the one the record describes: nothing is pushed from it.
     guard self.checkDestination(runner) else { return true }
@@ -196,7 +205,7 @@ extension Agent {
           self.metrics.writeBack(name, "refused")
           held.reported.insert(problem)
         }
-        guard held.unverifiedScans >= Self.unverifiedScanLimit else {
+        guard held.unverifiedScans >= unverifiedLimit || held.fault?.code == .writeFailed else {
           self.local[name] = held
           return false
         }
@@ -210,7 +219,7 @@ extension Agent {
         return true
       }
     } else if work.unverifiedScans > 0 {
-      if work.unverifiedScans >= Self.unverifiedScanLimit, work.fault?.code == .writeFailed { work.fault = nil }
+      if work.fault?.code == .writeFailed { work.fault = nil }
       work.unverifiedScans = 0
     }
     if !scan.promoted.isEmpty {

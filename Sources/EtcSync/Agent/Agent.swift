@@ -138,7 +138,9 @@ public actor Agent {
     for runner in self.runners where runner.mapping.writeBack {
       let mappingState = self.state[mapping: runner.mapping.name]
       guard mappingState.appliedRevision != 0 || !mappingState.local.isEmpty else { continue }
-      if await !self.pushLocalEdits(runner, candidates: nil) {
+      // One pass waits for no later scan: a directory that cannot be verified fails the
+      // mapping at once (``writeBackStop``), and the others are synced.
+      if await !self.pushLocalEdits(runner, candidates: nil, unverifiedLimit: 1) {
         throw EtcdError(.unavailable, "local edits of mapping \(runner.mapping.name) could not be pushed")
       }
     }

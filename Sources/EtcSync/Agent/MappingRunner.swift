@@ -194,8 +194,9 @@ public struct MappingRunner: Sendable {
         subject: .file(ExactString(self.mapping.dest + "/" + first.string)))
       return (result, false)
     }
-    // In place, such a file is neither written nor deleted, and keeps its record.
-    let keep = keep.union(unread)
+    // In place, such a file is neither written nor deleted, and keeps its record (`keep`
+    // itself stays the local files write-back could not push, which the result reports).
+    let untouched = keep.union(unread)
     var hashes = Self.hashes(output)
     for path in unread { hashes[path] = state.files[path] }
     // The state records the files as they were at the last write that needed no reload or
@@ -208,7 +209,7 @@ public struct MappingRunner: Sendable {
     do {
       let knownChanged = trustRecord && !self.mapping.writeBack && hashes[Self.wholeFile] != nil
         && state.files[Self.wholeFile] != hashes[Self.wholeFile]
-      try await self.write(output, previous: state.files, keep: keep, revision: keySpace.revision, knownChanged: knownChanged,
+      try await self.write(output, previous: state.files, keep: untouched, revision: keySpace.revision, knownChanged: knownChanged,
                            into: &result)
     } catch {
       // The record still describes the last reload: whatever did change is owed one later.
@@ -339,13 +340,20 @@ public struct MappingRunner: Sendable {
     -> (output: PlannedOutput, unread: Set<ExactString>)
   {
     guard case .tree(var files) = plan.output, !plan.held.isEmpty else { return (plan.output, []) }
-    let reader = try? self.treeReader()
+    // No tree yet (a removed destination, no `..data`): the held files are not there.
+    let reader: Result<AtomicWriter?, any Error> = Result { try self.treeReader() }
     var unread: Set<ExactString> = []
     for path in plan.held where files[path] == nil && previous[path] != nil && !keep.contains(path) {
-      switch reader?.read(path.string, limit: LocalScanner.fileLimit) {
+      let read: AtomicWriter.BoundedRead
+      switch reader {
+      case .success(let writer?): read = writer.read(path.string, limit: LocalScanner.fileLimit)
+      case .success(nil): read = .absent
+      case .failure(let error): read = .unreadable("\(error)", nil)
+      }
+      switch read {
       case .bytes(let bytes, _): files[path] = DesiredFile(bytes: bytes, attributes: self.planner.attributes)
       case .absent: continue
-      case .tooLarge, .unreadable, nil: unread.insert(path)
+      case .tooLarge, .unreadable: unread.insert(path)
       }
     }
     return (.tree(files), unread)

@@ -112,7 +112,7 @@ enum FlatDocument {
 
   /// Whether the document may hold an alias to one of its anchors: some `*NAME` whose NAME
   /// (libyaml's anchor characters: ASCII letters, digits, `_` and `-`) also follows a `&`
-  /// somewhere. Looked for in every byte, quoted text and comments included, so that no alias
+  /// before it. Looked for in every byte, quoted text and comments included, so that no alias
   /// escapes it; a document that only mentions both (`R&D` and `*D`) is refused too (loudly,
   /// with the anchors' message).
   static func mayUseAnAlias(_ bytes: [UInt8]) -> Bool {
@@ -120,8 +120,10 @@ enum FlatDocument {
       (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
         || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
     }
+    // An alias names an anchor defined before it (libyaml refuses any other), so only the
+    // anchors are kept; past `maxAnchorNames` of them (`&0&1&2…` over 64 MiB) the document is
+    // taken for one that may use an alias, without holding them all.
     var anchors: Set<ArraySlice<UInt8>> = []
-    var aliases: [ArraySlice<UInt8>] = []
     var index = 0
     while index < bytes.count {
       let byte = bytes[index]
@@ -130,10 +132,18 @@ enum FlatDocument {
       let start = index
       while index < bytes.count, isNameByte(bytes[index]) { index += 1 }
       guard index > start else { continue }
-      if byte == UInt8(ascii: "&") { anchors.insert(bytes[start..<index]) } else { aliases.append(bytes[start..<index]) }
+      if byte == UInt8(ascii: "*") {
+        if anchors.contains(bytes[start..<index]) { return true }
+      } else {
+        anchors.insert(bytes[start..<index])
+        if anchors.count > Self.maxAnchorNames { return true }
+      }
     }
-    return aliases.contains { anchors.contains($0) }
+    return false
   }
+
+  /// The most distinct `&NAME`s ``mayUseAnAlias(_:)`` keeps.
+  static let maxAnchorNames = 10_000
 
   private static let anchorMessage = "YAML anchors and aliases (& and *) are not written back; write each value out"
 

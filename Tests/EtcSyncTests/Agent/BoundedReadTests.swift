@@ -251,6 +251,10 @@ struct BoundedReadTests {
     } catch {
       #expect(error.message.contains("anchors and aliases"), "\(error.message)")
     }
+    // Many anchor names are not all held: past the cap the document is refused.
+    let manyAnchors = (0...FlatDocument.maxAnchorNames).map { "k\($0): &a\($0) v" }.joined(separator: "\n")
+    #expect(FlatDocument.mayUseAnAlias(Array(manyAnchors.utf8)))
+    #expect(!FlatDocument.mayUseAnAlias(Array(String(repeating: "*a", count: 100_000).utf8)), "aliases before any anchor are not held")
     let text = try FlatDocument.parse(Array("a: rock & roll\nb: \"2 * 3\"\nc: R&D *x\n".utf8), format: .yaml)
     #expect(text[ExactString("a")] == Array("rock & roll".utf8))
     #expect(text[ExactString("c")] == Array("R&D *x".utf8))

@@ -363,7 +363,17 @@ struct DestinationDescriptorTests {
       }
       #expect(Disk.read(dest + "/a") == "local edit", "attempt \(attempt)")
     }
-    #expect(try await h.client.get("/wb/a").kvs.first?.value == Array("v-a".utf8))
+    #expect(try await h.client.get("/wb/a").kvs.first?.value == Array("v-a".utf8), "nothing pushed while unverified")
+    // A one-shot `sync` whose first scan cannot verify the directory does not stop with
+    // "etcd unavailable" (it waits for no later scan): it goes on, and its render's own scan,
+    // verified this time, pushes the edit.
+    let oneShot = try h.agent(h.configuration([mapping]))
+    let swapper = ScanSwapper(dest, away: h.dir("dest.away"), replaceWhen: { $0 == .open("a") }, restoreWhen: { $0 == .scanned })
+    let once = try await LocalScanner.$scanHook.withValue(swapper.hook) { try await oneShot.sync() }
+    #expect(swapper.phase.withLock { $0 } == 2)
+    #expect(once[mapping: "tree"]?.error == nil, "\(once)")
+    #expect(try await h.client.get("/wb/a").kvs.first?.value == Array("local edit".utf8))
+    #expect(Disk.read(dest + "/a") == "local edit")
     // Verified again: the fault clears, the edit is pushed and kept.
     let results = try await agent.sync()
     #expect(results[mapping: "tree"]?.error == nil)
