@@ -144,9 +144,18 @@ public actor Agent {
         throw EtcdError(.unavailable, "local edits of mapping \(runner.mapping.name) could not be pushed")
       }
     }
-    self.keySpace = try await self.readSnapshot()
-    self.relevantRevision = self.keySpace.revision
-    return await self.apply(self.runners.map(\.mapping.name))
+    let names = self.runners.map(\.mapping.name)
+    // A write-back mapping whose render found (and pushed) one more local edit waits for that
+    // push's revision: the pass is made again at a snapshot that holds it, every mapping at
+    // that one revision, a few times at most.
+    for _ in 0..<3 {
+      self.keySpace = try await self.readSnapshot()
+      self.relevantRevision = self.keySpace.revision
+      let results = await self.apply(names)
+      let waiting = names.filter { name in !results.contains { $0.mapping == name } }
+      if waiting.isEmpty { return results }
+    }
+    throw AgentError(.etcd, "local edits kept being pushed while this pass ran; the files of the mappings they touched were not written. Run it again")
   }
 
   /// Applies the named mappings to the current snapshot.

@@ -371,6 +371,7 @@ struct DestinationDescriptorTests {
     let swapper = ScanSwapper(dest, away: h.dir("dest.away"), replaceWhen: { $0 == .open("a") }, restoreWhen: { $0 == .scanned })
     let once = try await LocalScanner.$scanHook.withValue(swapper.hook) { try await oneShot.sync() }
     #expect(swapper.phase.withLock { $0 } == 2)
+    #expect(once[mapping: "tree"] != nil, "a result for every mapping: \(once)")
     #expect(once[mapping: "tree"]?.error == nil, "\(once)")
     #expect(try await h.client.get("/wb/a").kvs.first?.value == Array("local edit".utf8))
     #expect(Disk.read(dest + "/a") == "local edit")
