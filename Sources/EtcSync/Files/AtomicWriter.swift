@@ -215,10 +215,7 @@ public struct AtomicWriter: Sendable {
   /// The stamp of whatever stands at `relativePath` (never following a symlink); nil when
   /// nothing does or it cannot be reached.
   public func stamp(of relativePath: String) -> FileStamp? {
-    guard let (directory, name) = (try? openExistingParent(of: relativePath)) ?? nil,
-      let info = lstatAt(directory.directory, name)
-    else { return nil }
-    return FileStamp(info)
+    (try? self.checkedStamp(of: relativePath)) ?? nil
   }
 
   /// Like ``stamp(of:)``, but nil only when nothing stands at `relativePath` (it, or a

@@ -355,9 +355,7 @@ struct LocalScanner: Sendable {
 
   /// What `lstat` says of a record path now (nil: nothing there).
   func stamp(_ path: String) -> AtomicWriter.FileStamp? {
-    Self.scanHook?(.open(ExactString(path)))
-    let (writer, file) = self.reader()
-    return writer.stamp(of: file ?? path)
+    (try? self.checkedStamp(path)) ?? nil
   }
 
   /// Like ``stamp(_:)``, but nil only when nothing is there: a watched directory that cannot
@@ -417,19 +415,6 @@ struct LocalScanner: Sendable {
   func holds(_ path: String, _ bytes: [UInt8]) -> Bool {
     guard case .bytes(let read, _) = self.readLocal(path, limit: bytes.count) else { return false }
     return read == bytes
-  }
-
-  /// A record path's bytes as ``AtomicWriter/FileRead`` (only `.absent` is ever taken for a
-  /// delete), read no further than the kind's limit (``fileLimit``, or ``documentLimit`` for
-  /// a `format` document): a larger file is unreadable.
-  func readLocal(_ path: String) -> AtomicWriter.FileRead {
-    let limit = self.mapping.kind == .format ? Self.documentLimit : Self.fileLimit
-    switch self.readLocal(path, limit: limit) {
-    case .absent: return .absent
-    case .bytes(let bytes, _): return .bytes(bytes)
-    case .tooLarge(let stamp): return .unreadable("\(stamp.size) bytes, more than \(limit) are not read")
-    case .unreadable(let why, _): return .unreadable(why)
-    }
   }
 
   /// Reads a record path without following any symlink, at most `limit` bytes plus one (see
