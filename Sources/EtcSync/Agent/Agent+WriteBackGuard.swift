@@ -177,14 +177,18 @@ extension Agent {
     guard !created.isEmpty else { return }
     // The mapping's own keys only: the prefix rule (a file mapping's one key, not its
     // siblings `/app/config2` of `/app/config`), as for `maxBytes`.
+    let units: [(key: [UInt8], exact: Bool)] = runner.mapping.kind == .file
+      ? [(scanner.key(for: ""), true)] : KeyPrefix(runner.mapping.prefix ?? "").units
     var existing = 0
     if self.keySpace.revision == 0 {
-      // The push at start comes before the first snapshot: etcd's keys count.
-      let keys = (try? await self.client.getAll(.prefix(scanner.key(for: "")), revision: 0, pageSize: 10_000, keysOnly: true).kvs.map(\.key)) ?? []
-      existing = keys.filter { self.mappings(touching: $0).contains(name) }.count
+      // The push at start comes before the first snapshot: etcd counts.
+      for unit in units {
+        let range = unit.exact ? KeyRange.key(unit.key) : KeyRange.prefix(unit.key)
+        existing += Int((try? await self.client.get(range, options: GetOptions(countOnly: true)).count) ?? 0)
+      }
     } else {
-      self.keySpace.forEach(withPrefix: scanner.key(for: "")) { kv in
-        if self.mappings(touching: kv.key).contains(name) { existing += 1 }
+      self.keySpace.forEach(in: units) { _ in
+        existing += 1
         return existing <= limits.maxKeys
       }
     }
