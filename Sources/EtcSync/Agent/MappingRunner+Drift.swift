@@ -213,7 +213,7 @@ extension MappingRunner {
     do { folding = try self.destinationFolding() } catch { return .failed("\(error)") }
     let plan: MappingPlan
     do { plan = try self.planner.plan(keySpace, folding: folding) } catch { return .failed(error.message) }
-    let output = self.holding(plan, previous: recorded)
+    let output = self.holding(plan, previous: recorded).output
     guard Self.hashes(output) == recorded else { return .stale }
     self.driftMarks.writing()
     do {

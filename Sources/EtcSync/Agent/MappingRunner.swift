@@ -186,7 +186,7 @@ public struct MappingRunner: Sendable {
         plan.output = .tree(files.filter { !keep.contains($0.key) })
       }
     }
-    let (output, unread) = self.holdingReporting(plan, previous: state.files, keep: keep)
+    let (output, unread) = self.holding(plan, previous: state.files, keep: keep)
     if let first = unread.min(), self.mapping.swap == .symlink {
       // A new revision directory would leave the file out: nothing is published.
       result.failure = MappingError(
@@ -326,17 +326,12 @@ public struct MappingRunner: Sendable {
   }
 
   /// The plan's output with the files of held paths (`c` once `c/d` appears) kept as they are
-  /// on disk: a conflicting key is rejected, but the file written before it stays.
-  func holding(_ plan: MappingPlan, previous: [ExactString: ContentHash], keep: Set<ExactString> = []) -> PlannedOutput {
-    self.holdingReporting(plan, previous: previous, keep: keep).output
-  }
-
-  /// ``holding(_:previous:keep:)``, and the held files that are there but could not be read:
-  /// a held file is read no further than ``LocalScanner/fileLimit`` (one etcd value), so one
+  /// on disk (a conflicting key is rejected, but the file written before it stays), and the
+  /// held files that are there but could not be read: a held file is read no further than ``LocalScanner/fileLimit`` (one etcd value), so one
   /// larger (a value etcd took with a raised `--max-request-bytes`, or a sparse 1 TiB file
   /// made since) is not in the output. Such a file must be neither deleted nor left out of a
   /// new swapped revision: the caller keeps it in place, or writes nothing.
-  func holdingReporting(_ plan: MappingPlan, previous: [ExactString: ContentHash], keep: Set<ExactString> = [])
+  func holding(_ plan: MappingPlan, previous: [ExactString: ContentHash], keep: Set<ExactString> = [])
     -> (output: PlannedOutput, unread: Set<ExactString>)
   {
     guard case .tree(var files) = plan.output, !plan.held.isEmpty else { return (plan.output, []) }
