@@ -22,8 +22,8 @@ struct StatusCommand: AsyncParsableCommand {
       by putting its record. LAG is the request's revision minus CURRENT: 0 for an idle,
       healthy agent. A record that cannot be true (a negative revision, one beyond the
       revision it was written at, a bad pid or time: forged or corrupt) is shown with LAG
-      "invalid", named on standard error, and never counts as current. Without write permission on that key status says so and shows what the
-      agents last reported.
+      "invalid", named on standard error, and never counts as current. Without write
+      permission on that key status says so and shows what the agents last reported.
 
       With --wait-revision N it waits until every listed agent (or --min-agents of them) is
       current through N, asking again every second, then exits 0; after --timeout it exits 1
@@ -35,8 +35,7 @@ struct StatusCommand: AsyncParsableCommand {
         etcsync status --wait-revision "$rev" --min-agents 3 --timeout 60s
 
       --timeout, only with --wait-revision, takes a duration as the configuration writes them
-      (60s, 1m30s, 500ms); a bare
-      number or 0 is refused.
+      (60s, 1m30s, 500ms); a bare number or 0 is refused.
 
       Exit codes: 0 ok, 1 timed out waiting, 2 configuration error, 3 etcd unreachable.
       """

@@ -79,26 +79,13 @@ public struct TextLogHandler: LogHandler {
   }
 }
 
-/// Standard error (or `fd`), taking whole log lines: everything but the line's final newline
-/// is escaped, and the line is written with one `write(2)`.
-struct EscapingStandardError: TextOutputStream, Sendable {
+/// Standard error (or `fd`), taking whole log lines: each is written with one `write(2)`.
+struct EscapingStandardError: Sendable {
   var fd: Int32 = STDERR_FILENO
 
-  mutating func write(_ string: String) {
-    var text = string
-    let newline = text.hasSuffix("\n")
-    if newline { text.removeLast() }
-    self.writeBytes(Array(escapeControlCharacters(text).utf8) + (newline ? [0x0A] : []))
-  }
-
-  /// Writes `line`, whose fields are escaped already, and a newline, with one `write(2)`; a
-  /// control character left in it (none should be) is escaped all the same.
+  /// Writes `line`, whose fields ``TextLogHandler`` escaped, and a newline.
   func writeLine(_ line: String) {
-    self.writeBytes(Array(escapeControlCharacters(line).utf8) + [0x0A])
-  }
-
-  private func writeBytes(_ line: [UInt8]) {
-    line.withUnsafeBytes { bytes in
+    (Array(line.utf8) + [0x0A]).withUnsafeBytes { bytes in
       var offset = 0
       while offset < bytes.count {
         let written = Glibc.write(self.fd, bytes.baseAddress! + offset, bytes.count - offset)
