@@ -244,28 +244,6 @@ public struct MappingRunner: Sendable {
     return (result, false)
   }
 
-  /// The writer of a file mapping's one file (the mapping's `createDirs` and `dirMode`, the
-  /// test hook, a write-back mapping's recorded directory), and the file's name in its
-  /// directory.
-  func fileWriter() -> (AtomicWriter, String) {
-    var options = AtomicWriter.Options()
-    options.createDirectories = self.mapping.createDirs
-    options.directoryMode = mode_t(self.mapping.dirMode ?? 0o755)
-    options.rootIdentity = self.recordedRoot
-    var (writer, name) = AtomicWriter.forFile(self.mapping.dest, options: options)
-    writer.hook = self.hook
-    return (writer, name)
-  }
-
-  /// The writer of a tree mapping: its swap strategy, `dirMode`, the test hook and a
-  /// write-back mapping's recorded directory (the tree's root; a swapped tree's revision
-  /// directories live in it).
-  func treeWriter() -> TreeWriter {
-    let strategy: TreeWriter.Strategy = self.mapping.swap == .symlink ? .atomicSwap : .perFile
-    return TreeWriter(root: self.mapping.dest, strategy: strategy,
-                      directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook, rootIdentity: self.recordedRoot)
-  }
-
   private func write(_ output: PlannedOutput, previous: [ExactString: ContentHash], keep: Set<ExactString>, revision: Int64,
                      knownChanged: Bool, into result: inout MappingResult) async throws {
     self.driftMarks.writing()
@@ -315,16 +293,6 @@ public struct MappingRunner: Sendable {
     }
   }
 
-  /// How the file system of a tree's root matches names (``NameFolding/exact`` for the other
-  /// kinds, which write one file): the root is opened (created if missing, as the writer
-  /// would) and probed the first time, and again when it is another directory.
-  func destinationFolding() throws(FileError) -> NameFolding {
-    guard self.mapping.kind == .tree else { return .exact }
-    let root = try RootedDirectory(root: self.mapping.dest, create: true, mode: mode_t(self.mapping.dirMode ?? 0o755),
-                                   expected: self.recordedRoot)
-    return try self.folding.folding(of: root.directory, root: self.mapping.dest)
-  }
-
   /// The plan's output with the files of held paths (`c` once `c/d` appears) kept as they are
   /// on disk (a conflicting key is rejected, but the file written before it stays), and the
   /// held files that are there but could not be read: a held file is read no further than ``LocalScanner/fileLimit`` (one etcd value), so one
@@ -352,21 +320,6 @@ public struct MappingRunner: Sendable {
       }
     }
     return (.tree(files), unread)
-  }
-
-  /// A reader of the tree as readers see it: the directory `..data` points at for a swapped
-  /// tree (its top-level entries are symlinks, which the writer never follows), or nil when
-  /// no tree has been swapped in yet, or when the destination does not exist yet (a first
-  /// `diff` before any `sync`: every file is new).
-  func treeReader() throws -> AtomicWriter? {
-    var root = self.mapping.dest
-    var status = stat()
-    if lstat(root, &status) != 0 && errno == ENOENT { return nil }
-    if self.mapping.swap == .symlink {
-      guard let current = try TreeSwap(root: root).currentDirectory() else { return nil }
-      root = current.hasPrefix("/") ? current : root + "/" + current
-    }
-    return AtomicWriter(root: root)
   }
 
   /// What a write-back mapping's files hold at this snapshot, by record path: each tree

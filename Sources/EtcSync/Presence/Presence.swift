@@ -22,35 +22,38 @@ public actor Presence {
   public let settings: PresenceSettings
   let client: EtcdClient
   let logger: Logger
-  private var record: PresenceRecord
-  private var leaseID: Int64 = 0
+  var record: PresenceRecord
+  var leaseID: Int64 = 0
   /// The grant of ``leaseID``: its keep-alive counts the TTL from it, so that a lease etcd
   /// never renewed is reported lost too.
-  private var grantedLease: Lease?
+  var grantedLease: Lease?
   /// Every lease this presence was granted: a key bound to one of them is ours (a new lease
   /// after a lost keep-alive finds the key on the old one).
-  private var ownLeases: Set<Int64> = []
+  var ownLeases: Set<Int64> = []
   /// Whether the key is ours under ``leaseID``: puts wait until it is.
-  private var registered = false
+  var registered = false
   /// Whether a change of the record came while unregistered.
-  private var pendingPut = false
+  var pendingPut = false
   /// Whether another agent holds the name now: nothing more is put.
-  private var superseded = false
+  var superseded = false
   /// Whether the next registration may take the name from another agent: the setting, or
   /// ``register(takeOver:)``; only until the first registration succeeds.
-  private var takeOverPending: Bool
+  var takeOverPending: Bool
   /// When puts may go: revision changes and answers to status requests are limited apart.
-  private var pacer = PresencePacer(interval: Presence.minimumInterval)
+  var pacer = PresencePacer(interval: Presence.minimumInterval)
   /// Whether the next put carries an answer to a status request (for ``pacer``).
-  private var answerPending = false
-  private var delayedPut: Task<Void, Never>?
+  var answerPending = false
+  var delayedPut: Task<Void, Never>?
   /// When ``delayedPut`` puts, and which one it is (a replaced task that wakes does nothing).
-  private var delayedAt: ContinuousClock.Instant?
-  private var delayedToken = 0
+  var delayedAt: ContinuousClock.Instant?
+  var delayedToken = 0
+  /// A put is in flight; another was asked for meanwhile (see ``put()``).
+  var putting = false
+  var putAgain = false
   /// The latest status request answered (its revision), and the "current through" revision
   /// the key holds since the last successful put.
-  private var answeredRequest: Int64 = 0
-  private var keyCurrentRevision: Int64 = 0
+  var answeredRequest: Int64 = 0
+  var keyCurrentRevision: Int64 = 0
   /// How often the key is re-put for a revision change, at most; and, counted apart, how
   /// often it is put to answer status requests.
   static let minimumInterval: Duration = .seconds(1)
@@ -74,13 +77,13 @@ public actor Presence {
   public var isSuperseded: Bool { self.superseded }
 
   /// The agent's reports, each with the generation (see ``setMappings(_:)``) it was made in.
-  private let progress: (stream: AsyncStream<(Int, AgentProgress)>, continuation: AsyncStream<(Int, AgentProgress)>.Continuation) =
+  let progress: (stream: AsyncStream<(Int, AgentProgress)>, continuation: AsyncStream<(Int, AgentProgress)>.Continuation) =
     AsyncStream.makeStream(of: (Int, AgentProgress).self, bufferingPolicy: .bufferingNewest(16))
   /// The agent generation: a report of an earlier one still queued when a SIGHUP's new agent
   /// started is dropped, never applied over the reset record.
-  private let generation = Atomic<Int>(0)
+  let generation = Atomic<Int>(0)
   /// Finished when the name is taken over, which ends ``run()``.
-  private let ended: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation) = AsyncStream.makeStream(of: Void.self)
+  let ended: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation) = AsyncStream.makeStream(of: Void.self)
 
   /// Hands the agent's progress to ``run()`` (callable from any context, in order).
   public nonisolated func report(_ progress: AgentProgress) {
@@ -104,7 +107,7 @@ public actor Presence {
   }
 
   /// Set by ``setMappings(_:)``: the next report is put whatever it says.
-  private var generationStarted = false
+  var generationStarted = false
 
   /// Registers the key before ``run()``: grants a lease and creates the key, if absent.
   ///
@@ -254,7 +257,7 @@ public actor Presence {
   }
 
   /// Another agent holds the name: log once, stop updating the key and end ``run()``.
-  private func supersede(_ message: Logger.Message, holder: PresenceHolder) {
+  func supersede(_ message: Logger.Message, holder: PresenceHolder) {
     guard !self.superseded else { return }
     self.superseded = true
     self.registered = false
@@ -304,97 +307,6 @@ public actor Presence {
       // One delayed put carries every change until then.
       self.schedulePut(at: instant)
     }
-  }
-
-  /// Puts at `instant`, unless a put is already scheduled no later.
-  private func schedulePut(at instant: ContinuousClock.Instant) {
-    if self.delayedPut != nil, let scheduled = self.delayedAt, scheduled <= instant { return }
-    self.cancelDelayedPut()
-    let token = self.delayedToken
-    self.delayedAt = instant
-    self.delayedPut = Task {
-      do { try await Task.sleep(until: instant) } catch { return }
-      await self.flushDelayed(token)
-    }
-  }
-
-  private func cancelDelayedPut() {
-    self.delayedPut?.cancel()
-    self.delayedPut = nil
-    self.delayedAt = nil
-    self.delayedToken &+= 1
-  }
-
-  private func flushDelayed(_ token: Int) async {
-    guard token == self.delayedToken else { return }
-    self.delayedPut = nil
-    self.delayedAt = nil
-    await self.putOrRetry()
-  }
-
-  /// Puts the record; a failed put (a leader election, say) is tried again a second later,
-  /// so the key never stays behind the agent's progress.
-  private func putOrRetry() async {
-    do {
-      try await self.put()
-    } catch {
-      guard self.delayedPut == nil, !Task.isCancelled, !self.superseded else { return }
-      self.schedulePut(at: .now + Self.minimumInterval)
-    }
-  }
-
-  private var putting = false
-  private var putAgain = false
-
-  /// Puts the latest record under the current lease. One put at a time: two in flight could
-  /// land in either order and leave the key with the older record.
-  private func put() async throws {
-    if self.putting {
-      self.putAgain = true
-      return
-    }
-    self.putting = true
-    defer { self.putting = false }
-    repeat {
-      self.putAgain = false
-      try await self.putOnce()
-    } while self.putAgain
-  }
-
-  /// Puts the record if our lease still holds the key, or creates the key if it is absent
-  /// (deleted by hand); a key that another agent's lease holds is left alone, and this
-  /// presence stops.
-  private func putOnce() async throws {
-    guard !self.superseded else { return }
-    guard self.registered, self.leaseID != 0 else {
-      self.pendingPut = true
-      return
-    }
-    self.record.updatedAt = PresenceRecord.timestamp()
-    self.pacer.put(at: .now, answering: self.answerPending)
-    self.answerPending = false
-    let key = Array(self.settings.key.utf8)
-    let lease = self.leaseID
-    let record = self.record
-    let put = Op.put(key: key, value: record.json, PutOptions(lease: lease))
-    let response: TxnResponse
-    do {
-      response = try await self.client.txn(
-        if: [Compare(.key(key), .lease(lease), .equal)], then: [put],
-        else: [.txn(compare: [Compare(.key(key), .createRevision(0), .equal)], success: [put], failure: [.get(.key(key))])])
-    } catch {
-      self.logger.warning("presence key not updated", metadata: ["presence.key": "\(self.settings.key)", "error": "\(error)"])
-      throw error
-    }
-    if response.succeeded || response.responses.first.map({ if case .txn(let inner) = $0 { inner.succeeded } else { false } }) == true {
-      self.keyCurrentRevision = max(self.keyCurrentRevision, record.currentRevision ?? 0)
-    }
-    guard !response.succeeded, case .txn(let inner)? = response.responses.first, !inner.succeeded else { return }
-    guard case .get(let get)? = inner.responses.first, let holder = get.kvs.first else { return }
-    // Our own earlier lease: a registration in progress moves the key.
-    guard !self.ownLeases.contains(holder.lease) else { return }
-    self.supersede("presence key taken over by another agent; this agent no longer updates it and keeps syncing its files",
-                   holder: PresenceHolder(holder))
   }
 
   /// Deletes the key if our lease still holds it and revokes the lease, outside the
