@@ -93,19 +93,10 @@ public enum FormatRenderer {
   }
 
   static func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-      default: out.unicodeScalars.append(scalar)
-      }
+    let escaped = Escaping.map(s) { scalar in
+      Escaping.backslash(scalar) ?? (scalar.value < 0x20 ? "\\u" + Escaping.hex(scalar.value, width: 4, uppercase: false) : nil)
     }
-    return out + "\""
+    return "\"" + escaped + "\""
   }
 
   // MARK: YAML

@@ -80,43 +80,32 @@ enum GoBuiltins {
 
   /// Go's template.HTMLEscapeString.
   static func html(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
+    Escaping.map(text) { scalar in
       switch scalar {
-      case "\"": out += "&#34;"
-      case "'": out += "&#39;"
-      case "&": out += "&amp;"
-      case "<": out += "&lt;"
-      case ">": out += "&gt;"
-      case "\u{0}": out += "\u{FFFD}"
-      default: out.unicodeScalars.append(scalar)
+      case "\"": "&#34;"
+      case "'": "&#39;"
+      case "&": "&amp;"
+      case "<": "&lt;"
+      case ">": "&gt;"
+      case "\u{0}": "\u{FFFD}"
+      default: nil
       }
     }
-    return out
   }
 
   /// Go's template.JSEscapeString.
   static func js(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
+    Escaping.map(text) { scalar in
       switch scalar {
-      case "\\": out += "\\\\"
-      case "'": out += "\\'"
-      case "\"": out += "\\\""
-      case "<": out += "\\u003C"
-      case ">": out += "\\u003E"
-      case "&": out += "\\u0026"
-      case "=": out += "\\u003D"
+      case "\\": return "\\\\"
+      case "'": return "\\'"
+      case "\"": return "\\\""
+      case "<", ">", "&", "=": return "\\u" + Escaping.hex(scalar.value, width: 4)
       default:
-        if scalar.value < 0x20 || (scalar.value >= 0x80 && !GoQuote.isPrintable(scalar)) {
-          let hex = String(scalar.value, radix: 16, uppercase: true)
-          out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
-        } else {
-          out.unicodeScalars.append(scalar)
-        }
+        let hidden = scalar.value < 0x20 || (scalar.value >= 0x80 && !GoQuote.isPrintable(scalar))
+        return hidden ? "\\u" + Escaping.hex(scalar.value, width: 4) : nil
       }
     }
-    return out
   }
 
   /// Go's url.QueryEscape.

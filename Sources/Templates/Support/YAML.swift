@@ -141,26 +141,13 @@ enum YAML {
   }
 
   private static func doubleQuoted(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\t": out += "\\t"
-      case "\r": out += "\\r"
-      default:
-        if isPrintable(scalar) {
-          out.unicodeScalars.append(scalar)
-        } else {
-          let hex = String(scalar.value, radix: 16, uppercase: true)
-          let width = scalar.value <= 0xFF ? 2 : scalar.value <= 0xFFFF ? 4 : 8
-          let prefix = width == 2 ? "\\x" : width == 4 ? "\\u" : "\\U"
-          out += prefix + String(repeating: "0", count: width - hex.count) + hex
-        }
-      }
+    let escaped = Escaping.map(s) { scalar in
+      if let escape = Escaping.backslash(scalar) { return escape }
+      if isPrintable(scalar) { return nil }
+      let (prefix, width) = scalar.value <= 0xFF ? ("\\x", 2) : scalar.value <= 0xFFFF ? ("\\u", 4) : ("\\U", 8)
+      return prefix + Escaping.hex(scalar.value, width: width)
     }
-    return out + "\""
+    return "\"" + escaped + "\""
   }
 }
 
