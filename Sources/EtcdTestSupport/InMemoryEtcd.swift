@@ -19,7 +19,7 @@ import Synchronization
 ///
 /// Limit: deliveries to watchers are sent after the write's lock is released, so writes from
 /// two tasks at once may reach a watcher out of revision order. Write from one task at a time.
-public final class InMemoryEtcd: Sendable {
+public final class InMemoryEtcd: RangeReader {
   /// What ``watchProtocolViolations`` answers: a test says when the store "restarted its
   /// watch over a response that made no sense" (``countWatchProtocolViolation()``).
   private let violations = Atomic<Int>(0)
@@ -152,44 +152,6 @@ public final class InMemoryEtcd: Sendable {
     try self.state.withLock { state throws(EtcdError) in
       try state.admit(.range(range, options))
       return try state.range(range, options)
-    }
-  }
-
-  /// Calls `body` with each page of a range, all pinned to `revision` (or the first page's),
-  /// which it returns; as `EtcdClient.forEachPage`.
-  public func forEachPage(_ range: KeyRange, revision: Int64 = 0, pageSize: Int64 = 10_000, keysOnly: Bool = false,
-                          _ body: ([KeyValue]) throws -> Void) async throws(EtcdError) -> Int64 {
-    var options = GetOptions(limit: max(pageSize, 1), revision: revision, keysOnly: keysOnly)
-    var current = range
-    var pinned = revision
-    while true {
-      let page = try await self.get(current, options: options)
-      if pinned == 0 {
-        pinned = page.header.revision
-        options.revision = pinned
-      }
-      do { try body(page.kvs) } catch let error as EtcdError { throw error } catch {
-        throw EtcdError(.internalError, "\(error)", cause: error)
-      }
-      guard page.more, let last = page.kvs.last, !current.rangeEnd.isEmpty else { return pinned }
-      current.key = last.key + [0]
-    }
-  }
-
-  /// A whole range at one revision; without one given, a read compacted mid-way starts over
-  /// (up to 3 times), as `EtcdClient.getAll` does.
-  public func getAll(_ range: KeyRange, revision: Int64 = 0, pageSize: Int64 = 10_000,
-                     keysOnly: Bool = false) async throws(EtcdError) -> Snapshot {
-    var attempts = 0
-    while true {
-      attempts += 1
-      var kvs: [KeyValue] = []
-      do {
-        let read = try await self.forEachPage(range, revision: revision, pageSize: pageSize, keysOnly: keysOnly) { kvs += $0 }
-        return Snapshot(revision: read, kvs: kvs)
-      } catch where error.code == .compacted && revision == 0 && attempts < 3 {
-        continue
-      }
     }
   }
 

@@ -14,10 +14,7 @@ import EtcdClient
 ///   notifications (no events) when asked to, and ends only by throwing an ``EtcdError``:
 ///   `compacted` (its next revision was compacted), `watchCanceled`, `permissionDenied`, …;
 /// - a mutation that fails with `unavailable` may or may not have been applied.
-public protocol EtcdStore: Sendable {
-  /// One Range request.
-  func get(_ range: KeyRange, options: GetOptions) async throws(EtcdError) -> GetResponse
-
+public protocol EtcdStore: RangeReader {
   /// Calls `body` with each page of `range` in key order, all pinned to `revision` (or the
   /// first page's when 0), which it returns.
   func forEachPage(_ range: KeyRange, revision: Int64, pageSize: Int64, keysOnly: Bool,
