@@ -51,7 +51,7 @@ import Testing
         #expect(error?.code == .deadlineExceeded)
         server.resume()
         // The long call was not cancelled by the sweep: it completes once etcd answers.
-        try await long.value
+        _ = try await long.value
         #expect(try await etcd.get("/deadline/long").kvs.first?.valueString == "2")
       }
     }
@@ -94,7 +94,7 @@ import Testing
     do {
       let value = String(repeating: "v", count: 200)
       for base in stride(from: 0, to: 2000, by: 100) {
-        try await etcd.txn(if: [], then: (base..<base + 100).map { Op.put(String(format: "/large/%05d", $0), value + "\($0)") })
+        _ = try await etcd.txn(if: [], then: (base..<base + 100).map { Op.put(String(format: "/large/%05d", $0), value + "\($0)") })
       }
       let all = try await etcd.get(.prefix("/large/"))
       #expect(all.kvs.count == 2000)

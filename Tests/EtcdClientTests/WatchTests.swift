@@ -153,7 +153,7 @@ final class EventCollector: Sendable {
     // about 1.9 MB of events, so it arrives in fragments that the client joins again.
     try await withEtcd(arguments: ["--max-request-bytes", "1048576"]) { etcd, _ in
       let value = String(repeating: "v", count: 80_000)
-      try await etcd.txn(if: [], then: (0..<12).map { Op.put("/frag/\($0)", value) })
+      _ = try await etcd.txn(if: [], then: (0..<12).map { Op.put("/frag/\($0)", value) })
       let rewrite = try await etcd.txn(if: [], then: (0..<12).map { Op.put("/frag/\($0)", value + "2") })
       var options = WatchOptions(startRevision: rewrite.header.revision, prevKV: true)
       options.fragment = true
