@@ -151,7 +151,7 @@ extension EtcdClient {
       task.cancel()
       keepers.remove(key)
     }
-    return LeaseKeepAliveStream(base: stream, leaseID: id)
+    return LeaseKeepAliveStream(stream, leaseID: id)
   }
 }
 
@@ -160,6 +160,12 @@ public struct LeaseKeepAliveStream: AsyncSequence, Sendable {
   public typealias Element = LeaseKeepAliveResponse
   let base: AsyncThrowingStream<LeaseKeepAliveResponse, any Error>
   public let leaseID: Int64
+
+  /// A stream of renewals made without etcd (an in-memory etcd in tests).
+  public init(_ base: AsyncThrowingStream<LeaseKeepAliveResponse, any Error>, leaseID: Int64) {
+    self.base = base
+    self.leaseID = leaseID
+  }
 
   public func makeAsyncIterator() -> AsyncThrowingStream<LeaseKeepAliveResponse, any Error>.AsyncIterator {
     self.base.makeAsyncIterator()

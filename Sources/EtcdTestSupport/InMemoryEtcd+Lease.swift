@@ -32,16 +32,48 @@ extension InMemoryEtcd {
     }
   }
 
-  /// Seconds left (-1 for a lease that expired or never existed) and the keys attached.
-  public func timeToLive(_ id: Int64) async throws(EtcdError) -> LeaseTimeToLive {
+  /// Seconds left (-1 for a lease that expired or never existed), and with `keys` the keys
+  /// attached.
+  public func timeToLive(_ id: Int64, keys: Bool = false) async throws(EtcdError) -> LeaseTimeToLive {
     try self.state.withLock { state throws(EtcdError) in
       try state.admit(.lease)
       guard let lease = state.leases[id] else { return LeaseTimeToLive(id: id, ttl: -1, grantedTTL: 0, header: state.header) }
       let left = lease.expiresAt - state.now
       return LeaseTimeToLive(id: id, ttl: left.components.seconds, grantedTTL: lease.ttl,
-                             keys: lease.keys.sorted { $0.lexicographicallyPrecedes($1) }, header: state.header)
+                             keys: keys ? lease.keys.sorted { $0.lexicographicallyPrecedes($1) } : [], header: state.header)
     }
   }
+
+  /// Keeps a lease alive while the sequence is iterated, as `EtcdClient.keepAlive` does: a
+  /// renewal (``keepAliveOnce(_:)``) at once and then every ``keepAliveInterval`` of real
+  /// time, each delivered (the newest kept); throws `leaseNotFound` once the lease is gone
+  /// (expired on the test's clock, revoked, or ``expire(_:)``d), or a renewal's injected
+  /// failure.
+  public func keepAlive(_ lease: Lease) -> LeaseKeepAliveStream {
+    self.keepAlive(lease.id)
+  }
+
+  /// ``keepAlive(_:)-(Lease)`` by the lease's ID.
+  public func keepAlive(_ id: Int64) -> LeaseKeepAliveStream {
+    let (stream, continuation) = AsyncThrowingStream.makeStream(of: LeaseKeepAliveResponse.self, bufferingPolicy: .bufferingNewest(1))
+    let task = Task {
+      while !Task.isCancelled {
+        do {
+          continuation.yield(try await self.keepAliveOnce(id))
+          try await Task.sleep(for: Self.keepAliveInterval)
+        } catch {
+          continuation.finish(throwing: error)
+          return
+        }
+      }
+      continuation.finish()
+    }
+    continuation.onTermination = { _ in task.cancel() }
+    return LeaseKeepAliveStream(stream, leaseID: id)
+  }
+
+  /// How often (real time) ``keepAlive(_:)-(Int64)`` renews a lease.
+  public static let keepAliveInterval: Duration = .milliseconds(20)
 
   /// Revokes a lease: its keys are deleted in one revision.
   @discardableResult

@@ -76,7 +76,7 @@ extension Presence {
     let put = Op.put(key: key, value: record.json, PutOptions(lease: lease))
     let response: TxnResponse
     do {
-      response = try await self.client.txn(
+      response = try await self.store.txn(
         if: [Compare(.key(key), .lease(lease), .equal)], then: [put],
         else: [.txn(compare: [Compare(.key(key), .createRevision(0), .equal)], success: [put], failure: [.get(.key(key))])])
     } catch {

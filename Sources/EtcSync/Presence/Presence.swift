@@ -1,6 +1,7 @@
 import EtcdClient
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 
 /// Keeps the agent's presence key: `<prefix>/<name>`, bound to a lease kept alive every
@@ -20,7 +21,8 @@ import Synchronization
 /// ours and the lease revoked.
 public actor Presence {
   public let settings: PresenceSettings
-  let client: EtcdClient
+  /// Etcd, or a store without it (see ``PresenceStore``).
+  let store: any PresenceStore
   let logger: Logger
   var record: PresenceRecord
   var leaseID: Int64 = 0
@@ -59,9 +61,9 @@ public actor Presence {
   static let minimumInterval: Duration = .seconds(1)
 
   /// A presence for an agent with `mappings`.
-  public init(settings: PresenceSettings, client: EtcdClient, logger: Logger, mappings: [String]) {
+  public init(settings: PresenceSettings, store: any PresenceStore, logger: Logger, mappings: [String]) {
     self.settings = settings
-    self.client = client
+    self.store = store
     self.logger = logger
     self.takeOverPending = settings.takeOver
     let now = PresenceRecord.timestamp()
@@ -120,22 +122,25 @@ public actor Presence {
     try await self.registerOnce()
   }
 
-  /// Registers and keeps the key until cancelled, then deletes it (if still ours) and
-  /// revokes its lease. Progress given to ``report(_:)`` meanwhile updates the key.
+  /// Registers and keeps the key until cancelled (or, in a `ServiceGroup`, until its graceful
+  /// shutdown), then deletes it (if still ours) and revokes its lease. Progress given to
+  /// ``report(_:)`` meanwhile updates the key.
   public func run() async {
     if !self.superseded {
-      await withTaskGroup(of: Void.self) { group in
-        group.addTask { await self.keep() }
-        group.addTask {
-          for await (generation, progress) in self.progress.stream where generation == self.generation.load(ordering: .acquiring) {
-            await self.update(progress)
+      await cancelWhenGracefulShutdown {
+        await withTaskGroup(of: Void.self) { group in
+          group.addTask { await self.keep() }
+          group.addTask {
+            for await (generation, progress) in self.progress.stream where generation == self.generation.load(ordering: .acquiring) {
+              await self.update(progress)
+            }
           }
+          group.addTask {
+            for await _ in self.ended.stream {}
+          }
+          await group.next()
+          group.cancelAll()
         }
-        group.addTask {
-          for await _ in self.ended.stream {}
-        }
-        await group.next()
-        group.cancelAll()
       }
     }
     await self.release()
@@ -149,7 +154,7 @@ public actor Presence {
         if !self.registered { try await self.registerOnce() }
         backoff.reset()
         let kept = self.grantedLease.flatMap { $0.id == self.leaseID ? $0 : nil }
-        for try await _ in kept.map({ self.client.keepAlive($0) }) ?? self.client.keepAlive(self.leaseID) {}
+        for try await _ in kept.map({ self.store.keepAlive($0) }) ?? self.store.keepAlive(self.leaseID) {}
         if Task.isCancelled { break }
         throw EtcdError(.leaseNotFound, "the keep-alive stream ended")
       } catch let conflict as PresenceConflict {
@@ -170,14 +175,14 @@ public actor Presence {
   /// Grants a lease and claims the key with it; on success the lease replaces the previous
   /// one, which is revoked.
   private func registerOnce() async throws {
-    let lease = try await self.client.grant(ttl: self.settings.ttlSeconds)
+    let lease = try await self.store.grant(ttl: self.settings.ttlSeconds)
     self.ownLeases.insert(lease.id)
     do {
       try await self.claim(lease: lease.id, takeOver: self.takeOverPending)
     } catch {
       // The new lease holds nothing.
-      let client = self.client
-      _ = await Task { try? await client.revoke(lease.id) }.value
+      let store = self.store
+      _ = await Task { try? await store.revoke(lease.id) }.value
       throw error
     }
     let previous = self.leaseID
@@ -188,7 +193,7 @@ public actor Presence {
     self.logger.info("presence registered", metadata: [
       "presence.key": "\(self.settings.key)", "lease.id": "\(String(lease.id, radix: 16))", "lease.ttl": "\(lease.ttl)",
     ])
-    if previous != 0 && previous != lease.id { _ = try? await self.client.revoke(previous) }
+    if previous != 0 && previous != lease.id { _ = try? await self.store.revoke(previous) }
     if self.pendingPut {
       self.pendingPut = false
       await self.putOrRetry()
@@ -205,7 +210,7 @@ public actor Presence {
       self.record.updatedAt = PresenceRecord.timestamp()
       self.pacer.put(at: .now, answering: false)
       let put = Op.put(key: key, value: self.record.json, PutOptions(lease: lease))
-      let created = try await self.client.txn(
+      let created = try await self.store.txn(
         if: [Compare(.key(key), .createRevision(0), .equal)], then: [put], else: [.get(.key(key))])
       if created.succeeded { return }
       guard case .get(let get)? = created.responses.first, let holder = get.kvs.first else { continue }
@@ -218,7 +223,7 @@ public actor Presence {
         }
         continue
       }
-      let moved = try await self.client.txn(
+      let moved = try await self.store.txn(
         if: [Compare(.key(key), .modRevision(holder.modRevision), .equal)], then: [put], else: [])
       guard moved.succeeded else { continue }
       if !ours {
@@ -235,18 +240,18 @@ public actor Presence {
   /// changed hands (registering is tried again), false when the holder is alive: it renewed
   /// its lease (the time left did not fall as time passed) or updated the key.
   private func holderIsGone(_ holder: KeyValue) async throws -> Bool {
-    let first = try await self.client.timeToLive(holder.lease)
+    let first = try await self.store.timeToLive(holder.lease)
     guard first.ttl > 0 else { return true }
     let observed = ContinuousClock.now
     let deadline = observed + .seconds(max(first.grantedTTL, first.ttl)) + .seconds(2)
     while ContinuousClock.now < deadline {
       try await Task.sleep(for: .milliseconds(200))
       let elapsed = ContinuousClock.now - observed
-      guard let current = try await self.client.get(.key(holder.key)).kvs.first, current.lease == holder.lease else {
+      guard let current = try await self.store.get(.key(holder.key)).kvs.first, current.lease == holder.lease else {
         return true
       }
       if current.modRevision != holder.modRevision { return false }
-      let left = try await self.client.timeToLive(holder.lease).ttl
+      let left = try await self.store.timeToLive(holder.lease).ttl
       if left <= 0 { return true }
       // etcd rounds the time left up to whole seconds: an unrenewed lease shows less than
       // its first reading minus the time passed, plus one.
@@ -317,11 +322,11 @@ public actor Presence {
     guard id != 0 else { return }
     self.leaseID = 0
     self.registered = false
-    let client = self.client
+    let store = self.store
     let key = Array(self.settings.key.utf8)
     let (deleted, revoked) = await Task { () -> (Bool, Bool) in
-      let deleted = (try? await client.txn(if: [Compare(.key(key), .lease(id), .equal)], then: [.delete(.key(key))]))?.succeeded ?? false
-      return (deleted, (try? await client.revoke(id)) != nil)
+      let deleted = (try? await store.txn(if: [Compare(.key(key), .lease(id), .equal)], then: [.delete(.key(key))]))?.succeeded ?? false
+      return (deleted, (try? await store.revoke(id)) != nil)
     }.value
     if revoked || deleted {
       self.logger.info(deleted ? "presence key deleted, lease revoked" : "presence lease revoked; the key was not ours",
@@ -331,3 +336,10 @@ public actor Presence {
     }
   }
 }
+
+/// Presence is a swift-service-lifecycle `Service`: ``Presence/run()`` ends at the group's
+/// graceful shutdown as at cancellation, deleting the key and revoking its lease.
+/// `AgentSupervisor` runs one per etcd client, beside that client's agents, rather than in the
+/// top-level group: the lease belongs to the client, which a reload that changes the etcd or
+/// presence settings replaces.
+extension Presence: Service {}

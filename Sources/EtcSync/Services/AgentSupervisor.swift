@@ -229,7 +229,7 @@ public final class AgentSupervisor: Service, Sendable {
   private func registerPresence(_ configuration: AgentConfiguration, client: EtcdClient,
                                 takeOver: Bool, atStart: Bool) async throws -> Presence? {
     guard let settings = configuration.presence else { return nil }
-    let presence = Presence(settings: settings, client: client, logger: self.logger, mappings: configuration.mappings.map(\.name))
+    let presence = Presence(settings: settings, store: client, logger: self.logger, mappings: configuration.mappings.map(\.name))
     do {
       try await presence.register(takeOver: takeOver ? true : nil)
     } catch let conflict as PresenceConflict {

@@ -6,7 +6,7 @@ import Logging
 
 // The in-memory etcd is the agent's store in these tests. Declared here, where both are
 // visible: EtcdTestSupport does not depend on EtcSync.
-extension InMemoryEtcd: EtcdStore {}
+extension InMemoryEtcd: PresenceStore {}
 
 /// What an in-memory agent test starts with: an ``InMemoryEtcd``, a temporary directory for
 /// destinations and state, and a recording logger. No etcd process.

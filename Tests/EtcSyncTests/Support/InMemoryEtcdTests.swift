@@ -188,7 +188,7 @@ struct InMemoryEtcdTests {
     _ = try await etcd.keepAliveOnce(lease.id)
     etcd.advance(by: .seconds(6))
     #expect(try await etcd.get(.prefix("/l/")).count == 2, "kept alive")
-    #expect(try await etcd.timeToLive(lease.id).keys.count == 2)
+    #expect(try await etcd.timeToLive(lease.id, keys: true).keys.count == 2)
     let before = etcd.revision
     etcd.advance(by: .seconds(5))
     #expect(try await etcd.get(.prefix("/l/")).count == 0)

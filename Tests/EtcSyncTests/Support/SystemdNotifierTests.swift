@@ -194,7 +194,7 @@ struct SystemdNotifierTests {
     let socket = try NotifySocket()
     let directory = (socket.path as NSString).deletingLastPathComponent
     #expect(!SystemdNotifier(socketPath: directory + "/missing").ready(status: "x"))
-    FileManager.default.createFile(atPath: directory + "/plain", contents: Data())
+    _ = FileManager.default.createFile(atPath: directory + "/plain", contents: Data())
     #expect(!SystemdNotifier(socketPath: directory + "/plain").watchdog())
     #expect(!SystemdNotifier(socketPath: "/" + String(repeating: "x", count: 107)).watchdog())
     #expect(!SystemdNotifier(socketPath: directory + "/" + String(repeating: "x", count: 200)).watchdog())
