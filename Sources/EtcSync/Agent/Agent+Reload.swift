@@ -113,7 +113,6 @@ extension Agent {
        !self.history[index].failed
     {
       self.history[index].reloaded = result.reloaded
-      self.history[index].error = result.error
       self.history[index].failure = result.failure
     }
     if let owed = work.owed, self.reloadsInBackground, let runner = self.runners.first(where: { $0.mapping.name == name }) {

@@ -45,7 +45,7 @@ extension MappingRunner {
   /// the planned files, so whatever else it holds would go.
   public func diff(_ keySpace: KeySpace, previous: [ExactString: ContentHash] = [:]) throws(AgentError) -> [FileChange] {
     let plan: MappingPlan
-    do { plan = try self.planner.plan(keySpace) } catch { throw AgentError(.plan, "mapping \(self.mapping.name): \(error.message)") }
+    do { plan = try self.planner.plan(keySpace) } catch { throw AgentError(.plan, "mapping \(self.mapping.name): \(error.message)", cause: error) }
     do {
       switch plan.output {
       case .file(let file):
@@ -85,7 +85,7 @@ extension MappingRunner {
         return changes
       }
     } catch {
-      throw AgentError(.write, "mapping \(self.mapping.name): \(error)")
+      throw AgentError(.write, "mapping \(self.mapping.name): \(error)", cause: error)
     }
   }
 

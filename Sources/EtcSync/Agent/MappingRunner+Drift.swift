@@ -12,8 +12,9 @@ enum DriftRepairOutcome: Sendable, Equatable {
   /// The snapshot no longer renders the bytes the record holds (a template reading
   /// `hostname` or a local file, a held conflicting key): nothing was written.
   case stale
-  /// Planning or writing failed; the files are as they were.
-  case failed(String)
+  /// Planning or writing failed; the files are as they were (a failed write of a tree may
+  /// have restored some).
+  case failed(MappingError)
 }
 
 /// How a drifted file differs from what the agent wrote (for the log).
@@ -210,9 +211,9 @@ extension MappingRunner {
   /// passed it when they were first written) and no reload.
   func repair(_ keySpace: KeySpace, recorded: [ExactString: ContentHash], drifted: [ExactString]) async -> DriftRepairOutcome {
     let folding: NameFolding
-    do { folding = try self.destinationFolding() } catch { return .failed("\(error)") }
+    do { folding = try self.destinationFolding() } catch { return .failed(MappingError(writing: error)) }
     let plan: MappingPlan
-    do { plan = try self.planner.plan(keySpace, folding: folding) } catch { return .failed(error.message) }
+    do { plan = try self.planner.plan(keySpace, folding: folding) } catch { return .failed(MappingError(planning: error)) }
     let output = self.holding(plan, previous: recorded).output
     guard Self.hashes(output) == recorded else { return .stale }
     self.driftMarks.writing()
@@ -233,7 +234,8 @@ extension MappingRunner {
         let report = try await writer.apply(wanted, deleted: [ExactString](), revision: keySpace.revision)
         if strategy == .atomicSwap, report.failures.isEmpty { self.driftMarks.published(report.publishedDirectory ?? before) }
         if let (path, failure) = report.failures.min(by: { $0.key < $1.key }) {
-          return .failed("\(report.failures.count) file(s) not restored, first \(path): \(failure)")
+          return .failed(MappingError(.writeFailed, "\(report.failures.count) file(s) not restored, first \(path): \(failure)",
+                                      subject: .file(ExactString(failure.path))))
         }
         var restored = report.written
         if strategy == .atomicSwap {
@@ -245,7 +247,7 @@ extension MappingRunner {
         return .restored(restored.map { self.mapping.dest + "/" + $0 })
       }
     } catch {
-      return .failed("\(error)")
+      return .failed(MappingError(writing: error))
     }
   }
 }

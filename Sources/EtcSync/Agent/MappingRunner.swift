@@ -24,12 +24,8 @@ public struct MappingResult: Sendable {
   /// quote a command's output or a value from etcd.
   public var failure: MappingError?
 
-  /// The text of ``failure``, for the log and for tests. Setting it keeps the code (kept for
-  /// Agent+Reload.swift, which copies a reload's outcome in two steps; set ``failure``).
-  public var error: String? {
-    get { self.failure?.message }
-    set { self.failure = newValue.map { MappingError(self.failure?.code ?? .failed, $0, subject: self.failure?.subject) } }
-  }
+  /// The text of ``failure``, for the log and for tests.
+  public var error: String? { self.failure?.message }
 
   /// The code of ``failure``; nil when the mapping did not fail.
   public var failureCode: MappingFailure? { self.failure?.code }
@@ -72,14 +68,14 @@ public struct MappingRunner: Sendable {
         }
         template = try loader.load(name)
       } catch {
-        throw AgentError(.configuration, "mapping \(mapping.name): template \(path): \(error)")
+        throw AgentError(.configuration, "mapping \(mapping.name): template \(path): \(error)", cause: error)
       }
     }
     let attributes: FileAttributes
     do {
       attributes = try FileAttributes.resolve(mode: mapping.mode.map { mode_t($0) }, owner: mapping.owner, group: mapping.group)
     } catch {
-      throw AgentError(.configuration, "mapping \(mapping.name): \(error)")
+      throw AgentError(.configuration, "mapping \(mapping.name): \(error)", cause: error)
     }
     self.mapping = mapping
     let options = RenderOptions(
@@ -355,10 +351,14 @@ public struct AgentError: Error, Sendable, CustomStringConvertible {
   public enum Code: Sendable, Hashable { case configuration, plan, write, etcd, state }
   public var code: Code
   public var message: String
+  /// The error this one reports (a template's, a file system's, a plan's), kept whole for a
+  /// caller that handles it; the message already says what it said.
+  public var cause: (any Error & Sendable)?
 
-  public init(_ code: Code, _ message: String) {
+  public init(_ code: Code, _ message: String, cause: (any Error & Sendable)? = nil) {
     self.code = code
     self.message = message
+    self.cause = cause
   }
 
   public var description: String { self.message }

@@ -115,7 +115,7 @@ public enum FormatRenderer {
     do {
       return try Yams.serialize(node: node(table), sortKeys: false)
     } catch {
-      throw PlanError(.render, "cannot write YAML: \(error)")
+      throw PlanError(.render, "cannot write YAML: \(error)", cause: error)
     }
   }
 

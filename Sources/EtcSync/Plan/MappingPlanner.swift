@@ -22,11 +22,15 @@ public struct PlanError: Error, Sendable, CustomStringConvertible {
   /// The key the error names, as the message writes it (relative to the prefix in a
   /// `format` mapping); nil for a template's error, which names what the template read.
   public var key: String?
+  /// The error this one reports (the template's, Yams'), kept whole; the message already says
+  /// what it said.
+  public var cause: (any Error & Sendable)?
 
-  public init(_ code: Code, _ message: String, key: String? = nil) {
+  public init(_ code: Code, _ message: String, key: String? = nil, cause: (any Error & Sendable)? = nil) {
     self.code = code
     self.message = message
     self.key = key
+    self.cause = cause
   }
 
   public var description: String { self.message }
@@ -87,7 +91,7 @@ public struct MappingPlanner: Sendable {
         let rejected = nonText.map { KeyPathError(.invalidUTF8, key: $0) }
         return MappingPlan(output: .file(DesiredFile(bytes: bytes, attributes: self.attributes)), rejected: rejected)
       } catch {
-        throw PlanError(.render, "\(error)")
+        throw PlanError(.render, "\(error)", cause: error)
       }
 
     case .file:
