@@ -47,8 +47,8 @@ extension InMemoryEtcd {
   /// Keeps a lease alive while the sequence is iterated, as `EtcdClient.keepAlive` does: a
   /// renewal (``keepAliveOnce(_:)``) at once and then every ``keepAliveInterval`` of real
   /// time, each delivered (the newest kept); throws `leaseNotFound` once the lease is gone
-  /// (expired on the test's clock, revoked, or ``expire(_:)``d), or a renewal's injected
-  /// failure.
+  /// (expired on the test's clock, revoked, or ``expire(_:)``d). A renewal that fails
+  /// otherwise (an injected `unavailable`) is tried again, as the client re-opens its stream.
   public func keepAlive(_ lease: Lease) -> LeaseKeepAliveStream {
     self.keepAlive(lease.id)
   }
@@ -58,13 +58,15 @@ extension InMemoryEtcd {
     let (stream, continuation) = AsyncThrowingStream.makeStream(of: LeaseKeepAliveResponse.self, bufferingPolicy: .bufferingNewest(1))
     let task = Task {
       while !Task.isCancelled {
-        do {
+        do throws(EtcdError) {
           continuation.yield(try await self.keepAliveOnce(id))
-          try await Task.sleep(for: Self.keepAliveInterval)
-        } catch {
+        } catch where error.code == .leaseNotFound {
           continuation.finish(throwing: error)
           return
+        } catch {
+          // Tried again after the interval.
         }
+        do { try await Task.sleep(for: Self.keepAliveInterval) } catch { break }
       }
       continuation.finish()
     }

@@ -338,8 +338,10 @@ public actor Presence {
 }
 
 /// Presence is a swift-service-lifecycle `Service`: ``Presence/run()`` ends at the group's
-/// graceful shutdown as at cancellation, deleting the key and revoking its lease.
-/// `AgentSupervisor` runs one per etcd client, beside that client's agents, rather than in the
-/// top-level group: the lease belongs to the client, which a reload that changes the etcd or
-/// presence settings replaces.
+/// graceful shutdown as at cancellation, deleting the key and revoking its lease. It also
+/// ends, returning normally, when another agent takes the name over: in a group with the
+/// default `successTerminationBehavior` (`.cancelGroup`) that ends the whole group, so give
+/// it `.ignore` where the rest should run on. `AgentSupervisor` runs one per etcd client,
+/// beside that client's agents and after them, rather than in the top-level group: the lease
+/// belongs to the client, which a reload that changes the etcd or presence settings replaces.
 extension Presence: Service {}

@@ -101,7 +101,10 @@ public final class AgentSupervisor: Service, Sendable {
       let next = try await self.connect(current) { client in
         let presence = try await self.registerPresence(current, client: client, takeOver: atStart && self.takeOver, atStart: atStart)
         atStart = false
-        let presenceTask = presence.map { presence in Task { await presence.run() } }
+        // Detached: a child task would inherit the ServiceGroup's graceful-shutdown handler
+        // (a task-local), and presence would release its key at SIGTERM, while the agent
+        // still finishes its write; it must go only once the agent has stopped.
+        let presenceTask = presence.map { presence in Task.detached { await presence.run() } }
         do {
           let next = try await self.runGenerations(current, client: client, presence: presence)
           presenceTask?.cancel()

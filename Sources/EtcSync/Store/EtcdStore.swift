@@ -3,7 +3,7 @@ import EtcdClient
 /// What the agent needs from etcd, and nothing more: reads pinned at a revision, a watch from
 /// a revision, and Txns for write-back. ``EtcdClient`` is the real one; tests use
 /// `InMemoryEtcd` (EtcdTestSupport), which keeps revisions, history and compaction, and can
-/// fail on purpose. (Presence, which holds a lease, still talks to `EtcdClient` directly.)
+/// fail on purpose. Presence adds a lease to it (``PresenceStore``).
 ///
 /// The contract is `EtcdClient`'s, which the agent relies on:
 /// - every read and Txn answers with a header: the cluster ID and the store's revision;

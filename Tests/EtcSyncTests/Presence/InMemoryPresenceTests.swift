@@ -88,15 +88,33 @@ struct InMemoryPresenceTests {
     try await presence.register()
     let first = await presence.lease
     let run = Task { await presence.run() }
-    defer { run.cancel() }
     self.etcd.expire(first)
-    #expect(try await self.etcd.get(.key(Self.key)).kvs.isEmpty, "the key went with its lease")
     #expect(try await eventually {
       guard let held = try await self.held() else { return false }
       let current = await presence.lease
       return held.lease != first && held.lease == current
     })
     #expect(!(await presence.isSuperseded))
+    run.cancel()
+    await run.value
+  }
+
+  @Test("the lease is kept alive while the presence runs: the store's clock passes three TTLs and the key stays on its first lease")
+  func keptAlive() async throws {
+    let presence = self.presence()
+    try await presence.register()
+    let lease = await presence.lease
+    let run = Task { await presence.run() }
+    for _ in 0..<6 {
+      self.etcd.advance(by: .seconds(5))
+      // Renewed since: the time left is the whole TTL again (without renewals the lease
+      // would expire at the second step).
+      #expect(try await eventually { try await self.etcd.timeToLive(lease).ttl == 10 })
+    }
+    let held = try #require(try await self.held())
+    #expect(held.lease == lease)
+    run.cancel()
+    await run.value
   }
 
   @Test("a key another agent took over is left to it: this presence stops updating it and its run ends")
