@@ -30,15 +30,15 @@ extension Agent {
   /// `etcsync sync`, in a task of its own in the daemon. There, at most one reload per mapping
   /// runs; files written meanwhile owe exactly one more, started when it ends.
   func applyFiles(_ runner: MappingRunner, _ snapshot: KeySpace, state: inout MappingState, keep: Set<ExactString>,
-                  trustRecord: Bool) async -> MappingResult {
+                  trustRecord: Bool, arrival: ContinuousClock.Instant?) async -> MappingResult {
     let name = runner.mapping.name
     guard self.reloadsInBackground else {
-      return await runner.apply(snapshot, state: &state, keep: keep, trustRecord: trustRecord) { saved in
+      return await runner.apply(snapshot, state: &state, keep: keep, trustRecord: trustRecord, arrival: arrival) { saved in
         await self.save(saved, for: name)
       }
     }
-    let (result, reloadOwed) = await runner.write(snapshot, state: &state, keep: keep, trustRecord: trustRecord) { saved in
-      await self.save(saved, for: name)
+    let (result, reloadOwed) = await runner.write(snapshot, state: &state, keep: keep, trustRecord: trustRecord, arrival: arrival) {
+      saved in await self.save(saved, for: name)
     }
     guard reloadOwed else { return result }
     // Saved before the reload runs (`pendingReload`): a crash meanwhile runs it at the next
@@ -63,6 +63,8 @@ extension Agent {
     // As bytes: canonically equivalent paths are two files.
     covers.written = Set(((earlier?.written ?? []) + later.written).map { ExactString($0) }).sorted().map(\.string)
     covers.deleted = Set(((earlier?.deleted ?? []) + later.deleted).map { ExactString($0) }).sorted().map(\.string)
+    // Its reload stage is timed from the earliest change it covers.
+    covers.stages = ApplyStages(arrival: later.stages.coveringArrival(earlier?.stages))
     return covers
   }
 
@@ -76,6 +78,7 @@ extension Agent {
     let task = Task.detached {
       var outcome = covers
       await runner.reload(into: &outcome)
+      outcome.stages.mark(.reload)
       inbox?.send(.reloaded(name, outcome))
     }
     self.reloading[name] = ReloadWork(task: task, started: .now, startedAt: Date(), covers: covers)
@@ -87,7 +90,7 @@ extension Agent {
   func reloadEnded(_ name: String, _ result: MappingResult) {
     guard let work = self.reloading.removeValue(forKey: name) else { return }
     let duration = ContinuousClock.now - work.started
-    self.metrics.reloadEnded(name, succeeded: result.reloaded)
+    self.metrics.reloadEnded(name, succeeded: result.reloaded, stages: result.stages)
     if work.overdue {
       self.logger.notice("a reload that ran longer than expected ended", metadata: [
         "mapping.name": "\(name)", "duration": "\(duration)", "reloaded": "\(result.reloaded)",

@@ -191,7 +191,8 @@ public actor Agent {
       if let stopped = self.writeBackStop(runner, revision: snapshot.revision) {
         result = stopped
       } else {
-        result = await self.applyFiles(runner, snapshot, state: &mappingState, keep: keep, trustRecord: self.verified.contains(name))
+        result = await self.applyFiles(runner, snapshot, state: &mappingState, keep: keep, trustRecord: self.verified.contains(name),
+                                       arrival: self.schedule.applyingSince(name))
       }
       if result.failed { self.verified.remove(name) } else { self.verified.insert(name) }
       if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep, view: view) }

@@ -161,7 +161,12 @@ struct ApplyScheduler: Sendable {
   /// first sync).
   mutating func takeApplyingSince(_ name: String) -> Instant? {
     defer { self.schedules[name]?.applyingSince = nil }
-    return self.schedules[name]?.applyingSince
+    return self.applyingSince(name)
+  }
+
+  /// ``takeApplyingSince(_:)`` without taking it: the arrival the apply's stages are timed from.
+  func applyingSince(_ name: String) -> Instant? {
+    self.schedules[name]?.applyingSince
   }
 
   /// An apply of `name` ended at `now`: a failure that may pass (`retryable`) is retried

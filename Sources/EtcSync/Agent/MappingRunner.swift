@@ -34,6 +34,10 @@ public struct MappingResult: Sendable {
   /// retries it with the mapping's `retry` backoff instead of waiting for the next change.
   public var retryable: Bool { self.failure?.retryable ?? false }
 
+  /// When the apply reached each stage, from its first change's arrival (see
+  /// ``ApplyStage``); what `etcsync_apply_stage_seconds` records.
+  public var stages = ApplyStages()
+
   public var changed: Bool { !self.written.isEmpty || !self.deleted.isEmpty }
   public var failed: Bool { self.failure != nil }
 }
@@ -114,11 +118,13 @@ public struct MappingRunner: Sendable {
   /// bytes back (a restart, or a write-back mapping whose files people edit, always compares).
   public func apply(
     _ keySpace: KeySpace, state: inout MappingState, keep: Set<ExactString> = [], trustRecord: Bool = false,
-    persist: @Sendable (MappingState) async -> Void
+    arrival: ContinuousClock.Instant? = nil, persist: @Sendable (MappingState) async -> Void
   ) async -> MappingResult {
-    var (result, reloadOwed) = await self.write(keySpace, state: &state, keep: keep, trustRecord: trustRecord, persist: persist)
+    var (result, reloadOwed) = await self.write(keySpace, state: &state, keep: keep, trustRecord: trustRecord, arrival: arrival,
+                                                persist: persist)
     guard reloadOwed else { return result }
     await self.reload(into: &result)
+    if self.mapping.reload != nil { result.stages.mark(.reload) }
     // A failed reload stays owed (`pendingReload`): the next change, or the next start, runs
     // it again.
     if result.reloaded { state.pendingReload = false }
@@ -149,12 +155,15 @@ public struct MappingRunner: Sendable {
   /// not persisted: the caller saves it (before the reload runs, in the daemon, so that a
   /// crash meanwhile runs the reload at the next start) and clears `pendingReload` once a
   /// reload that covered these files succeeded. Without one, `state` follows the files and
-  /// `persist` saves it when it changed.
+  /// `persist` saves it when it changed. `arrival` is when the batch's first change arrived
+  /// (``MappingResult/stages`` are timed from it).
   public func write(
     _ keySpace: KeySpace, state: inout MappingState, keep: Set<ExactString> = [], trustRecord: Bool = false,
-    persist: @Sendable (MappingState) async -> Void
+    arrival: ContinuousClock.Instant? = nil, persist: @Sendable (MappingState) async -> Void
   ) async -> (result: MappingResult, reloadOwed: Bool) {
     var result = MappingResult(mapping: self.mapping.name, revision: keySpace.revision)
+    result.stages = ApplyStages(arrival: arrival)
+    result.stages.mark(.applyStart)
     var plan: MappingPlan
     let folding: NameFolding
     do {
@@ -183,6 +192,7 @@ public struct MappingRunner: Sendable {
       }
     }
     let (output, unread) = self.holding(plan, previous: state.files, keep: keep)
+    result.stages.mark(.render)
     if let first = unread.min(), self.mapping.swap == .symlink {
       // A new revision directory would leave the file out: nothing is published.
       result.failure = MappingError(
@@ -205,8 +215,14 @@ public struct MappingRunner: Sendable {
     do {
       let knownChanged = trustRecord && !self.mapping.writeBack && hashes[Self.wholeFile] != nil
         && state.files[Self.wholeFile] != hashes[Self.wholeFile]
-      try await self.write(output, previous: state.files, keep: untouched, revision: keySpace.revision, knownChanged: knownChanged,
-                           into: &result)
+      // The writers' step hook marks the staged file synced and renamed.
+      let marks = StageMarks(result.stages)
+      var timed = self
+      timed.hook = marks.timing(self.hook)
+      try await timed.write(output, previous: state.files, keep: untouched, revision: keySpace.revision, knownChanged: knownChanged,
+                            into: &result)
+      result.stages = marks.value
+      result.stages.mark(.dirFsync)
     } catch {
       // The record still describes the last reload: whatever did change is owed one later.
       // Every write failure may pass (``MappingFailure/retryable``): a disk that fills or

@@ -15,6 +15,8 @@ public struct AgentMetrics: Sendable {
   /// Watch responses that made no sense (the client restarted its stream over each).
   let watchProtocolViolations: Counter
   let propagation: Metrics.Timer
+  /// `etcsync_apply_stage_seconds{stage}`: from a batch's arrival to each ``ApplyStage``.
+  let stages: [ApplyStage: Metrics.Timer]
   private let perMapping: [String: MappingMetrics]
 
   /// The counters of one mapping, created once (label values are the mapping's name).
@@ -33,6 +35,8 @@ public struct AgentMetrics: Sendable {
     let driftRepairs: Counter
   }
 
+  static let stageLabel = "etcsync_apply_stage_seconds"
+
   /// The write-back outcomes counted by `etcsync_writeback_total{result}`.
   static let writeBackResults = ["pushed", "conflict", "refused", "error"]
 
@@ -47,6 +51,9 @@ public struct AgentMetrics: Sendable {
     self.conflicts = Counter(label: "etcsync_conflicts_total", factory: factory)
     self.watchProtocolViolations = Counter(label: "etcsync_watch_protocol_violations_total", factory: factory)
     self.propagation = Metrics.Timer(label: "etcsync_propagation_seconds", factory: factory)
+    self.stages = Dictionary(uniqueKeysWithValues: ApplyStage.allCases.map {
+      ($0, Metrics.Timer(label: Self.stageLabel, dimensions: [("stage", $0.rawValue)], factory: factory))
+    })
     var perMapping: [String: MappingMetrics] = [:]
     for name in mappings {
       func counter(_ label: String, _ result: String) -> Counter {
@@ -80,6 +87,7 @@ public struct AgentMetrics: Sendable {
     } else if result.changed {
       mapping.rendersChanged.increment()
       if let since { self.propagation.recordInterval(since: since) }
+      self.recordStages(result.stages)
     } else {
       mapping.rendersUnchanged.increment()
     }
@@ -99,13 +107,21 @@ public struct AgentMetrics: Sendable {
     self.perMapping[mapping]?.reloadOverdue.record(overdue ? 1 : 0)
   }
 
+  /// Records the time from the batch's arrival to each stage it reached (a batch of watched
+  /// changes only: ``ApplyStages/arrival`` is nil otherwise).
+  func recordStages(_ stages: ApplyStages) {
+    for (stage, elapsed) in stages.sinceArrival { self.stages[stage]?.record(elapsed) }
+  }
+
   /// That reload ended: counted as `ok` or `error` in `etcsync_reloads_total` (nil: killed
-  /// because the daemon stops, not counted).
-  func reloadEnded(_ mapping: String, succeeded: Bool?) {
+  /// because the daemon stops, not counted), its `reload` stage timed from the earliest
+  /// change it covered.
+  func reloadEnded(_ mapping: String, succeeded: Bool?, stages: ApplyStages = ApplyStages()) {
     guard let metrics = self.perMapping[mapping] else { return }
     metrics.reloadRunning.record(0)
     metrics.reloadOverdue.record(0)
     guard let succeeded else { return }
+    self.recordStages(stages)
     if succeeded { metrics.reloadsOK.increment() } else { metrics.reloadsFailed.increment() }
     if succeeded { self.lastSuccess.record(Date().timeIntervalSince1970) }
   }
@@ -121,7 +137,11 @@ public struct AgentMetrics: Sendable {
 extension Metrics.Timer {
   /// Records the time from `start` to now.
   func recordInterval(since start: ContinuousClock.Instant) {
-    let elapsed = ContinuousClock.now - start
+    self.record(ContinuousClock.now - start)
+  }
+
+  /// Records `elapsed`.
+  func record(_ elapsed: Duration) {
     let (seconds, attoseconds) = elapsed.components
     self.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
   }

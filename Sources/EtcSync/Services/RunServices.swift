@@ -52,6 +52,13 @@ public struct HealthService: Service {
       .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
       .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
     ]
+    // Stages are parts of a millisecond where the page cache absorbs the write, and seconds
+    // where a disk or a reload is slow.
+    factory.durationHistogramBuckets[AgentMetrics.stageLabel] = [
+      .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+      .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+      .milliseconds(500), .seconds(1), .seconds(5),
+    ]
     MetricsSystem.bootstrap(factory)
     return HealthService(server: HealthServer(settings: settings, registry: registry, readiness: readiness, logger: logger), logger: logger)
   }
