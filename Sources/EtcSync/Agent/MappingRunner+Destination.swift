@@ -65,7 +65,8 @@ extension MappingRunner {
   func treeWriter() -> TreeWriter {
     let strategy: TreeWriter.Strategy = self.mapping.swap == .symlink ? .atomicSwap : .perFile
     return TreeWriter(root: self.mapping.dest, strategy: strategy,
-                      directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook, rootIdentity: self.recordedRoot)
+                      directoryMode: mode_t(self.mapping.dirMode ?? 0o755), hook: self.hook, rootIdentity: self.recordedRoot,
+                      reuseUnchanged: !self.mapping.writeBack)
   }
 
   /// How the file system of a tree's root matches names (``NameFolding/exact`` for the other

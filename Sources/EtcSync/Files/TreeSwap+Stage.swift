@@ -7,8 +7,9 @@ import Templates
 
 extension TreeSwap {
   /// Writes `files` into the new hidden directory `name`, fsyncs it and runs `check` on it.
-  /// On failure the half-written directory is removed (unless a test hook abandoned the
-  /// publish, which simulates a crash).
+  /// A file the current revision already holds as wanted is hard-linked from it instead
+  /// (``Options/reuseUnchanged``). On failure the half-written directory is removed (unless a
+  /// test hook abandoned the publish, which simulates a crash).
   func stage(
     _ files: [ExactString: DesiredFile], as name: String, in rootDir: FileDescriptor,
     inheriting current: CurrentTree?, check: StagedFileCheck?
@@ -18,9 +19,19 @@ extension TreeSwap {
       let top = try RootedDirectory.openChild(
         of: rootDir, name: name, path: stagedPath, create: true, mode: options.directoryMode)
       var writer = StagingWriter(top: top, path: stagedPath, options: options)
+      // The current revision, opened as the walk that compared it did (no symlink followed).
+      let source = options.reuseUnchanged ? current.flatMap { current in
+        try? RootedDirectory.openChild(
+          of: rootDir, name: current.directoryName, path: joinPath(root, current.directoryName), create: false,
+          mode: options.directoryMode)
+      } : nil
       for path in files.keys.sorted() {
         guard let file = files[path] else { continue }
-        try writer.write(file, at: path.string, inheriting: current?.files[path]?.info)
+        let existing = current?.files[path]
+        if let source, let existing, existing.matches, try writer.link(at: path.string, from: source, expected: existing.info) {
+          continue
+        }
+        try writer.write(file, at: path.string, inheriting: existing?.info)
       }
       try await hook(.afterTempWrite, stagedPath)
       try writer.finish()
@@ -88,6 +99,36 @@ private struct StagingWriter {
       syncsFileSystem = true
       unsynced.removeAll()
     }
+  }
+
+  /// Hard-links the current revision's file at `relativePath` (below `source`) into the new
+  /// tree. False, with nothing left behind, when it cannot be linked (another file system, a
+  /// link limit, a file system without hard links) or the entry linked is not the regular
+  /// file `expected` describes (it was replaced since the walk compared it): the caller then
+  /// writes the file. Its bytes are on disk already; the directory's fsync makes the new
+  /// entry durable.
+  mutating func link(at relativePath: String, from source: FileDescriptor, expected: stat) throws(FileError) -> Bool {
+    var directories = pathSegments(relativePath)
+    let name = directories.removeLast()
+    // The source's directories, opened one by one without following a symlink.
+    var sourceDirectory = source
+    for segment in directories {
+      guard let child = try? RootedDirectory.openChild(
+        of: sourceDirectory, name: segment, path: segment, create: false, mode: options.directoryMode)
+      else { return false }
+      sourceDirectory = child
+    }
+    try enter(directories)
+    let directory = stack.last?.fd ?? top
+    // Flags 0: a symlink in the name's place is linked as a symlink, never followed.
+    guard linkat(sourceDirectory.raw, name, directory.raw, name, 0) == 0 else { return false }
+    guard let linked = lstatAt(directory, name), FileKind(mode: linked.st_mode) == .regular,
+      linked.st_dev == expected.st_dev, linked.st_ino == expected.st_ino
+    else {
+      _ = unlinkat(directory.raw, name, 0)
+      return false
+    }
+    return true
   }
 
   private mutating func syncFiles() throws(FileError) {

@@ -36,14 +36,21 @@ public struct TreeSwap: Sendable {
     /// and ``TreeSwap/currentDirectory()`` verify the root they opened against it and fail
     /// with ``FileError/Code/destinationReplaced`` otherwise; the root is then never created.
     public var rootIdentity: DirectoryIdentity?
+    /// Hard-link the files a new revision shares with the current one (same bytes, mode and
+    /// owner) instead of writing them again: a change of one key costs one file written and
+    /// synced, not the whole tree. Off for write-back mappings, whose scanner refuses a file
+    /// with more than one link (the old revision's link lasts until it is removed).
+    public var reuseUnchanged: Bool
 
-    /// Creates options; the defaults create the root, use 0755 directories and fsync.
+    /// Creates options; the defaults create the root, use 0755 directories, fsync, and reuse
+    /// unchanged files.
     public init(createRoot: Bool = true, directoryMode: mode_t = 0o755, fsync: Bool = true,
-                rootIdentity: DirectoryIdentity? = nil) {
+                rootIdentity: DirectoryIdentity? = nil, reuseUnchanged: Bool = true) {
       self.createRoot = createRoot
       self.directoryMode = directoryMode
       self.fsync = fsync
       self.rootIdentity = rootIdentity
+      self.reuseUnchanged = reuseUnchanged
     }
   }
 

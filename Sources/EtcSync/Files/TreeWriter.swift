@@ -43,9 +43,10 @@ public struct TreeWriter: Sendable {
 
   /// Creates a tree writer for `root`; with `rootIdentity` (a write-back mapping's recorded
   /// destination) every write, delete and swap verifies the root it opened against it.
+  /// `reuseUnchanged` lets a swap hard-link unchanged files (``TreeSwap/Options/reuseUnchanged``).
   public init(
     root: String, strategy: Strategy, directoryMode: mode_t = 0o755, fsync: Bool = true,
-    hook: WriteHook? = nil, rootIdentity: DirectoryIdentity? = nil
+    hook: WriteHook? = nil, rootIdentity: DirectoryIdentity? = nil, reuseUnchanged: Bool = true
   ) {
     self.strategy = strategy
     self.writer = AtomicWriter(
@@ -53,7 +54,9 @@ public struct TreeWriter: Sendable {
       options: .init(createDirectories: true, directoryMode: directoryMode, fsync: fsync, rootIdentity: rootIdentity),
       hook: hook)
     self.swap = TreeSwap(
-      root: root, options: .init(createRoot: true, directoryMode: directoryMode, fsync: fsync, rootIdentity: rootIdentity),
+      root: root,
+      options: .init(createRoot: true, directoryMode: directoryMode, fsync: fsync, rootIdentity: rootIdentity,
+                     reuseUnchanged: reuseUnchanged),
       hook: hook)
   }
 
