@@ -74,9 +74,9 @@ extension MappingRunner {
   /// directory) may concern, among `recorded`. Nil: check every recorded file.
   ///
   /// A swapped tree's files live in the revision directory `..data` points at: a change in
-  /// it is a change of the same relative path; a change in another revision directory (the
-  /// agent removing the previous one) concerns nothing; a top-level name is the symlink to
-  /// everything below it.
+  /// it, or in a revision directory that was live when the change came (the drift watcher
+  /// leaves out the agent's own staging and removals), is a change of the same relative path;
+  /// a top-level name is the symlink to everything below it.
   func driftCandidates(_ changed: Set<ExactString>, recorded: [ExactString: ContentHash]) -> Set<ExactString>? {
     guard self.mapping.kind == .tree else { return changed.isEmpty ? [] : [Self.wholeFile] }
     let current = self.mapping.swap == .symlink ? (try? TreeSwap(root: self.mapping.dest).currentDirectory()) ?? nil : nil
@@ -101,7 +101,13 @@ extension MappingRunner {
       if first.utf8.starts(with: "..".utf8) {
         // `..data` and `..data_tmp` move at every publish of the agent's own; the files
         // they lead to are reported by name when they change.
-        guard let current, first.bytesEqual(current), segments.count > 1 else { continue }
+        guard segments.count > 1, !first.bytesEqual(TreeSwap.dataLinkName), !first.bytesEqual(TreeSwap.dataTempLinkName)
+        else { continue }
+        // A change in the current revision is a change of the same relative path. So is one
+        // in a revision that was live when it came (the watcher drops the others) and was
+        // replaced since: a publish hard-links unchanged files, so a file edited in place
+        // during the publish may be the new revision's file too.
+        guard current != nil else { continue }
         prefixes.append(ExactString(segments.dropFirst().joined(separator: "/")))
       } else if segments.count == 1 {
         // A top-level name is the agent's symlink `..data/NAME`: the files below it are

@@ -104,9 +104,10 @@ private struct StagingWriter {
   /// Hard-links the current revision's file at `relativePath` (below `source`) into the new
   /// tree. False, with nothing left behind, when it cannot be linked (another file system, a
   /// link limit, a file system without hard links) or the entry linked is not the regular
-  /// file `expected` describes (it was replaced since the walk compared it): the caller then
-  /// writes the file. Its bytes are on disk already; the directory's fsync makes the new
-  /// entry durable.
+  /// file `expected` describes, as the walk that compared it saw it: the same inode, size,
+  /// modification time, mode and owner (a file replaced, edited in place or chmod-ed since);
+  /// the caller then writes the file. Its bytes are on disk already; the directory's fsync
+  /// makes the new entry durable.
   mutating func link(at relativePath: String, from source: FileDescriptor, expected: stat) throws(FileError) -> Bool {
     var directories = pathSegments(relativePath)
     let name = directories.removeLast()
@@ -123,7 +124,9 @@ private struct StagingWriter {
     // Flags 0: a symlink in the name's place is linked as a symlink, never followed.
     guard linkat(sourceDirectory.raw, name, directory.raw, name, 0) == 0 else { return false }
     guard let linked = lstatAt(directory, name), FileKind(mode: linked.st_mode) == .regular,
-      linked.st_dev == expected.st_dev, linked.st_ino == expected.st_ino
+      linked.st_dev == expected.st_dev, linked.st_ino == expected.st_ino, linked.st_size == expected.st_size,
+      linked.st_mtim.tv_sec == expected.st_mtim.tv_sec, linked.st_mtim.tv_nsec == expected.st_mtim.tv_nsec,
+      linked.st_mode == expected.st_mode, linked.st_uid == expected.st_uid, linked.st_gid == expected.st_gid
     else {
       _ = unlinkat(directory.raw, name, 0)
       return false

@@ -57,7 +57,7 @@ public struct HealthService: Service {
     factory.durationHistogramBuckets[AgentMetrics.stageLabel] = [
       .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
       .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
-      .milliseconds(500), .seconds(1), .seconds(5),
+      .milliseconds(500), .seconds(1), .seconds(5), .seconds(10), .seconds(60),
     ]
     MetricsSystem.bootstrap(factory)
     return HealthService(server: HealthServer(settings: settings, registry: registry, readiness: readiness, logger: logger), logger: logger)

@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 import Logging
 import Prometheus
+import Templates
 import Testing
 
 /// Drift repair: files of mappings without write-back that are changed, deleted or replaced
@@ -294,6 +295,24 @@ struct DriftRepairTests {
     let checks = Self.checks(h, "swap")
     #expect(checks.first == 40 && checks.dropFirst().allSatisfy { $0 <= 1 }, "no whole-tree check after the publish: \(checks)")
     #expect(await daemon.stop() == nil)
+  }
+
+  @Test("a change in a revision that was live when it came is a candidate in the current one (a publish links unchanged files); ..data_tmp is not")
+  func changeInReplacedRevisionIsCandidate() async throws {
+    let dir = TemporaryDirectory()
+    let mapping = Mapping(name: "swap", kind: .tree, prefixes: ["/s/"], dest: dir("swap"))
+    let runner = try MappingRunner(mapping: mapping, commandTimeout: .seconds(5), logger: Logger(label: "test"))
+    let swap = TreeSwap(root: dir("swap"))
+    let file = DesiredFile(bytes: Array("1".utf8), attributes: FileAttributes())
+    try await swap.publish(["a": file, "b/c": file], revision: 1)
+    let replaced = try #require(try swap.currentDirectory())
+    try await swap.publish(["a": file, "b/c": DesiredFile(bytes: Array("2".utf8), attributes: FileAttributes())], revision: 2)
+    let current = try #require(try swap.currentDirectory())
+    #expect(current != replaced)
+    let recorded: [ExactString: ContentHash] = ["a": ContentHash(of: Array("1".utf8)), "b/c": ContentHash(of: Array("2".utf8))]
+    #expect(runner.driftCandidates([ExactString(replaced + "/a")], recorded: recorded) == ["a"])
+    #expect(runner.driftCandidates([ExactString(current + "/b/c")], recorded: recorded) == ["b/c"])
+    #expect(runner.driftCandidates([ExactString("..data_tmp/a")], recorded: recorded) == [])
   }
 
   @Test("a file rewritten again and again is put back each time, spaced out after a burst, with one warning")
