@@ -11,11 +11,9 @@ Usage: oneshot_vs_etcdctl.py --etcsync BIN [--etcd /usr/bin/etcd] [--etcdctl /us
                              [--runs 5] [--keys 1000,10000,100000]
 """
 import argparse
-import base64
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,14 +22,7 @@ import time
 import urllib.request
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def b64(text):
-    return base64.b64encode(text.encode()).decode()
+from local_etcd import b64, start_etcd
 
 
 def seed(endpoint, prefix, count, start=0):
@@ -62,20 +53,8 @@ def main():
     if not os.path.exists("/usr/bin/time"):
         sys.exit("GNU time is needed (apt-get install time)")
     work = tempfile.mkdtemp(prefix="etcsync-oneshot-")
-    data = tempfile.mkdtemp(prefix="etcd-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    client, peer = free_port(), free_port()
-    endpoint = f"http://127.0.0.1:{client}"
-    etcd = subprocess.Popen([a.etcd, "--data-dir", data, "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
-                             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-                             "--initial-cluster", f"default=http://127.0.0.1:{peer}", "--quota-backend-bytes", str(8 << 30)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    etcd, endpoint, data = start_etcd(a.etcd, "--quota-backend-bytes", str(8 << 30))
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(endpoint + "/health").read()
-                break
-            except Exception:
-                time.sleep(0.1)
         env = dict(os.environ, ETCDCTL_API="3")
         rows = []
         seeded = 0

@@ -12,12 +12,10 @@ Usage: stage_breakdown.py --etcsync BIN [--kind template|tree|tree-in-place] [--
                           [--keys 100] [--reload true] [--etcd /usr/bin/etcd]
 """
 import argparse
-import base64
 import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,14 +25,7 @@ import urllib.request
 STAGES = ["apply_start", "render", "fsync", "rename", "dir_fsync", "reload"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def b64(text):
-    return base64.b64encode(text.encode()).decode()
+from local_etcd import b64, free_port, start_etcd
 
 
 def post(endpoint, path, body):
@@ -107,17 +98,10 @@ def main():
     ap.add_argument("--reload", default="true", help="the reload command, run through sh -c")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="etcsync-stages-")
-    data = tempfile.mkdtemp(prefix="etcd-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    client, peer, metrics = free_port(), free_port(), free_port()
-    endpoint = f"http://127.0.0.1:{client}"
-    procs = []
+    metrics = free_port()
+    etcd, endpoint, data = start_etcd(a.etcd)
+    procs = [etcd]
     try:
-        procs.append(subprocess.Popen(
-            [a.etcd, "--data-dir", data, "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-cluster", f"default=http://127.0.0.1:{peer}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for(lambda: urllib.request.urlopen(endpoint + "/health", timeout=1).read(), "etcd")
         prefix = "/stages/"
         value = lambda i, n: f"v{n}.{i}".ljust(100, "x")
         post(endpoint, "/v3/kv/txn", {"success": [{"requestPut": {"key": b64(f"{prefix}k{i:05d}"), "value": b64(value(i, 0))}}

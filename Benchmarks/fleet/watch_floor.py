@@ -11,29 +11,20 @@ An agent cannot deliver a change to N processes faster than N bare watchers rece
 Usage: watch_floor.py [--agents 1,200] [--changes 100] [--etcd /usr/bin/etcd] [--etcdctl /usr/bin/etcdctl]
 """
 import argparse
-import base64
 import json
 import os
 import random
 import select
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def b64(text):
-    return base64.b64encode(text.encode()).decode()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from local_etcd import b64, start_etcd  # noqa: E402
 
 
 def percentile(values, q):
@@ -42,21 +33,9 @@ def percentile(values, q):
 
 
 def measure(a, count):
-    data = tempfile.mkdtemp(prefix="etcd-floor-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    client, peer = free_port(), free_port()
-    endpoint = f"http://127.0.0.1:{client}"
-    procs = []
+    etcd, endpoint, data = start_etcd(a.etcd, prefix="etcd-floor-")
+    procs = [etcd]
     try:
-        procs.append(subprocess.Popen(
-            [a.etcd, "--data-dir", data, "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-cluster", f"default=http://127.0.0.1:{peer}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(endpoint + "/health", timeout=1).read()
-                break
-            except Exception:
-                time.sleep(0.05)
         env = dict(os.environ, ETCDCTL_API="3")
         poller = select.epoll()
         watchers = {}
