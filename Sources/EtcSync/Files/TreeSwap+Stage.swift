@@ -67,6 +67,8 @@ private struct StagingWriter {
   var syncsFileSystem = false
   /// `top`'s file system, noted before anything was written in it.
   var fileSystem = FileSystemSync()
+  /// The source directory of the last linked file (see ``sourceDirectory(_:below:)``).
+  private var linkSource: (directories: [String], fd: FileDescriptor)?
 
   init(top: FileDescriptor, path: String, options: TreeSwap.Options) {
     self.top = top
@@ -111,14 +113,7 @@ private struct StagingWriter {
   mutating func link(at relativePath: String, from source: FileDescriptor, expected: stat) throws(FileError) -> Bool {
     var directories = pathSegments(relativePath)
     let name = directories.removeLast()
-    // The source's directories, opened one by one without following a symlink.
-    var sourceDirectory = source
-    for segment in directories {
-      guard let child = try? RootedDirectory.openChild(
-        of: sourceDirectory, name: segment, path: segment, create: false, mode: options.directoryMode)
-      else { return false }
-      sourceDirectory = child
-    }
+    guard let sourceDirectory = self.sourceDirectory(directories, below: source) else { return false }
     try enter(directories)
     let directory = stack.last?.fd ?? top
     // Flags 0: a symlink in the name's place is linked as a symlink, never followed.
@@ -132,6 +127,26 @@ private struct StagingWriter {
       return false
     }
     return true
+  }
+
+  /// The current revision's directory at `directories` below `source`, opened one by one
+  /// without following a symlink; kept for the next file, which in path order is most often
+  /// in the same directory.
+  private mutating func sourceDirectory(_ directories: [String], below source: FileDescriptor) -> FileDescriptor? {
+    if let last = linkSource, last.directories.count == directories.count,
+      zip(last.directories, directories).allSatisfy({ $0.bytesEqual($1) })
+    {
+      return last.fd
+    }
+    var directory = source
+    for segment in directories {
+      guard let child = try? RootedDirectory.openChild(
+        of: directory, name: segment, path: segment, create: false, mode: options.directoryMode)
+      else { return nil }
+      directory = child
+    }
+    linkSource = (directories, directory)
+    return directory
   }
 
   private mutating func syncFiles() throws(FileError) {

@@ -2,7 +2,7 @@ import Synchronization
 
 /// A step of an applied batch on its way from etcd to the service, timed from the arrival of
 /// the batch's first change (`etcsync_apply_stage_seconds{stage}`, docs/metrics.md).
-public enum ApplyStage: String, Sendable, CaseIterable, Comparable {
+public enum ApplyStage: String, Sendable, CaseIterable {
   /// The mapping's apply began (after the batching wait, if any).
   case applyStart = "apply_start"
   /// The plan is made: the template rendered, the tree laid out.
@@ -16,10 +16,6 @@ public enum ApplyStage: String, Sendable, CaseIterable, Comparable {
   case dirFsync = "dir_fsync"
   /// The reload command returned (success or failure).
   case reload
-
-  public static func < (lhs: ApplyStage, rhs: ApplyStage) -> Bool {
-    allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
-  }
 }
 
 /// When each ``ApplyStage`` of one applied batch was reached, and when its first change
@@ -39,9 +35,6 @@ public struct ApplyStages: Sendable, Equatable {
     if self.reached[stage] == nil { self.reached[stage] = now }
   }
 
-  /// When `stage` was reached, if it was.
-  public subscript(_ stage: ApplyStage) -> ContinuousClock.Instant? { self.reached[stage] }
-
   /// The time from the arrival to each stage reached, in stage order; empty without an arrival.
   public var sinceArrival: [(ApplyStage, Duration)] {
     guard let arrival else { return [] }
@@ -50,10 +43,7 @@ public struct ApplyStages: Sendable, Equatable {
 
   /// The earlier arrival of two batches one reload covers.
   func coveringArrival(_ other: ApplyStages?) -> ContinuousClock.Instant? {
-    switch (self.arrival, other?.arrival) {
-    case (let a?, let b?): min(a, b)
-    case (let a, let b): a ?? b
-    }
+    [self.arrival, other?.arrival].compactMap { $0 }.min()
   }
 }
 

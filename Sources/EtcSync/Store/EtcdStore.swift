@@ -14,16 +14,9 @@ import EtcdClient
 ///   notifications (no events) when asked to, and ends only by throwing an ``EtcdError``:
 ///   `compacted` (its next revision was compacted), `watchCanceled`, `permissionDenied`, …;
 /// - a mutation that fails with `unavailable` may or may not have been applied.
+/// Its reads (one Range, and the paged `forEachPage` and `getAll` built on it) are
+/// ``RangeReader``'s.
 public protocol EtcdStore: RangeReader {
-  /// Calls `body` with each page of `range` in key order, all pinned to `revision` (or the
-  /// first page's when 0), which it returns.
-  func forEachPage(_ range: KeyRange, revision: Int64, pageSize: Int64, keysOnly: Bool,
-                   _ body: ([KeyValue]) throws -> Void) async throws(EtcdError) -> Int64
-
-  /// A whole range at one revision (`revision`, or the first page's when 0; then a read that
-  /// is compacted mid-way starts over).
-  func getAll(_ range: KeyRange, revision: Int64, pageSize: Int64, keysOnly: Bool) async throws(EtcdError) -> Snapshot
-
   /// The cluster ID and the store's current revision (in `header`).
   func status(timeout: Duration?) async throws(EtcdError) -> MemberStatus
 
@@ -48,14 +41,6 @@ extension EtcdClient: EtcdStore {}
 extension EtcdStore {
   func get(_ range: KeyRange) async throws(EtcdError) -> GetResponse {
     try await self.get(range, options: GetOptions())
-  }
-
-  func forEachPage(_ range: KeyRange, revision: Int64 = 0, _ body: ([KeyValue]) throws -> Void) async throws(EtcdError) -> Int64 {
-    try await self.forEachPage(range, revision: revision, pageSize: 10_000, keysOnly: false, body)
-  }
-
-  func getAll(_ range: KeyRange, revision: Int64 = 0) async throws(EtcdError) -> Snapshot {
-    try await self.getAll(range, revision: revision, pageSize: 10_000, keysOnly: false)
   }
 
   func status() async throws(EtcdError) -> MemberStatus {
