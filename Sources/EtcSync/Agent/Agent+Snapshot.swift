@@ -10,10 +10,7 @@ extension Agent {
 
   /// Every range a mapping reads: its prefixes, or its one key.
   nonisolated var ranges: [KeyRange] {
-    self.configuration.mappings.flatMap { mapping -> [KeyRange] in
-      if mapping.kind == .file, let key = mapping.key { return [.key(key)] }
-      return mapping.prefixes.flatMap { KeyPrefix($0).ranges }
-    }
+    self.configuration.mappings.flatMap(\.ranges)
   }
 
   /// The smallest range holding every mapping's range.
@@ -83,5 +80,20 @@ extension Agent {
       changes += try runner.diff(self.keySpace, previous: self.state[mapping: runner.mapping.name].files)
     }
     return changes
+  }
+}
+
+extension Mapping {
+  /// The keys the mapping reads, by the prefix rule, as disjoint pieces in key order: its one
+  /// key for a `file` mapping (not its siblings: `/app/config2` beside `/app/config`), else
+  /// its prefixes' (see ``KeyPrefix``).
+  var units: [(key: [UInt8], exact: Bool)] {
+    if self.kind == .file, let key = self.key { return [(Array(key.utf8), true)] }
+    return self.prefixes.flatMap { KeyPrefix($0).units }
+  }
+
+  /// ``units`` as etcd ranges.
+  var ranges: [KeyRange] {
+    self.units.map { $0.exact ? KeyRange.key($0.key) : KeyRange.prefix($0.key) }
   }
 }

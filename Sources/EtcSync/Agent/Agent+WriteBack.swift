@@ -353,9 +353,7 @@ extension Agent {
     // copy is based on.
     if runner.mapping.kind == .format {
       // Read no further than the rendered bytes: anything longer is not them.
-      guard let rendered = view[MappingRunner.wholeFile], case .bytes(let onDisk, _) = scanner.readLocal(".", limit: rendered.count),
-        onDisk == rendered
-      else {
+      guard let rendered = view[MappingRunner.wholeFile], scanner.holds(".", rendered) else {
         self.state.mappings[name] = mappingState
         return
       }

@@ -175,19 +175,15 @@ extension Agent {
     // New files: their push requires that the key does not exist.
     let created = ready.filter { $0.value != nil && $0.base == 0 }
     guard !created.isEmpty else { return }
-    // The mapping's own keys only: the prefix rule (a file mapping's one key, not its
-    // siblings `/app/config2` of `/app/config`), as for `maxBytes`.
-    let units: [(key: [UInt8], exact: Bool)] = runner.mapping.kind == .file
-      ? [(scanner.key(for: ""), true)] : KeyPrefix(runner.mapping.prefix ?? "").units
+    // The mapping's own keys only (``Mapping/units``), as for `maxBytes`.
     var existing = 0
     if self.keySpace.revision == 0 {
       // The push at start comes before the first snapshot: etcd counts.
-      for unit in units {
-        let range = unit.exact ? KeyRange.key(unit.key) : KeyRange.prefix(unit.key)
+      for range in runner.mapping.ranges {
         existing += Int((try? await self.client.get(range, options: GetOptions(countOnly: true)).count) ?? 0)
       }
     } else {
-      self.keySpace.forEach(in: units) { _ in
+      self.keySpace.forEach(in: runner.mapping.units) { _ in
         existing += 1
         return existing <= limits.maxKeys
       }
@@ -208,26 +204,23 @@ extension Agent {
                               _ work: inout LocalWork) async {
     guard !ready.isEmpty, ready.contains(where: { $0.value != nil }) else { return }
     let limits = runner.mapping.writeBackLimits
-    let prefix = scanner.key(for: "")
-    // What the prefix holds now: the snapshot's, or etcd's for the push at start, which comes
-    // before the first snapshot.
+    // What the mapping's own keys (``Mapping/units``) hold now: the snapshot's, or etcd's for
+    // the push at start, which comes before the first snapshot.
     var current: [[UInt8]: Int] = [:]  // bytes: compared exactly
     if self.keySpace.revision == 0 {
-      guard let snapshot = try? await self.client.getAll(.prefix(prefix)) else {
-        // Unknown: etcd's own answer to the push decides (it is unreachable anyway).
-        return
+      for range in runner.mapping.ranges {
+        guard let snapshot = try? await self.client.getAll(range) else {
+          // Unknown: etcd's own answer to the push decides (it is unreachable anyway).
+          return
+        }
+        for kv in snapshot.kvs { current[kv.key] = kv.key.count + kv.value.count }
       }
-      for kv in snapshot.kvs { current[kv.key] = kv.key.count + kv.value.count }
     } else {
-      self.keySpace.forEach(withPrefix: prefix) { kv in
+      self.keySpace.forEach(in: runner.mapping.units) { kv in
         current[kv.key] = kv.key.count + kv.value.count
         return true
       }
     }
-    // The mapping's own keys only: the prefix rule (a file mapping's one key, not its
-    // siblings `/app/config2` of `/app/config`).
-    let name = runner.mapping.name
-    current = current.filter { self.mappings(touching: $0.key).contains(name) }
     let held = current.values.reduce(0, +)
     // What each change adds: its new size less what the key holds now.
     let growth = ready.map { change in (change.value.map { change.key.count + $0.count } ?? 0) - (current[change.key] ?? 0) }

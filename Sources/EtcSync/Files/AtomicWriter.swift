@@ -139,38 +139,6 @@ public struct AtomicWriter: Sendable {
     return old == new ? nil : (old, new)
   }
 
-  /// What stands at a path, for readers that must tell "not there" from "cannot be read".
-  public enum FileRead: Sendable, Equatable {
-    /// No file (nor a missing parent directory) is there.
-    case absent
-    /// The regular file's bytes.
-    case bytes([UInt8])
-    /// Something is there that cannot be read as a regular file, and why.
-    case unreadable(String)
-  }
-
-  /// The bytes at `relativePath`, never following a symlink. Unlike ``contents(of:)`` it
-  /// tells a file that is gone (``FileRead/absent``) from one that is there but unreadable
-  /// (permissions, a symlink or FIFO in its place, replaced again and again while read).
-  public func read(_ relativePath: String) -> FileRead {
-    for _ in 0..<3 {
-      let parent: (RootedDirectory, String)?
-      do { parent = try openExistingParent(of: relativePath) } catch { return .unreadable("\(error)") }
-      guard let (directory, name) = parent else { return .absent }
-      guard let info = lstatAt(directory.directory, name) else {
-        let code = currentErrno()
-        return code == ENOENT ? .absent : .unreadable(FileError.errnoText(code))
-      }
-      guard FileKind(mode: info.st_mode) == .regular else { return .unreadable("not a regular file") }
-      switch readRegularFileChecked(name, in: directory.directory, info: info) {
-      case .bytes(let bytes): return .bytes(bytes)
-      case .replaced: continue  // replaced between lstat and open: look again
-      case .failed(let code): return .unreadable("cannot read: \(FileError.errnoText(code))")
-      }
-    }
-    return .unreadable("the file kept being replaced while it was read")
-  }
-
   /// What `lstat` says of a file, enough to tell that it has not changed since (its inode,
   /// size and times) and who made it (owner, hard links).
   public struct FileStamp: Sendable, Hashable {
@@ -212,14 +180,8 @@ public struct AtomicWriter: Sendable {
     case unreadable(String, FileStamp?)
   }
 
-  /// The stamp of whatever stands at `relativePath` (never following a symlink); nil when
-  /// nothing does or it cannot be reached.
-  public func stamp(of relativePath: String) -> FileStamp? {
-    (try? self.checkedStamp(of: relativePath)) ?? nil
-  }
-
-  /// Like ``stamp(of:)``, but nil only when nothing stands at `relativePath` (it, or a
-  /// directory above it, is missing): a root that cannot be opened or is not
+  /// What `lstat` says of whatever stands at `relativePath` (never following a symlink); nil
+  /// only when nothing stands there (it, or a directory above it, is missing): a root that cannot be opened or is not
   /// ``Options/rootIdentity``, or a directory or `lstat` that fails otherwise, throws. A caller
   /// that remembers a file by its stamp must not take "could not look" for "gone".
   public func checkedStamp(of relativePath: String) throws(FileError) -> FileStamp? {
@@ -231,9 +193,11 @@ public struct AtomicWriter: Sendable {
     return FileStamp(info)
   }
 
-  /// Like ``read(_:)``, but never reads more than `limit` bytes plus one: a file whose size
-  /// (checked first) or content is larger is ``BoundedRead/tooLarge(_:)``. A sparse or huge
-  /// file costs no memory and no read.
+  /// The bytes at `relativePath`, never following a symlink, and never more than `limit`
+  /// bytes plus one: a file whose size (checked first) or content is larger is
+  /// ``BoundedRead/tooLarge(_:)``, so a sparse or huge file costs no memory and no read. It
+  /// tells a file that is gone (``BoundedRead/absent``) from one that is there but unreadable
+  /// (permissions, a symlink or FIFO in its place, replaced again and again while read).
   public func read(_ relativePath: String, limit: Int) -> BoundedRead {
     for _ in 0..<3 {
       let parent: (RootedDirectory, String)?

@@ -1,4 +1,5 @@
 import Logging
+import Templates
 
 #if canImport(Glibc)
 import Glibc
@@ -21,16 +22,17 @@ public struct TextLogHandler: LogHandler {
     TextLogHandler(label: label)
   }
 
+  /// The label as each line writes it: escaped once, with its leading space (empty without one).
   private let label: String
-  private let stream: EscapingStandardError
+  private let fd: Int32
   public var logLevel: Logger.Level = .info
   public var metadata: Logger.Metadata = [:]
   public var metadataProvider: Logger.MetadataProvider?
 
   /// A handler for `label` writing to `fd` (standard error by default).
   public init(label: String, fd: Int32 = STDERR_FILENO, metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider) {
-    self.label = label
-    self.stream = EscapingStandardError(fd: fd)
+    self.label = label.isEmpty ? "" : " " + escapeControlCharacters(label, backslashes: true)
+    self.fd = fd
     self.metadataProvider = metadataProvider
   }
 
@@ -47,13 +49,28 @@ public struct TextLogHandler: LogHandler {
       metadata["error.message"] = "\(error)"
       metadata["error.type"] = "\(String(reflecting: type(of: error)))"
     }
-    var line = Self.timestamp() + " \(event.level)" + (self.label.isEmpty ? "" : " " + escapeControlCharacters(self.label, backslashes: true)) + ":"
+    var line = Self.timestamp() + " \(event.level)" + self.label + ":"
     for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
       line += " " + Self.field(key) + "=" + Self.field(value.description)
     }
     line += " [" + escapeControlCharacters(event.source, backslashes: true) + "] "
     line += escapeControlCharacters(event.message.description, backslashes: true)
-    self.stream.writeLine(line)
+    self.write(line)
+  }
+
+  /// Writes `line` and a newline with one `write(2)` (retried after `EINTR` and partial writes).
+  private func write(_ line: String) {
+    (Array(line.utf8) + [0x0A]).withUnsafeBytes { bytes in
+      var offset = 0
+      while offset < bytes.count {
+        let written = Glibc.write(self.fd, bytes.baseAddress! + offset, bytes.count - offset)
+        if written < 0 {
+          if errno == EINTR { continue }
+          return
+        }
+        offset += written
+      }
+    }
   }
 
   /// A metadata key or value as the line writes it: escaped, and quoted when it is empty or
@@ -76,26 +93,6 @@ public struct TextLogHandler: LogHandler {
     var buffer = [CChar](repeating: 0, count: 64)
     let count = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
     return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-  }
-}
-
-/// Standard error (or `fd`), taking whole log lines: each is written with one `write(2)`.
-struct EscapingStandardError: Sendable {
-  var fd: Int32 = STDERR_FILENO
-
-  /// Writes `line`, whose fields ``TextLogHandler`` escaped, and a newline.
-  func writeLine(_ line: String) {
-    (Array(line.utf8) + [0x0A]).withUnsafeBytes { bytes in
-      var offset = 0
-      while offset < bytes.count {
-        let written = Glibc.write(self.fd, bytes.baseAddress! + offset, bytes.count - offset)
-        if written < 0 {
-          if errno == EINTR { continue }
-          return
-        }
-        offset += written
-      }
-    }
   }
 }
 
@@ -124,8 +121,8 @@ public func escapeControlCharacters(_ text: String, backslashes: Bool = false) -
     case "\r": result += "\\r"
     case "\t": result += "\\t"
     default:
-      let hex = String(scalar.value, radix: 16)
-      result += scalar.value <= 0xFF ? "\\x" + (hex.count == 1 ? "0" + hex : hex) : "\\u{" + hex + "}"
+      result += scalar.value <= 0xFF ? "\\x" + Escaping.hex(scalar.value, width: 2, uppercase: false)
+        : "\\u{" + Escaping.hex(scalar.value, width: 0, uppercase: false) + "}"
     }
   }
   return result
@@ -152,8 +149,7 @@ public func escapeJSONControlCharacters(_ json: String) -> String {
   result.reserveCapacity(json.utf8.count + 16)
   for scalar in json.unicodeScalars {
     if scalar != "\n" && needsEscape(scalar) {
-      let hex = String(scalar.value, radix: 16)
-      result += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+      result += "\\u" + Escaping.hex(scalar.value, width: 4, uppercase: false)
     } else {
       result.unicodeScalars.append(scalar)
     }

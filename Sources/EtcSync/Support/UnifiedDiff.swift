@@ -33,8 +33,8 @@ public enum UnifiedDiff {
     }
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let a = directory + "/a", b = directory + "/b"
-    FileManager.default.createFile(atPath: a, contents: Data(old ?? []))
-    FileManager.default.createFile(atPath: b, contents: Data(new ?? []))
+    _ = FileManager.default.createFile(atPath: a, contents: Data(old ?? []))
+    _ = FileManager.default.createFile(atPath: b, contents: Data(new ?? []))
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/diff")
     process.arguments = ["-u", "--label", old == nil ? "/dev/null" : path, "--label", new == nil ? "/dev/null" : path, a, b]

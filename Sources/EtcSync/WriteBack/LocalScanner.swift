@@ -224,8 +224,6 @@ struct LocalScanner: Sendable {
     for path in paths {
       let known = record[path]
       if known == nil, self.mapping.kind == .tree, Self.isIgnored(path.string) { continue }
-      // Refused and unchanged since: not read again.
-      if let stamp = refused[path], stamp == self.stamp(path.string) { continue }
       // Owner, hard links and size are judged from `lstat` before anything is read: a file
       // that cannot be pushed costs no read and no memory (its bytes are compared, without
       // being held, only to tell an unchanged file of the record from an edit).
@@ -233,9 +231,13 @@ struct LocalScanner: Sendable {
       do throws(FileError) {
         before = try self.checkedStamp(path.string)
       } catch {
+        // Refused when nothing could be looked at either: unchanged, not reported again.
+        if let stamp = refused[path], stamp == nil { continue }
         result.problems.append(LocalProblem(path: path, message: "\(error)", stamp: nil))
         continue
       }
+      // Refused and unchanged since: not read again.
+      if let stamp = refused[path], stamp == before { continue }
       if let before, before.isRegular {
         if before.size > Int64(Self.fileLimit) {
           result.tooLarge.append(LocalProblem(path: path, message: "\(before.size) bytes", stamp: before))
@@ -278,7 +280,8 @@ struct LocalScanner: Sendable {
         }
         continue
       }
-      if let known, known.hash == ContentHash(of: bytes) { continue }
+      let hash = ContentHash(of: bytes)
+      if let known, known.hash == hash { continue }
       // Checked again on the descriptor read: replaced since the `lstat` above.
       if let problem = self.ownershipProblem(stamp) {
         result.problems.append(LocalProblem(path: path, message: problem, stamp: stamp))
@@ -287,7 +290,7 @@ struct LocalScanner: Sendable {
       let change = LocalChange(path: path, key: self.key(for: path.string), value: bytes, base: known?.revision ?? 0, stamp: stamp)
       result.changes.append(change)
       // The agent's own write cut short by a crash is no edit (``scan(_:record:intended:refused:)``).
-      if intended[path]?.hash != ContentHash(of: bytes) { budget.count(change, deletes: self.mapping.deletes) }
+      if intended[path]?.hash != hash { budget.count(change, deletes: self.mapping.deletes) }
     }
     return result
   }
