@@ -30,14 +30,16 @@ extension Agent {
   /// `etcsync sync`, in a task of its own in the daemon. There, at most one reload per mapping
   /// runs; files written meanwhile owe exactly one more, started when it ends.
   func applyFiles(_ runner: MappingRunner, _ snapshot: KeySpace, state: inout MappingState, keep: Set<ExactString>,
-                  trustRecord: Bool, arrival: ContinuousClock.Instant?) async -> MappingResult {
+                  expected: [ExactString: ExpectedFile]? = nil, trustRecord: Bool, arrival: ContinuousClock.Instant?) async -> MappingResult {
     let name = runner.mapping.name
     guard self.reloadsInBackground else {
-      return await runner.apply(snapshot, state: &state, keep: keep, trustRecord: trustRecord, arrival: arrival) { saved in
+      return await runner.apply(snapshot, state: &state, keep: keep, expected: expected, trustRecord: trustRecord,
+                                arrival: arrival) { saved in
         await self.save(saved, for: name)
       }
     }
-    let (result, reloadOwed) = await runner.write(snapshot, state: &state, keep: keep, trustRecord: trustRecord, arrival: arrival) {
+    let (result, reloadOwed) = await runner.write(snapshot, state: &state, keep: keep, expected: expected, trustRecord: trustRecord,
+                                                  arrival: arrival) {
       saved in await self.save(saved, for: name)
     }
     guard reloadOwed else { return result }

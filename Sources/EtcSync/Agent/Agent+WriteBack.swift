@@ -334,9 +334,42 @@ extension Agent {
     return true
   }
 
-  /// After a render of a write-back mapping: the record follows what is now on disk.
+  /// What the render may replace or delete, after ``guardLocalEdits(_:view:)``'s scan found
+  /// no edit (or pushed it): each recorded file as recorded, a lost conflict's file as it lost,
+  /// and nothing where a file of the view is new. An edit made after the scan does not hold
+  /// it, and the writer leaves it for the next scan (``ExpectedFile``). Nil for the first
+  /// sync, which adopts etcd's content (as the scan does not run), and for a destination
+  /// the render creates (none was there to scan: a new path, or one accepted with
+  /// `--accept-destination` after it vanished); no entry for names the scan never pushes as
+  /// new keys (editor leftovers, hidden files): etcd's file replaces them.
+  func expectations(_ runner: MappingRunner, view: [ExactString: [UInt8]]) -> [ExactString: ExpectedFile]? {
+    let name = runner.mapping.name
+    let mappingState = self.state[mapping: name]
+    if mappingState.appliedRevision == 0 && mappingState.local.isEmpty { return nil }
+    guard runner.recordedRoot != nil else { return nil }
+    var expected: [ExactString: ExpectedFile] = [:]
+    for (path, record) in mappingState.local { expected[path] = .content(record.hash) }
+    for (path, lost) in self.local[name]?.overwrite ?? [:] { expected[path] = lost.map { .content($0) } ?? .absent }
+    let tree = runner.mapping.kind == .tree
+    for path in view.keys where expected[path] == nil && (!tree || !LocalScanner.isIgnored(path.string)) {
+      expected[path] = .absent
+    }
+    return expected
+  }
+
+  /// After a render of a write-back mapping: the record follows what is now on disk. Files
+  /// the writer left because they were edited after the scan keep their records (so that the
+  /// next scan pushes them against the revision they are based on), and are scanned next.
   func recordLocal(_ runner: MappingRunner, _ result: MappingResult, keep: Set<ExactString>, view: [ExactString: [UInt8]]?) {
     let name = runner.mapping.name
+    let keep = keep.union(result.keptEdits)
+    if !result.keptEdits.isEmpty {
+      self.logger.notice("local files edited during the render were left as they are; they are pushed next", metadata: [
+        "mapping.name": "\(name)", "files": "\(result.keptEdits.count)",
+        "file.path": "\(self.displayPath(runner, result.keptEdits[0]))",
+      ])
+      self.noteLocal(name, paths: Set(result.keptEdits))
+    }
     // The writer found another directory than the one checked before the render (replaced
     // in between) and wrote nothing: looked at again, which stops and reports the mapping.
     if result.failureCode == .destinationReplaced { _ = self.checkDestination(runner) }

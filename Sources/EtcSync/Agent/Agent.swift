@@ -173,6 +173,7 @@ public actor Agent {
       let started = clock.now
       let name = runner.mapping.name
       var keep: Set<ExactString> = []
+      var expected: [ExactString: ExpectedFile]?
       // Planned once for the write-back bookkeeping before and after the render.
       let view = runner.mapping.writeBack ? runner.localView(snapshot) : nil
       if runner.mapping.writeBack {
@@ -183,6 +184,8 @@ public actor Agent {
           continue
         }
         keep = Set((self.local[name]?.refused ?? [:]).keys)
+        // One made after that scan is not overwritten either: the writer leaves it for the next.
+        expected = view.flatMap { self.expectations(runner, view: $0) }
       }
       var mappingState = self.state[mapping: runner.mapping.name]
       // A write-back destination that was replaced (or lost most of its files at once) is
@@ -191,8 +194,8 @@ public actor Agent {
       if let stopped = self.writeBackStop(runner, revision: snapshot.revision) {
         result = stopped
       } else {
-        result = await self.applyFiles(runner, snapshot, state: &mappingState, keep: keep, trustRecord: self.verified.contains(name),
-                                       arrival: self.schedule.applyingSince(name))
+        result = await self.applyFiles(runner, snapshot, state: &mappingState, keep: keep, expected: expected,
+                                       trustRecord: self.verified.contains(name), arrival: self.schedule.applyingSince(name))
       }
       if result.failed { self.verified.remove(name) } else { self.verified.insert(name) }
       if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep, view: view) }

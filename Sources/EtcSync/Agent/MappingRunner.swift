@@ -13,6 +13,9 @@ public struct MappingResult: Sendable {
   /// Paths written (relative to a tree's root, or the destination file).
   public var written: [String] = []
   public var deleted: [String] = []
+  /// Files of a write-back mapping left as they are because they were edited after the scan
+  /// that preceded the write (``ExpectedFile``): the next scan pushes them.
+  public var keptEdits: [ExactString] = []
   /// Keys refused by the path rules; the rest of the mapping synced.
   public var rejected: [KeyPathError] = []
   /// Whether the reload command ran (and succeeded).
@@ -112,16 +115,18 @@ public struct MappingRunner: Sendable {
   ///
   /// `keep` (write-back) names paths whose local files must stay as they are: a local edit
   /// that could not be pushed (too large for etcd, say) is neither overwritten nor deleted.
+  /// `expected` (write-back, after the scan) says what each file is known to hold: one that
+  /// holds something else was edited since, and is left for the next scan (``ExpectedFile``).
   ///
   /// `trustRecord` says this process wrote the mapping's files and `state` records them: a
   /// file whose planned hash differs from its record is then rewritten without reading the old
   /// bytes back (a restart, or a write-back mapping whose files people edit, always compares).
   public func apply(
-    _ keySpace: KeySpace, state: inout MappingState, keep: Set<ExactString> = [], trustRecord: Bool = false,
-    arrival: ContinuousClock.Instant? = nil, persist: @Sendable (MappingState) async -> Void
+    _ keySpace: KeySpace, state: inout MappingState, keep: Set<ExactString> = [], expected: [ExactString: ExpectedFile]? = nil,
+    trustRecord: Bool = false, arrival: ContinuousClock.Instant? = nil, persist: @Sendable (MappingState) async -> Void
   ) async -> MappingResult {
-    var (result, reloadOwed) = await self.write(keySpace, state: &state, keep: keep, trustRecord: trustRecord, arrival: arrival,
-                                                persist: persist)
+    var (result, reloadOwed) = await self.write(keySpace, state: &state, keep: keep, expected: expected, trustRecord: trustRecord,
+                                                arrival: arrival, persist: persist)
     guard reloadOwed else { return result }
     await self.reload(into: &result)
     if self.mapping.reload != nil { result.stages.mark(.reload) }
@@ -158,8 +163,8 @@ public struct MappingRunner: Sendable {
   /// `persist` saves it when it changed. `arrival` is when the batch's first change arrived
   /// (``MappingResult/stages`` are timed from it).
   public func write(
-    _ keySpace: KeySpace, state: inout MappingState, keep: Set<ExactString> = [], trustRecord: Bool = false,
-    arrival: ContinuousClock.Instant? = nil, persist: @Sendable (MappingState) async -> Void
+    _ keySpace: KeySpace, state: inout MappingState, keep: Set<ExactString> = [], expected: [ExactString: ExpectedFile]? = nil,
+    trustRecord: Bool = false, arrival: ContinuousClock.Instant? = nil, persist: @Sendable (MappingState) async -> Void
   ) async -> (result: MappingResult, reloadOwed: Bool) {
     var result = MappingResult(mapping: self.mapping.name, revision: keySpace.revision)
     result.stages = ApplyStages(arrival: arrival)
@@ -211,7 +216,7 @@ public struct MappingRunner: Sendable {
     // it (a crash came between its rename and the save), so nothing needs saving before the
     // write. A mapping never applied before (first start, lost or unreadable state) reloads
     // once for the same reason.
-    let owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
+    var owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
     do {
       let knownChanged = trustRecord && !self.mapping.writeBack && hashes[Self.wholeFile] != nil
         && state.files[Self.wholeFile] != hashes[Self.wholeFile]
@@ -219,8 +224,8 @@ public struct MappingRunner: Sendable {
       let marks = StageMarks(result.stages)
       var timed = self
       timed.hook = marks.timing(self.hook)
-      try await timed.write(output, previous: state.files, keep: untouched, revision: keySpace.revision, knownChanged: knownChanged,
-                            into: &result)
+      try await timed.write(output, previous: state.files, keep: untouched, expected: expected, revision: keySpace.revision,
+                            knownChanged: knownChanged, into: &result)
       result.stages = marks.value
       result.stages.mark(.dirFsync)
     } catch {
@@ -231,6 +236,12 @@ public struct MappingRunner: Sendable {
       // ``MappingFailure/destinationReplaced``: nothing was written into it.
       result.failure = Self.failure(writing: error)
       return (result, false)
+    }
+    if !result.keptEdits.isEmpty {
+      // Edited since the scan: their records (and the reload they would owe) stay as they were
+      // until the next scan pushes them and the watch brings them back.
+      for path in result.keptEdits { hashes[path] = state.files[path] }
+      owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
     }
     if case .tree = plan.output, let first = keep.min() {
       // Local files that could not be pushed stay, and etcd's values for them wait: the
@@ -256,15 +267,19 @@ public struct MappingRunner: Sendable {
     return (result, false)
   }
 
-  private func write(_ output: PlannedOutput, previous: [ExactString: ContentHash], keep: Set<ExactString>, revision: Int64,
-                     knownChanged: Bool, into result: inout MappingResult) async throws {
+  private func write(_ output: PlannedOutput, previous: [ExactString: ContentHash], keep: Set<ExactString>,
+                     expected: [ExactString: ExpectedFile]?, revision: Int64, knownChanged: Bool,
+                     into result: inout MappingResult) async throws {
     self.driftMarks.writing()
     switch output {
     case .file(let file):
       let (writer, name) = self.fileWriter()
       do {
-        if try await writer.write(file, to: name, check: self.check, knownChanged: knownChanged) != .unchanged {
-          result.written = [self.mapping.dest]
+        switch try await writer.write(file, to: name, check: self.check, knownChanged: knownChanged,
+                                      expected: expected?[Self.wholeFile]) {
+        case .unchanged: break
+        case .keptEdit: result.keptEdits = [Self.wholeFile]
+        case .created, .replaced: result.written = [self.mapping.dest]
         }
       } catch {
         // An error after the rename (the directory fsync, an interrupted write) leaves the
@@ -282,7 +297,7 @@ public struct MappingRunner: Sendable {
       let current = strategy == .atomicSwap ? try? writer.swap.currentDirectory() : nil
       let report: TreeWriter.Report
       do {
-        report = try await writer.apply(files, deleted: deleted, revision: revision, check: self.check)
+        report = try await writer.apply(files, deleted: deleted, revision: revision, check: self.check, expected: expected)
       } catch {
         // As for one file: once `..data` points at a new directory the tree has changed,
         // whatever failed after the swap, and its reload is owed.
@@ -293,6 +308,7 @@ public struct MappingRunner: Sendable {
       }
       result.written = report.written
       result.deleted = report.deleted
+      result.keptEdits = report.keptEdits.sorted()
       if strategy == .atomicSwap { self.driftMarks.published(report.publishedDirectory ?? current) }
       if let replaced = report.failures.values.first(where: { $0.code == .destinationReplaced }) {
         // The root was replaced during the batch: every file opened after that failed its check.

@@ -24,24 +24,26 @@ extension AtomicWriter {
   /// ``FileSystemSync/threshold`` files is synced with one `syncfs` per file system before the
   /// renames and one after them (``FileSystemSync``), a smaller one with an fsync per file and
   /// per directory. One file's failure does not stop the others; a failed `syncfs` fails its
-  /// whole group. The test ``hook`` is not called on this path.
-  public func write(_ files: [ExactString: DesiredFile], check: StagedFileCheck? = nil) async -> BatchReport {
+  /// whole group. The test ``hook`` is not called on this path. With `expected`, a file whose
+  /// path it names and that does not hold what it says is left as it is
+  /// (``Outcome/keptEdit``); paths it does not name are written whatever they hold.
+  public func write(_ files: [ExactString: DesiredFile], check: StagedFileCheck? = nil,
+                    expected: [ExactString: ExpectedFile]? = nil) async -> BatchReport {
     var report = BatchReport()
     let paths = files.keys.sorted()
     var start = 0
     while start < paths.count {
       let group = paths[start..<min(start + Self.batchSize, paths.count)]
-      var staged: [(path: ExactString, file: StagedFile, existed: Bool)] = []
+      var staged: [Staged] = []
       // Keyed by the directory path's bytes: `\u{E9}/a` and `e\u{301}/b` are two directories.
       var directories: [ExactString: RootedDirectory] = [:]
       var fileSystems = FileSystemSync()
       for path in group {
         guard let file = files[path] else { continue }
         do {
-          if let (stagedFile, existed) = try stage(file, at: path, directories: &directories, fileSystems: &fileSystems) {
-            staged.append((path, stagedFile, existed))
-          } else {
-            report.outcomes[path] = .unchanged
+          switch try stage(file, at: path, expected: expected?[path], directories: &directories, fileSystems: &fileSystems) {
+          case .staged(let entry): staged.append(entry)
+          case .done(let outcome): report.outcomes[path] = outcome
           }
         } catch {
           report.failures[path] = error
@@ -53,11 +55,28 @@ extension AtomicWriter {
     return report
   }
 
-  /// Stages one file of a batch (nil when it is unchanged), reusing opened directories.
+  /// A file of a batch staged for its rename.
+  private struct Staged {
+    var path: ExactString
+    var file: StagedFile
+    /// Whether something stood at the target when the file was staged.
+    var existed: Bool
+    /// What the target must still hold right before the rename.
+    var expected: ExpectedFile?
+  }
+
+  /// What staging one file of a batch did.
+  private enum Staging {
+    case staged(Staged)
+    /// Nothing to rename: ``Outcome/unchanged`` or ``Outcome/keptEdit``.
+    case done(Outcome)
+  }
+
+  /// Stages one file of a batch, reusing opened directories.
   private func stage(
-    _ file: DesiredFile, at exactPath: ExactString, directories: inout [ExactString: RootedDirectory],
+    _ file: DesiredFile, at exactPath: ExactString, expected: ExpectedFile?, directories: inout [ExactString: RootedDirectory],
     fileSystems: inout FileSystemSync
-  ) throws(FileError) -> (StagedFile, Bool)? {
+  ) throws(FileError) -> Staging {
     let path = exactPath.string
     let (components, name) = try split(path)
     let key = ExactString(components.joined(separator: "/"))
@@ -75,8 +94,9 @@ extension AtomicWriter {
     if let existing = target.regular, attributes.matches(existing),
       hasContent(file.bytes, name: name, in: parent.directory, info: existing)
     {
-      return nil
+      return .done(.unchanged)
     }
+    if let expected, !holds(expected, name: name, in: parent.directory, target: target) { return .done(.keptEdit) }
     let staged = try StagedFile.create(in: parent.directory, directoryPath: parent.path, targetName: name)
     do throws(FileError) {
       try staged.write(file.bytes)
@@ -85,12 +105,12 @@ extension AtomicWriter {
       staged.discard()
       throw error
     }
-    return (staged, target.exists)
+    return .staged(Staged(path: exactPath, file: staged, existed: target.exists, expected: expected))
   }
 
   /// Syncs, checks and renames a group of staged files, then syncs their directories once.
   private func commit(
-    _ staged: [(path: ExactString, file: StagedFile, existed: Bool)], fileSystems: FileSystemSync,
+    _ staged: [Staged], fileSystems: FileSystemSync,
     check: StagedFileCheck?, into report: inout BatchReport
   ) async {
     let together = options.fsync && staged.count >= FileSystemSync.threshold && fileSystems.isUsable
@@ -101,7 +121,7 @@ extension AtomicWriter {
       }
       return
     }
-    var renamed: [(path: ExactString, file: StagedFile, existed: Bool)] = []
+    var renamed: [Staged] = []
     for entry in staged {
       do throws(FileError) {
         if options.fsync && !together { try entry.file.sync() }
@@ -109,6 +129,12 @@ extension AtomicWriter {
           try await runCheck(check, on: entry.file.path, target: entry.file.targetPath)
         }
         entry.file.file.close()
+        // Edited since it was compared with its expectation: left as it is.
+        if let expected = entry.expected, !stillHolds(expected, name: entry.file.targetName, in: entry.file.directory) {
+          entry.file.discard()
+          report.outcomes[entry.path] = .keptEdit
+          continue
+        }
         try entry.file.commit()
         renamed.append(entry)
       } catch {

@@ -31,26 +31,34 @@ extension AtomicWriter {
       }
       guard FileKind(mode: info.st_mode) == .regular else { return .unreadable }
       if Int64(info.st_size) > sizeLimit { return .tooLarge }
-      switch openRegularFile(name, in: directory.directory, info: info) {
-      case .replaced: continue  // replaced between lstat and open: look again
-      case .failed: return .unreadable
-      case .opened(let file, _):
-        var hasher = SHA256()
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        var total: Int64 = 0
-        while true {
-          let count = buffer.withUnsafeMutableBytes { raw in
-            retryingEINTR { Glibc.read(file.raw, raw.baseAddress, raw.count) }
-          }
-          if count < 0 { return .unreadable }
-          if count == 0 { break }
-          total += Int64(count)
-          if total > sizeLimit { return .tooLarge }  // grew while read
-          buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
-        }
-        return .hash(ContentHash(digest: Array(hasher.finalize())))
-      }
+      if let read = hashRegularFile(name, in: directory.directory, info: info, sizeLimit: sizeLimit) { return read }
+      // Replaced between lstat and open: look again.
     }
     return .unreadable
+  }
+}
+
+/// The SHA-256 of the regular file `name` in `directory`, which `info` (its `lstat`) describes,
+/// read 64 KiB at a time through a descriptor that is checked to be that inode; nil when it was
+/// replaced between the `lstat` and the open (look again).
+func hashRegularFile(_ name: String, in directory: FileDescriptor, info: stat, sizeLimit: Int64) -> AtomicWriter.HashedRead? {
+  switch openRegularFile(name, in: directory, info: info) {
+  case .replaced: return nil
+  case .failed: return .unreadable
+  case .opened(let file, _):
+    var hasher = SHA256()
+    var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+    var total: Int64 = 0
+    while true {
+      let count = buffer.withUnsafeMutableBytes { raw in
+        retryingEINTR { Glibc.read(file.raw, raw.baseAddress, raw.count) }
+      }
+      if count < 0 { return .unreadable }
+      if count == 0 { break }
+      total += Int64(count)
+      if total > sizeLimit { return .tooLarge }  // grew while read
+      buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+    }
+    return .hash(ContentHash(digest: Array(hasher.finalize())))
   }
 }

@@ -68,11 +68,17 @@ extension AtomicWriter {
 
   /// Removes the file at `relativePath` (a key was deleted), fsyncs its directory, and with
   /// ``Options/removeEmptyDirectories`` removes the directories this left empty, up to (not
-  /// including) the root: any empty directory on the way, whoever created it.
+  /// including) the root: any empty directory on the way, whoever created it. With `expected`,
+  /// a file that does not hold it is left as it is (``DeleteOutcome/keptEdit``).
   @discardableResult
-  public func delete(relativePath: String) throws(FileError) -> DeleteOutcome {
+  public func delete(relativePath: String, expected: ExpectedFile? = nil) throws(FileError) -> DeleteOutcome {
     guard let (parent, name) = try openExistingParent(of: relativePath, keepChain: options.removeEmptyDirectories)
     else { return .absent }
+    if let expected {
+      let target = try inspectTarget(name, in: parent)
+      guard target.exists else { return .absent }
+      guard holds(expected, name: name, in: parent.directory, target: target) else { return .keptEdit }
+    }
     if unlinkat(parent.directory.raw, name, 0) != 0 {
       let error = currentErrno()
       if error == ENOENT { return .absent }

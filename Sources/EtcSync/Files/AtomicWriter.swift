@@ -54,6 +54,9 @@ public struct AtomicWriter: Sendable {
     case created
     /// An existing entry was replaced by the new file.
     case replaced
+    /// The file no longer held what the caller expected (``ExpectedFile``): a local edit
+    /// made since the caller looked. It was left as it is.
+    case keptEdit
   }
 
   /// What a delete did.
@@ -62,6 +65,8 @@ public struct AtomicWriter: Sendable {
     case deleted
     /// There was nothing to remove.
     case absent
+    /// The file no longer held what the caller expected (``ExpectedFile``): left as it is.
+    case keptEdit
   }
 
   /// The mapping's root directory; every relative path is below it.
@@ -94,9 +99,10 @@ public struct AtomicWriter: Sendable {
   ///
   /// `knownChanged` says the caller knows the bytes differ from the file's (it wrote the file
   /// itself and the content hash moved on): the old file is then not read back to compare.
+  /// With `expected`, a file that does not hold it is left as it is (``Outcome/keptEdit``).
   @discardableResult
   public func write(_ file: DesiredFile, to relativePath: String, check: StagedFileCheck? = nil,
-                    knownChanged: Bool = false)
+                    knownChanged: Bool = false, expected: ExpectedFile? = nil)
     async throws(FileError) -> Outcome
   {
     if options.rootIdentity != nil { try await hook(.beforeOpen, root) }
@@ -108,9 +114,11 @@ public struct AtomicWriter: Sendable {
     {
       return .unchanged
     }
+    if let expected, !holds(expected, name: name, in: parent.directory, target: target) { return .keptEdit }
     let staged = try StagedFile.create(
       in: parent.directory, directoryPath: parent.path, targetName: name)
-    try await publish(staged, file: file, attributes: attributes, check: check)
+    let published = try await publish(staged, file: file, attributes: attributes, check: check, expected: expected)
+    guard published else { return .keptEdit }
     return target.exists ? .replaced : .created
   }
 
@@ -241,11 +249,12 @@ public struct AtomicWriter: Sendable {
     return readRegularFile(name, in: parent.directory, info: existing)
   }
 
-  /// Steps after the temp file exists; removes it on any failure.
+  /// Steps after the temp file exists; removes it on any failure. With `expected`, a target
+  /// that no longer holds it is not replaced: false, and the staged file is removed.
   private func publish(
     _ staged: StagedFile, file: DesiredFile, attributes: EffectiveAttributes,
-    check: StagedFileCheck?
-  ) async throws(FileError) {
+    check: StagedFileCheck?, expected: ExpectedFile? = nil
+  ) async throws(FileError) -> Bool {
     var renamed = false
     do {
       try staged.write(file.bytes)
@@ -255,6 +264,10 @@ public struct AtomicWriter: Sendable {
       try await hook(.afterFsync, staged.path)
       if let check { try await runCheck(check, on: staged.path, target: staged.targetPath) }
       staged.file.close()
+      if let expected, !stillHolds(expected, name: staged.targetName, in: staged.directory) {
+        staged.discard()
+        return false
+      }
       try staged.commit()
       renamed = true
       try await hook(.afterRename, staged.targetPath)
@@ -263,6 +276,7 @@ public struct AtomicWriter: Sendable {
       if !renamed && error.code != .interrupted { staged.discard() }
       throw error
     }
+    return true
   }
 }
 

@@ -28,6 +28,9 @@ public struct TreeWriter: Sendable {
     public var unchanged = 0
     /// Relative paths deleted (per-file strategy).
     public var deleted: [String] = []
+    /// Files neither written nor deleted because they no longer held what `expected` said: a
+    /// local edit made since the caller looked (per-file strategy).
+    public var keptEdits: [ExactString] = []
     /// Per-file failures (per-file strategy); the other files were still applied.
     public var failures: [ExactString: FileError] = [:]
     /// The new revision directory, when the swap strategy published one.
@@ -63,10 +66,12 @@ public struct TreeWriter: Sendable {
   /// Brings the directory to `files`. With the per-file strategy, `deleted` lists the paths
   /// of keys that were deleted (only those are removed: an error never deletes a file), and
   /// `check` runs per staged file; with the swap strategy the tree is exactly `files`, and
-  /// `check` runs once on the staged tree directory.
+  /// `check` runs once on the staged tree directory. With `expected` (a write-back mapping,
+  /// per-file strategy only), a file whose path it names is written or deleted only while it
+  /// holds what it says (``ExpectedFile``).
   public func apply(
     _ files: [ExactString: DesiredFile], deleted: some Sequence<ExactString>, revision: Int64,
-    check: StagedFileCheck? = nil
+    check: StagedFileCheck? = nil, expected: [ExactString: ExpectedFile]? = nil
   ) async throws(FileError) -> Report {
     var report = Report()
     switch strategy {
@@ -87,14 +92,22 @@ public struct TreeWriter: Sendable {
       var failures: [ExactString: FileError] = [:]
       for path in deleted.sorted() where files[path] == nil {
         do {
-          if try writer.delete(relativePath: path.string) == .deleted { report.deleted.append(path.string) }
+          switch try writer.delete(relativePath: path.string, expected: expected?[path]) {
+          case .deleted: report.deleted.append(path.string)
+          case .keptEdit: report.keptEdits.append(path)
+          case .absent: break
+          }
         } catch {
           failures[path] = error
         }
       }
-      let batch = await writer.write(files, check: check)
+      let batch = await writer.write(files, check: check, expected: expected)
       for (path, outcome) in batch.outcomes {
-        if outcome == .unchanged { report.unchanged += 1 } else { report.written.append(path.string) }
+        switch outcome {
+        case .unchanged: report.unchanged += 1
+        case .keptEdit: report.keptEdits.append(path)
+        case .created, .replaced: report.written.append(path.string)
+        }
       }
       report.written.sort { ExactString($0) < ExactString($1) }
       report.failures = batch.failures.merging(failures) { first, _ in first }

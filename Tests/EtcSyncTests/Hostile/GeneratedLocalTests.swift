@@ -1002,7 +1002,7 @@ extension GeneratedHostileTests {
       let pushed = await eventually(within: .seconds(5)) { (try? await h.client.get("/w/f").kvs.first?.value) == Array("edited".utf8) }
       let off = h.logs.metadata(of: "local edits cannot be watched; write-back is off for this mapping")
       #expect(off.isEmpty, "\(off.map { $0["error"].map { String($0.prefix(200)) } ?? "" })")
-      #expect(pushed, "a local edit was not pushed")
+      #expect(pushed, "a local edit was not pushed: \(Self.logTail(h))")
       #expect(!daemon.hasEnded)
       _ = await daemon.stop()
     }
