@@ -26,6 +26,14 @@ struct LocalWork: Sendable {
   /// delete): the next render overwrites them with etcd's value. Edited again meanwhile, a
   /// file differs from that hash and is pushed (and kept) like any edit.
   var overwrite: [ExactString: ContentHash?] = [:]
+  /// What the last scan found at each path it compared (``LocalScanner/ScanResult/observed``);
+  /// nil until a scan completes. The render right after the full scan that precedes it
+  /// expects exactly this (``Agent/expectations(_:view:)``).
+  var observed: [ExactString: ExpectedFile]?
+  /// A render left files edited after its scan: once the next scan has pushed what it could,
+  /// the mapping is rendered again (an edit that pushes nothing, such as a document's spacing
+  /// or a revert, is then overwritten as it would have been).
+  var renderAfterScan = false
   /// Problems already logged, so that a rescan does not log them again.
   var reported: Set<LocalProblem> = []
   /// Local files kept as they are because they cannot be pushed (path → what `lstat` said of
@@ -107,6 +115,10 @@ extension Agent {
         next = next.map { min($0, retryAt) } ?? retryAt
       } else {
         self.local[name, default: LocalWork()].retryAt = nil
+        if self.local[name]?.renderAfterScan == true {
+          self.local[name]?.renderAfterScan = false
+          self.markDirty([name])
+        }
       }
     }
     return next
@@ -166,6 +178,8 @@ extension Agent {
   func pushLocalEdits(_ runner: MappingRunner, candidates: Set<ExactString>?,
                       unverifiedLimit: Int = Agent.unverifiedScanLimit) async -> Bool {
     let name = runner.mapping.name
+    // Set again only by a scan that completes.
+    self.local[name, default: LocalWork()].observed = nil
     // Another directory than the one the record describes: nothing is pushed from it.
     guard self.checkDestination(runner) else { return true }
     // Its reads verify the directory they open against the one just checked (a replacement
@@ -222,6 +236,7 @@ extension Agent {
       if work.fault?.code == .writeFailed { work.fault = nil }
       work.unverifiedScans = 0
     }
+    work.observed = scan.observed
     if !scan.promoted.isEmpty {
       self.state[mapping: name].local.merge(scan.promoted) { $1 }
       self.saveState()
@@ -334,25 +349,23 @@ extension Agent {
     return true
   }
 
-  /// What the render may replace or delete, after ``guardLocalEdits(_:view:)``'s scan found
-  /// no edit (or pushed it): each recorded file as recorded, a lost conflict's file as it lost,
-  /// and nothing where a file of the view is new. An edit made after the scan does not hold
-  /// it, and the writer leaves it for the next scan (``ExpectedFile``). Nil for the first
-  /// sync, which adopts etcd's content (as the scan does not run), and for a destination
-  /// the render creates (none was there to scan: a new path, or one accepted with
-  /// `--accept-destination` after it vanished); no entry for names the scan never pushes as
-  /// new keys (editor leftovers, hidden files): etcd's file replaces them.
+  /// What the render may replace or delete: what ``guardLocalEdits(_:view:)``'s full scan
+  /// found at each path (``LocalWork/observed``), whether it pushed it, took it for the
+  /// agent's own write, or had nothing to push (a lost conflict, a document whose entries did
+  /// not change, a deleted file that is restored); nothing where a file of the view is new.
+  /// An edit made after that scan does not hold it, and the writer leaves it for the next
+  /// scan (``ExpectedFile``). Nil for the first sync, which adopts etcd's content (no scan
+  /// runs), and for a destination the render creates (none was there to scan: a new path,
+  /// or one accepted with `--accept-destination` after it vanished). No entry for names the
+  /// scan never looks at without a record (editor leftovers, hidden files): etcd's file
+  /// replaces them, as it always did.
   func expectations(_ runner: MappingRunner, view: [ExactString: [UInt8]]) -> [ExactString: ExpectedFile]? {
     let name = runner.mapping.name
     let mappingState = self.state[mapping: name]
     if mappingState.appliedRevision == 0 && mappingState.local.isEmpty { return nil }
-    guard runner.recordedRoot != nil else { return nil }
-    var expected: [ExactString: ExpectedFile] = [:]
-    for (path, record) in mappingState.local { expected[path] = .content(record.hash) }
-    for (path, lost) in self.local[name]?.overwrite ?? [:] { expected[path] = lost.map { .content($0) } ?? .absent }
-    let tree = runner.mapping.kind == .tree
-    for path in view.keys where expected[path] == nil && (!tree || !LocalScanner.isIgnored(path.string)) {
-      expected[path] = .absent
+    guard runner.recordedRoot != nil, var expected = self.local[name]?.observed else { return nil }
+    if runner.mapping.kind == .tree {
+      for path in view.keys where expected[path] == nil && !LocalScanner.isIgnored(path.string) { expected[path] = .absent }
     }
     return expected
   }
@@ -369,6 +382,7 @@ extension Agent {
         "file.path": "\(self.displayPath(runner, result.keptEdits[0]))",
       ])
       self.noteLocal(name, paths: Set(result.keptEdits))
+      self.local[name]?.renderAfterScan = true
     }
     // The writer found another directory than the one checked before the render (replaced
     // in between) and wrote nothing: looked at again, which stops and reports the mapping.

@@ -104,14 +104,14 @@ extension Agent {
     self.local[name, default: LocalWork()].holdUntil = max(self.local[name]?.holdUntil ?? 0, revision)
   }
 
-  /// A document's own record follows the bytes on disk once its entries are pushed, so the
-  /// next render (etcd's canonical form of the same entries) is not taken for an edit.
+  /// A document's own record follows the bytes the scan read once its entries are pushed, so
+  /// the next render (etcd's canonical form of the same entries) is not taken for an edit. Not
+  /// the bytes on disk now: a second edit saved while the push travelled is another edit,
+  /// found by the next scan.
   func recordDocument(_ runner: MappingRunner, _ mappingState: inout MappingState) {
-    guard runner.mapping.kind == .format,
-      case .bytes(let bytes, _) = runner.localScanner().readLocal(".", limit: LocalScanner.documentLimit)
-    else { return }
     let whole = MappingRunner.wholeFile
-    mappingState.local[whole] = LocalRecord(hash: ContentHash(of: bytes), revision: mappingState.local[whole]?.revision ?? 0)
+    guard runner.mapping.kind == .format, case .content(let hash) = self.local[runner.mapping.name]?.observed?[whole] else { return }
+    mappingState.local[whole] = LocalRecord(hash: hash, revision: mappingState.local[whole]?.revision ?? 0)
   }
 
   /// etcd wins: the local bytes are kept beside the file as `NAME.conflict.REV`, and the

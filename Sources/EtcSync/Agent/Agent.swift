@@ -146,13 +146,14 @@ public actor Agent {
     }
     let names = self.runners.map(\.mapping.name)
     // A write-back mapping whose render found (and pushed) one more local edit waits for that
-    // push's revision: the pass is made again at a snapshot that holds it, every mapping at
-    // that one revision, a few times at most.
+    // push's revision, and one whose render left a file saved during it owes that file's scan:
+    // the pass is made again at a snapshot that holds it, every mapping at that one revision,
+    // a few times at most.
     for _ in 0..<3 {
       self.keySpace = try await self.readSnapshot()
       self.relevantRevision = self.keySpace.revision
       let results = await self.apply(names)
-      let waiting = names.filter { name in !results.contains { $0.mapping == name } }
+      let waiting = names.filter { name in !results.contains { $0.mapping == name && $0.keptEdits.isEmpty } }
       if waiting.isEmpty { return results }
     }
     throw AgentError(.etcd, "local edits kept being pushed while this pass ran; the files of the mappings they touched were not written. Run it again")

@@ -83,6 +83,12 @@ extension AtomicWriter {
     let parent: RootedDirectory
     if let open = directories[key] {
       parent = open
+    } else if case .content = expected {
+      // The directory of a file that was there at the scan is gone: removed since, not made again.
+      guard let (existing, _) = try openExistingParent(of: path) else { return .done(.keptEdit) }
+      parent = existing
+      directories[key] = parent
+      fileSystems.note(parent.directory, path: parent.path)
     } else {
       parent = try openParent(of: path, create: options.createDirectories).0
       directories[key] = parent

@@ -149,6 +149,11 @@ struct LocalScanner: Sendable {
     /// mapping's `keysPerScan` or `bytesPerScan` (their stamps): the scan is refused whole,
     /// these with it, without their bytes ever being held.
     var unread: [LocalProblem] = []
+    /// What the scan found at each path it compared (bytes hashed, or nothing there), whether
+    /// it took it for an edit or not; not the files it refused or left unread. A render
+    /// right after the scan replaces a file only while it still holds this
+    /// (``Agent/expectations(_:view:)``).
+    var observed: [ExactString: ExpectedFile] = [:]
   }
 
   /// The local changes among `candidates` (every path when nil); `intended` are the records
@@ -244,14 +249,23 @@ struct LocalScanner: Sendable {
           continue
         }
         if let problem = self.ownershipProblem(before) {
-          if let known, self.holds(path, known) { continue }
+          if let known, self.holds(path, known) {
+            result.observed[path] = .content(known.hash)
+            continue
+          }
           result.problems.append(LocalProblem(path: path, message: problem, stamp: before))
           continue
         }
         if budget.exceeded {
           // Past the scan's quota: refused whole, so the rest is only told apart, not read.
-          if let known, self.holds(path, known) { continue }
-          if let planned = intended[path], self.holds(path, planned) { continue }
+          if let known, self.holds(path, known) {
+            result.observed[path] = .content(known.hash)
+            continue
+          }
+          if let planned = intended[path], self.holds(path, planned) {
+            result.observed[path] = .content(planned.hash)
+            continue
+          }
           result.unread.append(LocalProblem(path: path, message: "not read: the scan is past writeBackLimits", stamp: before))
           continue
         }
@@ -272,6 +286,7 @@ struct LocalScanner: Sendable {
         continue
       }
       guard let bytes, let stamp else {
+        result.observed[path] = .absent
         // Gone: a delete of a key the agent wrote (a new file that vanished is nothing).
         if let known {
           let change = LocalChange(path: path, key: self.key(for: path.string), value: nil, base: known.revision)
@@ -281,6 +296,7 @@ struct LocalScanner: Sendable {
         continue
       }
       let hash = ContentHash(of: bytes)
+      result.observed[path] = .content(hash)
       if let known, known.hash == hash { continue }
       // Checked again on the descriptor read: replaced since the `lstat` above.
       if let problem = self.ownershipProblem(stamp) {
@@ -310,12 +326,16 @@ struct LocalScanner: Sendable {
     let bytes: [UInt8]
     let stamp: AtomicWriter.FileStamp
     switch self.readLocal(whole.string, limit: Self.documentLimit) {
-    case .absent: return ScanResult()  // a deleted document is restored, not pushed
+    case .absent: return ScanResult(observed: [whole: .absent])  // a deleted document is restored, not pushed
     case .unreadable(let why, let info): return ScanResult(problems: [LocalProblem(path: whole, message: why, stamp: info)])
     case .tooLarge(let info): return ScanResult(tooLarge: [LocalProblem(path: whole, message: "\(info.size) bytes", stamp: info)])
     case .bytes(let read, let info): (bytes, stamp) = (read, info)
     }
-    if record[whole]?.hash == ContentHash(of: bytes) { return ScanResult() }
+    let hash = ContentHash(of: bytes)
+    // Edits that change no entry (spacing, order, comments) push nothing: the render writes
+    // the canonical form over them.
+    let observed: [ExactString: ExpectedFile] = [whole: .content(hash)]
+    if record[whole]?.hash == hash { return ScanResult(observed: observed) }
     if let problem = self.ownershipProblem(stamp) { return ScanResult(problems: [LocalProblem(path: whole, message: problem, stamp: stamp)]) }
     let entries: [ExactString: [UInt8]]
     do {
@@ -334,6 +354,6 @@ struct LocalScanner: Sendable {
       }
       changes.append(LocalChange(path: path, key: self.key(for: path.string), value: value, base: known?.revision ?? 0, stamp: stamp))
     }
-    return ScanResult(changes: changes)
+    return ScanResult(changes: changes, observed: observed)
   }
 }

@@ -49,7 +49,7 @@ struct ExpectedFileTests {
       case "rename":
         try Disk.write(target + ".tmp-edit", "edited")
         _ = rename(target + ".tmp-edit", target)
-      case "in place": try Disk.write(target, "olx")  // same size: only the times tell
+      case "in place": try Disk.write(target, "olx")  // same inode and size: only the bytes differ
       case "delete": _ = unlink(target)
       default: try Disk.write(target, "created")
       }
@@ -57,6 +57,43 @@ struct ExpectedFileTests {
     #expect(report.outcomes["f"] == .keptEdit)
     #expect(Disk.read(target) == ["rename": "edited", "in place": "olx", "delete": nil, "create": "created"][edit]!)
     #expect(Disk.temporaryFiles(dir.path).isEmpty)
+  }
+
+  @Test("a batch past the syncfs threshold keeps edited files and removes their temp files")
+  func largeBatch() async throws {
+    let dir = TemporaryDirectory()
+    var files: [ExactString: DesiredFile] = [:]
+    var expected: [ExactString: ExpectedFile] = [:]
+    for index in 0..<40 {
+      try Disk.write(dir("root/f\(index)"), "old")
+      files["f\(index)"] = Self.file("new")
+      expected["f\(index)"] = Self.hash("old")
+    }
+    try Disk.write(dir("root/f3"), "edited before")
+    // Edited after staging, through the check that runs right before each rename.
+    let late = dir("root/f30")
+    let report = await AtomicWriter(root: dir("root")).write(files, check: { staged in
+      if staged.contains("/.f30.") { try? Disk.write(late, "edited late") }
+    }, expected: expected)
+    #expect(report.failures.isEmpty)
+    #expect(report.outcomes["f3"] == .keptEdit && report.outcomes["f30"] == .keptEdit)
+    #expect(report.outcomes.values.filter { $0 == .replaced }.count == 38)
+    #expect(Disk.read(dir("root/f3")) == "edited before" && Disk.read(late) == "edited late")
+    #expect(Disk.read(dir("root/f0")) == "new")
+    #expect(Disk.temporaryFiles(dir.path).isEmpty)
+  }
+
+  @Test("a recorded file whose directory was removed since is not written, nor its directory made again")
+  func removedDirectory() async throws {
+    let dir = TemporaryDirectory()
+    let writer = AtomicWriter(root: dir("root"))
+    try Disk.write(dir("root/keep"), "x")
+    let batch = await writer.write(["sub/f": Self.file("new"), "fresh/g": Self.file("new")],
+                                   expected: ["sub/f": Self.hash("old"), "fresh/g": .absent])
+    #expect(batch.outcomes == ["sub/f": .keptEdit, "fresh/g": .created])
+    #expect(!Disk.exists(dir("root/sub")))
+    #expect(try await writer.write(Self.file("new"), to: "gone/f", expected: Self.hash("old")) == .keptEdit)
+    #expect(!Disk.exists(dir("root/gone")))
   }
 
   @Test("one file: replaced only while it holds what is expected, also after the fsync")
