@@ -352,22 +352,23 @@ extension Agent {
   /// What the render may replace or delete: what ``guardLocalEdits(_:view:)``'s full scan
   /// found at each path (``LocalWork/observed``), whether it pushed it, took it for the
   /// agent's own write, or had nothing to push (a lost conflict, a document whose entries did
-  /// not change, a deleted file that is restored); nothing where a file of the view is new.
-  /// An edit made after that scan does not hold it, and the writer leaves it for the next
-  /// scan (``ExpectedFile``). Nil for the first sync, which adopts etcd's content (no scan
-  /// runs), and for a destination the render creates (none was there to scan: a new path,
-  /// or one accepted with `--accept-destination` after it vanished). No entry for names the
-  /// scan never looks at without a record (editor leftovers, hidden files): etcd's file
-  /// replaces them, as it always did.
+  /// not change, a deleted file that is restored). An edit made after that scan does not hold
+  /// it, and the writer leaves it for the next scan (``ExpectedFile``). Nil for the first
+  /// sync, which adopts etcd's content (no scan runs), and for a destination the render
+  /// creates (none was there to scan: a new path, or one accepted with `--accept-destination`
+  /// after it vanished).
+  ///
+  /// Paths the scan did not look at have no entry, and the render replaces whatever stands
+  /// there, as it always did: names it never pushes as new keys (editor leftovers, hidden
+  /// files), and symlinks, FIFOs and sockets without a record (the scan lists regular files
+  /// only). Expecting "nothing" there instead kept such an entry from ever being replaced,
+  /// and `etcsync sync` failed on it at every start.
   func expectations(_ runner: MappingRunner, view: [ExactString: [UInt8]]) -> [ExactString: ExpectedFile]? {
     let name = runner.mapping.name
     let mappingState = self.state[mapping: name]
     if mappingState.appliedRevision == 0 && mappingState.local.isEmpty { return nil }
-    guard runner.recordedRoot != nil, var expected = self.local[name]?.observed else { return nil }
-    if runner.mapping.kind == .tree {
-      for path in view.keys where expected[path] == nil && !LocalScanner.isIgnored(path.string) { expected[path] = .absent }
-    }
-    return expected
+    guard runner.recordedRoot != nil else { return nil }
+    return self.local[name]?.observed
   }
 
   /// After a render of a write-back mapping: the record follows what is now on disk. Files

@@ -148,15 +148,15 @@ public actor Agent {
     // A write-back mapping whose render found (and pushed) one more local edit waits for that
     // push's revision, and one whose render left a file saved during it owes that file's scan:
     // the pass is made again at a snapshot that holds it, every mapping at that one revision,
-    // a few times at most.
-    for _ in 0..<3 {
+    // a few times at most (a kept edit takes two more: its push, then the render).
+    for _ in 0..<5 {
       self.keySpace = try await self.readSnapshot()
       self.relevantRevision = self.keySpace.revision
       let results = await self.apply(names)
       let waiting = names.filter { name in !results.contains { $0.mapping == name && $0.keptEdits.isEmpty } }
       if waiting.isEmpty { return results }
     }
-    throw AgentError(.etcd, "local edits kept being pushed while this pass ran; the files of the mappings they touched were not written. Run it again")
+    throw AgentError(.etcd, "local edits kept being pushed (or saved during the render) while this pass ran; the files they touched may not hold etcd's latest values yet. Run it again")
   }
 
   /// Applies the named mappings to the current snapshot.

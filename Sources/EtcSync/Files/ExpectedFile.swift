@@ -5,8 +5,8 @@ import Darwin
 #endif
 
 /// What a write-back mapping's writer expects at a path before it replaces or deletes it:
-/// the file the agent last recorded there, or none. The agent scans for local edits (and
-/// pushes them) right before it renders; an edit made after that scan would otherwise be
+/// what the agent's scan right before the render found there (bytes, or nothing). The agent
+/// pushes local edits before it renders; an edit made after that scan would otherwise be
 /// overwritten with etcd's value and lost. With an expectation the writer leaves a file that
 /// no longer holds it (``AtomicWriter/Outcome/keptEdit``), and the next scan pushes it.
 ///

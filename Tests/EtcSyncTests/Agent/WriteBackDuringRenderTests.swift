@@ -73,6 +73,29 @@ struct WriteBackDuringRenderTests {
     #expect(await daemon.stop() == nil)
   }
 
+  /// The scan lists regular files only, so a symlink or FIFO where a new key's file goes was
+  /// never looked at: the writer once expected "nothing" there, kept the entry at every
+  /// render, and `etcsync sync` (the start of `etcsync run`) failed after its passes. Such an
+  /// entry is replaced by the key's file, as before write-back looked at renders at all.
+  @Test("a symlink or FIFO where a new key's file goes is replaced, and sync succeeds")
+  func nonRegularAtNewKey() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    try await h.put("/wb/a", "1")
+    let mapping = Mapping(name: "tree", kind: .tree, prefixes: ["/wb/"], dest: h.dir("A"), writeBack: true)
+    _ = try await h.agent(h.configuration([mapping])).sync()
+    try Disk.write(h.dir("outside"), "not etcd's")
+    try Disk.symlink(h.dir("outside"), at: h.dir("A/b"))
+    #expect(mkfifo(h.dir("A/c"), 0o600) == 0)
+    try await h.put("/wb/b", "two")
+    try await h.put("/wb/c", "three")
+    let result = try await h.agent(h.configuration([mapping])).sync()[mapping: "tree"]
+    #expect(result?.error == nil, "\(result?.error ?? "")")
+    #expect(!Disk.isSymlink(h.dir("A/b")) && Disk.read(h.dir("A/b")) == "two")
+    #expect(Disk.read(h.dir("A/c")) == "three")
+    #expect(Disk.read(h.dir("outside")) == "not etcd's")
+  }
+
   /// A JSON document is compared entry by entry, so an edit can push nothing: a deleted
   /// document (restored), one written again in another layout (same entries), and one whose
   /// edit lost a conflict to etcd (kept beside it as a conflict copy). Each is written over by
