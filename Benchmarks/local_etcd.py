@@ -1,7 +1,10 @@
-"""What the benchmark scripts share: free loopback ports, base64 for etcd's JSON gateway, and a
-throwaway single-member etcd (data on /dev/shm) that is up when `start_etcd` returns."""
+"""What the benchmark scripts share: free loopback ports, base64 for etcd's JSON gateway, a
+throwaway single-member etcd (data on /dev/shm) that is up when `start_etcd` returns, a put
+through the gateway, and the clean-up."""
 import base64
+import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -40,3 +43,21 @@ def start_etcd(etcd, *extra, prefix="etcd-"):
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"etcd did not come up at {endpoint}")
+
+
+def put(endpoint, key, value):
+    """One put through etcd's JSON gateway."""
+    request = urllib.request.Request(endpoint + "/v3/kv/put", data=json.dumps({"key": b64(key), "value": b64(value)}).encode(),
+                                     method="POST")
+    urllib.request.urlopen(request).read()
+
+
+def stop(processes, directories):
+    """Terminates and reaps the processes that are given (None is skipped), then removes the
+    directories."""
+    for process in processes:
+        if process:
+            process.terminate()
+            process.wait()
+    for directory in directories:
+        shutil.rmtree(directory, ignore_errors=True)
