@@ -31,7 +31,7 @@ def main():
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     binary = os.path.realpath(sys.argv[1])
-    out = sys.argv[2] if len(sys.argv) == 3 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging", "text-order.txt")
+    out = sys.argv[2] if len(sys.argv) == 3 else os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packaging", "text-order.txt"))
     if not shutil.which("valgrind"):
         sys.exit("valgrind is needed: apt-get install valgrind")
     work = tempfile.mkdtemp(prefix="text-order-")
