@@ -28,7 +28,7 @@ struct LocalWork: Sendable {
   var overwrite: [ExactString: ContentHash?] = [:]
   /// What the last scan found at each path it compared (``LocalScanner/ScanResult/observed``);
   /// nil until a scan completes. The render right after the full scan that precedes it
-  /// expects exactly this (``Agent/expectations(_:view:)``).
+  /// expects exactly this (``Agent/expectations(_:)``).
   var observed: [ExactString: ExpectedFile]?
   /// A render left files edited after its scan: once the next scan has pushed what it could,
   /// the mapping is rendered again (an edit that pushes nothing, such as a document's spacing
@@ -363,7 +363,7 @@ extension Agent {
   /// files), and symlinks, FIFOs and sockets without a record (the scan lists regular files
   /// only). Expecting "nothing" there instead kept such an entry from ever being replaced,
   /// and `etcsync sync` failed on it at every start.
-  func expectations(_ runner: MappingRunner, view: [ExactString: [UInt8]]) -> [ExactString: ExpectedFile]? {
+  func expectations(_ runner: MappingRunner) -> [ExactString: ExpectedFile]? {
     let name = runner.mapping.name
     let mappingState = self.state[mapping: name]
     if mappingState.appliedRevision == 0 && mappingState.local.isEmpty { return nil }

@@ -186,7 +186,7 @@ public actor Agent {
         }
         keep = Set((self.local[name]?.refused ?? [:]).keys)
         // One made after that scan is not overwritten either: the writer leaves it for the next.
-        expected = view.flatMap { self.expectations(runner, view: $0) }
+        expected = self.expectations(runner)
       }
       var mappingState = self.state[mapping: runner.mapping.name]
       // A write-back destination that was replaced (or lost most of its files at once) is

@@ -205,6 +205,11 @@ public final class AgentSupervisor: Service, Sendable {
         }
       }
     }
+    // Once the first apply is done, start-up's code pages go back to the kernel.
+    let logger = self.logger
+    await agent.observe { progress in
+      if progress.appliedRevision > 0 { StartupPages.releaseSoon(after: .seconds(5), logger: logger) }
+    }
     if let notifier = self.notifier {
       let announced = Announced()
       await agent.observe { progress in

@@ -152,7 +152,7 @@ struct LocalScanner: Sendable {
     /// What the scan found at each path it compared (bytes hashed, or nothing there), whether
     /// it took it for an edit or not; not the files it refused or left unread. A render
     /// right after the scan replaces a file only while it still holds this
-    /// (``Agent/expectations(_:view:)``).
+    /// (``Agent/expectations(_:)``).
     var observed: [ExactString: ExpectedFile] = [:]
   }
 

@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import Synchronization
+
+/// Gives back the pages of the executable that only start-up needed. The binary is static and
+/// large (34 MB of code); what `etcsync run` executes while it watches fits in about 4 MB once
+/// the release build links that code side by side (`scripts/release-build`'s order file), but
+/// start-up (arguments, configuration, TLS, the first snapshot) touches much more, and those
+/// pages would stay resident for the life of the daemon. `MADV_PAGEOUT` (Linux 5.4+) on the
+/// executable's read-only mappings drops them; what still runs faults back in (from the page
+/// cache, or the disk once the kernel has let them go). Pages another process maps too (a
+/// second agent from the same binary) are left alone by the kernel.
+///
+/// Done once per process, a few seconds after the first apply (``AgentSupervisor``). Measured
+/// in docs/benchmarks.md ("The process at rest").
+public enum StartupPages {
+  private static let released = Mutex(false)
+  private static let scheduled = Mutex(false)
+
+  /// ``release()`` after `delay`, in a task of its own; once per process, whatever calls it.
+  public static func releaseSoon(after delay: Duration, logger: Logger) {
+    let first = self.scheduled.withLock { done in
+      defer { done = true }
+      return !done
+    }
+    guard first else { return }
+    Task.detached {
+      try? await Task.sleep(for: delay)
+      if let bytes = self.release() {
+        logger.debug("start-up pages of the executable released", metadata: ["bytes": "\(bytes)"])
+      }
+    }
+  }
+
+  /// `MADV_PAGEOUT` from linux/mman.h (the C library headers here predate it).
+  static let pageOut: Int32 = 21
+
+  /// Advises the kernel to page out the executable's read-only mappings, once per process.
+  /// Returns how many bytes were advised; nil when it ran before, or when `/proc` cannot tell
+  /// which mappings are the executable's. A kernel without `MADV_PAGEOUT` refuses it (EINVAL):
+  /// 0 bytes, nothing else happens.
+  @discardableResult
+  public static func release() -> Int? {
+    let first = self.released.withLock { done in
+      defer { done = true }
+      return !done
+    }
+    guard first else { return nil }
+    return self.pageOutExecutable()
+  }
+
+  /// ``release()`` without its once-per-process guard (for tests).
+  static func pageOutExecutable() -> Int? {
+    guard let executable = self.executablePath(), let maps = self.readMaps() else { return nil }
+    var advised = 0
+    for line in maps.split(separator: UInt8(ascii: "\n")) {
+      // start-end perms offset dev inode path: the path (which may hold spaces) after five fields.
+      let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5, omittingEmptySubsequences: true)
+      guard fields.count == 6, fields[1].first == UInt8(ascii: "r"), !fields[1].contains(UInt8(ascii: "w")),
+        Array(fields[5].drop { $0 == UInt8(ascii: " ") }) == executable
+      else { continue }
+      let range = fields[0].split(separator: UInt8(ascii: "-"))
+      guard range.count == 2, let start = UInt(String(decoding: range[0], as: UTF8.self), radix: 16),
+        let end = UInt(String(decoding: range[1], as: UTF8.self), radix: 16), end > start,
+        let address = UnsafeMutableRawPointer(bitPattern: start)
+      else { continue }
+      if madvise(address, Int(end - start), self.pageOut) == 0 { advised += Int(end - start) }
+    }
+    return advised
+  }
+
+  /// The executable's path as `/proc/self/maps` prints it (its bytes).
+  private static func executablePath() -> [UInt8]? {
+    var buffer = [UInt8](repeating: 0, count: 4097)
+    let count = buffer.withUnsafeMutableBufferPointer { readlink("/proc/self/exe", $0.baseAddress!, $0.count - 1) }
+    guard count > 0, count < buffer.count - 1 else { return nil }
+    return Array(buffer[..<count])
+  }
+
+  /// `/proc/self/maps`, read whole (a few KB).
+  private static func readMaps() -> [UInt8]? {
+    let fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var contents: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 16384)
+    while true {
+      let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+      if count < 0 && errno == EINTR { continue }
+      guard count >= 0 else { return nil }
+      if count == 0 { return contents }
+      contents.append(contentsOf: chunk[..<count])
+    }
+  }
+}
