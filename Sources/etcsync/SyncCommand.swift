@@ -145,7 +145,7 @@ struct RunCommand: AsyncParsableCommand {
     let (options, timeout) = (self.options, self.timeout.duration)
     let supervisor = AgentSupervisor(
       configuration: configuration, logger: logger, readiness: readiness, notifier: notifier, exec: exec, takeOver: self.takeOver,
-      load: { try options.configuration() },
+      releaseStartupPages: true, load: { try options.configuration() },
       connect: { configuration, body in try await withAgentClient(configuration, logger: logger, timeout: timeout, body) })
     let execService = exec.map { ExecService($0, supervisor: supervisor) }
     let group = RunServices(supervisor: supervisor, health: health, watchdog: WatchdogService(notifier, supervisor: supervisor),

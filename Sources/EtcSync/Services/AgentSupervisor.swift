@@ -43,6 +43,7 @@ public final class AgentSupervisor: Service, Sendable {
   private let notifier: SystemdNotifier?
   private let exec: ExecSupervisor?
   private let takeOver: Bool
+  private let releaseStartupPages: Bool
   private let load: Load
   private let connect: Connect
   private let control = RunControl()
@@ -50,16 +51,19 @@ public final class AgentSupervisor: Service, Sendable {
 
   /// A supervisor for `configuration`. Agents answer `readiness` and tell `notifier` (systemd)
   /// and `exec` (exec mode's child) about their progress; `takeOver` moves a presence name
-  /// another agent holds at start.
+  /// another agent holds at start. `releaseStartupPages` (the `etcsync` executable's daemon, not
+  /// a library user's or a test process's) gives start-up's pages back after the first apply
+  /// (``StartupPages``).
   public init(configuration: AgentConfiguration, logger: Logger, readiness: Readiness = Readiness(),
               notifier: SystemdNotifier? = nil, exec: ExecSupervisor? = nil, takeOver: Bool = false,
-              load: @escaping Load, connect: @escaping Connect) {
+              releaseStartupPages: Bool = false, load: @escaping Load, connect: @escaping Connect) {
     self.configuration = configuration
     self.logger = logger
     self.readiness = readiness
     self.notifier = notifier
     self.exec = exec
     self.takeOver = takeOver
+    self.releaseStartupPages = releaseStartupPages
     self.load = load
     self.connect = connect
   }
@@ -205,10 +209,12 @@ public final class AgentSupervisor: Service, Sendable {
         }
       }
     }
-    // Once the first apply is done, start-up's code pages go back to the kernel.
-    let logger = self.logger
-    await agent.observe { progress in
-      if progress.appliedRevision > 0 { StartupPages.releaseSoon(after: .seconds(5), logger: logger) }
+    if self.releaseStartupPages {
+      // Once the first apply is done, start-up's pages go back to the kernel.
+      let logger = self.logger
+      await agent.observe { progress in
+        if progress.appliedRevision > 0 { StartupPages.releaseSoon(after: .seconds(5), logger: logger) }
+      }
     }
     if let notifier = self.notifier {
       let announced = Announced()

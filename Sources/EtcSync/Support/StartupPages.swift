@@ -9,12 +9,16 @@ import Synchronization
 /// the release build links that code side by side (`scripts/release-build`'s order file), but
 /// start-up (arguments, configuration, TLS, the first snapshot) touches much more, and those
 /// pages would stay resident for the life of the daemon. `MADV_PAGEOUT` (Linux 5.4+) on the
-/// executable's read-only mappings drops them; what still runs faults back in (from the page
-/// cache, or the disk once the kernel has let them go). Pages another process maps too (a
-/// second agent from the same binary) are left alone by the kernel.
+/// executable's read-only mappings (code, read-only data, and the relocated data made
+/// read-only after start, which is paged out only where there is swap) drops them. A page no
+/// other process maps leaves the page cache too, so the code that runs next is read from the
+/// disk again. The kernel honours the advice only for a process that owns the binary (or has
+/// `CAP_FOWNER`): root with the packaged binary; not the container image's user or
+/// `User=etcsync`, where it does nothing.
 ///
-/// Done once per process, a few seconds after the first apply (``AgentSupervisor``). Measured
-/// in docs/benchmarks.md ("The process at rest").
+/// Done once per process, five seconds after the first apply, by the `etcsync` executable's
+/// daemon (``AgentSupervisor``'s `releaseStartupPages`). Measured in docs/benchmarks.md ("The
+/// process at rest").
 public enum StartupPages {
   private static let released = Mutex(false)
   private static let scheduled = Mutex(false)
@@ -29,7 +33,7 @@ public enum StartupPages {
     Task.detached {
       try? await Task.sleep(for: delay)
       if let bytes = self.release() {
-        logger.debug("start-up pages of the executable released", metadata: ["bytes": "\(bytes)"])
+        logger.debug("start-up pages of the executable advised out (MADV_PAGEOUT)", metadata: ["bytes": "\(bytes)"])
       }
     }
   }
@@ -51,8 +55,8 @@ public enum StartupPages {
     return self.pageOutExecutable()
   }
 
-  /// ``release()`` without its once-per-process guard (for tests).
-  static func pageOutExecutable() -> Int? {
+  /// ``release()``'s work, without its once-per-process guard.
+  private static func pageOutExecutable() -> Int? {
     guard let executable = self.executablePath(), let maps = self.readMaps() else { return nil }
     var advised = 0
     for line in maps.split(separator: UInt8(ascii: "\n")) {
