@@ -210,13 +210,6 @@ public struct MappingRunner: Sendable {
     let untouched = keep.union(unread)
     var hashes = Self.hashes(output)
     for path in unread { hashes[path] = state.files[path] }
-    // The state records the files as they were at the last write that needed no reload or
-    // whose reload succeeded, or the files written since with `pendingReload` set. A planned
-    // output that differs from that record owes a reload even when the disk already holds
-    // it (a crash came between its rename and the save), so nothing needs saving before the
-    // write. A mapping never applied before (first start, lost or unreadable state) reloads
-    // once for the same reason.
-    var owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
     do {
       let knownChanged = trustRecord && !self.mapping.writeBack && hashes[Self.wholeFile] != nil
         && state.files[Self.wholeFile] != hashes[Self.wholeFile]
@@ -237,12 +230,16 @@ public struct MappingRunner: Sendable {
       result.failure = Self.failure(writing: error)
       return (result, false)
     }
-    if !result.keptEdits.isEmpty {
-      // Edited since the scan: their records (and the reload they would owe) stay as they were
-      // until the next scan pushes them and the watch brings them back.
-      for path in result.keptEdits { hashes[path] = state.files[path] }
-      owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
-    }
+    // Edited since the scan: their records (and the reload they would owe) stay as they were
+    // until the next scan pushes them and the watch brings them back.
+    for path in result.keptEdits { hashes[path] = state.files[path] }
+    // The state records the files as they were at the last write that needed no reload or
+    // whose reload succeeded, or the files written since with `pendingReload` set. A planned
+    // output that differs from that record owes a reload even when the disk already holds
+    // it (a crash came between its rename and the save), so nothing needs saving before the
+    // write. A mapping never applied before (first start, lost or unreadable state) reloads
+    // once for the same reason.
+    let owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
     if case .tree = plan.output, let first = keep.min() {
       // Local files that could not be pushed stay, and etcd's values for them wait: the
       // mapping says so (presence, `/readyz`, `status`) instead of passing for current while

@@ -83,14 +83,9 @@ extension AtomicWriter {
     let parent: RootedDirectory
     if let open = directories[key] {
       parent = open
-    } else if case .content = expected {
-      // The directory of a file that was there at the scan is gone: removed since, not made again.
-      guard let (existing, _) = try openExistingParent(of: path) else { return .done(.keptEdit) }
-      parent = existing
-      directories[key] = parent
-      fileSystems.note(parent.directory, path: parent.path)
     } else {
-      parent = try openParent(of: path, create: options.createDirectories).0
+      guard let (opened, _) = try openParent(of: path, expecting: expected) else { return .done(.keptEdit) }
+      parent = opened
       directories[key] = parent
       // Noted before any file in it is written, as `syncfs`'s error report needs.
       fileSystems.note(parent.directory, path: parent.path)

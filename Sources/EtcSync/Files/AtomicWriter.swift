@@ -106,15 +106,7 @@ public struct AtomicWriter: Sendable {
     async throws(FileError) -> Outcome
   {
     if options.rootIdentity != nil { try await hook(.beforeOpen, root) }
-    let parent: RootedDirectory
-    let name: String
-    if case .content = expected {
-      // The directory of a file that was there at the scan is gone: removed since, not made again.
-      guard let existing = try openExistingParent(of: relativePath) else { return .keptEdit }
-      (parent, name) = existing
-    } else {
-      (parent, name) = try openParent(of: relativePath, create: options.createDirectories)
-    }
+    guard let (parent, name) = try openParent(of: relativePath, expecting: expected) else { return .keptEdit }
     let target = try inspectTarget(name, in: parent)
     let attributes = EffectiveAttributes(file.attributes, existing: target.regular)
     if !knownChanged, let existing = target.regular, attributes.matches(existing),

@@ -37,6 +37,14 @@ extension AtomicWriter {
     }
   }
 
+  /// The directory that holds `relativePath`, opened for a write that expects `expected`: nil
+  /// when a file was expected there and its directory is gone (removed since the caller looked,
+  /// so not made again); else created as ``Options/createDirectories`` says.
+  func openParent(of relativePath: String, expecting expected: ExpectedFile?) throws(FileError) -> (RootedDirectory, String)? {
+    if case .content = expected { return try openExistingParent(of: relativePath) }
+    return try openParent(of: relativePath, create: options.createDirectories)
+  }
+
   /// Whether `name` in `directory` holds `expected` now: looked at again right before a
   /// rename or unlink.
   func stillHolds(_ expected: ExpectedFile, name: String, in directory: FileDescriptor) -> Bool {

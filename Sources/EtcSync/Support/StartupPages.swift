@@ -20,10 +20,10 @@ import Synchronization
 /// daemon (``AgentSupervisor``'s `releaseStartupPages`). Measured in docs/benchmarks.md ("The
 /// process at rest").
 public enum StartupPages {
-  private static let released = Mutex(false)
   private static let scheduled = Mutex(false)
 
-  /// ``release()`` after `delay`, in a task of its own; once per process, whatever calls it.
+  /// Pages the executable out after `delay`, in a task of its own; once per process, whatever
+  /// calls it.
   public static func releaseSoon(after delay: Duration, logger: Logger) {
     let first = self.scheduled.withLock { done in
       defer { done = true }
@@ -32,7 +32,7 @@ public enum StartupPages {
     guard first else { return }
     Task.detached {
       try? await Task.sleep(for: delay)
-      if let bytes = self.release() {
+      if let bytes = self.pageOutExecutable() {
         logger.debug("start-up pages of the executable advised out (MADV_PAGEOUT)", metadata: ["bytes": "\(bytes)"])
       }
     }
@@ -41,21 +41,9 @@ public enum StartupPages {
   /// `MADV_PAGEOUT` from linux/mman.h (the C library headers here predate it).
   static let pageOut: Int32 = 21
 
-  /// Advises the kernel to page out the executable's read-only mappings, once per process.
-  /// Returns how many bytes were advised; nil when it ran before, or when `/proc` cannot tell
-  /// which mappings are the executable's. A kernel without `MADV_PAGEOUT` refuses it (EINVAL):
-  /// 0 bytes, nothing else happens.
-  @discardableResult
-  public static func release() -> Int? {
-    let first = self.released.withLock { done in
-      defer { done = true }
-      return !done
-    }
-    guard first else { return nil }
-    return self.pageOutExecutable()
-  }
-
-  /// ``release()``'s work, without its once-per-process guard.
+  /// Advises the kernel to page out the executable's read-only mappings. Returns how many bytes
+  /// were advised; nil when `/proc` cannot tell which mappings are the executable's. A kernel
+  /// without `MADV_PAGEOUT` refuses it (EINVAL): 0 bytes, nothing else happens.
   private static func pageOutExecutable() -> Int? {
     guard let executable = self.executablePath(), let maps = self.readMaps() else { return nil }
     var advised = 0
@@ -87,15 +75,6 @@ public enum StartupPages {
   private static func readMaps() -> [UInt8]? {
     let fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var contents: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16384)
-    while true {
-      let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-      if count < 0 && errno == EINTR { continue }
-      guard count >= 0 else { return nil }
-      if count == 0 { return contents }
-      contents.append(contentsOf: chunk[..<count])
-    }
+    return try? readAll(FileDescriptor(fd)).get()
   }
 }

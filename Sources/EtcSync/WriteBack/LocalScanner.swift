@@ -249,21 +249,13 @@ struct LocalScanner: Sendable {
           continue
         }
         if let problem = self.ownershipProblem(before) {
-          if let known, self.holds(path, known) {
-            result.observed[path] = .content(known.hash)
-            continue
-          }
+          if self.holds(path, known, noting: &result.observed) { continue }
           result.problems.append(LocalProblem(path: path, message: problem, stamp: before))
           continue
         }
         if budget.exceeded {
           // Past the scan's quota: refused whole, so the rest is only told apart, not read.
-          if let known, self.holds(path, known) {
-            result.observed[path] = .content(known.hash)
-            continue
-          }
-          if let planned = intended[path], self.holds(path, planned) {
-            result.observed[path] = .content(planned.hash)
+          if self.holds(path, known, noting: &result.observed) || self.holds(path, intended[path], noting: &result.observed) {
             continue
           }
           result.unread.append(LocalProblem(path: path, message: "not read: the scan is past writeBackLimits", stamp: before))
@@ -309,6 +301,14 @@ struct LocalScanner: Sendable {
       if intended[path]?.hash != hash { budget.count(change, deletes: self.mapping.deletes) }
     }
     return result
+  }
+
+  /// Whether the file at `path` holds what `record` (if any) describes, as ``holds(_:_:)``
+  /// compares; if it does, the scan has observed those bytes there.
+  private func holds(_ path: ExactString, _ record: LocalRecord?, noting observed: inout [ExactString: ExpectedFile]) -> Bool {
+    guard let record, self.holds(path, record) else { return false }
+    observed[path] = .content(record.hash)
+    return true
   }
 
   /// Whether the file at `path` holds what `record` describes, compared without holding its
