@@ -9,7 +9,7 @@ Then, to tell the pages touched once at start from those the steady state needs,
 binary's mappings are paged out from outside (`process_madvise(MADV_PAGEOUT)`, Linux 5.10+),
 300 updates are applied, and the same breakdown is printed again.
 
-Usage: rss_pages.py ETCSYNC_BIN
+Usage: rss_pages.py ETCSYNC_BIN [KEYS]   (KEYS: 100 unless given)
 """
 import bisect
 import collections
@@ -87,8 +87,9 @@ def breakdown(pid, binary, base, symbols):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
+    count = int(sys.argv[2]) if len(sys.argv) == 3 else 100
     binary = os.path.realpath(sys.argv[1])
     symbols = []
     for line in subprocess.run(["nm", "-n", "--defined-only", binary], capture_output=True, text=True).stdout.splitlines():
@@ -99,8 +100,8 @@ def main():
     work = tempfile.mkdtemp(prefix="rss-pages-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     agent = None
     try:
-        for i in range(100):
-            put(endpoint, f"/x/k{i:03d}", "v" * 100)
+        from rss_rollup import seed
+        seed(endpoint, "/x/", count)
         with open(f"{work}/t.tmpl", "w") as f:
             f.write('{{- range gets "/x/*" }}{{ .Key }}={{ .Value }}\n{{- end }}\n')
         with open(f"{work}/c.yaml", "w") as f:
@@ -115,7 +116,7 @@ def main():
                 low, high = (int(x, 16) for x in parts[0].split("-"))
                 mappings.append((low, high))
         base = min(low for low, _ in mappings)
-        print(f"at rest, 100 keys: {rollup(agent.pid)}")
+        print(f"at rest, {count} keys: {rollup(agent.pid)}")
         breakdown(agent.pid, binary, base, symbols)
         libc = ctypes.CDLL(None, use_errno=True)
         pidfd = libc.syscall(SYS_PIDFD_OPEN, agent.pid, 0)
@@ -126,7 +127,7 @@ def main():
         time.sleep(0.5)
         print(f"right after paging the binary out: {rollup(agent.pid)}")
         for update in range(300):
-            put(endpoint, f"/x/k{update % 100:03d}", f"u{update}" * 20)
+            put(endpoint, f"/x/k{update % count:07d}", f"u{update}" * 20)
             time.sleep(0.02)
         time.sleep(1)
         print(f"after 300 updates: {rollup(agent.pid)}")

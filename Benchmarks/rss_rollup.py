@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """The agent's memory at rest, split as issue 15 §2 asks: `etcsync run` with one template
-mapping over K keys (100-byte values, data of a throwaway etcd on /dev/shm), 5 s after its first
-render, then `/proc/PID/smaps_rollup` (anonymous against file-backed RSS, the latter mostly the
-static binary's pages) and the peak (VmHWM), for K = 100, 10,000, 100,000.
+mapping over K keys (100-byte values, data of a throwaway etcd on /dev/shm), SETTLE seconds after
+its first render (default 10: past the daemon's release of its start-up pages, 5 s after the first
+apply), then `/proc/PID/smaps_rollup` (anonymous against file-backed RSS, the latter mostly the
+static binary's pages) and the peak (VmHWM), for K = 100, 10,000, 100,000 (or --keys). With
+--updates N it then puts N changes to one key, 50 ms apart, waits SETTLE seconds again and reads
+the same figures: the steady state of a daemon that is working.
 
-Usage: rss_rollup.py ETCSYNC_BIN
+Usage: rss_rollup.py ETCSYNC_BIN [--keys 100,10000] [--settle S] [--updates N]
+The agent inherits the environment (MALLOC_ARENA_MAX=… to try the allocator's settings).
 """
+import argparse
 import json
 import os
 import shutil
@@ -34,19 +39,30 @@ def rollup(pid):
         for line in f:
             parts = line.split()
             if len(parts) >= 3 and parts[-1] == "kB":
-                fields[parts[0].rstrip(":")] = int(parts[1]) // 1024
+                fields[parts[0].rstrip(":")] = int(parts[1]) / 1024
     with open(f"/proc/{pid}/status") as f:
         peak = next(line.split()[1] for line in f if line.startswith("VmHWM"))
     return fields, peak
 
 
+def report(label, pid):
+    fields, peak = rollup(pid)
+    rss, anonymous = fields.get("Rss", 0), fields.get("Anonymous", 0)
+    print(f"{label}: RSS {rss:.1f} MiB = anonymous {anonymous:.1f} MiB + file-backed {rss - anonymous:.1f} MiB;"
+          f" peak (VmHWM) {int(peak) / 1024:.1f} MiB", flush=True)
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    binary = sys.argv[1]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("binary")
+    parser.add_argument("--keys", default="100,10000,100000")
+    parser.add_argument("--settle", type=float, default=10)
+    parser.add_argument("--updates", type=int, default=0)
+    args = parser.parse_args()
+    binary = args.binary
     etcd, endpoint, data = start_etcd("/usr/bin/etcd", "--quota-backend-bytes", str(8 << 30))
     try:
-        for count in [100, 10000, 100000]:
+        for count in [int(k) for k in args.keys.split(",")]:
             prefix = f"/r{count}/"
             seed(endpoint, prefix, count)
             work = tempfile.mkdtemp(prefix="rss-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
@@ -60,11 +76,16 @@ def main():
                 deadline = time.time() + 120
                 while not os.path.exists(f"{work}/out") and time.time() < deadline:
                     time.sleep(0.1)
-                time.sleep(5)
-                fields, peak = rollup(agent.pid)
-                rss, anonymous = fields.get("Rss", 0), fields.get("Anonymous", 0)
-                print(f"{count} keys at rest: RSS {rss} MiB = anonymous {anonymous} MiB + file-backed {rss - anonymous} MiB;"
-                      f" peak (VmHWM) {int(peak) // 1024} MiB", flush=True)
+                time.sleep(args.settle)
+                report(f"{count} keys at rest", agent.pid)
+                if args.updates:
+                    for i in range(args.updates):
+                        body = {"key": b64(f"{prefix}k{i % count:07d}"), "value": b64(f"u{i:07d}".ljust(100, "y"))}
+                        urllib.request.urlopen(urllib.request.Request(
+                            endpoint + "/v3/kv/put", data=json.dumps(body).encode(), method="POST")).read()
+                        time.sleep(0.05)
+                    time.sleep(args.settle)
+                    report(f"{count} keys after {args.updates} updates", agent.pid)
             finally:
                 agent.terminate()
                 agent.wait()

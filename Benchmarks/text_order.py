@@ -8,8 +8,12 @@ docs/benchmarks.md, "The process at rest").
 
 The functions are found by running the binary under valgrind's callgrind (Debian's `valgrind`
 package) against a throwaway etcd: one template, one tree and one file mapping, 100 keys,
-then 60 changes. The order file only groups code; a stale one (after code changes) still
-links, with the functions it no longer names placed as before.
+then 60 changes. Callgrind dumps its profile once start-up is over (`callgrind_control
+--dump`) and again after the changes, and the file lists first the functions that ran during
+the changes (the daemon's steady state), then those only start-up ran: `etcsync run` gives the
+start-up pages back after its first apply (`StartupPages`), and what it faults in again while it
+works is then a few contiguous megabytes. The order file only groups code; a stale one (after
+code changes) still links, with the functions it no longer names placed as before.
 
 Usage: text_order.py RELEASE_BIN [OUT]   (OUT defaults to packaging/text-order.txt)
 """
@@ -25,6 +29,22 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from local_etcd import put, start_etcd, stop  # noqa: E402
 
+
+def ran(profile):
+    """The functions a callgrind dump gives a cost to (fn= and cfn= lines), in their first
+    order of appearance. Names are compressed per file: `(id) name` the first time, `(id)` after."""
+    names, seen, by_id = [], set(), {}
+    for line in open(profile):
+        match = re.match(r"c?fn=\((\d+)\)(?: (.+))?$", line.rstrip("\n"))
+        if not match:
+            continue
+        name = match.group(2) or by_id.get(match.group(1))
+        if match.group(2):
+            by_id[match.group(1)] = name
+        if name and name not in seen:
+            seen.add(name)
+            names.append(name)
+    return names
 
 
 def main():
@@ -59,22 +79,24 @@ def main():
         while not (os.path.exists(f"{work}/out") and os.path.exists(f"{work}/one")) and time.time() < deadline:
             time.sleep(1)
         time.sleep(5)
+        subprocess.run(["callgrind_control", "--dump=start-up", str(agent.pid)], check=True, stdout=subprocess.DEVNULL)
         for change in range(60):
             put(endpoint, f"/t/k{change % 100:03d}", f"c{change}" * 20)
             if change % 10 == 0:
                 put(endpoint, "/f/one", f"value {change}")
             time.sleep(0.25)
         time.sleep(10)
+        subprocess.run(["callgrind_control", "--dump=steady", str(agent.pid)], check=True, stdout=subprocess.DEVNULL)
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=120)
         agent = None
-        names = []
-        seen = set()
-        for line in open(profile):
-            match = re.match(r"c?fn=\(\d+\) (.+)$", line.rstrip("\n"))
-            if match and match.group(1) not in seen:
-                seen.add(match.group(1))
-                names.append(match.group(1))
+        # callgrind writes PROFILE.1 (start-up), PROFILE.2 (the changes), PROFILE (the exit).
+        dumps = sorted((f for f in os.listdir(work) if f.startswith("callgrind.out.")), key=lambda f: int(f.rsplit(".", 1)[1]))
+        if len(dumps) < 2:
+            sys.exit(f"callgrind wrote {dumps}, not the two dumps asked for")
+        steady, startup = ran(f"{work}/{dumps[1]}"), ran(f"{work}/{dumps[0]}")
+        steady_set = set(steady)
+        names = steady + [name for name in startup if name not in steady_set]
         defined = set()
         for line in subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True, check=True).stdout.splitlines():
             parts = line.split()
@@ -83,7 +105,9 @@ def main():
         kept = [name for name in names if name in defined]
         with open(out, "w") as f:
             f.write("\n".join(kept) + "\n")
-        print(f"{len(kept)} functions that ran, of {len(defined)} in the binary, written to {out}")
+        kept_steady = sum(1 for name in steady if name in defined)
+        print(f"{len(kept)} functions that ran ({kept_steady} of them while changes were applied), of {len(defined)}"
+              f" in the binary, written to {out}")
     finally:
         stop([agent, etcd], [work, data])
 

@@ -130,6 +130,7 @@ struct RunCommand: AsyncParsableCommand {
   var command: [String] = []
 
   func run() async throws {
+    HeapTrim.limitArenas()
     let (loaded, logger) = try self.options.load()
     var configuration = loaded
     // At start only: a configuration a SIGHUP reads again accepts nothing.
@@ -145,7 +146,7 @@ struct RunCommand: AsyncParsableCommand {
     let (options, timeout) = (self.options, self.timeout.duration)
     let supervisor = AgentSupervisor(
       configuration: configuration, logger: logger, readiness: readiness, notifier: notifier, exec: exec, takeOver: self.takeOver,
-      releaseStartupPages: true, load: { try options.configuration() },
+      releaseMemory: true, load: { try options.configuration() },
       connect: { configuration, body in try await withAgentClient(configuration, logger: logger, timeout: timeout, body) })
     let execService = exec.map { ExecService($0, supervisor: supervisor) }
     let group = RunServices(supervisor: supervisor, health: health, watchdog: WatchdogService(notifier, supervisor: supervisor),

@@ -43,7 +43,7 @@ public final class AgentSupervisor: Service, Sendable {
   private let notifier: SystemdNotifier?
   private let exec: ExecSupervisor?
   private let takeOver: Bool
-  private let releaseStartupPages: Bool
+  private let releaseMemory: Bool
   private let load: Load
   private let connect: Connect
   private let control = RunControl()
@@ -51,19 +51,19 @@ public final class AgentSupervisor: Service, Sendable {
 
   /// A supervisor for `configuration`. Agents answer `readiness` and tell `notifier` (systemd)
   /// and `exec` (exec mode's child) about their progress; `takeOver` moves a presence name
-  /// another agent holds at start. `releaseStartupPages` (the `etcsync` executable's daemon, not
-  /// a library user's or a test process's) gives start-up's pages back after the first apply
-  /// (``StartupPages``).
+  /// another agent holds at start. `releaseMemory` (the `etcsync` executable's daemon, not a
+  /// library user's or a test process's) gives start-up's pages back after the first apply
+  /// (``StartupPages``) and the heap's free memory whenever the agent's work pauses (``HeapTrim``).
   public init(configuration: AgentConfiguration, logger: Logger, readiness: Readiness = Readiness(),
               notifier: SystemdNotifier? = nil, exec: ExecSupervisor? = nil, takeOver: Bool = false,
-              releaseStartupPages: Bool = false, load: @escaping Load, connect: @escaping Connect) {
+              releaseMemory: Bool = false, load: @escaping Load, connect: @escaping Connect) {
     self.configuration = configuration
     self.logger = logger
     self.readiness = readiness
     self.notifier = notifier
     self.exec = exec
     self.takeOver = takeOver
-    self.releaseStartupPages = releaseStartupPages
+    self.releaseMemory = releaseMemory
     self.load = load
     self.connect = connect
   }
@@ -209,11 +209,13 @@ public final class AgentSupervisor: Service, Sendable {
         }
       }
     }
-    if self.releaseStartupPages {
-      // Once the first apply is done, start-up's pages go back to the kernel.
+    if self.releaseMemory {
+      // Once the first apply is done, start-up's pages go back to the kernel; after each step
+      // of progress, the heap's free pages once the work pauses.
       let logger = self.logger
       await agent.observe { progress in
         if progress.appliedRevision > 0 { StartupPages.releaseSoon(after: .seconds(5), logger: logger) }
+        HeapTrim.daemon.noteWork()
       }
     }
     if let notifier = self.notifier {

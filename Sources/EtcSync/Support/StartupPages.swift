@@ -5,19 +5,22 @@ import Logging
 import Synchronization
 
 /// Gives back the pages of the executable that only start-up needed. The binary is static and
-/// large (34 MB of code); what `etcsync run` executes while it watches fits in about 4 MB once
-/// the release build links that code side by side (`scripts/release-build`'s order file), but
-/// start-up (arguments, configuration, TLS, the first snapshot) touches much more, and those
+/// large (34 MB of code); what `etcsync run` executes while it watches is about 1.3 MB of
+/// functions, linked first and side by side by the release build (`scripts/release-build`'s order
+/// file lists the functions that run while changes are applied before those only start-up runs),
+/// but start-up (arguments, configuration, TLS, the first snapshot) touches much more, and those
 /// pages would stay resident for the life of the daemon. `MADV_PAGEOUT` (Linux 5.4+) on the
-/// executable's read-only mappings (code, read-only data, and the relocated data made
-/// read-only after start, which is paged out only where there is swap) drops them. A page no
-/// other process maps leaves the page cache too, so the code that runs next is read from the
-/// disk again. The kernel honours the advice only for a process that owns the binary (or has
-/// `CAP_FOWNER`): root with the packaged binary; not the container image's user or
-/// `User=etcsync`, where it does nothing.
+/// executable's private mappings drops them: code and read-only data, and the pages of its
+/// writable data that were read but never written (still the file's pages; about 3 MB of
+/// `.data` and the like). A page no other process maps leaves the page cache too, so the code
+/// that runs next is read from the disk again. Written pages (relocated data, `.data` the
+/// program changed) are anonymous memory: where there is swap the kernel swaps them out, and
+/// they come back on their next use; where there is none they stay. The kernel honours the
+/// advice only for a process that owns the binary (or has `CAP_FOWNER`): root with the packaged
+/// binary; not the container image's user or `User=etcsync`, where it does nothing.
 ///
 /// Done once per process, five seconds after the first apply, by the `etcsync` executable's
-/// daemon (``AgentSupervisor``'s `releaseStartupPages`). Measured in docs/benchmarks.md ("The
+/// daemon (``AgentSupervisor``'s `releaseMemory`). Measured in docs/benchmarks.md ("The
 /// process at rest").
 public enum StartupPages {
   private static let scheduled = Mutex(false)
@@ -41,7 +44,7 @@ public enum StartupPages {
   /// `MADV_PAGEOUT` from linux/mman.h (the C library headers here predate it).
   static let pageOut: Int32 = 21
 
-  /// Advises the kernel to page out the executable's read-only mappings. Returns how many bytes
+  /// Advises the kernel to page out the executable's private mappings. Returns how many bytes
   /// were advised; nil when `/proc` cannot tell which mappings are the executable's. A kernel
   /// without `MADV_PAGEOUT` refuses it (EINVAL): 0 bytes, nothing else happens.
   private static func pageOutExecutable() -> Int? {
@@ -50,7 +53,8 @@ public enum StartupPages {
     for line in maps.split(separator: UInt8(ascii: "\n")) {
       // start-end perms offset dev inode path: the path (which may hold spaces) after five fields.
       let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5, omittingEmptySubsequences: true)
-      guard fields.count == 6, fields[1].first == UInt8(ascii: "r"), !fields[1].contains(UInt8(ascii: "w")),
+      // Private ("p") and readable: a shared writable mapping's pages would be written back.
+      guard fields.count == 6, fields[1].first == UInt8(ascii: "r"), fields[1].last == UInt8(ascii: "p"),
         Array(fields[5].drop { $0 == UInt8(ascii: " ") }) == executable
       else { continue }
       let range = fields[0].split(separator: UInt8(ascii: "-"))
