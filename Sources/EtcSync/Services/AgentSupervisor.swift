@@ -53,7 +53,8 @@ public final class AgentSupervisor: Service, Sendable {
   /// and `exec` (exec mode's child) about their progress; `takeOver` moves a presence name
   /// another agent holds at start. `releaseMemory` (the `etcsync` executable's daemon, not a
   /// library user's or a test process's) gives start-up's pages back after the first apply
-  /// (``StartupPages``) and the heap's free memory whenever the agent's work pauses (``HeapTrim``).
+  /// and before the first sync (``StartupPages``), and the heap's free memory whenever the
+  /// agent's work pauses (``HeapTrim``).
   public init(configuration: AgentConfiguration, logger: Logger, readiness: Readiness = Readiness(),
               notifier: SystemdNotifier? = nil, exec: ExecSupervisor? = nil, takeOver: Bool = false,
               releaseMemory: Bool = false, load: @escaping Load, connect: @escaping Connect) {
@@ -140,6 +141,7 @@ public final class AgentSupervisor: Service, Sendable {
     } catch let error as AgentError where error.code == .configuration {
       throw StartError.configuration(error)
     }
+    if self.releaseMemory { StartupPages.releaseBeforeFirstSync(logger: self.logger) }
     var (task, generation) = self.control.start(agent)
     self.current.withLock { $0 = agent }
     for await event in self.control.events {

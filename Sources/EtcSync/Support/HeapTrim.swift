@@ -67,8 +67,10 @@ public final class HeapTrim: Sendable {
   /// Caps glibc's malloc at two arenas. By default each thread that meets a locked arena makes
   /// another, up to eight per core, and the free memory of each stays with it: two are what the
   /// daemon's event loop and its tasks need (each thread still keeps its own small-block cache).
-  /// Called by `etcsync run` before its agent starts; arenas made before stay.
+  /// Called by `etcsync run` before its agent starts; arenas made before stay. An operator's
+  /// `MALLOC_ARENA_MAX` (glibc reads it at start) is left in force.
   public static func limitArenas() {
+    guard getenv("MALLOC_ARENA_MAX") == nil else { return }
     _ = etcsyncMallopt(-8 /* M_ARENA_MAX in malloc.h */, 2)
   }
 }

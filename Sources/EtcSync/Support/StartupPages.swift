@@ -19,11 +19,24 @@ import Synchronization
 /// advice only for a process that owns the binary (or has `CAP_FOWNER`): root with the packaged
 /// binary; not the container image's user or `User=etcsync`, where it does nothing.
 ///
-/// Done once per process, five seconds after the first apply, by the `etcsync` executable's
-/// daemon (``AgentSupervisor``'s `releaseMemory`). Measured in docs/benchmarks.md ("The
+/// Done twice per process by the `etcsync` executable's daemon (``AgentSupervisor``'s
+/// `releaseMemory`): once its first agent is built, before the first snapshot is read (the
+/// pages of arguments, configuration and template compiling go before a large first sync fills
+/// the heap: the process's peak is then lower), and five seconds after the first apply. Measured in docs/benchmarks.md ("The
 /// process at rest").
 public enum StartupPages {
   private static let scheduled = Mutex(false)
+  private static let releasedBeforeSync = Mutex(false)
+
+  /// Pages the executable out now, before the first snapshot is read; once per process.
+  public static func releaseBeforeFirstSync(logger: Logger) {
+    let first = self.releasedBeforeSync.withLock { done in
+      defer { done = true }
+      return !done
+    }
+    guard first, let bytes = self.pageOutExecutable() else { return }
+    logger.debug("pages of the executable's start advised out before the first sync (MADV_PAGEOUT)", metadata: ["bytes": "\(bytes)"])
+  }
 
   /// Pages the executable out after `delay`, in a task of its own; once per process, whatever
   /// calls it.
