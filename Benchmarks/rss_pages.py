@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Where the agent's file-backed RSS comes from, for issue 15 §2: `etcsync run` with one
 template mapping over 100 keys (etcd on /dev/shm), then the binary's resident pages
-(/proc/PID/pagemap, needs root) per ELF section, and the resident `.text` per Swift module
+(/proc/PID/pagemap, needs root) per ELF section, 10 s after the first render (after the
+daemon's own release of its start-up pages, `StartupPages`),, and the resident `.text` per Swift module
 (from the mangled name of the symbol each page starts in; the standard library and C code
 count as "C/stdlib").
 
@@ -108,7 +109,11 @@ def main():
             f.write(f'etcd:\n  endpoints: ["{endpoint}"]\nstate:\n  dir: "{work}/state"\nmappings:\n  - name: t\n'
                     f'    prefix: /x/\n    template: "{work}/t.tmpl"\n    dest: "{work}/out"\n')
         agent = subprocess.Popen([binary, "run", "-c", f"{work}/c.yaml", "--log-level", "error"])
-        time.sleep(5)
+        deadline = time.time() + 120
+        while not os.path.exists(f"{work}/out") and time.time() < deadline:
+            time.sleep(0.1)
+        # Past the daemon's own release of its start-up pages, 5 s after the first apply.
+        time.sleep(10)
         mappings = []
         for line in open(f"/proc/{agent.pid}/maps"):
             parts = line.split()

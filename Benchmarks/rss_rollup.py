@@ -4,7 +4,7 @@ mapping over K keys (100-byte values, data of a throwaway etcd on /dev/shm), SET
 its first render (default 10: past the daemon's release of its start-up pages, 5 s after the first
 apply), then `/proc/PID/smaps_rollup` (anonymous against file-backed RSS, the latter mostly the
 static binary's pages) and the peak (VmHWM), for K = 100, 10,000, 100,000 (or --keys). With
---updates N it then puts N changes to one key, 50 ms apart, waits SETTLE seconds again and reads
+--updates N it then puts N changes (to the keys in turn), 50 ms apart, waits SETTLE seconds again and reads
 the same figures: the steady state of a daemon that is working.
 
 Usage: rss_rollup.py ETCSYNC_BIN [--keys 100,10000] [--settle S] [--updates N]

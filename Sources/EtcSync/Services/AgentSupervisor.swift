@@ -216,7 +216,9 @@ public final class AgentSupervisor: Service, Sendable {
       // of progress, the heap's free pages once the work pauses.
       let logger = self.logger
       await agent.observe { progress in
-        if progress.appliedRevision > 0 { StartupPages.releaseSoon(after: .seconds(5), logger: logger) }
+        // From the first apply on (an observer is also called at once, before any work).
+        guard progress.appliedRevision > 0 else { return }
+        StartupPages.releaseSoon(after: .seconds(5), logger: logger)
         HeapTrim.daemon.noteWork()
       }
     }

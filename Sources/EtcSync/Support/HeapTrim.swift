@@ -12,7 +12,9 @@ import Synchronization
 /// Each call of ``noteWork()`` restarts a quiet period; the trim runs once that period has passed
 /// without another call, so a burst of changes is never slowed by it and a daemon at rest is
 /// trimmed once. The `etcsync` executable's daemon notes every step of the agent's progress
-/// (``AgentSupervisor``'s `releaseMemory`); a library user's process is never trimmed.
+/// once its first apply is done (``AgentSupervisor``'s `releaseMemory`): an apply that makes no
+/// progress for a second (a large one) can meet a trim, which only takes the allocator's locks
+/// for its duration. A library user's process is never trimmed.
 /// Measured in docs/benchmarks.md ("The process at rest").
 public final class HeapTrim: Sendable {
   /// The daemon's: one second of quiet, then `malloc_trim(0)`.
@@ -68,13 +70,15 @@ public final class HeapTrim: Sendable {
   /// another, up to eight per core, and the free memory of each stays with it: two are what the
   /// daemon's event loop and its tasks need (each thread still keeps its own small-block cache).
   /// Called by `etcsync run` before its agent starts; arenas made before stay. An operator's
-  /// `MALLOC_ARENA_MAX` (glibc reads it at start) is left in force.
+  /// `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES=glibc.malloc.arena_max=N` (glibc reads both at
+  /// start) is left in force.
   public static func limitArenas() {
     guard getenv("MALLOC_ARENA_MAX") == nil else { return }
+    if let tunables = getenv("GLIBC_TUNABLES"), String(cString: tunables).contains("glibc.malloc.arena_max") { return }
     _ = etcsyncMallopt(-8 /* M_ARENA_MAX in malloc.h */, 2)
   }
 }
 
 // glibc's malloc.h, which the Glibc module does not export.
-@_silgen_name("malloc_trim") private func etcsyncMallocTrim(_ pad: Int) -> Int32
+@_silgen_name("malloc_trim") private func etcsyncMallocTrim(_ pad: UInt) -> Int32
 @_silgen_name("mallopt") private func etcsyncMallopt(_ parameter: Int32, _ value: Int32) -> Int32

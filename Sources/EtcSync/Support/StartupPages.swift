@@ -15,9 +15,10 @@ import Synchronization
 /// `.data` and the like). A page no other process maps leaves the page cache too, so the code
 /// that runs next is read from the disk again. Written pages (relocated data, `.data` the
 /// program changed) are anonymous memory: where there is swap the kernel swaps them out, and
-/// they come back on their next use; where there is none they stay. The kernel honours the
-/// advice only for a process that owns the binary (or has `CAP_FOWNER`): root with the packaged
-/// binary; not the container image's user or `User=etcsync`, where it does nothing.
+/// they come back on their next use; where there is none they stay. The kernel pages out the
+/// file's own pages only for a process that owns the binary (or has `CAP_FOWNER`): root with
+/// the packaged binary. For the container image's user or `User=etcsync`, only the written
+/// pages go, and only where there is swap.
 ///
 /// Done twice per process by the `etcsync` executable's daemon (``AgentSupervisor``'s
 /// `releaseMemory`): once its first agent is built, before the first snapshot is read (the
