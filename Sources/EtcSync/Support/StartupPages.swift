@@ -23,8 +23,8 @@ import Synchronization
 /// Done twice per process by the `etcsync` executable's daemon (``AgentSupervisor``'s
 /// `releaseMemory`): once its first agent is built, before the first snapshot is read (the
 /// pages of arguments, configuration and template compiling go before a large first sync fills
-/// the heap: the process's peak is then lower), and five seconds after the first apply. Measured in docs/benchmarks.md ("The
-/// process at rest").
+/// the heap: the process's peak is then lower), and five seconds after the first apply.
+/// Measured in docs/benchmarks.md ("The process at rest").
 public enum StartupPages {
   private static let scheduled = Mutex(false)
   private static let releasedBeforeSync = Mutex(false)
