@@ -65,7 +65,7 @@ public struct StateFile: Sendable {
 
   /// Writes `state` atomically and durably.
   public func save(_ state: SyncState) throws(FileError) {
-    let bytes = try encode(state)
+    let bytes = StateJSON.encode(state)
     let (directoryPath, name) = split()
     let directory = try RootedDirectory(root: directoryPath, create: true, mode: 0o755)
     let staged = try StagedFile.create(
@@ -82,16 +82,6 @@ public struct StateFile: Sendable {
       throw error
     }
     if fsync { try syncDirectory(directory.directory, path: directoryPath) }
-  }
-
-  private func encode(_ state: SyncState) throws(FileError) -> [UInt8] {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-    do {
-      return Array(try encoder.encode(state)) + [UInt8(ascii: "\n")]
-    } catch {
-      throw FileError(.encode, path: path, message: "cannot encode the state", cause: error)
-    }
   }
 
   private func readFile() -> Result<[UInt8], Errno> {
