@@ -231,7 +231,8 @@ struct DriftRepairTests {
     #expect(Bytes.read(h.dir("motd")) != motd)
     // The descriptor is still open, so inotify has reported nothing: the hash check found it.
     #expect(await eventually { Bytes.read(h.dir("motd")) == motd })
-    #expect(Self.metric(registry).contains("etcsync_drift_repairs_total{mapping=\"motd\"} 1"))
+    // Counted just after the repair's write (and its log line): waited for, not read at once.
+    #expect(await eventually { Self.metric(registry).contains("etcsync_drift_repairs_total{mapping=\"motd\"} 1") })
     #expect(await daemon.stop() == nil)
   }
 
@@ -333,7 +334,7 @@ struct DriftRepairTests {
       #expect(warnings.count == (round > DriftRepairLimit.burst ? 1 : 0), "round \(round): \(warnings)")
     }
     #expect(h.logs.metadata(of: spaced).first?["mapping.name"] == "motd")
-    #expect(Self.metric(registry).contains("etcsync_drift_repairs_total{mapping=\"motd\"} \(DriftRepairLimit.burst + 2)"))
+    #expect(await eventually { Self.metric(registry).contains("etcsync_drift_repairs_total{mapping=\"motd\"} \(DriftRepairLimit.burst + 2)") })
     #expect(await daemon.stop() == nil)
   }
 
