@@ -59,7 +59,8 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
     public static let interrupted = Code(.interrupted)
     /// Something not owned by etcsync stands where it needs to write.
     public static let conflict = Code(.conflict)
-    /// The state could not be encoded.
+    /// The state could not be encoded. No longer produced: the state file's writer
+    /// (``StateJSON``) cannot fail; kept for code that matches on it.
     public static let encode = Code(.encode)
     /// A directory or symlink on the way to a mapping root (or the root itself) is controlled
     /// by a user other than root and the agent's: it could redirect the agent's writes.

@@ -3,7 +3,8 @@ import Templates
 /// The state file's JSON, written by hand; `JSONDecoder` still reads it (and any file
 /// Foundation's `JSONEncoder` wrote before). The encoder built its whole tree of values before
 /// writing a byte: for a 30,000-file tree its intermediates were 17 MB of the sync's 33 MB heap
-/// peak (valgrind's massif), and every apply of a large tree saves the state. This writes the
+/// peak (valgrind's massif), and the daemon saves the state up to once a second while a tree
+/// changes (at every apply with write-back). This writes the
 /// bytes directly, in the layout `JSONEncoder` used (`.prettyPrinted`, `.sortedKeys`, slashes
 /// not escaped; two-space indents, `"key" : value`), except that each path table's
 /// `[path, value]` pair sits on one line, as docs/writing.md shows it.

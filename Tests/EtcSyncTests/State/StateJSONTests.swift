@@ -5,7 +5,8 @@ import Templates
 import Testing
 
 /// ``StateJSON``, the state file's hand-written JSON, against two oracles: Foundation's
-/// `JSONSerialization` (an independent parser) must read the same pairs back, and the
+/// `JSONSerialization` (another parser than the decoder's) must read every value back, paths
+/// and names byte for byte, and the
 /// `JSONDecoder` that loads the state must give back the very state, for paths made of the
 /// characters that need escaping and of canonically equivalent twins.
 @Suite("State file JSON")
@@ -29,7 +30,9 @@ struct StateJSONTests {
     if Bool.random(using: &random) { state.clusterID = UInt64.random(in: 0...UInt64.max, using: &random) }
     for _ in 0..<Int.random(in: 0...3, using: &random) {
       let name = randomPath(&random)
-      var mapping = MappingState(appliedRevision: Int64.random(in: 0...Int64.max, using: &random))
+      // The extremes too: the digits must be exact.
+      let revision = [Int64.min, Int64.max, 0, -1].randomElement(using: &random)! &+ (Bool.random(using: &random) ? 0 : Int64.random(in: 0...1_000_000, using: &random))
+      var mapping = MappingState(appliedRevision: revision)
       mapping.pendingReload = Bool.random(using: &random)
       for _ in 0..<Int.random(in: 0...20, using: &random) {
         mapping.files[ExactString(randomPath(&random))] = randomHash(&random)
@@ -42,7 +45,7 @@ struct StateJSONTests {
       }
       state.mappings[name] = mapping
       if Bool.random(using: &random) {
-        state.destinations[name] = DestinationRecord(path: "/" + randomPath(&random), device: UInt64.random(in: 0...UInt64.max, using: &random), inode: UInt64.random(in: 0...UInt64.max, using: &random))
+        state.destinations[name] = DestinationRecord(path: "/" + randomPath(&random), device: [UInt64.max, UInt64.random(in: 0...UInt64.max, using: &random)].randomElement(using: &random)!, inode: UInt64.random(in: 0...UInt64.max, using: &random))
       }
     }
     return state
@@ -63,9 +66,29 @@ struct StateJSONTests {
       for (name, mapping) in state.mappings {
         // Swift's dictionary lookup merges canonical twins; match the name by its bytes.
         let entry = try #require(mappings.first { Array($0.key.utf8) == Array(name.utf8) }?.value as? [String: Any])
+        #expect((entry["appliedRevision"] as? NSNumber)?.int64Value == mapping.appliedRevision, "seed \(seed)")
         let pairs = try #require(entry["files"] as? [[String]])
         #expect(pairs.map { Array($0[0].utf8) } == mapping.files.keys.sorted().map { Array($0.string.utf8) }, "seed \(seed)")
         #expect(pairs.map { $0[1] } == mapping.files.keys.sorted().map { mapping.files[$0]!.description }, "seed \(seed)")
+        for (table, records) in [("local", mapping.local), ("intended", mapping.intended)] {
+          let rows = try #require(entry[table] as? [[Any]], "seed \(seed)")
+          let paths = records.keys.sorted()
+          #expect(rows.map { Array(($0[0] as? String ?? "").utf8) } == paths.map { Array($0.string.utf8) }, "seed \(seed) \(table)")
+          for (row, path) in zip(rows, paths) {
+            let record = try #require(row[1] as? [String: Any])
+            #expect(record["hash"] as? String == records[path]!.hash.description, "seed \(seed)")
+            #expect((record["revision"] as? NSNumber)?.int64Value == records[path]!.revision, "seed \(seed)")
+          }
+        }
+      }
+      // Destination paths, byte for byte (the decoder's String == would let a normalised path pass).
+      let destinations = try #require(object["destinations"] as? [String: Any])
+      #expect(destinations.count == state.destinations.count, "seed \(seed)")
+      for (name, record) in state.destinations {
+        let entry = try #require(destinations.first { Array($0.key.utf8) == Array(name.utf8) }?.value as? [String: Any])
+        #expect(Array((entry["path"] as? String ?? "").utf8) == Array(record.path.utf8), "seed \(seed)")
+        #expect((entry["device"] as? NSNumber)?.uint64Value == record.device, "seed \(seed)")
+        #expect((entry["inode"] as? NSNumber)?.uint64Value == record.inode, "seed \(seed)")
       }
     }
   }
