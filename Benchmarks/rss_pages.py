@@ -25,6 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from local_etcd import put, start_etcd, stop  # noqa: E402
+from rss_rollup import seed  # noqa: E402
 
 SYS_PIDFD_OPEN, SYS_PROCESS_MADVISE, MADV_PAGEOUT = 434, 440, 21
 
@@ -101,7 +102,6 @@ def main():
     work = tempfile.mkdtemp(prefix="rss-pages-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     agent = None
     try:
-        from rss_rollup import seed
         seed(endpoint, "/x/", count)
         with open(f"{work}/t.tmpl", "w") as f:
             f.write('{{- range gets "/x/*" }}{{ .Key }}={{ .Value }}\n{{- end }}\n')

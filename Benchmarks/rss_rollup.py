@@ -21,7 +21,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local_etcd import b64, start_etcd  # noqa: E402
+from local_etcd import b64, put, start_etcd  # noqa: E402
 
 
 def seed(endpoint, prefix, count):
@@ -80,9 +80,7 @@ def main():
                 report(f"{count} keys at rest", agent.pid)
                 if args.updates:
                     for i in range(args.updates):
-                        body = {"key": b64(f"{prefix}k{i % count:07d}"), "value": b64(f"u{i:07d}".ljust(100, "y"))}
-                        urllib.request.urlopen(urllib.request.Request(
-                            endpoint + "/v3/kv/put", data=json.dumps(body).encode(), method="POST")).read()
+                        put(endpoint, f"{prefix}k{i % count:07d}", f"u{i:07d}".ljust(100, "y"))
                         time.sleep(0.05)
                     time.sleep(args.settle)
                     report(f"{count} keys after {args.updates} updates", agent.pid)

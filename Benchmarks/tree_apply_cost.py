@@ -9,53 +9,76 @@ such as its drift checks) and the peak after them.
 
 Usage: tree_apply_cost.py N ETCSYNC_BIN [ETCSYNC_BIN…]   e.g. tree_apply_cost.py 100000 A B A B
 """
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local_etcd import b64, start_etcd
-from rss_rollup import seed
-def stat(pid):
-    f=open(f"/proc/{pid}/stat").read().rsplit(")",1)[1].split()
-    return (int(f[11])+int(f[12]))/os.sysconf("SC_CLK_TCK")
-def hwm(pid):
-    return next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM"))/1024
-if len(sys.argv) < 3:
-    sys.exit(__doc__)
-n=int(sys.argv[1])
-etcd, endpoint, data = start_etcd("/usr/bin/etcd", "--quota-backend-bytes", str(8 << 30))
-try:
-    prefix="/r/"; seed(endpoint, prefix, n)
-    for binary in sys.argv[2:]:
-        work=tempfile.mkdtemp(dir="/dev/shm")
-        open(f"{work}/c.yaml","w").write(f'etcd:\n  endpoints: ["{endpoint}"]\nstate:\n  dir: "{work}/state"\nmappings:\n  - name: t\n    kind: tree\n    swap: in-place\n    prefix: {prefix}\n    dest: "{work}/out"\n')
-        agent=subprocess.Popen([binary,"run","-c",f"{work}/c.yaml","--log-level","error"])
-        while not os.path.exists(f"{work}/state/state.json"): time.sleep(0.05)
+from local_etcd import put, start_etcd, stop  # noqa: E402
+from rss_rollup import seed  # noqa: E402
+
+CHANGES = 20
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_mib(pid):
+    return next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmHWM")) / 1024
+
+
+def measure(binary, endpoint, prefix):
+    work = tempfile.mkdtemp(prefix="tree-cost-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    agent = None
+    try:
+        with open(f"{work}/c.yaml", "w") as f:
+            f.write(f'etcd:\n  endpoints: ["{endpoint}"]\nstate:\n  dir: "{work}/state"\nmappings:\n  - name: t\n'
+                    f'    kind: tree\n    swap: in-place\n    prefix: {prefix}\n    dest: "{work}/out"\n')
+        agent = subprocess.Popen([binary, "run", "-c", f"{work}/c.yaml", "--log-level", "error"])
+        while not os.path.exists(f"{work}/state/state.json"):
+            time.sleep(0.05)
         time.sleep(8)
-        peak=hwm(agent.pid)
-        c0=stat(agent.pid)
-        lat=[]
-        for i in range(20):
-            v=f"u{i}"*10
-            s=time.time()
-            urllib.request.urlopen(urllib.request.Request(endpoint + "/v3/kv/put", data=json.dumps({"key": b64(f"{prefix}k{i:07d}"), "value": b64(v)}).encode(), method="POST")).read()
-            path=f"{work}/out/k{i:07d}"
+        peak = peak_mib(agent.pid)
+        before = cpu_seconds(agent.pid)
+        latencies = []
+        for i in range(CHANGES):
+            value = f"u{i}" * 10
+            start = time.time()
+            put(endpoint, f"{prefix}k{i:07d}", value)
             while True:
                 try:
-                    if open(path).read()==v: break
-                except OSError: pass
+                    with open(f"{work}/out/k{i:07d}") as f:
+                        if f.read() == value:
+                            break
+                except OSError:
+                    pass
                 time.sleep(0.0005)
-            lat.append((time.time()-s)*1000)
+            latencies.append((time.time() - start) * 1000)
             time.sleep(0.3)
-        cpu=(stat(agent.pid)-c0)/20*1000
-        lat.sort()
-        print(f"{binary}: peak {peak:.1f} MiB (after updates {hwm(agent.pid):.1f}), update p50 {lat[10]:.1f} ms max {lat[-1]:.1f} ms, CPU {cpu:.1f} ms/update", flush=True)
-        agent.terminate(); agent.wait(); shutil.rmtree(work)
-finally:
-    etcd.terminate(); etcd.wait(); shutil.rmtree(data, ignore_errors=True)
+        cpu = (cpu_seconds(agent.pid) - before) / CHANGES * 1000
+        latencies.sort()
+        print(f"{binary}: peak {peak:.1f} MiB (after the changes {peak_mib(agent.pid):.1f}), on disk p50"
+              f" {latencies[CHANGES // 2]:.1f} ms max {latencies[-1]:.1f} ms, CPU {cpu:.1f} ms per change", flush=True)
+    finally:
+        stop([agent], [work])
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    etcd, endpoint, data = start_etcd("/usr/bin/etcd", "--quota-backend-bytes", str(8 << 30))
+    try:
+        seed(endpoint, "/r/", int(sys.argv[1]))
+        for binary in sys.argv[2:]:
+            measure(binary, endpoint, "/r/")
+    finally:
+        stop([etcd], [data])
+
+
+if __name__ == "__main__":
+    main()

@@ -93,10 +93,33 @@ public enum FormatRenderer {
   }
 
   static func jsonString(_ s: String) -> String {
-    let escaped = Escaping.map(s) { scalar in
-      Escaping.backslash(scalar) ?? (scalar.value < 0x20 ? "\\u" + Escaping.hex(scalar.value, width: 4, uppercase: false) : nil)
+    var out: [UInt8] = []
+    out.reserveCapacity(s.utf8.count + 2)
+    Self.appendJSONString(s, to: &out)
+    return String(decoding: out, as: UTF8.self)
+  }
+
+  /// `text` as a JSON string, appended to `out`: `"` and `\` escaped, newline, carriage return
+  /// and tab as `\n`, `\r`, `\t`, the other control characters as `\u00xx`, everything else
+  /// (slashes, DEL, any other Unicode) as it is. Also the state file's (``StateJSON``).
+  static func appendJSONString(_ text: String, to out: inout [UInt8]) {
+    out.append(UInt8(ascii: "\""))
+    for byte in text.utf8 {
+      switch byte {
+      case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+        out.append(UInt8(ascii: "\\"))
+        out.append(byte)
+      case UInt8(ascii: "\n"): out.append(contentsOf: "\\n".utf8)
+      case UInt8(ascii: "\r"): out.append(contentsOf: "\\r".utf8)
+      case UInt8(ascii: "\t"): out.append(contentsOf: "\\t".utf8)
+      case 0..<0x20:
+        out.append(contentsOf: "\\u00".utf8)
+        out.append(hexDigit(byte >> 4))
+        out.append(hexDigit(byte & 0xF))
+      default: out.append(byte)
+      }
     }
-    return "\"" + escaped + "\""
+    out.append(UInt8(ascii: "\""))
   }
 
   // MARK: YAML

@@ -14,7 +14,7 @@ enum StateJSON {
     var writer = Writer()
     let entries = state.mappings.values.reduce(0) { $0 + $1.files.count + $1.local.count + $1.intended.count }
     writer.out.reserveCapacity(1_024 + 128 * entries)
-    writer.open("{")
+    writer.raw("{")
     var first = true
     if let clusterID = state.clusterID {
       writer.member("clusterID", level: 1, first: &first)
@@ -22,7 +22,7 @@ enum StateJSON {
     }
     writer.member("destinations", level: 1, first: &first)
     writer.object(state.destinations, level: 1) { writer, record, level in
-      writer.open("{")
+      writer.raw("{")
       var first = true
       writer.member("device", level: level + 1, first: &first)
       writer.number(record.device)
@@ -48,10 +48,6 @@ enum StateJSON {
 
     mutating func raw(_ text: StaticString) {
       text.withUTF8Buffer { self.out.append(contentsOf: $0) }
-    }
-
-    mutating func open(_ bracket: StaticString) {
-      self.raw(bracket)
     }
 
     /// Ends an object or list: on its own line at `level`, or right after the opening bracket
@@ -86,46 +82,20 @@ enum StateJSON {
       if value { self.raw("true") } else { self.raw("false") }
     }
 
-    /// A JSON string of `text`'s UTF-8 bytes: `"` and `\` escaped, control characters as
-    /// `\n`, `\t` … or `\u00XX`, everything else (slashes, any other Unicode) as it is.
     mutating func string(_ text: String) {
-      self.out.append(UInt8(ascii: "\""))
-      for byte in text.utf8 {
-        switch byte {
-        case UInt8(ascii: "\""): self.raw("\\\"")
-        case UInt8(ascii: "\\"): self.raw("\\\\")
-        case UInt8(ascii: "\n"): self.raw("\\n")
-        case UInt8(ascii: "\r"): self.raw("\\r")
-        case UInt8(ascii: "\t"): self.raw("\\t")
-        case 0x08: self.raw("\\b")
-        case 0x0C: self.raw("\\f")
-        case 0..<0x20:
-          self.raw("\\u00")
-          self.hexDigit(byte >> 4)
-          self.hexDigit(byte & 0xF)
-        default: self.out.append(byte)
-        }
-      }
-      self.out.append(UInt8(ascii: "\""))
-    }
-
-    mutating func hexDigit(_ nibble: UInt8) {
-      self.out.append(nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10)
+      FormatRenderer.appendJSONString(text, to: &self.out)
     }
 
     /// `"sha256:<hex>"`, as ``ContentHash``'s description, without building the string.
     mutating func hash(_ hash: ContentHash) {
-      self.raw("\"sha256:")
-      for byte in hash.digest {
-        self.hexDigit(byte >> 4)
-        self.hexDigit(byte & 0xF)
-      }
+      self.out.append(UInt8(ascii: "\""))
+      hash.append(to: &self.out)
       self.out.append(UInt8(ascii: "\""))
     }
 
     /// A `String`-keyed object, its members in the byte order of their names.
     mutating func object<Value>(_ members: [String: Value], level: Int, value: (inout Writer, Value, Int) -> Void) {
-      self.open("{")
+      self.raw("{")
       var first = true
       for name in members.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
         self.member(name, level: level + 1, first: &first)
@@ -136,7 +106,7 @@ enum StateJSON {
 
     /// A path table: `[path, value]` pairs, one per line, in byte order of the paths.
     mutating func table<Value>(_ entries: [ExactString: Value], level: Int, value: (inout Writer, Value) -> Void) {
-      self.open("[")
+      self.raw("[")
       var first = true
       for path in entries.keys.sorted() {
         if !first { self.out.append(UInt8(ascii: ",")) }
@@ -161,7 +131,7 @@ enum StateJSON {
     }
 
     mutating func mapping(_ mapping: MappingState, level: Int) {
-      self.open("{")
+      self.raw("{")
       var first = true
       self.member("appliedRevision", level: level + 1, first: &first)
       self.number(mapping.appliedRevision)

@@ -36,7 +36,20 @@ public struct ContentHash: Hashable, Sendable, Codable, CustomStringConvertible 
   }
 
   public var description: String {
-    "sha256:" + digest.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    var out: [UInt8] = []
+    out.reserveCapacity(71)
+    self.append(to: &out)
+    return String(decoding: out, as: UTF8.self)
+  }
+
+  /// `sha256:<64 hex digits>` appended to `out` (the description, without building a string:
+  /// the state file writes one per file).
+  func append(to out: inout [UInt8]) {
+    out.append(contentsOf: "sha256:".utf8)
+    for byte in self.digest {
+      out.append(hexDigit(byte >> 4))
+      out.append(hexDigit(byte & 0xF))
+    }
   }
 
   public init(from decoder: any Decoder) throws {
@@ -218,4 +231,9 @@ public struct SyncState: Hashable, Sendable, Codable {
 
   /// The highest revision any mapping has applied.
   public var appliedRevision: Int64 { self.mappings.values.map(\.appliedRevision).max() ?? 0 }
+}
+
+/// The lower-case hexadecimal digit of `nibble` (0–15).
+func hexDigit(_ nibble: UInt8) -> UInt8 {
+  nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
 }
