@@ -191,7 +191,7 @@ extension Agent {
   /// Whether `name`'s files hold the applied revision as recorded, so that a file that
   /// differs from its record drifted: no change waits for it, no apply or retry is under way,
   /// and its last apply wrote every file (a failed reload leaves the files written). Otherwise
-  /// its check waits: the coming apply writes (and compares) the files anyway.
+  /// its check stays queued until that apply is done.
   private func driftRepairable(_ name: String) -> Bool {
     !self.schedule.isPending(name) && self.schedule.retry(name) == nil && !self.applying.contains(name)
       && (self.errors[name] == nil || self.errors[name] == MappingFailure.reloadFailed.rawValue)
@@ -208,13 +208,12 @@ extension Agent {
       let name = runner.mapping.name
       if let found = self.driftWork[name]?.found {
         self.driftWork[name]?.found = nil
-        // Whatever happened while the files were read: a write since (an apply or a
-        // repair) or a change waiting makes the result stale, and the apply compares the
-        // files anyway.
-        if !found.drifted.isEmpty, self.driftRepairable(name), runner.driftMarks.writes == found.writes,
-          self.state[mapping: name].files == found.recorded
-        {
-          await self.putBack(runner, found)
+        let current = self.driftRepairable(name) && runner.driftMarks.writes == found.writes
+          && self.state[mapping: name].files == found.recorded
+        switch found.followUp(current: current, inPlaceTree: runner.mapping.kind == .tree && runner.mapping.swap != .symlink) {
+        case .putBack: await self.putBack(runner, found)
+        case .recheck(let paths): self.noteDrift(name, paths: paths)
+        case .none: break
         }
       }
       let work = self.driftWork[name] ?? DriftWork()

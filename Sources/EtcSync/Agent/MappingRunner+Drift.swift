@@ -62,6 +62,31 @@ struct DriftFound: Sendable {
   var checked = 0
 }
 
+/// What the daemon does with a drift check's result (``DriftFound/followUp(current:inPlaceTree:)``).
+enum DriftFollowUp: Sendable, Equatable {
+  /// Put the drifted files back.
+  case putBack
+  /// Check these files again once the mapping can be.
+  case recheck(Set<ExactString>)
+  /// Nothing: nothing drifted, or the apply that overtook the check compared every file.
+  case none
+}
+
+extension DriftFound {
+  /// What to do with this result. `current`: no write or change came since the check
+  /// began, and the record is the one it compared with. A stale result (a write since, or a
+  /// change waiting) is not acted on. A file or a swapped tree is compared whole by the
+  /// apply that made it stale; an in-place tree's apply writes only the files whose record
+  /// changed (``MappingRunner/apply(_:state:keep:expected:trustRecord:arrival:persist:)``),
+  /// so its drifted files are checked again (one the apply rewrote then matches its new
+  /// record).
+  func followUp(current: Bool, inPlaceTree: Bool) -> DriftFollowUp {
+    guard !self.drifted.isEmpty else { return .none }
+    if current { return .putBack }
+    return inPlaceTree ? .recheck(Set(self.drifted.map(\.path))) : .none
+  }
+}
+
 // Drift repair: files of a mapping without write-back that someone changed locally are put
 // back to what the agent wrote (docs/agent.md, "Drift repair").
 extension MappingRunner {

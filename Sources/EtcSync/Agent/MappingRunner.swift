@@ -59,6 +59,8 @@ public struct MappingRunner: Sendable {
   let folding = NameFoldingCache()
   /// What this runner's writes leave for drift checks (how many, which revision directory).
   let driftMarks = DriftMarks()
+  /// A tree's last plan, updated key by key when only values changed (``TreePlanCache``).
+  let treePlans = TreePlanCache()
   /// The watched directory the agent recorded for a write-back mapping; its writers verify
   /// the root they open against it (``recordedRoot``).
   let recordedDestination = RecordedDestination()
@@ -177,8 +179,16 @@ public struct MappingRunner: Sendable {
       result.failure = Self.failure(writing: error)
       return (result, false)
     }
+    // A tree without write-back plans through its cache: a batch that only changed values
+    // updates the last plan's files instead of rebuilding them all.
+    var planned: TreePlanCache.Planned?
     do {
-      plan = try self.planner.plan(keySpace, folding: folding)
+      if self.mapping.kind == .tree && !self.mapping.writeBack {
+        planned = try self.treePlans.plan(keySpace, folding: folding, planner: self.planner)
+        plan = planned!.plan
+      } else {
+        plan = try self.planner.plan(keySpace, folding: folding)
+      }
     } catch {
       result.failure = MappingError(planning: error)
       return (result, false)
@@ -208,8 +218,15 @@ public struct MappingRunner: Sendable {
     // In place, such a file is neither written nor deleted, and keeps its record (`keep`
     // itself stays the local files write-back could not push, which the result reports).
     let untouched = keep.union(unread)
-    var hashes = Self.hashes(output)
+    // The cache's hashes are the plan's; files held from disk (`holding`) are hashed here.
+    var hashes = plan.held.isEmpty && keep.isEmpty ? planned?.hashes ?? Self.hashes(output) : Self.hashes(output)
     for path in unread { hashes[path] = state.files[path] }
+    // The paths whose values changed since the cache's last plan, when that plan's keys are
+    // the record's: a tree this process applied without error (its record is that plan's
+    // hashes), nothing held or kept, as many records as files. Then only these can differ.
+    let sameKeys: Set<ExactString>? =
+      if trustRecord, let changed = planned?.changed, plan.held.isEmpty, keep.isEmpty, unread.isEmpty,
+        state.files.count == hashes.count { changed } else { nil }
     do {
       let knownChanged = trustRecord && !self.mapping.writeBack && hashes[Self.wholeFile] != nil
         && state.files[Self.wholeFile] != hashes[Self.wholeFile]
@@ -217,8 +234,21 @@ public struct MappingRunner: Sendable {
       let marks = StageMarks(result.stages)
       var timed = self
       timed.hook = marks.timing(self.hook)
+      // An in-place tree this process wrote and recorded: only the files whose planned hash
+      // differs from the record (or that it lacks) are handed to the writer; the others are
+      // neither read nor stat'ed. A local change to one of those is the drift checks' to find
+      // (docs/writing.md, "Trees that change one key at a time").
+      var onlyChanged = trustRecord && !self.mapping.writeBack ? hashes : nil
+      if onlyChanged != nil, let changed = sameKeys {
+        // Only the values of `changed` moved since the plan the record describes: the files
+        // to look at are among them, and no file is deleted.
+        var subset: [ExactString: ContentHash] = [:]
+        for path in changed { subset[path] = hashes[path] }
+        onlyChanged = subset
+      }
       try await timed.write(output, previous: state.files, keep: untouched, expected: expected, revision: keySpace.revision,
-                            knownChanged: knownChanged, into: &result)
+                            knownChanged: knownChanged, onlyChanged: onlyChanged, sameKeys: onlyChanged != nil && sameKeys != nil,
+                            into: &result)
       result.stages = marks.value
       result.stages.mark(.dirFsync)
     } catch {
@@ -239,7 +269,12 @@ public struct MappingRunner: Sendable {
     // it (a crash came between its rename and the save), so nothing needs saving before the
     // write. A mapping never applied before (first start, lost or unreadable state) reloads
     // once for the same reason.
-    let owesReload = state.pendingReload || state.appliedRevision == 0 || hashes != state.files
+    let recordDiffers = if let changed = sameKeys, result.keptEdits.isEmpty {
+      changed.contains { hashes[$0] != state.files[$0] }
+    } else {
+      hashes != state.files
+    }
+    let owesReload = state.pendingReload || state.appliedRevision == 0 || recordDiffers
     if case .tree = plan.output, let first = keep.min() {
       // Local files that could not be pushed stay, and etcd's values for them wait: the
       // mapping says so (presence, `/readyz`, `status`) instead of passing for current while
@@ -255,7 +290,7 @@ public struct MappingRunner: Sendable {
       state.pendingReload = true
       return (result, true)
     }
-    if state.files != hashes || state.appliedRevision != keySpace.revision || state.pendingReload {
+    if recordDiffers || state.appliedRevision != keySpace.revision || state.pendingReload {
       state.files = hashes
       state.appliedRevision = keySpace.revision
       state.pendingReload = false
@@ -264,8 +299,13 @@ public struct MappingRunner: Sendable {
     return (result, false)
   }
 
+  /// `onlyChanged` (the planned hashes, when the record can be trusted): an in-place tree
+  /// writes only the files whose planned hash is not the recorded one. `sameKeys`: the plan
+  /// has the record's paths, so nothing is deleted (and `onlyChanged` may hold only the
+  /// paths whose values changed).
   private func write(_ output: PlannedOutput, previous: [ExactString: ContentHash], keep: Set<ExactString>,
                      expected: [ExactString: ExpectedFile]?, revision: Int64, knownChanged: Bool,
+                     onlyChanged: [ExactString: ContentHash]? = nil, sameKeys: Bool = false,
                      into result: inout MappingResult) async throws {
     self.driftMarks.writing()
     switch output {
@@ -290,11 +330,16 @@ public struct MappingRunner: Sendable {
       let writer = self.treeWriter()
       let strategy = writer.strategy
       // Only keys that were written before and are gone now are deleted.
-      let deleted = previous.keys.filter { files[$0] == nil && !keep.contains($0) }
+      let deleted = sameKeys ? [] : previous.keys.filter { files[$0] == nil && !keep.contains($0) }
       let current = strategy == .atomicSwap ? try? writer.swap.currentDirectory() : nil
+      var wanted = files
+      if strategy == .perFile, let planned = onlyChanged {
+        wanted = [:]
+        for (path, hash) in planned where previous[path] != hash { wanted[path] = files[path] }
+      }
       let report: TreeWriter.Report
       do {
-        report = try await writer.apply(files, deleted: deleted, revision: revision, check: self.check, expected: expected)
+        report = try await writer.apply(wanted, deleted: deleted, revision: revision, check: self.check, expected: expected)
       } catch {
         // As for one file: once `..data` points at a new directory the tree has changed,
         // whatever failed after the swap, and its reload is owed.

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A string compared, hashed and ordered by its UTF-8 bytes.
 ///
 /// Swift's `String` equality and hashing follow Unicode canonical equivalence: a precomposed
@@ -34,8 +40,14 @@ public struct ExactString: Hashable, Comparable, Sendable, CustomStringConvertib
 
   public var description: String { self.string }
 
+  // Compared with `memcmp` on the strings' contiguous UTF-8 (native strings are): the
+  // element-wise `elementsEqual` on `UTF8View`s was a sixth of a large tree's apply.
   public static func == (lhs: ExactString, rhs: ExactString) -> Bool {
-    lhs.string.utf8.elementsEqual(rhs.string.utf8)
+    var left = lhs.string, right = rhs.string
+    guard left.utf8.count == right.utf8.count else { return false }
+    return left.withUTF8 { x in
+      right.withUTF8 { y in x.isEmpty || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+    }
   }
 
   public func hash(into hasher: inout Hasher) {
@@ -49,7 +61,10 @@ public struct ExactString: Hashable, Comparable, Sendable, CustomStringConvertib
     return left.withUTF8 { x in
       right.withUTF8 { y in
         let common = min(x.count, y.count)
-        for index in 0..<common where x[index] != y[index] { return x[index] < y[index] }
+        if common > 0 {
+          let order = memcmp(x.baseAddress!, y.baseAddress!, common)
+          if order != 0 { return order < 0 }
+        }
         return x.count < y.count
       }
     }

@@ -1,0 +1,170 @@
+@testable import EtcSync
+import EtcdClient
+import EtcdTestSupport
+import Foundation
+import Glibc
+import Logging
+import Templates
+import Testing
+
+/// An in-place tree this process wrote and recorded is applied by writing only the files whose
+/// planned hash differs from the record (docs/writing.md, "Trees that change one key at a
+/// time"): the others are neither read nor written, and a local change to one of them is the
+/// drift checks' to find. Real files in temp directories; the daemon cases run against a real
+/// etcd, every file compared byte for byte with `get --rev` at the revision the agent applied.
+@Suite("In-place trees: only changed files", .serialized)
+struct TreeChangedFilesTests {
+  static func kv(_ key: String, _ value: String, revision: Int64) -> KeyValue {
+    KeyValue(key: Array(key.utf8), value: Array(value.utf8), createRevision: revision, modRevision: revision, version: 1)
+  }
+
+  /// Every regular file below `root`, by relative path, with its bytes.
+  static func files(_ root: String) -> [String: [UInt8]] {
+    var found: [String: [UInt8]] = [:]
+    guard let walker = FileManager.default.enumerator(atPath: root) else { return [:] }
+    while let relative = walker.nextObject() as? String {
+      let path = root + "/" + relative
+      if let info = Disk.lstat(path), info.st_mode & S_IFMT == S_IFREG { found[relative] = Bytes.read(path) }
+    }
+    return found
+  }
+
+  /// What etcd holds below `prefix` at `revision`, as the tree's relative paths.
+  static func oracle(_ h: AgentHarness, prefix: String, at revision: Int64) async throws -> [String: [UInt8]] {
+    let kvs = try await h.client.get(.prefix(prefix), options: GetOptions(revision: revision)).kvs
+    return Dictionary(uniqueKeysWithValues: kvs.map { (String(decoding: $0.key.dropFirst(prefix.utf8.count), as: UTF8.self), $0.value) })
+  }
+
+  @Test("trusted apply writes only the files whose record changed; untrusted apply compares every file")
+  func runnerLevel() async throws {
+    let dir = TemporaryDirectory("etcsync-tree-changed")
+    defer { withExtendedLifetime(dir) {} }
+    let mapping = Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: dir("tree"), swap: .inPlace)
+    let runner = try MappingRunner(mapping: mapping, commandTimeout: .seconds(5), logger: Logger(label: "test"))
+    var space = KeySpace(revision: 2, kvs: (0..<12).map { Self.kv("/t/d\($0 % 3)/k\($0)", "v\($0)", revision: 2) })
+    var state = MappingState()
+    let first = await runner.apply(space, state: &state, trustRecord: false) { _ in }
+    #expect(first.failure == nil && first.written.count == 12)
+    #expect(Disk.read(dir("tree/d1/k1")) == "v1")
+
+    // A local edit, a deleted file and a change of one key.
+    try Disk.write(dir("tree/d1/k1"), "edited")
+    #expect(unlink(dir("tree/d2/k2")) == 0)
+    space.apply([WatchEvent(kind: .put, kv: Self.kv("/t/d0/k0", "new", revision: 3)),
+                 WatchEvent(kind: .put, kv: Self.kv("/t/d0/k12", "added", revision: 3))])
+    let trusted = await runner.apply(space, state: &state, trustRecord: true) { _ in }
+    #expect(trusted.failure == nil)
+    #expect(trusted.written == ["d0/k0", "d0/k12"], "only the changed and the new key's files: \(trusted.written)")
+    #expect(Disk.read(dir("tree/d0/k0")) == "new" && Disk.read(dir("tree/d0/k12")) == "added")
+    #expect(Disk.read(dir("tree/d1/k1")) == "edited", "a file whose record did not change is not the apply's")
+    #expect(!Disk.exists(dir("tree/d2/k2")))
+    #expect(state.files[ExactString("d1/k1")] == ContentHash(of: Array("v1".utf8)), "the record keeps what the agent wrote")
+
+    // A delete is still applied whatever the record says of the others.
+    space.apply([WatchEvent(kind: .delete, kv: Self.kv("/t/d0/k3", "", revision: 4))])
+    let deleting = await runner.apply(space, state: &state, trustRecord: true) { _ in }
+    #expect(deleting.deleted == ["d0/k3"] && deleting.written.isEmpty)
+    #expect(!Disk.exists(dir("tree/d0/k3")))
+
+    // Untrusted (a new process, or after a failed apply): every file is compared and put back.
+    let untrusted = await runner.apply(space, state: &state, trustRecord: false) { _ in }
+    #expect(untrusted.failure == nil)
+    #expect(untrusted.written == ["d1/k1", "d2/k2"], "\(untrusted.written)")
+    var wanted: [String: [UInt8]] = [:]
+    for kv in space.values(withPrefix: Array("/t/".utf8)) { wanted[String(decoding: kv.key.dropFirst(3), as: UTF8.self)] = kv.value }
+    #expect(Self.files(dir("tree")) == wanted)
+  }
+
+  @Test("a write-back tree is never trusted: a local edit is compared (and kept for its push) at every apply")
+  func writeBackCompares() async throws {
+    let dir = TemporaryDirectory("etcsync-tree-changed")
+    defer { withExtendedLifetime(dir) {} }
+    let mapping = Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: dir("tree"), swap: .inPlace, writeBack: true)
+    let runner = try MappingRunner(mapping: mapping, commandTimeout: .seconds(5), logger: Logger(label: "test"))
+    var space = KeySpace(revision: 2, kvs: [Self.kv("/t/a", "a", revision: 2), Self.kv("/t/b", "b", revision: 2)])
+    var state = MappingState()
+    _ = await runner.apply(space, state: &state, trustRecord: false) { _ in }
+    try Disk.write(dir("tree/a"), "edited")
+    space.apply([WatchEvent(kind: .put, kv: Self.kv("/t/b", "b2", revision: 3))])
+    // Without an expectation for `a`, the writer puts etcd's bytes back: it looked at the file.
+    let result = await runner.apply(space, state: &state, trustRecord: true) { _ in }
+    #expect(result.written == ["a", "b"], "\(result.written)")
+  }
+
+  @Test("what a drift check's result leads to: put back when current; a stale one is checked again only in an in-place tree")
+  func followUp() {
+    let drifted = DriftFound(drifted: [(ExactString("a/b"), .changed), (ExactString("c"), .deleted)], writes: 1, recorded: [:])
+    #expect(drifted.followUp(current: true, inPlaceTree: true) == .putBack)
+    #expect(drifted.followUp(current: true, inPlaceTree: false) == .putBack)
+    #expect(drifted.followUp(current: false, inPlaceTree: true) == .recheck([ExactString("a/b"), ExactString("c")]))
+    #expect(drifted.followUp(current: false, inPlaceTree: false) == .none)
+    let clean = DriftFound(drifted: [], writes: 1, recorded: [:])
+    #expect(clean.followUp(current: true, inPlaceTree: true) == .none)
+    #expect(clean.followUp(current: false, inPlaceTree: true) == .none)
+  }
+
+  @Test("the daemon: an etcd change writes only its files; repairDrift: false keeps a local edit until its key changes; a restart compares every file")
+  func daemon() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    var mapping = Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: h.dir("tree"), swap: .inPlace)
+    mapping.repairDrift = false
+    for index in 0..<30 { try await h.put("/t/d\(index % 3)/k\(index)", "v\(index)") }
+    let (agent, daemon, _) = try DriftRepairTests.start(h, [mapping])
+    #expect(await eventually { await agent.history.count >= 1 })
+    Self.overwriteKeepingInode(h.dir("tree/d1/k1"), "edited")
+    #expect(unlink(h.dir("tree/d2/k2")) == 0)
+    let changed = try await h.put("/t/d0/k0", "new")
+    #expect(await eventually { await Self.applied(agent, changed) })
+    #expect(Disk.read(h.dir("tree/d0/k0")) == "new")
+    let last = try #require(await agent.history.last)
+    #expect(last.written == ["d0/k0"] && last.deleted.isEmpty, "\(last.written) \(last.deleted)")
+    #expect(Disk.read(h.dir("tree/d1/k1")) == "edited")
+    #expect(!Disk.exists(h.dir("tree/d2/k2")))
+    // The key's own change rewrites its file.
+    let own = try await h.put("/t/d1/k1", "v1 again")
+    #expect(await eventually { await Self.applied(agent, own) })
+    #expect(Disk.read(h.dir("tree/d1/k1")) == "v1 again")
+    #expect(await daemon.stop() == nil)
+
+    // A new agent on the same state trusts no record: its first apply compares every file.
+    let again = try h.agent(h.configuration([mapping]))
+    let results = try await again.sync()
+    #expect(results.allSatisfy { $0.failure == nil })
+    #expect(results.first?.written == ["d2/k2"], "\(results.first?.written ?? [])")
+    let applied = await again.appliedRevision
+    #expect(Self.files(h.dir("tree")) == (try await Self.oracle(h, prefix: "/t/", at: applied)))
+  }
+
+  @Test("the daemon with drift repair: a file edited while a change of another key waits is put back after that apply")
+  func driftDuringPendingChange() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    var mapping = Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: h.dir("tree"), swap: .inPlace)
+    mapping.wait = WaitSettings(min: .milliseconds(300))
+    for index in 0..<30 { try await h.put("/t/d\(index % 3)/k\(index)", "v\(index)") }
+    let (agent, daemon, _) = try DriftRepairTests.start(h, [mapping])
+    #expect(await eventually { await agent.history.count >= 1 })
+    let changed = try await h.put("/t/d0/k0", "new")
+    Self.overwriteKeepingInode(h.dir("tree/d1/k1"), "edited")
+    #expect(await eventually { await Self.applied(agent, changed) })
+    #expect(await eventually { Disk.read(h.dir("tree/d1/k1")) == "v1" })
+    #expect(await eventually {
+      h.logs.metadata(of: DriftRepairTests.restoredMessage).contains { $0["file.path"] == h.dir("tree/d1/k1") }
+    })
+    let applied = try #require(await agent.history.last?.revision)
+    #expect(Self.files(h.dir("tree")) == (try await Self.oracle(h, prefix: "/t/", at: applied)))
+    #expect(await daemon.stop() == nil)
+  }
+
+  /// Whether the agent applied a batch at `revision` or later (its snapshot's revision moves
+  /// before the files are written; the history records them once they are).
+  static func applied(_ agent: Agent, _ revision: Int64) async -> Bool {
+    await agent.history.contains { $0.revision >= revision }
+  }
+
+  /// Rewrites the file in place (same inode): what an editor that truncates does.
+  static func overwriteKeepingInode(_ path: String, _ text: String) {
+    DriftRepairTests.overwrite(path, text)
+  }
+}
