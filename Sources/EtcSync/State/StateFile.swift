@@ -24,6 +24,8 @@ public struct StateFile: Sendable {
   public var logger: Logger
   /// fsync the file and its directory on save (tests may turn it off).
   public var fsync: Bool
+  /// Each path table's order at the last save, shared by the copies of this handle.
+  let order = StateJSON.PathOrder()
 
   /// Creates a handle on the state file at `path`.
   public init(
@@ -65,7 +67,7 @@ public struct StateFile: Sendable {
 
   /// Writes `state` atomically and durably.
   public func save(_ state: SyncState) throws(FileError) {
-    let bytes = StateJSON.encode(state)
+    let bytes = StateJSON.encode(state, order: self.order)
     let (directoryPath, name) = split()
     let directory = try RootedDirectory(root: directoryPath, create: true, mode: 0o755)
     let staged = try StagedFile.create(

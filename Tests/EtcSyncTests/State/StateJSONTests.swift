@@ -51,6 +51,45 @@ struct StateJSONTests {
     return state
   }
 
+  @Test("saves in a row with a kept path order write what a save without it writes: values changed, a path swapped for another, paths added and removed, a mapping renamed")
+  func keptOrder() {
+    var random = SplitMix64(seed: 7)
+    let order = StateJSON.PathOrder()
+    var state = SyncState()
+    var mapping = MappingState(appliedRevision: 1)
+    for _ in 0..<40 { mapping.files[ExactString(Self.randomPath(&random))] = Self.randomHash(&random) }
+    state.mappings["m"] = mapping
+    var reused = 0
+    for step in 0..<300 {
+      var files = state.mappings["m"]!.files
+      let paths = Array(files.keys)
+      switch Int.random(in: 0..<6, using: &random) {
+      case 0, 1, 2:
+        // A value changes: the same paths, reused order.
+        files[paths.randomElement(using: &random)!] = Self.randomHash(&random)
+        reused += 1
+      case 3:
+        // One path swapped for another: as many paths, not the same ones.
+        files.removeValue(forKey: paths.randomElement(using: &random)!)
+        files[ExactString(Self.randomPath(&random))] = Self.randomHash(&random)
+      case 4:
+        files[ExactString(Self.randomPath(&random))] = Self.randomHash(&random)
+      default:
+        if files.count > 1 { files.removeValue(forKey: paths.randomElement(using: &random)!) }
+      }
+      state.mappings["m"]!.files = files
+      state.mappings["m"]!.local = files.count % 3 == 0 ? files.mapValues { LocalRecord(hash: $0, revision: 1) } : [:]
+      if step == 150 {
+        // Another mapping of the same name's tables is not confused with this one's.
+        let old = state.mappings.removeValue(forKey: "m")!
+        state.mappings["n"] = old
+        state.mappings["m"] = MappingState(appliedRevision: 2, files: [ExactString("z"): Self.randomHash(&random)])
+      }
+      #expect(StateJSON.encode(state, order: order) == StateJSON.encode(state), "step \(step)")
+    }
+    #expect(reused > 100)
+  }
+
   @Test("200 generated states, hostile paths: the decoder gives each back, JSONSerialization reads the same pairs")
   func generated() throws {
     for seed in 0..<200 {
