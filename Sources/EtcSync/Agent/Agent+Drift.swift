@@ -303,9 +303,13 @@ extension Agent {
       self.logger.notice("file changed locally; the mapping is applied again (its render changed since it was written)", metadata: [
         "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min()?.string ?? runner.mapping.dest).utf8))",
       ])
+      // That apply compares every file: one whose record did not change may be the drifted
+      // one, and a trusted in-place tree's apply would not look at it.
+      self.verified.remove(name)
       self.markDirty([name])
     case .failed(let error):
-      // The next change, or the next periodic check, tries again.
+      // The next change (comparing every file), or the next periodic check, tries again.
+      self.verified.remove(name)
       self.logger.error("file changed locally and could not be put back", metadata: [
         "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min()?.string ?? runner.mapping.dest).utf8))", "error": "\(error)",
       ])

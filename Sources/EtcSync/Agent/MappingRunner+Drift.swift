@@ -25,6 +25,8 @@ enum DriftKind: String, Sendable {
   case deleted
   /// Something else there: a symlink, a directory, a FIFO, an unreadable file.
   case replaced
+  /// The bytes are right, but not the configured mode, owner or group.
+  case attributes
 }
 
 /// What a mapping's writes leave behind for the drift checks, shared by every copy of its
@@ -169,12 +171,23 @@ extension MappingRunner {
     guard !paths.isEmpty else { return [] }
     // Files are hashed as they are streamed (a huge file planted by a local user costs no
     // memory), and one over the limit is taken as changed without being read.
-    func compare(_ read: AtomicWriter.HashedRead, _ hash: ContentHash) -> DriftKind? {
+    // A configured mode or owner is compared too (an unconfigured one is whatever the file
+    // has): an apply writes only the files whose keys changed, so nothing else puts it back.
+    let attributes = self.planner.attributes
+    let configured = attributes.mode != nil || attributes.userID != nil || attributes.groupID != nil
+    func compare(_ read: AtomicWriter.HashedRead, _ hash: ContentHash, reader: AtomicWriter, at path: String) -> DriftKind? {
       switch read {
       case .absent: return .deleted
       case .unreadable: return .replaced
       case .tooLarge: return .changed
-      case .hash(let found): return found == hash ? nil : .changed
+      case .hash(let found):
+        if found != hash { return .changed }
+        guard configured else { return nil }
+        switch Result(catching: { () throws(FileError) in try reader.attributeChange(DesiredFile(bytes: [], attributes: attributes), at: path) }) {
+        case .success(nil): return nil
+        case .success: return .attributes
+        case .failure: return .replaced
+        }
       }
     }
     var found: [(path: ExactString, kind: DriftKind)] = []
@@ -190,16 +203,20 @@ extension MappingRunner {
           found.append((path, gone ? .deleted : .replaced))
           continue
         }
-        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!) { found.append((path, kind)) }
+        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!, reader: reader, at: path.string) {
+          found.append((path, kind))
+        }
       }
     case .tree:
       let reader = AtomicWriter(root: self.mapping.dest)
       for path in paths where !Task.isCancelled {
-        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!) { found.append((path, kind)) }
+        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!, reader: reader, at: path.string) {
+          found.append((path, kind))
+        }
       }
     default:
       let (reader, name) = AtomicWriter.forFile(self.mapping.dest)
-      if let hash = recorded[Self.wholeFile], let kind = compare(reader.hash(name, sizeLimit: Self.driftSizeLimit), hash) {
+      if let hash = recorded[Self.wholeFile], let kind = compare(reader.hash(name, sizeLimit: Self.driftSizeLimit), hash, reader: reader, at: name) {
         found.append((Self.wholeFile, kind))
       }
     }

@@ -77,12 +77,16 @@ final class TreePlanCache: Sendable {
     let prefix = KeyPrefix(planner.mapping.prefix ?? "")
     var count = 0
     var changedKeys: [KeyValue] = []
+    // A revision outside etcd's rules (0, or above the snapshot's: a key-value built by hand)
+    // cannot say whether it changed.
+    var odd = false
     keySpace.forEach(withPrefix: prefix) { kv in
       count += 1
+      if kv.modRevision <= 0 || kv.modRevision > keySpace.revision { odd = true }
       if kv.modRevision > since { changedKeys.append(kv) }
       return true
     }
-    guard count == cached.count else { return nil }
+    guard count == cached.count, !odd else { return nil }
     // The output's storage is released from the entry, so that `files` is updated in place.
     cached.plan.output = .tree([:])
     var changed: Set<ExactString> = []

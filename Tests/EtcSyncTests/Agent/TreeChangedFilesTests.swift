@@ -75,6 +75,81 @@ struct TreeChangedFilesTests {
     #expect(Self.files(dir("tree")) == wanted)
   }
 
+  @Test("a batch that only changed values: only its files are looked at; one already holding the new bytes writes nothing yet owes the reload")
+  func valueOnlyBatch() async throws {
+    let dir = TemporaryDirectory("etcsync-tree-changed")
+    defer { withExtendedLifetime(dir) {} }
+    var mapping = Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: dir("tree"), swap: .inPlace)
+    mapping.reload = ["sh", "-c", "echo reload >> '\(dir("reloads"))'"]
+    let runner = try MappingRunner(mapping: mapping, commandTimeout: .seconds(5), logger: Logger(label: "test"))
+    var space = KeySpace(revision: 2, kvs: (0..<10).map { Self.kv("/t/k\($0)", "v\($0)", revision: 2) })
+    var state = MappingState()
+    let first = await runner.apply(space, state: &state, trustRecord: false) { _ in }
+    #expect(first.failure == nil && first.reloaded)
+    // Local edits: one file already holds the value etcd is about to give it, another does not.
+    try Disk.write(dir("tree/k1"), "v1 new")
+    try Disk.write(dir("tree/k2"), "edited")
+    space.apply([WatchEvent(kind: .put, kv: KeyValue(key: Array("/t/k1".utf8), value: Array("v1 new".utf8), createRevision: 2, modRevision: 3, version: 2))])
+    let second = await runner.apply(space, state: &state, trustRecord: true) { _ in }
+    #expect(second.failure == nil)
+    #expect(second.written.isEmpty, "k1 already held its new bytes: \(second.written)")
+    #expect(second.reloaded, "k1's record changed: the service has not loaded it")
+    #expect(state.files[ExactString("k1")] == ContentHash(of: Array("v1 new".utf8)))
+    space.apply([WatchEvent(kind: .put, kv: KeyValue(key: Array("/t/k3".utf8), value: Array("v3 new".utf8), createRevision: 2, modRevision: 4, version: 2))])
+    let third = await runner.apply(space, state: &state, trustRecord: true) { _ in }
+    #expect(third.failure == nil && third.written == ["k3"] && third.reloaded, "\(third.written)")
+    #expect(Disk.read(dir("tree/k2")) == "edited", "not the apply's: its key did not change")
+    #expect(Disk.read(dir("reloads")) == "reload\nreload\nreload\n")
+    // The same bytes put again: a new revision, nothing to write, nothing owed.
+    space.apply([WatchEvent(kind: .put, kv: KeyValue(key: Array("/t/k3".utf8), value: Array("v3 new".utf8), createRevision: 2, modRevision: 5, version: 3))])
+    let fourth = await runner.apply(space, state: &state, trustRecord: true) { _ in }
+    #expect(fourth.failure == nil && fourth.written.isEmpty && !fourth.reloaded)
+    #expect(state.appliedRevision == 5)
+  }
+
+  @Test("a configured mode changed locally is drift: found by the check, put back by the repair")
+  func attributeDrift() async throws {
+    let dir = TemporaryDirectory("etcsync-tree-changed")
+    defer { withExtendedLifetime(dir) {} }
+    var mapping = Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: dir("tree"), swap: .inPlace)
+    mapping.mode = 0o600
+    let runner = try MappingRunner(mapping: mapping, commandTimeout: .seconds(5), logger: Logger(label: "test"))
+    let space = KeySpace(revision: 2, kvs: [Self.kv("/t/a", "a", revision: 2), Self.kv("/t/b", "b", revision: 2)])
+    var state = MappingState()
+    _ = await runner.apply(space, state: &state, trustRecord: false) { _ in }
+    #expect(runner.drifted(nil, recorded: state.files).isEmpty)
+    #expect(chmod(dir("tree/a"), 0o666) == 0)
+    let found = runner.drifted(nil, recorded: state.files)
+    #expect(found.map(\.path) == [ExactString("a")] && found.first?.kind == .attributes)
+    #expect(await runner.repair(space, recorded: state.files, drifted: [ExactString("a")]) == .restored([dir("tree/a")]))
+    #expect(Bytes.attributes(dir("tree/a"))?.mode == 0o600)
+    // Without a configured mode, a file's mode is whatever it has.
+    let loose = try MappingRunner(mapping: Mapping(name: "u", kind: .tree, prefixes: ["/t/"], dest: dir("tree"), swap: .inPlace),
+                                  commandTimeout: .seconds(5), logger: Logger(label: "test"))
+    #expect(chmod(dir("tree/b"), 0o666) == 0)
+    #expect(loose.drifted(nil, recorded: state.files).isEmpty)
+  }
+
+  @Test("a repair the render makes stale (a held file that cannot be read) lets the next apply compare every file")
+  func staleRepairComparesAll() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let mapping = Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: h.dir("tree"), swap: .inPlace)
+    try await h.put("/t/c", "c")
+    try await h.put("/t/x", "x")
+    let (agent, daemon, _) = try DriftRepairTests.start(h, [mapping], interval: .milliseconds(500))
+    #expect(await eventually { await agent.history.count >= 1 })
+    // A key that makes `c` both a file and a directory: `c` is held, its file kept.
+    let conflict = try await h.put("/t/c/d", "d")
+    #expect(await eventually { await Self.applied(agent, conflict) })
+    // The held file cannot be read any more (a symlink in its place): every repair is stale.
+    #expect(unlink(h.dir("tree/c")) == 0)
+    #expect(symlink("/nonexistent", h.dir("tree/c")) == 0)
+    DriftRepairTests.overwrite(h.dir("tree/x"), "edited")
+    #expect(await eventually { Disk.read(h.dir("tree/x")) == "x" }, "x: \(Disk.read(h.dir("tree/x")) ?? "-")")
+    #expect(await daemon.stop() == nil)
+  }
+
   @Test("a write-back tree is never trusted: a local edit is compared (and kept for its push) at every apply")
   func writeBackCompares() async throws {
     let dir = TemporaryDirectory("etcsync-tree-changed")
