@@ -31,6 +31,9 @@ struct DriftWork: Sendable {
   var found: DriftFound?
   /// Spaces out repairs of files that keep changing.
   var limit = DriftRepairLimit()
+  /// Files whose configured mode or owner did not stay when they were put back (a file system
+  /// that ignores `chmod`, a set-ID bit the kernel clears): their checks compare bytes only.
+  var unkeptAttributes: Set<ExactString> = []
 }
 
 /// Spaces out the repairs of a mapping whose files keep being changed (a process rewriting
@@ -224,10 +227,26 @@ extension Agent {
       let recorded = self.state[mapping: name].files
       let writes = runner.driftMarks.writes
       self.driftWork[name, default: DriftWork()].task = Task.detached { [self] in
-        let found = runner.driftCheck(request, recorded: recorded, writes: writes)
+        let found = runner.driftCheck(request, recorded: recorded, writes: writes, ignoringAttributes: work.unkeptAttributes)
         if Task.isCancelled { return }
         await self.driftChecked(name, found)
       }
+    }
+  }
+
+  /// After a repair of `paths`' mode or owner: those whose configured mode or owner is still
+  /// not what the file has cannot keep it (the writer's `fchmod`/`fchown` succeeded, and the
+  /// file system or the kernel changed it). They are left out of the attribute comparison from
+  /// now on, with one warning each; otherwise every check would rewrite them again.
+  private func noteUnkeptAttributes(_ runner: MappingRunner, _ paths: [ExactString], recorded: [ExactString: ContentHash]) {
+    guard !paths.isEmpty else { return }
+    let name = runner.mapping.name
+    for entry in runner.drifted(Set(paths), recorded: recorded) where entry.kind == .attributes {
+      guard self.driftWork[name, default: DriftWork()].unkeptAttributes.insert(entry.path).inserted else { continue }
+      let path = runner.mapping.kind == .tree ? runner.mapping.dest + "/" + entry.path.string : runner.mapping.dest
+      self.logger.warning("the configured mode, owner or group does not stay on this file; only its bytes are repaired from now on", metadata: [
+        "mapping.name": "\(name)", "file.path": "\(escapeBytes(path.utf8))",
+      ])
     }
   }
 
@@ -281,6 +300,7 @@ extension Agent {
         ])
       }
       self.metrics.driftRepaired(name, files: paths.count)
+      self.noteUnkeptAttributes(runner, drifted.filter { $0.kind == .attributes }.map(\.path), recorded: recorded)
       guard !paths.isEmpty else { return }
       let now = ContinuousClock.now
       let wasSpacing = self.driftWork[name]?.limit.spacing ?? false

@@ -166,7 +166,10 @@ extension MappingRunner {
   /// would be rewritten at every check).
   static let driftSizeLimit: Int64 = 1 << 30
 
-  func drifted(_ candidates: Set<ExactString>?, recorded: [ExactString: ContentHash]) -> [(path: ExactString, kind: DriftKind)] {
+  /// `ignoringAttributes`: paths whose configured mode or owner did not stay after a repair
+  /// (the file system or the kernel changes it): only their bytes are compared.
+  func drifted(_ candidates: Set<ExactString>?, recorded: [ExactString: ContentHash],
+               ignoringAttributes: Set<ExactString> = []) -> [(path: ExactString, kind: DriftKind)] {
     let paths = (candidates ?? Set(recorded.keys)).filter { recorded[$0] != nil }.sorted()
     guard !paths.isEmpty else { return [] }
     // Files are hashed as they are streamed (a huge file planted by a local user costs no
@@ -175,19 +178,19 @@ extension MappingRunner {
     // has): an apply writes only the files whose keys changed, so nothing else puts it back.
     let attributes = self.planner.attributes
     let configured = attributes.mode != nil || attributes.userID != nil || attributes.groupID != nil
-    func compare(_ read: AtomicWriter.HashedRead, _ hash: ContentHash, reader: AtomicWriter, at path: String) -> DriftKind? {
+    func compare(_ read: AtomicWriter.HashedRead, _ hash: ContentHash, reader: AtomicWriter, at path: String,
+                 record: ExactString) -> DriftKind? {
       switch read {
       case .absent: return .deleted
       case .unreadable: return .replaced
       case .tooLarge: return .changed
       case .hash(let found):
         if found != hash { return .changed }
-        guard configured else { return nil }
-        switch Result(catching: { () throws(FileError) in try reader.attributeChange(DesiredFile(bytes: [], attributes: attributes), at: path) }) {
-        case .success(nil): return nil
-        case .success: return .attributes
-        case .failure: return .replaced
-        }
+        guard configured, !ignoringAttributes.contains(record) else { return nil }
+        // Not known (the file went meanwhile, no descriptor left): the bytes were right, and
+        // the next check looks again.
+        let change = try? reader.attributeChange(DesiredFile(bytes: [], attributes: attributes), at: path)
+        return change == nil ? nil : .attributes
       }
     }
     var found: [(path: ExactString, kind: DriftKind)] = []
@@ -203,20 +206,22 @@ extension MappingRunner {
           found.append((path, gone ? .deleted : .replaced))
           continue
         }
-        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!, reader: reader, at: path.string) {
+        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!, reader: reader, at: path.string, record: path) {
           found.append((path, kind))
         }
       }
     case .tree:
       let reader = AtomicWriter(root: self.mapping.dest)
       for path in paths where !Task.isCancelled {
-        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!, reader: reader, at: path.string) {
+        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!, reader: reader, at: path.string, record: path) {
           found.append((path, kind))
         }
       }
     default:
       let (reader, name) = AtomicWriter.forFile(self.mapping.dest)
-      if let hash = recorded[Self.wholeFile], let kind = compare(reader.hash(name, sizeLimit: Self.driftSizeLimit), hash, reader: reader, at: name) {
+      if let hash = recorded[Self.wholeFile],
+        let kind = compare(reader.hash(name, sizeLimit: Self.driftSizeLimit), hash, reader: reader, at: name, record: Self.wholeFile)
+      {
         found.append((Self.wholeFile, kind))
       }
     }
@@ -234,11 +239,12 @@ extension MappingRunner {
 
   /// Checks the files `request` names (all recorded ones when it says so) against
   /// `recorded`. Runs away from the agent's executor: it reads and hashes files.
-  func driftCheck(_ request: DriftCheck, recorded: [ExactString: ContentHash], writes: Int) -> DriftFound {
+  func driftCheck(_ request: DriftCheck, recorded: [ExactString: ContentHash], writes: Int,
+                  ignoringAttributes: Set<ExactString> = []) -> DriftFound {
     let swapped = self.mapping.kind == .tree && self.mapping.swap == .symlink
     let before = swapped ? (try? TreeSwap(root: self.mapping.dest).currentDirectory()) ?? nil : nil
     let candidates = request.everything ? nil : self.driftCandidates(request.changed, recorded: recorded)
-    let drifted = self.drifted(candidates, recorded: recorded)
+    let drifted = self.drifted(candidates, recorded: recorded, ignoringAttributes: ignoringAttributes)
     var found = DriftFound(drifted: drifted, writes: writes, recorded: recorded)
     found.checked = candidates.map { paths in paths.filter { path in recorded[path] != nil }.count } ?? recorded.count
     if swapped, candidates == nil, drifted.isEmpty, let before,

@@ -130,6 +130,56 @@ struct TreeChangedFilesTests {
     #expect(loose.drifted(nil, recorded: state.files).isEmpty)
   }
 
+  @Test("the daemon: a chmod of a file with a configured mode is found by the periodic check and put back, logged as drift=attributes")
+  func attributeDriftDaemon() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    var mapping = Mapping(name: "f", kind: .file, key: "/f", dest: h.dir("out/f"))
+    mapping.mode = 0o600
+    try await h.put("/f", "secret")
+    let (agent, daemon, _) = try DriftRepairTests.start(h, [mapping], interval: .milliseconds(200))
+    #expect(await eventually { await agent.history.count >= 1 })
+    #expect(Bytes.attributes(h.dir("out/f"))?.mode == 0o600)
+    #expect(chmod(h.dir("out/f"), 0o644) == 0)
+    #expect(await eventually { Bytes.attributes(h.dir("out/f"))?.mode == 0o600 })
+    #expect(await eventually {
+      h.logs.metadata(of: DriftRepairTests.restoredMessage).contains { $0["file.path"] == h.dir("out/f") && $0["drift"] == "attributes" }
+    })
+    #expect(Disk.read(h.dir("out/f")) == "secret")
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("a configured mode that does not stay on the file (changed again after each write) is repaired once, then left to the bytes, with one warning")
+  func attributesThatDoNotStay() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let dest = h.dir("out/f")
+    var mapping = Mapping(name: "f", kind: .file, key: "/f", dest: dest)
+    mapping.mode = 0o600
+    try await h.put("/f", "secret")
+    // What a file system that ignores chmod, or a kernel that clears a set-ID bit, does: the
+    // mode the writer set is not the one the file keeps.
+    let hook: WriteHook = { step, _ in
+      if step == .afterRename { _ = chmod(dest, 0o644) }
+      return .proceed
+    }
+    var configuration = h.configuration([mapping])
+    configuration.driftCheckInterval = .milliseconds(100)
+    let agent = try h.agent(configuration, hook: hook)
+    let daemon = Daemon(agent)
+    let warning = "the configured mode, owner or group does not stay on this file; only its bytes are repaired from now on"
+    #expect(await eventually { h.logs.metadata(of: warning).count == 1 })
+    let checked = DriftRepairTests.checks(h, "f").count
+    // Several periodic checks later: no further repair, no second warning.
+    #expect(await eventually { DriftRepairTests.checks(h, "f").count >= checked + 5 })
+    #expect(h.logs.metadata(of: DriftRepairTests.restoredMessage).count == 1)
+    #expect(h.logs.metadata(of: warning).count == 1)
+    // The bytes are still repaired.
+    DriftRepairTests.overwrite(dest, "tampered")
+    #expect(await eventually { Disk.read(dest) == "secret" })
+    #expect(await daemon.stop() == nil)
+  }
+
   @Test("a repair the render makes stale (a held file that cannot be read) lets the next apply compare every file")
   func staleRepairComparesAll() async throws {
     let h = try await AgentHarness.start()
