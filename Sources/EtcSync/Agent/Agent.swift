@@ -198,7 +198,8 @@ public actor Agent {
         result = await self.applyFiles(runner, snapshot, state: &mappingState, keep: keep, expected: expected,
                                        trustRecord: self.verified.contains(name), arrival: self.schedule.applyingSince(name))
       }
-      if result.failed { self.verified.remove(name) } else { self.verified.insert(name) }
+      // Trusted only when its record says what every file holds (see `MappingResult.leftUntouched`).
+      if result.failed || result.leftUntouched { self.verified.remove(name) } else { self.verified.insert(name) }
       if runner.mapping.writeBack { self.recordLocal(runner, result, keep: keep, view: view) }
       // An attempt that fails as the previous one did (a retry while the disk is still
       // full, or a change that arrives meanwhile) was already reported.

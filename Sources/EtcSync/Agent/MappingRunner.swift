@@ -43,6 +43,10 @@ public struct MappingResult: Sendable {
 
   public var changed: Bool { !self.written.isEmpty || !self.deleted.isEmpty }
   public var failed: Bool { self.failure != nil }
+  /// Files the apply left as they were while keeping their old record (a held file that
+  /// could not be read, a local edit write-back kept): the record no longer says what they
+  /// hold, so the next apply compares every file instead of trusting it.
+  var leftUntouched = false
 }
 
 /// One mapping at run time: the planner, the writer for its destination and its commands.
@@ -218,6 +222,7 @@ public struct MappingRunner: Sendable {
     // In place, such a file is neither written nor deleted, and keeps its record (`keep`
     // itself stays the local files write-back could not push, which the result reports).
     let untouched = keep.union(unread)
+    result.leftUntouched = !untouched.isEmpty
     // The cache's hashes are the plan's; files held from disk (`holding`) are hashed here.
     var hashes = plan.held.isEmpty && keep.isEmpty ? planned?.hashes ?? Self.hashes(output) : Self.hashes(output)
     for path in unread { hashes[path] = state.files[path] }
@@ -263,6 +268,7 @@ public struct MappingRunner: Sendable {
     // Edited since the scan: their records (and the reload they would owe) stay as they were
     // until the next scan pushes them and the watch brings them back.
     for path in result.keptEdits { hashes[path] = state.files[path] }
+    if !result.keptEdits.isEmpty { result.leftUntouched = true }
     // The state records the files as they were at the last write that needed no reload or
     // whose reload succeeded, or the files written since with `pendingReload` set. A planned
     // output that differs from that record owes a reload even when the disk already holds
