@@ -131,6 +131,8 @@ public actor Agent {
   /// One consistent pass over every mapping (`etcsync sync`): returns one result per mapping.
   public func sync() async throws -> [MappingResult] {
     self.state = self.stateFile.load()
+    // The record just read is trusted by no mapping yet (a save of an earlier pass may have failed).
+    self.verified = []
     self.cleanTemporaryFiles()
     try await self.checkCluster()
     // Local edits made while the agent was stopped go to etcd first (with their compare),

@@ -263,6 +263,15 @@ public struct MappingRunner: Sendable {
       // certificate that appears later). A destination replaced since the agent checked it is
       // ``MappingFailure/destinationReplaced``: nothing was written into it.
       result.failure = Self.failure(writing: error)
+      // A tree's batch goes on past one file's failure: the files it did write or delete are
+      // what the disk holds now. The record follows them (a file made for a key that is then
+      // deleted must be deleted too), and their reload stays owed.
+      if case .tree = output, result.changed {
+        for path in result.written { state.files[ExactString(path)] = hashes[ExactString(path)] }
+        for path in result.deleted { state.files.removeValue(forKey: ExactString(path)) }
+        state.pendingReload = true
+        await persist(state)
+      }
       return (result, false)
     }
     // Edited since the scan: their records (and the reload they would owe) stay as they were

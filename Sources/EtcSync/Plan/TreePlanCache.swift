@@ -8,7 +8,8 @@ import Templates
 /// keys that changed, not the tree (docs/writing.md, "Trees that change one key at a time").
 ///
 /// The update is taken only when it must give what ``MappingPlanner/plan(_:folding:)`` gives:
-/// the same name folding, a later or equal revision, as many keys under the prefix, and
+/// the same snapshot lineage (no re-read of etcd since, see ``KeySpace/lineage``), the same
+/// name folding, a later or equal revision, as many keys under the prefix, and
 /// every key changed since (mod revision above the cached one) one that was there before
 /// (create revision at or below it) whose path or rejection the cached plan already holds.
 /// The key set is then the same, so the paths, the rejected keys (their rules read only the
@@ -18,6 +19,8 @@ final class TreePlanCache: Sendable {
   /// One cached plan.
   struct Entry: Sendable {
     var revision: Int64
+    /// The snapshot's ``KeySpace/lineage``: revisions compare only within one.
+    var lineage: UInt64
     var folding: NameFolding
     /// Keys under the prefix, rejected ones included.
     var count: Int
@@ -63,7 +66,7 @@ final class TreePlanCache: Sendable {
     }
     let hashes: [ExactString: ContentHash]
     if case .tree(let files) = plan.output { hashes = files.mapValues { ContentHash(of: $0.bytes) } } else { hashes = [:] }
-    let entry = Entry(revision: keySpace.revision, folding: folding, count: count, plan: plan, hashes: hashes,
+    let entry = Entry(revision: keySpace.revision, lineage: keySpace.lineage, folding: folding, count: count, plan: plan, hashes: hashes,
                       rejectedKeys: Set(plan.rejected.map(\.key)))
     self.entry.withLock { $0 = entry }
     return Planned(plan: plan, hashes: hashes, changed: nil)
@@ -72,7 +75,9 @@ final class TreePlanCache: Sendable {
   /// `cached` brought to `keySpace` when only values changed; nil (and `cached` to be
   /// dropped) otherwise.
   private static func update(_ cached: inout Entry, _ keySpace: KeySpace, folding: NameFolding, planner: MappingPlanner) -> Planned? {
-    guard cached.folding == folding, keySpace.revision >= cached.revision, case .tree(var files) = cached.plan.output else { return nil }
+    guard cached.lineage == keySpace.lineage, cached.folding == folding, keySpace.revision >= cached.revision,
+      case .tree(var files) = cached.plan.output
+    else { return nil }
     let since = cached.revision
     let prefix = KeyPrefix(planner.mapping.prefix ?? "")
     var count = 0

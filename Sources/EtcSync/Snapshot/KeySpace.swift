@@ -1,4 +1,5 @@
 import EtcdClient
+import Synchronization
 import Templates
 
 #if canImport(Glibc)
@@ -15,18 +16,27 @@ import Glibc
 public struct KeySpace: Sendable {
   /// The revision this snapshot is at: every event up to it is applied, none after it.
   public private(set) var revision: Int64
+  /// Which read this snapshot descends from: new for every snapshot made (a read of etcd),
+  /// kept by ``apply(_:)`` and ``advance(to:)``. Revisions say what changed only within one
+  /// lineage: an etcd restored from a backup (a compaction, then a re-read) serves its keys
+  /// with their old revisions below a bumped current one.
+  public let lineage: UInt64
   /// Every key-value, in key order, each key once.
   private var entries: [KeyValue] = []
 
   /// An empty snapshot at `revision`.
   public init(revision: Int64 = 0) {
     self.revision = revision
+    self.lineage = Self.newLineage()
   }
+
+  private static func newLineage() -> UInt64 { keySpaceLineages.add(1, ordering: .relaxed).newValue }
 
   /// A snapshot made of the key-values read at `revision` (any order; of a key given twice,
   /// the last one counts).
   public init(revision: Int64, kvs: [KeyValue]) {
     self.revision = revision
+    self.lineage = Self.newLineage()
     // etcd returns ranges in key order (pages too): then they are taken as they are.
     var ascending = true
     for index in kvs.indices.dropFirst() where !bytesPrecede(kvs[index - 1].key, kvs[index].key) {
@@ -206,3 +216,6 @@ public struct KeySpaceDataSource: TemplateDataSource {
     }
   }
 }
+
+/// The last ``KeySpace/lineage`` given out.
+private let keySpaceLineages = Atomic<UInt64>(0)

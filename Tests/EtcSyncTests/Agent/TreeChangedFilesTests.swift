@@ -4,6 +4,7 @@ import EtcdTestSupport
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 import Templates
 import Testing
 
@@ -198,6 +199,66 @@ struct TreeChangedFilesTests {
     DriftRepairTests.overwrite(h.dir("tree/x"), "edited")
     #expect(await eventually { Disk.read(h.dir("tree/x")) == "x" }, "x: \(Disk.read(h.dir("tree/x")) ?? "-")")
     #expect(await daemon.stop() == nil)
+  }
+
+  static func kv(_ key: String, _ value: String, create: Int64, mod: Int64) -> KeyValue {
+    KeyValue(key: Array(key.utf8), value: Array(value.utf8), createRevision: create, modRevision: mod, version: 1)
+  }
+
+  /// etcd restored from a backup taken at revision 100 with its revision bumped past the
+  /// applied one (`etcdutl snapshot restore --bump-revision N --mark-compacted`): the daemon
+  /// re-reads everything, and the restored keys keep their old mod revisions, below the
+  /// revision the cached plan was made at. A new read is a new lineage: planned from scratch.
+  @Test("a snapshot read afresh in which keys went back (a restore) is planned as such",
+        arguments: [(false, Mapping.Swap.inPlace), (true, .inPlace), (true, .symlink)])
+  func restoredSnapshot(trusted: Bool, swap: Mapping.Swap) async throws {
+    let dir = TemporaryDirectory("etcsync-tree-changed")
+    defer { withExtendedLifetime(dir) {} }
+    let mapping = Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: dir("tree"), swap: swap)
+    let runner = try MappingRunner(mapping: mapping, commandTimeout: .seconds(5), logger: Logger(label: "test"))
+    // Revision 120: a changed at 110; b deleted at 108; c created at 105.
+    let before = KeySpace(revision: 120, kvs: [Self.kv("/t/a", "v2", create: 10, mod: 110), Self.kv("/t/c", "c", create: 105, mod: 105)])
+    var state = MappingState()
+    #expect(await runner.apply(before, state: &state, trustRecord: false) { _ in }.failure == nil)
+    // The backup's keys (revision 100), at a bumped revision: as many keys, none above 120.
+    let restored = KeySpace(revision: 1_100, kvs: [Self.kv("/t/a", "v1", create: 10, mod: 90), Self.kv("/t/b", "b", create: 50, mod: 50)])
+    let second = await runner.apply(restored, state: &state, trustRecord: trusted) { _ in }
+    #expect(second.failure == nil)
+    #expect(Disk.read(dir("tree/a")) == "v1", "a: \(Disk.read(dir("tree/a")) ?? "-")")
+    #expect(Disk.read(dir("tree/b")) == "b")
+    #expect(!Disk.exists(dir("tree/c")))
+  }
+
+  /// One file's check fails in a batch that writes the others (AtomicWriter's batch): the
+  /// file it created for a new key is recorded, so deleting that key deletes it.
+  @Test("a file created by a batch that failed for another file is deleted once its key is, and its reload stays owed")
+  func partialFailureThenDelete() async throws {
+    let dir = TemporaryDirectory("etcsync-tree-changed")
+    defer { withExtendedLifetime(dir) {} }
+    var mapping = Mapping(name: "t", kind: .tree, prefixes: ["/t/"], dest: dir("tree"), check: ["sh", "-c", "! grep -q bad \"$0\"", "{{.src}}"],
+                          swap: .inPlace)
+    mapping.reload = ["sh", "-c", "echo reload >> '\(dir("reloads"))'"]
+    let runner = try MappingRunner(mapping: mapping, commandTimeout: .seconds(5), logger: Logger(label: "test"))
+    var space = KeySpace(revision: 2, kvs: [Self.kv("/t/a", "a", create: 2, mod: 2)])
+    var state = MappingState()
+    #expect(await runner.apply(space, state: &state, trustRecord: false) { _ in }.failure == nil)
+    // One transaction: a new key x, and y whose value the check refuses.
+    space.apply([WatchEvent(kind: .put, kv: Self.kv("/t/x", "x", create: 3, mod: 3)),
+                 WatchEvent(kind: .put, kv: Self.kv("/t/y", "bad", create: 3, mod: 3))])
+    let saved = Mutex<[MappingState]>([])
+    let failed = await runner.apply(space, state: &state, trustRecord: true) { record in saved.withLock { $0.append(record) } }
+    #expect(failed.failure != nil && failed.written == ["x"])
+    #expect(Disk.read(dir("tree/x")) == "x", "the batch wrote x before y's check failed")
+    #expect(state.files[ExactString("x")] == ContentHash(of: Array("x".utf8)) && state.pendingReload)
+    #expect(saved.withLock { $0.last?.files[ExactString("x")] } != nil, "the record was saved")
+    #expect(Disk.read(dir("reloads")) == "reload\n", "no reload after the failed batch")
+    // The change is taken back: both keys deleted.
+    space.apply([WatchEvent(kind: .delete, kv: Self.kv("/t/x", "", create: 3, mod: 4)),
+                 WatchEvent(kind: .delete, kv: Self.kv("/t/y", "", create: 3, mod: 4))])
+    let after = await runner.apply(space, state: &state, trustRecord: false) { _ in }
+    #expect(after.failure == nil && after.deleted == ["x"], "\(after.deleted)")
+    #expect(!Disk.exists(dir("tree/x")))
+    #expect(after.reloaded && !state.pendingReload)
   }
 
   @Test("a write-back tree is never trusted: a local edit is compared (and kept for its push) at every apply")
