@@ -50,6 +50,13 @@ extension Agent {
         defer { self.rereading = false }
         do {
           let fresh = try await self.readSnapshot()
+          // The endpoints may lead to another cluster now (a failover to a restored or new
+          // one). The watch refuses its responses (`absorb`), but a compaction error carries
+          // no header to check: the etcd that served the re-read is asked who it is.
+          let status = try await self.client.status()
+          if self.clusterID != 0, status.header.clusterID != 0, status.header.clusterID != self.clusterID {
+            throw AgentError(.etcd, "the re-read after a compaction talked to etcd cluster \(String(status.header.clusterID, radix: 16)), not \(String(self.clusterID, radix: 16)); refusing its contents")
+          }
           if fresh.revision < applied {
             throw AgentError(.etcd, "etcd's revision \(fresh.revision) went back behind the applied revision \(applied) (a restored cluster?); refusing to roll the files back")
           }

@@ -39,6 +39,44 @@ struct ClusterIdentityTests {
     #expect(Disk.read(h.dir("tree/a")) == "from another cluster")
   }
 
+  @Test("the daemon's endpoint now leads to another cluster that compacted past the applied revision: the re-read is refused, files untouched")
+  func anotherClusterAfterCompaction() async throws {
+    let first = try await EtcdServer.start()
+    defer { first.destroy() }
+    let other = try await EtcdServer.start()
+    defer { other.destroy() }
+    let proxy = try await TCPProxy.start(targetPort: first.clientPort)
+    let port = Int(proxy.endpoint.split(separator: ":").last!)!
+    let writer = try RunningClient(first.configuration())
+    defer { writer.stop() }
+    _ = try await writer.client.put("/c/a", "from the first cluster")
+    // The other cluster: more revisions than the first, all compacted away.
+    let otherWriter = try RunningClient(other.configuration())
+    defer { otherWriter.stop() }
+    var last: Int64 = 0
+    for index in 0..<20 { last = try await otherWriter.client.put("/c/a", "from another cluster \(index)").header.revision }
+    _ = try await otherWriter.client.compact(last)
+
+    let dir = TemporaryDirectory("etcsync-cluster")
+    defer { withExtendedLifetime(dir) {} }
+    let agentClient = try RunningClient(try EtcdConfiguration(endpoints: [proxy.endpoint]))
+    defer { agentClient.stop() }
+    let (logger, _) = RecordingLogHandler.logger()
+    let mapping = Mapping(name: "tree", kind: .tree, prefixes: ["/c/"], dest: dir("tree"), swap: .inPlace)
+    let configuration = AgentConfiguration(mappings: [mapping], state: StateSettings(dir: dir("state")), commandTimeout: .seconds(10))
+    let agent = try Agent(configuration: configuration, client: agentClient.client, logger: logger)
+    let daemon = Daemon(agent)
+    #expect(await eventually { Disk.read(dir("tree/a")) == "from the first cluster" })
+    // The endpoint now leads to the other cluster: the watch resumes there, below its compaction.
+    await proxy.stop()
+    let moved = try await TCPProxy.start(targetPort: other.clientPort, listenPort: port)
+    defer { Task { await moved.stop() } }
+    #expect(await eventually(within: .seconds(30)) { daemon.hasEnded })
+    let error = await daemon.stop()
+    #expect(error != nil && "\(error!)".contains("cluster"), "\(String(describing: error))")
+    #expect(Disk.read(dir("tree/a")) == "from the first cluster")
+  }
+
   @Test("a revision behind the applied one (an older backup): refused, files untouched")
   func revisionWentBack() async throws {
     let h = try await AgentHarness.start()
