@@ -178,19 +178,15 @@ extension MappingRunner {
     // has): an apply writes only the files whose keys changed, so nothing else puts it back.
     let attributes = self.planner.attributes
     let configured = attributes.mode != nil || attributes.userID != nil || attributes.groupID != nil
-    func compare(_ read: AtomicWriter.HashedRead, _ hash: ContentHash, reader: AtomicWriter, at path: String,
-                 record: ExactString) -> DriftKind? {
-      switch read {
+    func compare(_ read: (read: AtomicWriter.HashedRead, info: stat?), _ hash: ContentHash, record: ExactString) -> DriftKind? {
+      switch read.read {
       case .absent: return .deleted
       case .unreadable: return .replaced
       case .tooLarge: return .changed
       case .hash(let found):
         if found != hash { return .changed }
-        guard configured, !ignoringAttributes.contains(record) else { return nil }
-        // Not known (the file went meanwhile, no descriptor left): the bytes were right, and
-        // the next check looks again.
-        let change = try? reader.attributeChange(DesiredFile(bytes: [], attributes: attributes), at: path)
-        return change == nil ? nil : .attributes
+        guard configured, !ignoringAttributes.contains(record), let info = read.info else { return nil }
+        return FileMetadata(attributes, over: info) == FileMetadata(info) ? nil : .attributes
       }
     }
     var found: [(path: ExactString, kind: DriftKind)] = []
@@ -206,21 +202,21 @@ extension MappingRunner {
           found.append((path, gone ? .deleted : .replaced))
           continue
         }
-        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!, reader: reader, at: path.string, record: path) {
+        if let kind = compare(reader.hashAndStat(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!, record: path) {
           found.append((path, kind))
         }
       }
     case .tree:
       let reader = AtomicWriter(root: self.mapping.dest)
       for path in paths where !Task.isCancelled {
-        if let kind = compare(reader.hash(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!, reader: reader, at: path.string, record: path) {
+        if let kind = compare(reader.hashAndStat(path.string, sizeLimit: Self.driftSizeLimit), recorded[path]!, record: path) {
           found.append((path, kind))
         }
       }
     default:
       let (reader, name) = AtomicWriter.forFile(self.mapping.dest)
       if let hash = recorded[Self.wholeFile],
-        let kind = compare(reader.hash(name, sizeLimit: Self.driftSizeLimit), hash, reader: reader, at: name, record: Self.wholeFile)
+        let kind = compare(reader.hashAndStat(name, sizeLimit: Self.driftSizeLimit), hash, record: Self.wholeFile)
       {
         found.append((Self.wholeFile, kind))
       }

@@ -224,7 +224,7 @@ public struct MappingRunner: Sendable {
     let untouched = keep.union(unread)
     result.leftUntouched = !untouched.isEmpty
     // The cache's hashes are the plan's; files held from disk (`holding`) are hashed here.
-    var hashes = plan.held.isEmpty && keep.isEmpty ? planned?.hashes ?? Self.hashes(output) : Self.hashes(output)
+    var hashes = (plan.held.isEmpty ? planned?.hashes : nil) ?? Self.hashes(output)
     for path in unread { hashes[path] = state.files[path] }
     // The paths whose values changed since the cache's last plan, when that plan's keys are
     // the record's: a tree this process applied without error (its record is that plan's
@@ -243,17 +243,17 @@ public struct MappingRunner: Sendable {
       // differs from the record (or that it lacks) are handed to the writer; the others are
       // neither read nor stat'ed. A local change to one of those is the drift checks' to find
       // (docs/writing.md, "Trees that change one key at a time").
-      var onlyChanged = trustRecord && !self.mapping.writeBack ? hashes : nil
-      if onlyChanged != nil, let changed = sameKeys {
+      var onlyChanged: [ExactString: ContentHash]?
+      if let changed = sameKeys {
         // Only the values of `changed` moved since the plan the record describes: the files
         // to look at are among them, and no file is deleted.
-        var subset: [ExactString: ContentHash] = [:]
-        for path in changed { subset[path] = hashes[path] }
-        onlyChanged = subset
+        onlyChanged = [:]
+        for path in changed { onlyChanged?[path] = hashes[path] }
+      } else if trustRecord && !self.mapping.writeBack {
+        onlyChanged = hashes
       }
       try await timed.write(output, previous: state.files, keep: untouched, expected: expected, revision: keySpace.revision,
-                            knownChanged: knownChanged, onlyChanged: onlyChanged, sameKeys: onlyChanged != nil && sameKeys != nil,
-                            into: &result)
+                            knownChanged: knownChanged, onlyChanged: onlyChanged, sameKeys: sameKeys != nil, into: &result)
       result.stages = marks.value
       result.stages.mark(.dirFsync)
     } catch {

@@ -22,19 +22,26 @@ extension AtomicWriter {
   /// a symlink), so that a huge file put there costs no memory; a file over `sizeLimit` bytes
   /// is not read at all.
   public func hash(_ relativePath: String, sizeLimit: Int64) -> HashedRead {
+    self.hashAndStat(relativePath, sizeLimit: sizeLimit).read
+  }
+
+  /// ``hash(_:sizeLimit:)``, with the `lstat` of the regular file it hashed (the one its
+  /// descriptor was checked against; nil when none was read): the drift checks compare its
+  /// mode and owner without opening the path again.
+  func hashAndStat(_ relativePath: String, sizeLimit: Int64) -> (read: HashedRead, info: stat?) {
     for _ in 0..<3 {
       let parent: (RootedDirectory, String)?
-      do { parent = try openExistingParent(of: relativePath) } catch { return .unreadable }
-      guard let (directory, name) = parent else { return .absent }
+      do { parent = try openExistingParent(of: relativePath) } catch { return (.unreadable, nil) }
+      guard let (directory, name) = parent else { return (.absent, nil) }
       guard let info = lstatAt(directory.directory, name) else {
-        return currentErrno() == ENOENT ? .absent : .unreadable
+        return (currentErrno() == ENOENT ? .absent : .unreadable, nil)
       }
-      guard FileKind(mode: info.st_mode) == .regular else { return .unreadable }
-      if Int64(info.st_size) > sizeLimit { return .tooLarge }
-      if let read = hashRegularFile(name, in: directory.directory, info: info, sizeLimit: sizeLimit) { return read }
+      guard FileKind(mode: info.st_mode) == .regular else { return (.unreadable, nil) }
+      if Int64(info.st_size) > sizeLimit { return (.tooLarge, nil) }
+      if let read = hashRegularFile(name, in: directory.directory, info: info, sizeLimit: sizeLimit) { return (read, info) }
       // Replaced between lstat and open: look again.
     }
-    return .unreadable
+    return (.unreadable, nil)
   }
 }
 

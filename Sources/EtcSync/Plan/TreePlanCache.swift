@@ -43,9 +43,6 @@ final class TreePlanCache: Sendable {
 
   init() {}
 
-  /// Forgets the cached plan.
-  func clear() { self.entry.withLock { $0 = nil } }
-
   /// The plan of `keySpace` (see the type's rules). A plan that throws leaves nothing cached.
   func plan(_ keySpace: KeySpace, folding: NameFolding, planner: MappingPlanner) throws(PlanError) -> Planned {
     // Taken out, so that its dictionaries are not shared while they are updated in place.

@@ -27,7 +27,7 @@ enum StateJSON {
       writer.number(clusterID)
     }
     writer.member("destinations", level: 1, first: &first)
-    writer.object(state.destinations, level: 1) { writer, record, level in
+    writer.object(state.destinations, level: 1) { writer, _, record, level in
       writer.raw("{")
       var first = true
       writer.member("device", level: level + 1, first: &first)
@@ -39,8 +39,8 @@ enum StateJSON {
       writer.close("}", level: level, empty: false)
     }
     writer.member("mappings", level: 1, first: &first)
-    writer.object(state.mappings, level: 1) { writer, mapping, level in
-      writer.mapping(mapping, level: level)
+    writer.object(state.mappings, level: 1) { writer, name, mapping, level in
+      writer.mapping(mapping, named: name, level: level)
     }
     writer.member("version", level: 1, first: &first)
     writer.number(Int64(state.version))
@@ -63,8 +63,6 @@ enum StateJSON {
   struct Writer {
     var out: [UInt8] = []
     var order: PathOrder?
-    /// The name of the object member being written (the mapping, in `mappings`).
-    var memberName = ""
 
     mutating func raw(_ text: StaticString) {
       text.withUTF8Buffer { self.out.append(contentsOf: $0) }
@@ -114,23 +112,20 @@ enum StateJSON {
     }
 
     /// A `String`-keyed object, its members in the byte order of their names.
-    mutating func object<Value>(_ members: [String: Value], level: Int, value: (inout Writer, Value, Int) -> Void) {
+    mutating func object<Value>(_ members: [String: Value], level: Int, value: (inout Writer, String, Value, Int) -> Void) {
       self.raw("{")
       var first = true
       for name in members.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
         self.member(name, level: level + 1, first: &first)
-        self.memberName = name
-        value(&self, members[name]!, level + 1)
+        value(&self, name, members[name]!, level + 1)
       }
       self.close("}", level: level, empty: first)
     }
 
     /// A path table: `[path, value]` pairs, one per line, in byte order of the paths.
-    /// With an ``order``, the table's paths of the last save are tried first (`name`
-    /// identifies the table).
-    mutating func table<Value>(_ entries: [ExactString: Value], name: String, level: Int, value: (inout Writer, Value) -> Void) {
+    /// With an ``order``, the table's paths of the last save (under `key`) are tried first.
+    mutating func table<Value>(_ entries: [ExactString: Value], key: String, level: Int, value: (inout Writer, Value) -> Void) {
       let start = self.out.count
-      let key = self.memberName + "\u{0}" + name
       if let order = self.order, let paths = order.paths(key), paths.count == entries.count {
         if self.rows(paths, entries, level: level, value: value) { return }
         self.out.removeSubrange(start...)
@@ -170,17 +165,18 @@ enum StateJSON {
       self.raw("}")
     }
 
-    mutating func mapping(_ mapping: MappingState, level: Int) {
+    /// Mapping `name`'s state; its tables' orders are kept under `name` + NUL + the table's name.
+    mutating func mapping(_ mapping: MappingState, named name: String, level: Int) {
       self.raw("{")
       var first = true
       self.member("appliedRevision", level: level + 1, first: &first)
       self.number(mapping.appliedRevision)
       self.member("files", level: level + 1, first: &first)
-      self.table(mapping.files, name: "files", level: level + 1) { writer, hash in writer.hash(hash) }
+      self.table(mapping.files, key: name + "\u{0}files", level: level + 1) { writer, hash in writer.hash(hash) }
       self.member("intended", level: level + 1, first: &first)
-      self.table(mapping.intended, name: "intended", level: level + 1) { writer, record in writer.record(record) }
+      self.table(mapping.intended, key: name + "\u{0}intended", level: level + 1) { writer, record in writer.record(record) }
       self.member("local", level: level + 1, first: &first)
-      self.table(mapping.local, name: "local", level: level + 1) { writer, record in writer.record(record) }
+      self.table(mapping.local, key: name + "\u{0}local", level: level + 1) { writer, record in writer.record(record) }
       self.member("pendingReload", level: level + 1, first: &first)
       self.bool(mapping.pendingReload)
       self.close("}", level: level, empty: false)
