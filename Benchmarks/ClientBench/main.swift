@@ -231,8 +231,15 @@ if arguments.contains("--variants") {
   levers.runsOnConnectionLoop = true
   var sweeperOnly = server.configuration()
   sweeperOnly.perCallDeadlineTimer = false
+  var direct = server.configuration()
+  direct.directUnaryCalls = true
+  var directOnLoop = direct
+  directOnLoop.perCallDeadlineTimer = false
+  directOnLoop.runsOnConnectionLoop = true
   swiftVariants += [("EtcdClient, levers (deadline sweeper, event-loop executor)", levers),
-                    ("EtcdClient, deadline sweeper only (global executor)", sweeperOnly)]
+                    ("EtcdClient, deadline sweeper only (global executor)", sweeperOnly),
+                    ("EtcdClient, direct unary path (DirectTransport)", direct),
+                    ("EtcdClient, direct unary path + event-loop executor", directOnLoop)]
 }
 var results: [(name: String, rounds: [Figures])] = swiftVariants.map { ($0.0, []) }
 if let goPeer { results.append(("Go clientv3 3.4 (\(URL(fileURLWithPath: goPeer).lastPathComponent))", [])) }

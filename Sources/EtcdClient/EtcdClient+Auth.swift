@@ -24,7 +24,7 @@ extension EtcdClient {
     do {
       let options = self.callOptions()
       return try await self.withDeadline(nil) { [request] in
-        try await self.authRPC.authenticate(request, options: options).token
+        try await self.invoke(Etcdserverpb_Auth.Method.Authenticate.descriptor, request, [:], options, as: Etcdserverpb_AuthenticateResponse.self).token
       }
     } catch let error as RPCError {
       var mapped = EtcdError(rpc: error)

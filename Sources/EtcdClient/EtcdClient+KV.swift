@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCProtobuf
+import SwiftProtobuf
 
 extension EtcdClient {
   // MARK: Get
@@ -11,7 +12,14 @@ extension EtcdClient {
     return try await self.unary(idempotent: true) { [request] metadata, callOptions in
       // Decoded straight into GetResponse, a large one only here, off the event loop: see
       // RangeResponseDeserializer.
-      try await self.grpc.unary(
+      if let direct = self.direct {
+        let message: [UInt8] = try request.serializedBytes()
+        let bytes = try await direct.unary(
+          path: "/etcdserverpb.KV/Range", message: message, metadata: metadata,
+          timeout: callOptions.timeout ?? self.configuration.requestTimeout)
+        return RangeWire.buffer(bytes)
+      }
+      return try await self.grpc.unary(
         request: ClientRequest(message: request, metadata: metadata),
         descriptor: Etcdserverpb_KV.Method.Range.descriptor,
         serializer: ProtobufSerializer<Etcdserverpb_RangeRequest>(),
@@ -38,7 +46,7 @@ extension EtcdClient {
   public func put(_ key: [UInt8], _ value: [UInt8], options: PutOptions = PutOptions()) async throws(EtcdError) -> PutResponse {
     let request = putRequest(key, value, options)
     return try await self.unary(idempotent: false) { [request] metadata, callOptions in
-      PutResponse(try await self.kv.put(request, metadata: metadata, options: callOptions))
+      PutResponse(try await self.invoke(Etcdserverpb_KV.Method.Put.descriptor, request, metadata, callOptions, as: Etcdserverpb_PutResponse.self))
     }
   }
 
@@ -53,7 +61,7 @@ extension EtcdClient {
   public func delete(_ range: KeyRange, prevKV: Bool = false) async throws(EtcdError) -> DeleteResponse {
     let request = deleteRequest(range, prevKV: prevKV)
     return try await self.unary(idempotent: false) { [request] metadata, callOptions in
-      DeleteResponse(try await self.kv.deleteRange(request, metadata: metadata, options: callOptions))
+      DeleteResponse(try await self.invoke(Etcdserverpb_KV.Method.DeleteRange.descriptor, request, metadata, callOptions, as: Etcdserverpb_DeleteRangeResponse.self))
     }
   }
 
@@ -69,7 +77,7 @@ extension EtcdClient {
     let request = txnRequest(compare, success, failure)
     let readOnly = (success + failure).allSatisfy(\.isReadOnly)
     return try await self.unary(idempotent: readOnly) { [request] metadata, callOptions in
-      TxnResponse(try await self.kv.txn(request, metadata: metadata, options: callOptions))
+      TxnResponse(try await self.invoke(Etcdserverpb_KV.Method.Txn.descriptor, request, metadata, callOptions, as: Etcdserverpb_TxnResponse.self))
     }
   }
 
@@ -92,7 +100,7 @@ extension EtcdClient {
     request.revision = revision
     request.physical = physical
     return try await self.unary(idempotent: false) { [request] metadata, callOptions in
-      ResponseHeader(try await self.kv.compact(request, metadata: metadata, options: callOptions).header)
+      ResponseHeader(try await self.invoke(Etcdserverpb_KV.Method.Compact.descriptor, request, metadata, callOptions, as: Etcdserverpb_CompactionResponse.self).header)
     }
   }
 }

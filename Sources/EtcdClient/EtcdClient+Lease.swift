@@ -62,7 +62,7 @@ extension EtcdClient {
     request.ttl = ttl
     request.id = id
     return try await self.unary(idempotent: false) { [request] metadata, options in
-      let r = try await self.leaseRPC.leaseGrant(request, metadata: metadata, options: options)
+      let r = try await self.invoke(Etcdserverpb_Lease.Method.LeaseGrant.descriptor, request, metadata, options, as: Etcdserverpb_LeaseGrantResponse.self)
       if !r.error.isEmpty { throw EtcdError(.invalidArgument, r.error) }
       return Lease(id: r.id, ttl: r.ttl, header: ResponseHeader(r.header), received: .now)
     }
@@ -74,7 +74,7 @@ extension EtcdClient {
     var request = Etcdserverpb_LeaseRevokeRequest()
     request.id = id
     return try await self.unary(idempotent: false) { [request] metadata, options in
-      ResponseHeader(try await self.leaseRPC.leaseRevoke(request, metadata: metadata, options: options).header)
+      ResponseHeader(try await self.invoke(Etcdserverpb_Lease.Method.LeaseRevoke.descriptor, request, metadata, options, as: Etcdserverpb_LeaseRevokeResponse.self).header)
     }
   }
 
@@ -84,7 +84,7 @@ extension EtcdClient {
     request.id = id
     request.keys = keys
     return try await self.unary(idempotent: true) { [request] metadata, options in
-      let r = try await self.leaseRPC.leaseTimeToLive(request, metadata: metadata, options: options)
+      let r = try await self.invoke(Etcdserverpb_Lease.Method.LeaseTimeToLive.descriptor, request, metadata, options, as: Etcdserverpb_LeaseTimeToLiveResponse.self)
       return LeaseTimeToLive(id: r.id, ttl: r.ttl, grantedTTL: r.grantedTtl, keys: r.keys.map { [UInt8]($0) },
                              header: ResponseHeader(r.header))
     }
@@ -93,7 +93,7 @@ extension EtcdClient {
   /// The IDs of every live lease.
   public func leases() async throws(EtcdError) -> [Int64] {
     try await self.unary(idempotent: true) { metadata, options in
-      try await self.leaseRPC.leaseLeases(Etcdserverpb_LeaseLeasesRequest(), metadata: metadata, options: options)
+      try await self.invoke(Etcdserverpb_Lease.Method.LeaseLeases.descriptor, Etcdserverpb_LeaseLeasesRequest(), metadata, options, as: Etcdserverpb_LeaseLeasesResponse.self)
         .leases.map(\.id)
     }
   }

@@ -45,7 +45,7 @@ extension EtcdClient {
   /// Status of whichever member serves the request.
   public func status(timeout: Duration? = nil) async throws(EtcdError) -> MemberStatus {
     try await self.unary(idempotent: true, timeout: timeout) { metadata, options in
-      let r = try await self.maintenanceRPC.status(Etcdserverpb_StatusRequest(), metadata: metadata, options: options)
+      let r = try await self.invoke(Etcdserverpb_Maintenance.Method.Status.descriptor, Etcdserverpb_StatusRequest(), metadata, options, as: Etcdserverpb_StatusResponse.self)
       return MemberStatus(header: ResponseHeader(r.header), version: r.version, dbSize: r.dbSize, leader: r.leader,
                           raftIndex: r.raftIndex, raftTerm: r.raftTerm, errors: r.errors, isLearner: r.isLearner)
     }
@@ -54,14 +54,14 @@ extension EtcdClient {
   /// Defragments the backend of whichever member serves the request.
   public func defragment() async throws(EtcdError) {
     try await self.unary(idempotent: true, timeout: .seconds(120)) { metadata, options in
-      _ = try await self.maintenanceRPC.defragment(Etcdserverpb_DefragmentRequest(), metadata: metadata, options: options)
+      _ = try await self.invoke(Etcdserverpb_Maintenance.Method.Defragment.descriptor, Etcdserverpb_DefragmentRequest(), metadata, options, as: Etcdserverpb_DefragmentResponse.self)
     }
   }
 
   /// The cluster's members.
   public func memberList() async throws(EtcdError) -> [Member] {
     try await self.unary(idempotent: true) { metadata, options in
-      try await self.clusterRPC.memberList(Etcdserverpb_MemberListRequest(), metadata: metadata, options: options)
+      try await self.invoke(Etcdserverpb_Cluster.Method.MemberList.descriptor, Etcdserverpb_MemberListRequest(), metadata, options, as: Etcdserverpb_MemberListResponse.self)
         .members.map { Member(id: $0.id, name: $0.name, peerURLs: $0.peerUrls, clientURLs: $0.clientUrls, isLearner: $0.isLearner) }
     }
   }

@@ -1,6 +1,10 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import GRPCProtobuf
 import Logging
+import NIOCore
+import NIOPosix
+import SwiftProtobuf
 import Synchronization
 
 typealias Transport = HTTP2ClientTransport.Posix
@@ -29,6 +33,8 @@ public final class EtcdClient: Sendable {
   let deadlines = RequestDeadlines()
   /// Where unary calls and the watch stream run once they wait: the connections' event loop.
   let executor: EventLoopTaskExecutor?
+  /// The unary calls' own transport (``DirectTransport``), unless they go through grpc-swift-2.
+  let direct: DirectTransport?
 
   /// Creates a client. It does not connect until ``run()`` is running and a request is made.
   public init(configuration: EtcdConfiguration, logger: Logger = Logger(label: "etcd.client")) throws(EtcdError) {
@@ -39,6 +45,13 @@ public final class EtcdClient: Sendable {
     self.tokens = TokenStore(credentials: configuration.credentials)
     self.watchHub = WatchHub(logger: logger, hasCredentials: configuration.credentials != nil)
     self.executor = configuration.runsOnConnectionLoop ? EventLoopTaskExecutor.shared : nil
+    if configuration.directUnaryCalls {
+      let loop = configuration.runsOnConnectionLoop
+        ? EventLoopTaskExecutor.shared.loop : MultiThreadedEventLoopGroup.singleton.next()
+      self.direct = try DirectTransport(configuration: configuration, eventLoop: loop)
+    } else {
+      self.direct = nil
+    }
   }
 
   /// Runs the client's connections until ``shutdown()`` is called (or the task is cancelled).
@@ -56,6 +69,7 @@ public final class EtcdClient: Sendable {
     self.watchHub.shutdown()
     self.keepers.closeAll()
     self.grpc.beginGracefulShutdown()
+    self.direct?.shutdown()
     self.deadlines.stop()
   }
 
@@ -79,7 +93,9 @@ public final class EtcdClient: Sendable {
   /// ``withDeadline(_:_:)``.
   func callOptions(timeout: Duration? = nil) -> CallOptions {
     var options = CallOptions.defaults
-    if self.configuration.perCallDeadlineTimer { options.timeout = timeout ?? self.configuration.requestTimeout }
+    if self.configuration.perCallDeadlineTimer || self.direct != nil {
+      options.timeout = timeout ?? self.configuration.requestTimeout
+    }
     options.waitForReady = true
     return options
   }
@@ -91,6 +107,8 @@ public final class EtcdClient: Sendable {
     _ timeout: Duration?,
     _ body: @escaping @Sendable () async throws -> Response
   ) async throws -> Response {
+    // DirectTransport keeps the deadline itself (a timer on its event loop).
+    if self.direct != nil { return try await body() }
     if self.configuration.perCallDeadlineTimer {
       // grpc-swift-2 keeps the deadline (set in callOptions).
       guard let executor = self.executor else { return try await body() }
@@ -134,6 +152,31 @@ public final class EtcdClient: Sendable {
         throw error
       }
     }
+  }
+
+  /// Makes one unary RPC: through ``DirectTransport`` when the client has one, else through
+  /// grpc-swift-2. `options.timeout` is the call's deadline on the direct path.
+  func invoke<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message & Sendable>(
+    _ descriptor: MethodDescriptor,
+    _ request: Request,
+    _ metadata: Metadata,
+    _ options: CallOptions,
+    as type: Response.Type = Response.self
+  ) async throws -> Response {
+    if let direct = self.direct {
+      let message: [UInt8] = try request.serializedBytes()
+      let response = try await direct.unary(
+        path: "/" + descriptor.fullyQualifiedMethod, message: message, metadata: metadata,
+        timeout: options.timeout ?? self.configuration.requestTimeout)
+      return try Response(serializedBytes: Array(response.readableBytesView))
+    }
+    return try await self.grpc.unary(
+      request: ClientRequest(message: request, metadata: metadata),
+      descriptor: descriptor,
+      serializer: ProtobufSerializer<Request>(),
+      deserializer: ProtobufDeserializer<Response>(),
+      options: options
+    ) { try $0.message }
   }
 
   /// Metadata for a stream (watch, keep-alive): the token, plus any extra entries.

@@ -93,6 +93,9 @@ public struct EtcdConfiguration: Sendable {
   /// connections' event loop (``EventLoopTaskExecutor``, one process-wide NIO thread) instead
   /// of on Swift's global executor with the connections on NIO's singleton group.
   package var runsOnConnectionLoop = false
+  /// Package-only until measured (issue 16): unary calls go through the client's own HTTP/2
+  /// path (``DirectTransport``) instead of grpc-swift-2's; streams stay on grpc-swift-2.
+  package var directUnaryCalls = false
 
   public init(endpoints: [EtcdEndpoint]) {
     self.endpoints = endpoints

@@ -42,13 +42,22 @@ final class MemberIdentityHandler: ChannelDuplexHandler, RemovableChannelHandler
   typealias OutboundIn = IOData
   typealias OutboundOut = IOData
 
-  private let members: MemberHosts
+  private let members: MemberHosts?
+  /// The member's host, when the connection was made to one known member (DirectTransport).
+  private let host: String?
   private var verified = false
   private var pending: [(NIOAny, EventLoopPromise<Void>?)] = []
   private var flushPending = false
 
   init(members: MemberHosts) {
     self.members = members
+    self.host = nil
+  }
+
+  /// Checks the certificate against `host`, the member this connection was made to.
+  init(host: String) {
+    self.members = nil
+    self.host = host
   }
 
   func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -95,7 +104,7 @@ final class MemberIdentityHandler: ChannelDuplexHandler, RemovableChannelHandler
     guard let remote = context.channel.remoteAddress, let address = remote.ipAddress, let port = remote.port else {
       return EtcdError(.tlsFailed, "cannot tell which etcd member a TLS connection reached")
     }
-    let hosts = self.members.hosts(address: address, port: port)
+    let hosts = self.host.map { [$0] } ?? self.members?.hosts(address: address, port: port) ?? []
     let certificate = try? context.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
     guard let certificate else {
       return EtcdError(.tlsFailed, "the etcd member at \(address):\(port) presented no certificate")

@@ -1,4 +1,5 @@
 import GRPCCore
+import NIOCore
 import GRPCNIOTransportHTTP2Posix
 
 /// Decodes etcd's `RangeResponse` straight from the protobuf wire format into ``GetResponse``.
@@ -41,6 +42,8 @@ enum RangeWire: Sendable {
   /// The transport's own buffer, without a copy.
   case transportBytes(GRPCNIOTransportBytes)
   case bytes([UInt8])
+  /// DirectTransport's buffer: always decoded by the caller, off the event loop.
+  case buffer(ByteBuffer)
 
   /// The response, decoding it here if the call did not.
   func response() throws(EtcdError) -> GetResponse {
@@ -49,6 +52,11 @@ enum RangeWire: Sendable {
       case .decoded(let response): return response
       case .transportBytes(let bytes): return try RangeResponseDeserializer.decode(bytes)
       case .bytes(let bytes): return try RangeResponseDeserializer.decode(bytes)
+      case .buffer(let buffer):
+        return try buffer.withUnsafeReadableBytes { raw in
+          var reader = WireReader(raw)
+          return try reader.rangeResponse()
+        }
       }
     } catch {
       throw EtcdError(.internalError, "cannot decode etcd's Range response: \(error)", cause: error)

@@ -1,0 +1,698 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix  // resolveHost's addresses (GRPCNIOTransportCore)
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import Synchronization
+
+/// EtcdClient's own path for unary calls: gRPC over swift-nio-http2 with no task hops.
+///
+/// grpc-swift-2's call path moves a unary call between Swift's global pool and the event loop
+/// several times (task groups, a child task for the request writer, hops to open, write and
+/// close the stream), and keeps each call's deadline with two child tasks and a timer. On the
+/// project's 2-core machine that was two thirds of a put's time (docs/benchmarks.md, issue 16).
+/// Here a call costs one hop to the event loop and one back: the loop opens an HTTP/2 stream,
+/// writes HEADERS and DATA (END_STREAM) in one flush, gathers the response frames and completes
+/// one promise; the deadline is one timer on the loop. Messages are still grpc-swift-2's
+/// generated protobuf types; only the transport of unary calls is ours. Streams (watch,
+/// lease keep-alive) stay on grpc-swift-2.
+///
+/// One connection per member, on one event loop per client. A call goes to the next ready
+/// member in turn; when none is ready it connects to the members in turn, and a member that
+/// cannot be reached is skipped for a backoff (100 ms, growing to 5 s). A call waits for a
+/// member until its deadline, as grpc's `waitForReady` did. A member that sends GOAWAY gets no
+/// new calls on that connection; the next call opens a new one.
+final class DirectTransport: Sendable {
+  let eventLoop: any EventLoop
+  private let members: [DirectMember]
+  /// Round-robin position.
+  private let nextMember = Atomic<Int>(0)
+  private let closed = Atomic<Bool>(false)
+  private let maxSendBytes: Int
+  private let maxReceiveBytes: Int
+  private let scheme: String
+
+  init(configuration: EtcdConfiguration, eventLoop: any EventLoop) throws(EtcdError) {
+    self.eventLoop = eventLoop
+    self.maxSendBytes = configuration.maxSendMessageBytes
+    self.maxReceiveBytes = configuration.maxReceiveMessageBytes
+    self.scheme = configuration.usesTLS ? "https" : "http"
+    let security = try DirectSecurity(configuration)
+    let keepalive = HTTP2LivenessHandler.Keepalive(
+      interval: timeAmount(max(configuration.keepaliveTime, .seconds(5))),
+      timeout: timeAmount(max(configuration.keepaliveTimeout, .milliseconds(100)))
+    )
+    self.members = configuration.endpoints.map { endpoint in
+      DirectMember(
+        endpoint: endpoint, eventLoop: eventLoop, security: security, keepalive: keepalive,
+        dialTimeout: timeAmount(configuration.dialTimeout),
+        installsLiveness: configuration.installsLivenessHandler)
+    }
+  }
+
+  /// Closes every connection; calls in flight fail, later calls fail with `clientClosed`.
+  func shutdown() {
+    guard !self.closed.exchange(true, ordering: .relaxed) else { return }
+    let members = self.members
+    self.eventLoop.execute { for member in members { member.shutdown() } }
+  }
+
+  /// Makes one unary call: `message` is the serialized request; returns the serialized
+  /// response. Fails with an `RPCError` (mapped by ``EtcdError/wrap(_:)``), an ``EtcdError``,
+  /// or `CancellationError` when the task is cancelled.
+  func unary(path: String, message: [UInt8], metadata: Metadata, timeout: Duration) async throws -> ByteBuffer {
+    if self.closed.load(ordering: .relaxed) {
+      throw EtcdError(.clientClosed, "the etcd client has been shut down")
+    }
+    guard message.count <= self.maxSendBytes else {
+      throw RPCError(
+        code: .resourceExhausted,
+        message: "trying to send message larger than max (\(message.count) vs. \(self.maxSendBytes))")
+    }
+    var body = ByteBufferAllocator().buffer(capacity: 5 + message.count)
+    body.writeInteger(UInt8(0))
+    body.writeInteger(UInt32(message.count))
+    body.writeBytes(message)
+    let call = DirectCall(
+      path: path, scheme: self.scheme, metadata: metadata, body: body, timeout: timeout,
+      maxReceiveBytes: self.maxReceiveBytes, promise: self.eventLoop.makePromise())
+    let start = self.nextMember.wrappingAdd(1, ordering: .relaxed).oldValue
+    let members = self.members
+    let loop = self.eventLoop
+    return try await withTaskCancellationHandler {
+      loop.execute { call.begin(members: members, start: start) }
+      return try await call.promise.futureResult.get()
+    } onCancel: {
+      loop.execute { call.finish(.failure(CancellationError())) }
+    }
+  }
+}
+
+/// How connections are secured: plaintext, or TLS with one of the three ways
+/// ``TransportFactory`` checks a member's certificate.
+struct DirectSecurity: Sendable {
+  var context: NIOSSLContext?
+  /// The name sent as SNI and checked by NIOSSL, the same for every member.
+  var serverHostname: String?
+  /// Each member's certificate is checked against that member's own host.
+  var perMemberIdentity = false
+  /// The `:authority` for every call, when one name is configured.
+  var authority: String?
+
+  init(_ configuration: EtcdConfiguration) throws(EtcdError) {
+    guard configuration.usesTLS else { return }
+    let tls = configuration.tls ?? EtcdConfiguration.TLS()
+    let hosts = Set(configuration.endpoints.map(\.host))
+    var verifyHostname = true
+    if let name = tls.serverName {
+      self.serverHostname = name
+      self.authority = name
+    } else if hosts.count == 1 || tls.insecureSkipVerify {
+      self.serverHostname = hosts.first.flatMap { isIPLiteral($0) ? nil : $0 }
+      self.authority = self.serverHostname
+    } else {
+      self.perMemberIdentity = true
+      verifyHostname = false
+    }
+    var config = TLSConfiguration.makeClientConfiguration()
+    config.applicationProtocols = ["h2"]
+    do {
+      if let ca = tls.caFile {
+        config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca))
+      }
+      if let cert = tls.certFile, let key = tls.keyFile {
+        config.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+        config.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+      }
+      if tls.insecureSkipVerify {
+        config.certificateVerification = .none
+      } else if !verifyHostname || self.serverHostname == nil {
+        // An IP address is not a name NIOSSL checks; MemberIdentityHandler checks it.
+        config.certificateVerification = .noHostnameVerification
+        self.perMemberIdentity = true
+      }
+      self.context = try NIOSSLContext(configuration: config)
+    } catch {
+      throw EtcdError(.tlsFailed, "cannot set up the connection: \(error)", cause: error)
+    }
+  }
+}
+
+/// One member's connection, confined to the transport's event loop.
+final class DirectMember: @unchecked Sendable {
+  let endpoint: EtcdEndpoint
+  private let eventLoop: any EventLoop
+  private let security: DirectSecurity
+  private let keepalive: HTTP2LivenessHandler.Keepalive
+  private let dialTimeout: TimeAmount
+  private let installsLiveness: Bool
+
+  private enum State {
+    case idle
+    case connecting(EventLoopFuture<DirectConnection>)
+    case ready(DirectConnection)
+    /// The last connection attempt failed; not tried again before `until` unless every member is.
+    case backingOff(until: NIODeadline, error: any Error)
+    case shutDown
+  }
+  private var state = State.idle
+  private var failures = 0
+
+  init(
+    endpoint: EtcdEndpoint, eventLoop: any EventLoop, security: DirectSecurity,
+    keepalive: HTTP2LivenessHandler.Keepalive, dialTimeout: TimeAmount, installsLiveness: Bool
+  ) {
+    self.endpoint = endpoint
+    self.eventLoop = eventLoop
+    self.security = security
+    self.keepalive = keepalive
+    self.dialTimeout = dialTimeout
+    self.installsLiveness = installsLiveness
+  }
+
+  var isReady: Bool {
+    if case .ready = self.state { return true }
+    return false
+  }
+
+  /// When a failed member may be tried again (nil: it may be tried now).
+  var backoffUntil: NIODeadline? {
+    if case .backingOff(let until, _) = self.state, until > .now() { return until }
+    return nil
+  }
+
+  var isShutDown: Bool {
+    if case .shutDown = self.state { return true }
+    return false
+  }
+
+  /// The member's ready connection, connecting first if needed.
+  func connection() -> EventLoopFuture<DirectConnection> {
+    switch self.state {
+    case .ready(let connection): return self.eventLoop.makeSucceededFuture(connection)
+    case .connecting(let future): return future
+    case .shutDown: return self.eventLoop.makeFailedFuture(EtcdError(.clientClosed, "the etcd client has been shut down"))
+    case .idle, .backingOff: break
+    }
+    let future = self.connect()
+    self.state = .connecting(future)
+    future.whenComplete { result in
+      guard case .connecting(let pending) = self.state, pending === future else {
+        if case .success(let connection) = result { connection.channel.close(promise: nil) }
+        return
+      }
+      switch result {
+      case .success(let connection):
+        self.failures = 0
+        self.state = .ready(connection)
+        connection.channel.closeFuture.whenComplete { _ in self.lostChannel(connection.channel) }
+      case .failure(let error):
+        self.failures += 1
+        let delay = min(100 * growth(self.failures - 1), 5_000)
+        self.state = .backingOff(until: .now() + .milliseconds(Int64(delay)), error: error)
+      }
+    }
+    return future
+  }
+
+  func shutdown() {
+    if case .ready(let connection) = self.state { connection.channel.close(promise: nil) }
+    self.state = .shutDown
+  }
+
+  private func connect() -> EventLoopFuture<DirectConnection> {
+    let address: NIOCore.SocketAddress
+    do {
+      address = try self.resolve()
+    } catch {
+      return self.eventLoop.makeFailedFuture(error)
+    }
+    let ready = self.eventLoop.makePromise(of: Void.self)
+    let security = self.security
+    let host = self.endpoint.host
+    let keepalive = self.installsLiveness ? self.keepalive : nil
+    let member = self
+    let bootstrap = ClientBootstrap(group: self.eventLoop)
+      .connectTimeout(self.dialTimeout)
+      .channelOption(.socketOption(.tcp_nodelay), value: 1)
+      .channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          let sync = channel.pipeline.syncOperations
+          if let context = security.context {
+            try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: security.serverHostname))
+            if security.perMemberIdentity { try sync.addHandler(MemberIdentityHandler(host: host)) }
+          }
+          if let keepalive { try sync.addHandler(HTTP2LivenessHandler(keepalive: keepalive)) }
+          var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
+          connectionConfiguration.targetWindowSize = DirectConnection.windowSize
+          connectionConfiguration.initialSettings = [
+            HTTP2Setting(parameter: .enablePush, value: 0),
+            HTTP2Setting(parameter: .initialWindowSize, value: DirectConnection.windowSize),
+            HTTP2Setting(parameter: .maxFrameSize, value: 1 << 14),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
+          ]
+          var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
+          streamConfiguration.targetWindowSize = DirectConnection.windowSize
+          // etcd refuses a call with RST_STREAM or a trailers-only answer; allow as many as grpc does.
+          streamConfiguration.streamResetFrameRateLimit.maximumCount = 200
+          streamConfiguration.streamResetFrameRateLimit.windowLength = .seconds(1)
+          streamConfiguration.streamErrorRateLimit.maximumCount = 200
+          streamConfiguration.streamErrorRateLimit.windowLength = .seconds(1)
+          _ = try sync.configureHTTP2Pipeline(
+            mode: .client, connectionConfiguration: connectionConfiguration,
+            streamConfiguration: streamConfiguration
+          ) { stream in stream.close() }
+          try sync.addHandler(DirectConnectionEvents(member: member, ready: ready, waitsForTLS: security.context != nil))
+        }
+      }
+    let connected = bootstrap.connect(to: address)
+    connected.whenFailure { ready.fail($0) }
+    return connected.flatMap { channel in
+      ready.futureResult.flatMapThrowing {
+        let multiplexer = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self).syncMultiplexer()
+        return DirectConnection(channel: channel, multiplexer: multiplexer)
+      }.flatMapErrorThrowing { error in
+        channel.close(promise: nil)
+        throw error
+      }
+    }
+  }
+
+  /// The member's first address (an IP literal, or its host name resolved now, so DNS changes
+  /// are seen at each reconnection).
+  private func resolve() throws -> NIOCore.SocketAddress {
+    for candidate in resolveHost(self.endpoint.host, port: self.endpoint.port) {
+      if let ip = candidate.ipv4 { return try NIOCore.SocketAddress(ipAddress: ip.host, port: ip.port) }
+      if let ip = candidate.ipv6 { return try NIOCore.SocketAddress(ipAddress: ip.host, port: ip.port) }
+    }
+    throw RPCError(code: .unavailable, message: "cannot resolve etcd endpoint \(self.endpoint)")
+  }
+}
+
+/// 1.6ⁿ, the backoff's growth after n failures.
+private func growth(_ n: Int) -> Int {
+  var value = 1.0
+  for _ in 0..<min(n, 20) { value *= 1.6 }
+  return Int(value)
+}
+
+/// An open HTTP/2 connection to one member.
+final class DirectConnection: @unchecked Sendable {
+  /// Flow-control window of the connection and of each stream: a 100k-key Range (tens of MB)
+  /// would otherwise wait for a WINDOW_UPDATE every 32 KiB. The same as grpc-swift-2's default.
+  static let windowSize = 8 * 1024 * 1024
+  let channel: any Channel
+  let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+  /// Set when the server sent GOAWAY: no new streams on this connection.
+  var draining = false
+
+  init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
+    self.channel = channel
+    self.multiplexer = multiplexer
+  }
+}
+
+/// Sits after the HTTP/2 handler: tells when the connection is ready (connected, and for TLS
+/// handshaken and checked) and when it can take no new calls (GOAWAY), and keeps why a
+/// connection failed.
+final class DirectConnectionEvents: ChannelInboundHandler, RemovableChannelHandler {
+  typealias InboundIn = HTTP2Frame
+
+  private let member: DirectMember
+  private let ready: EventLoopPromise<Void>
+  private let waitsForTLS: Bool
+  private var error: (any Error)?
+  private var isReady = false
+
+  init(member: DirectMember, ready: EventLoopPromise<Void>, waitsForTLS: Bool) {
+    self.member = member
+    self.ready = ready
+    self.waitsForTLS = waitsForTLS
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    if context.channel.isActive, !self.waitsForTLS { self.becameReady() }
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    if !self.waitsForTLS { self.becameReady() }
+    context.fireChannelActive()
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    // MemberIdentityHandler passes the handshake on only once the member's name matched.
+    if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls { self.becameReady() }
+    context.fireUserInboundEventTriggered(event)
+  }
+
+  private func becameReady() {
+    guard !self.isReady else { return }
+    self.isReady = true
+    self.ready.succeed()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let frame = self.unwrapInboundIn(data)
+    if case .goAway = frame.payload {
+      self.member.lostChannel(context.channel)
+    }
+  }
+
+  /// Any error that reaches the connection's pipeline closes it, as grpc-swift-2's connection
+  /// handler does: the HTTP/2 handler reports a connection error (after its GOAWAY) without
+  /// closing, and a connection in that state would leave its calls waiting for their deadlines.
+  /// The calls on it fail with `unavailable`; the next call connects anew.
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    if self.error == nil { self.error = error }
+    context.close(promise: nil)
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    let reason = self.error.map { "\($0)" } ?? "the connection closed"
+    if !self.isReady { self.ready.fail(RPCError(code: .unavailable, message: "cannot connect to etcd member \(self.member.endpoint): \(reason)", cause: self.error)) }
+    self.member.lostChannel(context.channel)
+    context.fireChannelInactive()
+  }
+}
+
+extension DirectMember {
+  /// `channel`'s connection ended or its server sent GOAWAY: it takes no new calls, and the
+  /// next call connects anew.
+  func lostChannel(_ channel: any Channel) {
+    if case .ready(let connection) = self.state, connection.channel === channel {
+      connection.draining = true
+      self.state = .idle
+    }
+  }
+}
+
+/// One unary call, confined to the transport's event loop: picks a member, opens a stream,
+/// and completes `promise` exactly once (response, error, deadline or cancellation).
+final class DirectCall: @unchecked Sendable {
+  let promise: EventLoopPromise<ByteBuffer>
+  private let path: String
+  private let scheme: String
+  private let metadata: Metadata
+  private let body: ByteBuffer
+  private let timeout: Duration
+  private let maxReceiveBytes: Int
+  private var done = false
+  private var deadlineTask: Scheduled<Void>?
+  private var stream: (any Channel)?
+  private var lastError: (any Error)?
+
+  init(
+    path: String, scheme: String, metadata: Metadata, body: ByteBuffer, timeout: Duration,
+    maxReceiveBytes: Int, promise: EventLoopPromise<ByteBuffer>
+  ) {
+    self.path = path
+    self.scheme = scheme
+    self.metadata = metadata
+    self.body = body
+    self.timeout = timeout
+    self.maxReceiveBytes = maxReceiveBytes
+    self.promise = promise
+  }
+
+  private var eventLoop: any EventLoop { self.promise.futureResult.eventLoop }
+
+  func begin(members: [DirectMember], start: Int) {
+    guard !self.done else { return }
+    self.deadlineTask = self.eventLoop.scheduleTask(in: timeAmount(self.timeout)) { [self] in
+      let reason = self.lastError.map { ": \($0)" } ?? ""
+      self.finish(.failure(RPCError(code: .deadlineExceeded, message: "the request's deadline passed\(reason)")))
+    }
+    self.attempt(members: members, start: start, tried: 0)
+  }
+
+  /// Tries the members from `start`: a ready one first, else each one not backing off in turn;
+  /// when every one failed, waits for the earliest backoff and goes round again.
+  private func attempt(members: [DirectMember], start: Int, tried: Int) {
+    guard !self.done else { return }
+    let count = members.count
+    if members.allSatisfy(\.isShutDown) {
+      self.finish(.failure(EtcdError(.clientClosed, "the etcd client has been shut down")))
+      return
+    }
+    if tried == 0, let index = (0..<count).lazy.map({ (start + $0) % count }).first(where: { members[$0].isReady }) {
+      self.open(on: members[index], members: members, next: index + 1, tried: count)
+      return
+    }
+    var offset = tried
+    while offset < count {
+      let member = members[(start + offset) % count]
+      if member.backoffUntil == nil, !member.isShutDown {
+        self.open(on: member, members: members, next: start, tried: offset + 1)
+        return
+      }
+      offset += 1
+    }
+    // Every member failed or is backing off: wait for the first to come out of it.
+    let wake = members.compactMap(\.backoffUntil).min() ?? (.now() + .milliseconds(100))
+    self.eventLoop.scheduleTask(deadline: wake) { [self] in
+      self.attempt(members: members, start: start, tried: 0)
+    }
+  }
+
+  private func open(on member: DirectMember, members: [DirectMember], next: Int, tried: Int) {
+    member.connection().whenComplete { [self] result in
+      guard !self.done else { return }
+      switch result {
+      case .failure(let error):
+        self.lastError = error
+        self.attempt(members: members, start: next, tried: tried)
+      case .success(let connection):
+        let authority = member.authority
+        connection.multiplexer.createStreamChannel { [self] stream in
+          stream.eventLoop.makeCompletedFuture {
+            try stream.pipeline.syncOperations.addHandler(DirectUnaryHandler(call: self, authority: authority))
+          }
+        }.whenFailure { [self] error in
+          // The connection could take no new stream (closing, GOAWAY): another member.
+          self.lastError = error
+          member.lostChannel(connection.channel)
+          self.attempt(members: members, start: next, tried: tried)
+        }
+      }
+    }
+  }
+
+  func attached(_ stream: any Channel) {
+    if self.done { stream.close(promise: nil) } else { self.stream = stream }
+  }
+
+  var requestHeaders: (path: String, scheme: String, metadata: Metadata, timeout: Duration) {
+    (self.path, self.scheme, self.metadata, self.timeout)
+  }
+  var requestBody: ByteBuffer { self.body }
+  var receiveLimit: Int { self.maxReceiveBytes }
+  var isDone: Bool { self.done }
+
+  /// Completes the call once; a stream still open is reset (etcd then stops working on it).
+  func finish(_ result: Result<ByteBuffer, any Error>) {
+    guard !self.done else { return }
+    self.done = true
+    self.deadlineTask?.cancel()
+    self.deadlineTask = nil
+    if case .failure = result, let stream = self.stream { stream.close(promise: nil) }
+    self.stream = nil
+    self.promise.completeWith(result)
+  }
+}
+
+extension DirectMember {
+  /// The `:authority` of a call to this member.
+  var authority: String {
+    if let name = self.security.authority { return name }
+    let host = self.endpoint.host.contains(":") ? "[\(self.endpoint.host)]" : self.endpoint.host
+    return "\(host):\(self.endpoint.port)"
+  }
+}
+
+/// A unary call's HTTP/2 stream: writes the request in one flush and reads the response
+/// (headers, one length-prefixed message, trailers with `grpc-status`).
+final class DirectUnaryHandler: ChannelInboundHandler, RemovableChannelHandler {
+  typealias InboundIn = HTTP2Frame.FramePayload
+  typealias OutboundOut = HTTP2Frame.FramePayload
+
+  private let call: DirectCall
+  private let authority: String
+  private var sent = false
+  private var sawHeaders = false
+  private var response: ByteBuffer?
+
+  init(call: DirectCall, authority: String) {
+    self.call = call
+    self.authority = authority
+  }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.call.attached(context.channel)
+    if context.channel.isActive { self.send(context: context) }
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    self.send(context: context)
+    context.fireChannelActive()
+  }
+
+  private func send(context: ChannelHandlerContext) {
+    guard !self.sent, !self.call.isDone else { return }
+    self.sent = true
+    let request = self.call.requestHeaders
+    var headers = HPACKHeaders()
+    headers.reserveCapacity(8 + request.metadata.count)
+    headers.add(name: ":method", value: "POST")
+    headers.add(name: ":scheme", value: request.scheme)
+    headers.add(name: ":path", value: request.path)
+    headers.add(name: ":authority", value: self.authority)
+    headers.add(name: "content-type", value: "application/grpc")
+    headers.add(name: "te", value: "trailers")
+    headers.add(name: "grpc-timeout", value: grpcTimeout(request.timeout))
+    for entry in request.metadata {
+      if case .string(let value) = entry.value { headers.add(name: entry.key, value: value) }
+    }
+    context.write(self.wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
+    context.writeAndFlush(self.wrapOutboundOut(.data(.init(data: .byteBuffer(self.call.requestBody), endStream: true))), promise: nil)
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    switch self.unwrapInboundIn(data) {
+    case .headers(let frame):
+      if !self.sawHeaders {
+        self.sawHeaders = true
+        if let error = Self.checkResponseHeaders(frame.headers) {
+          self.call.finish(.failure(error))
+          return
+        }
+        if frame.endStream { self.trailers(frame.headers) }  // trailers-only
+      } else {
+        self.trailers(frame.headers)
+      }
+    case .data(let frame):
+      guard case .byteBuffer(var bytes) = frame.data else { return }
+      if self.response == nil {
+        self.response = bytes
+      } else {
+        self.response!.writeBuffer(&bytes)
+      }
+      if let response = self.response, response.readableBytes >= 5,
+        let length = response.getInteger(at: response.readerIndex + 1, as: UInt32.self),
+        Int(length) > self.call.receiveLimit
+      {
+        self.call.finish(.failure(RPCError(
+          code: .resourceExhausted,
+          message: "the response exceeded maxReceiveMessageBytes (\(length) vs. \(self.call.receiveLimit))")))
+        return
+      }
+      if frame.endStream {
+        self.call.finish(.failure(RPCError(code: .internalError, message: "etcd ended the response without trailers")))
+      }
+    case .rstStream(let code):
+      self.call.finish(.failure(Self.resetError(code)))
+    default:
+      break
+    }
+  }
+
+  private func trailers(_ headers: HPACKHeaders) {
+    guard let statusText = headers.first(name: "grpc-status"), let raw = Int(statusText) else {
+      self.call.finish(.failure(RPCError(code: .internalError, message: "etcd's response carries no grpc-status")))
+      return
+    }
+    guard raw == 0 else {
+      let message = headers.first(name: "grpc-message").map(percentDecoded) ?? ""
+      let code = Status.Code(rawValue: raw).flatMap { RPCError.Code($0) } ?? .unknown
+      self.call.finish(.failure(RPCError(code: code, message: message)))
+      return
+    }
+    guard var response = self.response, response.readableBytes >= 5,
+      let compressed = response.readInteger(as: UInt8.self), let length = response.readInteger(as: UInt32.self)
+    else {
+      self.call.finish(.failure(RPCError(code: .internalError, message: "etcd's response carries no message")))
+      return
+    }
+    guard compressed == 0 else {
+      self.call.finish(.failure(RPCError(code: .internalError, message: "etcd sent a compressed message, which was not asked for")))
+      return
+    }
+    guard response.readableBytes == Int(length) else {
+      self.call.finish(.failure(RPCError(code: .internalError, message: "etcd's response is not one whole message")))
+      return
+    }
+    self.response = nil
+    self.call.finish(.success(response))
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    self.call.finish(.failure(RPCError(code: .unavailable, message: "the stream to etcd closed before the response")))
+    context.fireChannelInactive()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    self.call.finish(.failure(RPCError(code: .unavailable, message: "the stream to etcd failed: \(error)", cause: error)))
+    context.close(promise: nil)
+  }
+
+  /// gRPC's meaning of response headers that are not a gRPC response (an HTTP error).
+  static func checkResponseHeaders(_ headers: HPACKHeaders) -> RPCError? {
+    guard let status = headers.first(name: ":status") else {
+      return RPCError(code: .internalError, message: "etcd's response has no :status")
+    }
+    if status == "200" {
+      if let type = headers.first(name: "content-type"), type.hasPrefix("application/grpc") { return nil }
+      return RPCError(code: .unknown, message: "etcd's response is not gRPC (content-type \(headers.first(name: "content-type") ?? "none"))")
+    }
+    let code: RPCError.Code =
+      switch status {
+      case "400": .internalError
+      case "401": .unauthenticated
+      case "403": .permissionDenied
+      case "404": .unimplemented
+      case "429", "502", "503", "504": .unavailable
+      default: .unknown
+      }
+    return RPCError(code: code, message: "etcd answered with HTTP status \(status)")
+  }
+
+  /// gRPC's meaning of a RST_STREAM from the server.
+  static func resetError(_ code: HTTP2ErrorCode) -> RPCError {
+    switch code {
+    case .refusedStream: RPCError(code: .unavailable, message: "etcd refused the stream")
+    case .cancel: RPCError(code: .cancelled, message: "etcd cancelled the stream")
+    case .enhanceYourCalm: RPCError(code: .resourceExhausted, message: "etcd reset the stream: ENHANCE_YOUR_CALM")
+    case .inadequateSecurity: RPCError(code: .permissionDenied, message: "etcd reset the stream: INADEQUATE_SECURITY")
+    default: RPCError(code: .internalError, message: "etcd reset the stream: \(code)")
+    }
+  }
+}
+
+/// The `grpc-timeout` header (at most 8 digits and a unit).
+func grpcTimeout(_ timeout: Duration) -> String {
+  let (seconds, attoseconds) = timeout.components
+  let milliseconds = max(0, seconds) * 1000 + (max(0, attoseconds) + 999_999_999_999_999) / 1_000_000_000_000_000
+  if milliseconds <= 99_999_999 { return "\(milliseconds)m" }
+  return "\(min(seconds, 99_999_999))S"
+}
+
+/// Decodes gRPC's percent-encoded `grpc-message`.
+func percentDecoded(_ text: String) -> String {
+  guard text.utf8.contains(UInt8(ascii: "%")) else { return text }
+  var bytes: [UInt8] = []
+  bytes.reserveCapacity(text.utf8.count)
+  var iterator = Array(text.utf8)[...]
+  while let byte = iterator.popFirst() {
+    if byte == UInt8(ascii: "%"), iterator.count >= 2,
+      let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16)
+    {
+      bytes.append(value)
+      iterator = iterator.dropFirst(2)
+    } else {
+      bytes.append(byte)
+    }
+  }
+  return String(decoding: bytes, as: UTF8.self)
+}
