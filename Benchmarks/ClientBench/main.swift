@@ -221,25 +221,18 @@ func etcdctlRound(_ etcd: EtcdClient, prefix: String) async throws -> Figures {
   return f
 }
 
-// With --variants, EtcdClient also runs with issue 16's call-path levers (package-only
-// switches, off by default until measured; see docs/benchmarks.md), in the same rounds: the
-// deadline sweeper and the connections' event loop; and the deadline sweeper only.
+// With --variants, EtcdClient also runs the way it did before issue 16's DirectTransport:
+// every call through grpc-swift-2 (package-only switches; see docs/benchmarks.md), as it is
+// and with that path's levers (the deadline sweeper and the connections' event loop).
 var swiftVariants: [(String, EtcdConfiguration)] = [("EtcdClient (Swift)", server.configuration())]
 if arguments.contains("--variants") {
-  var levers = server.configuration()
-  levers.perCallDeadlineTimer = false
-  levers.runsOnConnectionLoop = true
-  var sweeperOnly = server.configuration()
-  sweeperOnly.perCallDeadlineTimer = false
-  var direct = server.configuration()
-  direct.directUnaryCalls = true
-  var directOnLoop = direct
-  directOnLoop.perCallDeadlineTimer = false
-  directOnLoop.runsOnConnectionLoop = true
-  swiftVariants += [("EtcdClient, levers (deadline sweeper, event-loop executor)", levers),
-                    ("EtcdClient, deadline sweeper only (global executor)", sweeperOnly),
-                    ("EtcdClient, direct unary path (DirectTransport)", direct),
-                    ("EtcdClient, direct unary path + event-loop executor", directOnLoop)]
+  var grpcPath = server.configuration()
+  grpcPath.directUnaryCalls = false
+  var grpcLevers = grpcPath
+  grpcLevers.perCallDeadlineTimer = false
+  grpcLevers.runsOnConnectionLoop = true
+  swiftVariants += [("EtcdClient through grpc-swift-2 (before DirectTransport)", grpcPath),
+                    ("EtcdClient through grpc-swift-2, levers (deadline sweeper, event-loop executor)", grpcLevers)]
 }
 var results: [(name: String, rounds: [Figures])] = swiftVariants.map { ($0.0, []) }
 if let goPeer { results.append(("Go clientv3 3.4 (\(URL(fileURLWithPath: goPeer).lastPathComponent))", [])) }

@@ -6,6 +6,7 @@ import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import SwiftProtobuf
 import Synchronization
 
 /// EtcdClient's own path for unary calls: gRPC over swift-nio-http2 with no task hops.
@@ -64,9 +65,46 @@ final class DirectTransport: Sendable {
   /// response. Fails with an `RPCError` (mapped by ``EtcdError/wrap(_:)``), an ``EtcdError``,
   /// or `CancellationError` when the task is cancelled.
   func unary(path: String, message: [UInt8], metadata: Metadata, timeout: Duration) async throws -> ByteBuffer {
-    if self.closed.load(ordering: .relaxed) {
-      throw EtcdError(.clientClosed, "the etcd client has been shut down")
+    let body = try self.framed(message)
+    let call = DirectCall(
+      path: path, scheme: self.scheme, metadata: metadata, mode: .unary(body), timeout: timeout,
+      maxReceiveBytes: self.maxReceiveBytes, promise: self.eventLoop.makePromise())
+    return try await self.run(call)
+  }
+
+  /// Runs one bidirectional streaming call until it ends. Each element of `requests` is
+  /// written as one message, then passed to `onWrite` (the stream is half-closed when
+  /// `requests` finishes); each
+  /// response message is handed to `onMessage` **on the event loop**, in order, as soon as it
+  /// is whole, so it must be quick and must not block. Returns when etcd ends the stream with
+  /// status OK; throws when it ends it otherwise, when the connection is lost, when
+  /// `onMessage` throws (the stream is then reset), or with `CancellationError` when the task
+  /// is cancelled. There is no deadline: the call waits for a member as long as it takes.
+  func bidirectional<Request: SwiftProtobuf.Message & Sendable>(
+    path: String, metadata: Metadata, requests: AsyncStream<Request>,
+    onWrite: @escaping @Sendable (Request) -> Void,
+    onMessage: @escaping @Sendable (ByteBuffer) throws -> Void
+  ) async throws {
+    let call = DirectCall(
+      path: path, scheme: self.scheme, metadata: metadata, mode: .stream(onMessage), timeout: nil,
+      maxReceiveBytes: self.maxReceiveBytes, promise: self.eventLoop.makePromise())
+    let loop = self.eventLoop
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask {
+        for await request in requests {
+          let body = try self.framed(try request.serializedBytes())
+          loop.execute { call.send(body, end: false) }
+          onWrite(request)
+        }
+        loop.execute { call.send(nil, end: true) }
+      }
+      _ = try await self.run(call)
+      group.cancelAll()
     }
+  }
+
+  /// A message with gRPC's 5-byte prefix (not compressed, length).
+  private func framed(_ message: [UInt8]) throws -> ByteBuffer {
     guard message.count <= self.maxSendBytes else {
       throw RPCError(
         code: .resourceExhausted,
@@ -76,9 +114,13 @@ final class DirectTransport: Sendable {
     body.writeInteger(UInt8(0))
     body.writeInteger(UInt32(message.count))
     body.writeBytes(message)
-    let call = DirectCall(
-      path: path, scheme: self.scheme, metadata: metadata, body: body, timeout: timeout,
-      maxReceiveBytes: self.maxReceiveBytes, promise: self.eventLoop.makePromise())
+    return body
+  }
+
+  private func run(_ call: DirectCall) async throws -> ByteBuffer {
+    if self.closed.load(ordering: .relaxed) {
+      throw EtcdError(.clientClosed, "the etcd client has been shut down")
+    }
     let start = self.nextMember.wrappingAdd(1, ordering: .relaxed).oldValue
     let members = self.members
     let loop = self.eventLoop
@@ -389,41 +431,54 @@ extension DirectMember {
   }
 }
 
-/// One unary call, confined to the transport's event loop: picks a member, opens a stream,
-/// and completes `promise` exactly once (response, error, deadline or cancellation).
+/// One call, confined to the transport's event loop: picks a member, opens a stream, and
+/// completes `promise` exactly once (the response, or for a streaming call its end; an error;
+/// the deadline; cancellation).
 final class DirectCall: @unchecked Sendable {
+  /// A unary call's one request message, or a streaming call's consumer of response messages.
+  enum Mode {
+    case unary(ByteBuffer)
+    case stream(@Sendable (ByteBuffer) throws -> Void)
+  }
+
   let promise: EventLoopPromise<ByteBuffer>
-  private let path: String
-  private let scheme: String
-  private let metadata: Metadata
-  private let body: ByteBuffer
-  private let timeout: Duration
-  private let maxReceiveBytes: Int
-  private var done = false
+  let path: String
+  let scheme: String
+  let metadata: Metadata
+  let mode: Mode
+  let timeout: Duration?
+  let receiveLimit: Int
+  private(set) var isDone = false
   private var deadlineTask: Scheduled<Void>?
-  private var stream: (any Channel)?
+  private var stream: DirectStreamHandler?
   private var lastError: (any Error)?
+  /// A streaming call's messages written before its stream was open, and whether the
+  /// requests ended (half-close).
+  private var pending: [ByteBuffer] = []
+  private var ended = false
 
   init(
-    path: String, scheme: String, metadata: Metadata, body: ByteBuffer, timeout: Duration,
+    path: String, scheme: String, metadata: Metadata, mode: Mode, timeout: Duration?,
     maxReceiveBytes: Int, promise: EventLoopPromise<ByteBuffer>
   ) {
     self.path = path
     self.scheme = scheme
     self.metadata = metadata
-    self.body = body
+    self.mode = mode
     self.timeout = timeout
-    self.maxReceiveBytes = maxReceiveBytes
+    self.receiveLimit = maxReceiveBytes
     self.promise = promise
   }
 
   private var eventLoop: any EventLoop { self.promise.futureResult.eventLoop }
 
   func begin(members: [DirectMember], start: Int) {
-    guard !self.done else { return }
-    self.deadlineTask = self.eventLoop.scheduleTask(in: timeAmount(self.timeout)) { [self] in
-      let reason = self.lastError.map { ": \($0)" } ?? ""
-      self.finish(.failure(RPCError(code: .deadlineExceeded, message: "the request's deadline passed\(reason)")))
+    guard !self.isDone else { return }
+    if let timeout = self.timeout {
+      self.deadlineTask = self.eventLoop.scheduleTask(in: timeAmount(timeout)) { [self] in
+        let reason = self.lastError.map { ": \($0)" } ?? ""
+        self.finish(.failure(RPCError(code: .deadlineExceeded, message: "the request's deadline passed\(reason)")))
+      }
     }
     self.attempt(members: members, start: start, tried: 0)
   }
@@ -431,7 +486,7 @@ final class DirectCall: @unchecked Sendable {
   /// Tries the members from `start`: a ready one first, else each one not backing off in turn;
   /// when every one failed, waits for the earliest backoff and goes round again.
   private func attempt(members: [DirectMember], start: Int, tried: Int) {
-    guard !self.done else { return }
+    guard !self.isDone else { return }
     let count = members.count
     if members.allSatisfy(\.isShutDown) {
       self.finish(.failure(EtcdError(.clientClosed, "the etcd client has been shut down")))
@@ -459,7 +514,7 @@ final class DirectCall: @unchecked Sendable {
 
   private func open(on member: DirectMember, members: [DirectMember], next: Int, tried: Int) {
     member.connection().whenComplete { [self] result in
-      guard !self.done else { return }
+      guard !self.isDone else { return }
       switch result {
       case .failure(let error):
         self.lastError = error
@@ -468,7 +523,7 @@ final class DirectCall: @unchecked Sendable {
         let authority = member.authority
         connection.multiplexer.createStreamChannel { [self] stream in
           stream.eventLoop.makeCompletedFuture {
-            try stream.pipeline.syncOperations.addHandler(DirectUnaryHandler(call: self, authority: authority))
+            try stream.pipeline.syncOperations.addHandler(DirectStreamHandler(call: self, authority: authority))
           }
         }.whenFailure { [self] error in
           // The connection could take no new stream (closing, GOAWAY): another member.
@@ -480,25 +535,44 @@ final class DirectCall: @unchecked Sendable {
     }
   }
 
-  func attached(_ stream: any Channel) {
-    if self.done { stream.close(promise: nil) } else { self.stream = stream }
+  /// The stream's handler, once its channel is open; it writes `takePending()` after the headers.
+  func attached(_ handler: DirectStreamHandler) -> Bool {
+    guard !self.isDone else { return false }
+    self.stream = handler
+    return true
   }
 
-  var requestHeaders: (path: String, scheme: String, metadata: Metadata, timeout: Duration) {
-    (self.path, self.scheme, self.metadata, self.timeout)
+  /// The messages to write after the headers, and whether the request side ends with them.
+  func takePending() -> (messages: [ByteBuffer], end: Bool) {
+    switch self.mode {
+    case .unary(let body): return ([body], true)
+    case .stream:
+      let pending = self.pending
+      self.pending = []
+      return (pending, self.ended)
+    }
   }
-  var requestBody: ByteBuffer { self.body }
-  var receiveLimit: Int { self.maxReceiveBytes }
-  var isDone: Bool { self.done }
+
+  /// A streaming call's next message (`nil` with `end`: the half-close).
+  func send(_ message: ByteBuffer?, end: Bool) {
+    guard !self.isDone, !self.ended else { return }
+    if end { self.ended = true }
+    if let stream = self.stream {
+      stream.write(message, end: end)
+    } else if let message {
+      self.pending.append(message)
+    }
+  }
 
   /// Completes the call once; a stream still open is reset (etcd then stops working on it).
   func finish(_ result: Result<ByteBuffer, any Error>) {
-    guard !self.done else { return }
-    self.done = true
+    guard !self.isDone else { return }
+    self.isDone = true
     self.deadlineTask?.cancel()
     self.deadlineTask = nil
-    if case .failure = result, let stream = self.stream { stream.close(promise: nil) }
+    if case .failure = result { self.stream?.reset() }
     self.stream = nil
+    self.pending = []
     self.promise.completeWith(result)
   }
 }
@@ -512,17 +586,23 @@ extension DirectMember {
   }
 }
 
-/// A unary call's HTTP/2 stream: writes the request in one flush and reads the response
-/// (headers, one length-prefixed message, trailers with `grpc-status`).
-final class DirectUnaryHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// A call's HTTP/2 stream: writes the headers and the messages (a unary call's one message
+/// and END_STREAM in the same flush), and reads the response: headers, length-prefixed
+/// messages (a unary call's one, or each handed to a streaming call's consumer as it is
+/// whole), and trailers with `grpc-status`.
+final class DirectStreamHandler: ChannelInboundHandler, RemovableChannelHandler {
   typealias InboundIn = HTTP2Frame.FramePayload
   typealias OutboundOut = HTTP2Frame.FramePayload
 
   private let call: DirectCall
   private let authority: String
+  private var context: ChannelHandlerContext?
   private var sent = false
   private var sawHeaders = false
-  private var response: ByteBuffer?
+  /// Response bytes not yet made into a whole message.
+  private var buffer: ByteBuffer?
+  /// A unary call's response message.
+  private var message: ByteBuffer?
 
   init(call: DirectCall, authority: String) {
     self.call = call
@@ -530,36 +610,64 @@ final class DirectUnaryHandler: ChannelInboundHandler, RemovableChannelHandler {
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
-    self.call.attached(context.channel)
-    if context.channel.isActive { self.send(context: context) }
+    self.context = context
+    if context.channel.isActive { self.start(context: context) }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    self.context = nil
   }
 
   func channelActive(context: ChannelHandlerContext) {
-    self.send(context: context)
+    self.start(context: context)
     context.fireChannelActive()
   }
 
-  private func send(context: ChannelHandlerContext) {
-    guard !self.sent, !self.call.isDone else { return }
+  private func start(context: ChannelHandlerContext) {
+    guard !self.sent else { return }
     self.sent = true
-    let request = self.call.requestHeaders
+    guard self.call.attached(self) else {
+      context.close(promise: nil)
+      return
+    }
     var headers = HPACKHeaders()
-    headers.reserveCapacity(8 + request.metadata.count)
+    headers.reserveCapacity(8 + self.call.metadata.count)
     headers.add(name: ":method", value: "POST")
-    headers.add(name: ":scheme", value: request.scheme)
-    headers.add(name: ":path", value: request.path)
+    headers.add(name: ":scheme", value: self.call.scheme)
+    headers.add(name: ":path", value: self.call.path)
     headers.add(name: ":authority", value: self.authority)
     headers.add(name: "content-type", value: "application/grpc")
     headers.add(name: "te", value: "trailers")
-    headers.add(name: "grpc-timeout", value: grpcTimeout(request.timeout))
-    for entry in request.metadata {
+    if let timeout = self.call.timeout { headers.add(name: "grpc-timeout", value: grpcTimeout(timeout)) }
+    for entry in self.call.metadata {
       if case .string(let value) = entry.value { headers.add(name: entry.key, value: value) }
     }
+    let (messages, end) = self.call.takePending()
     context.write(self.wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
-    context.writeAndFlush(self.wrapOutboundOut(.data(.init(data: .byteBuffer(self.call.requestBody), endStream: true))), promise: nil)
+    for (index, message) in messages.enumerated() {
+      let last = index == messages.count - 1
+      context.write(self.wrapOutboundOut(.data(.init(data: .byteBuffer(message), endStream: last && end))), promise: nil)
+    }
+    if messages.isEmpty && end {
+      context.write(self.wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: nil)
+    }
+    context.flush()
+  }
+
+  /// A streaming call's next message, or its half-close.
+  func write(_ message: ByteBuffer?, end: Bool) {
+    guard let context = self.context else { return }
+    let data = message ?? ByteBuffer()
+    context.writeAndFlush(self.wrapOutboundOut(.data(.init(data: .byteBuffer(data), endStream: end))), promise: nil)
+  }
+
+  /// Ends the stream from this side (RST_STREAM CANCEL).
+  func reset() {
+    self.context?.close(promise: nil)
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    guard !self.call.isDone else { return }
     switch self.unwrapInboundIn(data) {
     case .headers(let frame):
       if !self.sawHeaders {
@@ -574,18 +682,15 @@ final class DirectUnaryHandler: ChannelInboundHandler, RemovableChannelHandler {
       }
     case .data(let frame):
       guard case .byteBuffer(var bytes) = frame.data else { return }
-      if self.response == nil {
-        self.response = bytes
+      if self.buffer == nil {
+        self.buffer = bytes
       } else {
-        self.response!.writeBuffer(&bytes)
+        self.buffer!.writeBuffer(&bytes)
       }
-      if let response = self.response, response.readableBytes >= 5,
-        let length = response.getInteger(at: response.readerIndex + 1, as: UInt32.self),
-        Int(length) > self.call.receiveLimit
-      {
-        self.call.finish(.failure(RPCError(
-          code: .resourceExhausted,
-          message: "the response exceeded maxReceiveMessageBytes (\(length) vs. \(self.call.receiveLimit))")))
+      do {
+        try self.takeMessages()
+      } catch {
+        self.call.finish(.failure(error))
         return
       }
       if frame.endStream {
@@ -595,6 +700,45 @@ final class DirectUnaryHandler: ChannelInboundHandler, RemovableChannelHandler {
       self.call.finish(.failure(Self.resetError(code)))
     default:
       break
+    }
+  }
+
+  /// Takes each whole message out of `buffer`: a unary call keeps its one, a streaming call
+  /// hands each to its consumer.
+  private func takeMessages() throws {
+    while var buffer = self.buffer, buffer.readableBytes >= 5 {
+      let start = buffer.readerIndex
+      guard let compressed = buffer.getInteger(at: start, as: UInt8.self),
+        let length = buffer.getInteger(at: start + 1, as: UInt32.self)
+      else { return }
+      guard Int(length) <= self.call.receiveLimit else {
+        throw RPCError(
+          code: .resourceExhausted,
+          message: "the response exceeded maxReceiveMessageBytes (\(length) vs. \(self.call.receiveLimit))")
+      }
+      guard compressed == 0 else {
+        throw RPCError(code: .internalError, message: "etcd sent a compressed message, which was not asked for")
+      }
+      guard buffer.readableBytes >= 5 + Int(length) else {
+        if buffer.capacity < 5 + Int(length) {
+          // One allocation for a large message instead of doubling as its frames arrive.
+          buffer.reserveCapacity(minimumWritableBytes: 5 + Int(length) - buffer.readableBytes)
+          self.buffer = buffer
+        }
+        return
+      }
+      buffer.moveReaderIndex(forwardBy: 5)
+      let message = buffer.readSlice(length: Int(length))!
+      self.buffer = buffer.readableBytes == 0 ? nil : buffer
+      switch self.call.mode {
+      case .unary:
+        guard self.message == nil else {
+          throw RPCError(code: .internalError, message: "etcd sent more than one message for a unary call")
+        }
+        self.message = message
+      case .stream(let consumer):
+        try consumer(message)
+      }
     }
   }
 
@@ -609,22 +753,21 @@ final class DirectUnaryHandler: ChannelInboundHandler, RemovableChannelHandler {
       self.call.finish(.failure(RPCError(code: code, message: message)))
       return
     }
-    guard var response = self.response, response.readableBytes >= 5,
-      let compressed = response.readInteger(as: UInt8.self), let length = response.readInteger(as: UInt32.self)
-    else {
-      self.call.finish(.failure(RPCError(code: .internalError, message: "etcd's response carries no message")))
+    if self.buffer != nil {
+      self.call.finish(.failure(RPCError(code: .internalError, message: "etcd's response ends in part of a message")))
       return
     }
-    guard compressed == 0 else {
-      self.call.finish(.failure(RPCError(code: .internalError, message: "etcd sent a compressed message, which was not asked for")))
-      return
+    switch self.call.mode {
+    case .unary:
+      guard let message = self.message else {
+        self.call.finish(.failure(RPCError(code: .internalError, message: "etcd's response carries no message")))
+        return
+      }
+      self.message = nil
+      self.call.finish(.success(message))
+    case .stream:
+      self.call.finish(.success(ByteBuffer()))
     }
-    guard response.readableBytes == Int(length) else {
-      self.call.finish(.failure(RPCError(code: .internalError, message: "etcd's response is not one whole message")))
-      return
-    }
-    self.response = nil
-    self.call.finish(.success(response))
   }
 
   func channelInactive(context: ChannelHandlerContext) {

@@ -1,6 +1,8 @@
 import Foundation
 import GRPCCore
 import Logging
+import NIOCore
+import SwiftProtobuf
 import Synchronization
 
 /// Multiplexes every watch of a client on one gRPC Watch stream, and re-creates that stream
@@ -276,6 +278,21 @@ final class WatchHub: Sendable {
         // ends the other.
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask {
+            if let direct = client.direct {
+              // The client's own transport: each response is decoded and handled on the event
+              // loop as it arrives, so an event reaches its watcher's stream with no hop between.
+              let creates = Counter()
+              try await direct.bidirectional(path: "/etcdserverpb.Watch/Watch", metadata: metadata, requests: outbound) { request in
+                if case .createRequest = request.requestUnion {
+                  self.createWritten(creates.increment(), stream: stream)
+                }
+              } onMessage: { bytes in
+                let message = try Etcdserverpb_WatchResponse(serializedBytes: Array(bytes.readableBytesView))
+                if !message.events.isEmpty || (message.created && !message.canceled) { progressed.set() }
+                try self.handle(message, generation: generation, stream: stream)
+              }
+              return
+            }
             try await client.watchRPC.watch(metadata: metadata, options: options) { writer in
               var creates = 0
               for await request in outbound {
@@ -382,6 +399,13 @@ final class WatchHub: Sendable {
   /// too-old events of a new watch (dropped) ended the stream, which was re-created and resumed.
   var protocolViolations: Int { self.violations.load(ordering: .relaxed) }
   let violations = Atomic<Int>(0)
+}
+
+/// A count kept from a `@Sendable` closure.
+final class Counter: Sendable {
+  private let value = Atomic<Int>(0)
+  /// Adds one and returns the new count.
+  func increment() -> Int { self.value.add(1, ordering: .relaxed).newValue }
 }
 
 /// A flag set from a `@Sendable` closure and read (and cleared) by its owner.
