@@ -91,12 +91,17 @@ final class DirectTransport: Sendable {
     let loop = self.eventLoop
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask {
-        for await request in requests {
-          let body = try self.framed(try request.serializedBytes())
-          loop.execute { call.send(body, end: false) }
-          onWrite(request)
+        do {
+          for await request in requests {
+            let body = try self.framed(try request.serializedBytes())
+            loop.execute { call.send(body, end: false) }
+            onWrite(request)
+          }
+          loop.execute { call.send(nil, end: true) }
+        } catch {
+          // A request that cannot be sent ends the call with that error.
+          loop.execute { call.finish(.failure(error)) }
         }
-        loop.execute { call.send(nil, end: true) }
       }
       _ = try await self.run(call)
       group.cancelAll()
@@ -119,7 +124,9 @@ final class DirectTransport: Sendable {
 
   private func run(_ call: DirectCall) async throws -> ByteBuffer {
     if self.closed.load(ordering: .relaxed) {
-      throw EtcdError(.clientClosed, "the etcd client has been shut down")
+      let error = EtcdError(.clientClosed, "the etcd client has been shut down")
+      call.promise.fail(error)
+      throw error
     }
     let start = self.nextMember.wrappingAdd(1, ordering: .relaxed).oldValue
     let members = self.members
@@ -310,7 +317,10 @@ final class DirectMember: @unchecked Sendable {
           try sync.addHandler(DirectConnectionEvents(member: member, ready: ready, waitsForTLS: security.context != nil))
         }
       }
-    let connected = bootstrap.connect(to: address)
+    let endpoint = self.endpoint
+    let connected = bootstrap.connect(to: address).flatMapErrorThrowing { error in
+      throw RPCError(code: .unavailable, message: "cannot connect to etcd member \(endpoint): \(error)", cause: error)
+    }
     connected.whenFailure { ready.fail($0) }
     return connected.flatMap { channel in
       ready.futureResult.flatMapThrowing {
