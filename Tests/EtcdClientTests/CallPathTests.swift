@@ -3,18 +3,21 @@ import EtcdTestSupport
 import Foundation
 import Testing
 
-/// The unary call path, as it is by default and with issue 16's levers (deadlines kept by the
-/// client's sweeper instead of grpc's per-call timer; calls on the connections' event loop,
-/// large Range responses decoded after the call, off that loop).
+/// The unary call path: DirectTransport (the default), and grpc-swift-2's path as it was
+/// before it (`levers: false`) and with that path's levers (`levers: true`: deadlines kept by
+/// the client's sweeper instead of grpc's per-call timer; calls on the connections' event
+/// loop, large Range responses decoded after the call, off that loop).
 @Suite("Unary call path against a real etcd") struct CallPathTests {
-  static func configure(_ configuration: inout EtcdConfiguration, levers: Bool) {
+  static func configure(_ configuration: inout EtcdConfiguration, levers: Bool?) {
+    guard let levers else { return }  // DirectTransport
+    configuration.directUnaryCalls = false
     configuration.perCallDeadlineTimer = !levers
     configuration.runsOnConnectionLoop = levers
   }
 
   /// A put to a member that stopped answering fails with `deadlineExceeded` once
   /// `requestTimeout` has passed, and the same client works once the member is back.
-  @Test(.timeLimit(.minutes(2)), arguments: [false, true]) func requestTimeoutEndsAStalledCall(levers: Bool) async throws {
+  @Test(.timeLimit(.minutes(2)), arguments: [nil, false, true]) func requestTimeoutEndsAStalledCall(levers: Bool?) async throws {
     try await EtcdServer.with { server in
       var configuration = server.configuration()
       Self.configure(&configuration, levers: levers)
@@ -37,7 +40,7 @@ import Testing
   /// while a call with a far later deadline is waiting: the sweeper wakes for the earlier one.
   /// (With a one-hour requestTimeout, a sweeper that slept for the first deadline would hang
   /// this test until its time limit.)
-  @Test(.timeLimit(.minutes(2)), arguments: [false, true]) func shortTimeoutFiresWhileALongCallWaits(levers: Bool) async throws {
+  @Test(.timeLimit(.minutes(2)), arguments: [nil, false, true]) func shortTimeoutFiresWhileALongCallWaits(levers: Bool?) async throws {
     try await EtcdServer.with { server in
       var configuration = server.configuration()
       Self.configure(&configuration, levers: levers)
@@ -58,11 +61,12 @@ import Testing
   }
 
   /// Cancelling the task that makes a call ends the call with an error, and the client keeps
-  /// working. (The error's code is `internal` today; issue 16 leaves that as found.) Only the
-  /// default call path: with issue 16's levers on (off by default, and staying off), a full
-  /// run on 2026-12-05 saw the cancelled put complete once etcd resumed, 1 time in about 10
-  /// runs; docs/benchmarks.md lists it among the reasons the levers stay off.
-  @Test(.timeLimit(.minutes(2)), arguments: [false]) func cancellingTheCallerCancelsTheCall(levers: Bool) async throws {
+  /// working. DirectTransport and grpc-swift-2's path without its levers: with those levers on
+  /// (off, and only in ClientBench's variants), a full run on 2026-12-05 saw the cancelled put
+  /// complete once etcd resumed, 1 time in about 10 runs. Through DirectTransport the error is
+  /// `cancelled` and the stream is reset; whether etcd, once resumed, reads the reset before it
+  /// starts the put is etcd's race, so the test does not ask.
+  @Test(.timeLimit(.minutes(2)), arguments: [nil, false]) func cancellingTheCallerCancelsTheCall(levers: Bool?) async throws {
     try await EtcdServer.with { server in
       var configuration = server.configuration()
       Self.configure(&configuration, levers: levers)
@@ -74,15 +78,16 @@ import Testing
         call.cancel()
         let result = await call.result
         server.resume()
-        #expect(throws: EtcdError.self) { try result.get() }
+        let error = #expect(throws: EtcdError.self) { try result.get() }
         try await etcd.put("/deadline/after", "1")
+        if levers == nil { #expect(error?.code == .cancelled) }
       }
     }
   }
 
   /// A Range response larger than what is decoded on the event loop (64 KiB) comes back
   /// whole and in key order, from a single Range and from paginated reads.
-  @Test(arguments: [false, true]) func largeRangeIsDecodedWhole(levers: Bool) async throws {
+  @Test(arguments: [nil, false, true]) func largeRangeIsDecodedWhole(levers: Bool?) async throws {
     try await EtcdServer.with { server in
       var configuration = server.configuration()
       Self.configure(&configuration, levers: levers)
