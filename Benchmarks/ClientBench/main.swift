@@ -15,7 +15,8 @@
 // CPU columns: utime+stime of the client process and of etcd (/proc/PID/stat) before and after
 // the phase, divided by its requests (a put→watch sample is one put and one event).
 // `ClientBench read-once ENDPOINT PREFIX` is the whole-process read used for the comparison
-// with `etcdctl get --prefix`.
+// with `etcdctl get --prefix`. `ClientBench wire-puts ENDPOINT PREFIX PUTS [grpc]` makes only
+// puts (200 warm-up, then PUTS; `grpc`: through grpc-swift-2), for Benchmarks/wire_capture.py.
 import EtcdClient
 import EtcdTestSupport
 import Foundation
@@ -36,6 +37,22 @@ if arguments.count >= 4 && arguments[1] == "read-once" {
     try await etcd.getAll(.prefix(arguments[3])).kvs.count
   }
   print(count)
+  exit(0)
+}
+
+if arguments.count >= 2 && arguments[1] == "wire-puts" {
+  // The puts of a wire capture: 200 to PREFIX/warm/N, then PUTS to PREFIX/put/(N % 1000).
+  guard arguments.count >= 5, let count = Int(arguments[4]), count >= 0 else {
+    print("usage: ClientBench wire-puts ENDPOINT PREFIX PUTS [grpc]")
+    exit(2)
+  }
+  var configuration = try EtcdConfiguration(endpoints: [arguments[2]])
+  configuration.directUnaryCalls = !arguments.dropFirst(5).contains("grpc")
+  try await withEtcdClient(configuration) { etcd in
+    let value = String(repeating: "x", count: 100)
+    for i in 0..<200 { try await etcd.put("\(arguments[3])warm/\(i)", value) }
+    for i in 0..<count { try await etcd.put("\(arguments[3])put/\(i % 1000)", value) }
+  }
   exit(0)
 }
 

@@ -7,7 +7,8 @@
 // Puts go to PREFIX/put/N, put -> watch samples to PREFIX/watch/N; the Range reads
 // DATA_PREFIX (already loaded by ClientBench). CPU figures are utime+stime from
 // /proc/self/stat (this process, all threads) and /proc/ETCD_PID/stat, before and after each
-// phase. Built by scripts/bench in GOPATH mode from Debian's packages only (no module proxy).
+// phase. `clientbench-go puts ENDPOINT PREFIX PUTS` makes only puts (200 warm-up, then PUTS),
+// for Benchmarks/wire_capture.py. Built by scripts/bench in GOPATH mode from Debian's packages only (no module proxy).
 package main
 
 import (
@@ -44,6 +45,10 @@ func cpuSeconds(pid string) float64 {
 }
 
 func main() {
+	if len(os.Args) == 5 && os.Args[1] == "puts" {
+		putsOnly(strings.TrimPrefix(os.Args[2], "http://"), os.Args[3], os.Args[4])
+		return
+	}
 	if len(os.Args) != 8 {
 		fmt.Fprintln(os.Stderr, "usage: clientbench-go ENDPOINT PREFIX DATA_PREFIX PUTS READS WATCHES ETCD_PID")
 		os.Exit(2)
@@ -122,4 +127,28 @@ func main() {
 	out["watch_client_cpu_ms"], out["watch_etcd_cpu_ms"] = (c1-c0)*1e3/float64(watches), (e1-e0)*1e3/float64(watches)
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
+}
+
+// putsOnly makes 200 puts to PREFIX/warm/N, then PUTS to PREFIX/put/(N % 1000): the puts of a
+// wire capture.
+func putsOnly(ep, prefix, count string) {
+	n, err := strconv.Atoi(count)
+	if err != nil {
+		panic(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		panic(err)
+	}
+	defer cli.Close()
+	value := strings.Repeat("x", 100)
+	for i := 0; i < 200+n; i++ {
+		key := prefix + "warm/" + strconv.Itoa(i)
+		if i >= 200 {
+			key = prefix + "put/" + strconv.Itoa((i-200)%1000)
+		}
+		if _, err := cli.Put(context.Background(), key, value); err != nil {
+			panic(err)
+		}
+	}
 }
