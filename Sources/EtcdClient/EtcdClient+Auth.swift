@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import SwiftProtobuf
 
 /// The access a role grants on a key range.
 public enum Permission: Sendable, Hashable {
@@ -35,23 +36,24 @@ extension EtcdClient {
   }
 
   /// Runs one Auth administration RPC (a mutation: not retried), discarding its response.
-  private func admin<Request: Sendable, Response: Sendable>(
+  private func admin<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message & Sendable>(
     _ request: Request,
-    _ call: @escaping @Sendable (Etcdserverpb_Auth.Client<Transport>, Request, Metadata, CallOptions) async throws -> Response
+    _ method: MethodDescriptor,
+    as response: Response.Type
   ) async throws(EtcdError) {
     _ = try await self.unary(idempotent: false) { metadata, options in
-      try await call(self.authRPC, request, metadata, options)
+      try await self.invoke(method, request, metadata, options, as: Response.self)
     }
   }
 
   /// Turns authentication on (a `root` user with the `root` role must exist).
   public func authEnable() async throws(EtcdError) {
-    try await self.admin(Etcdserverpb_AuthEnableRequest()) { try await $0.authEnable($1, metadata: $2, options: $3) }
+    try await self.admin(Etcdserverpb_AuthEnableRequest(), Etcdserverpb_Auth.Method.AuthEnable.descriptor, as: Etcdserverpb_AuthEnableResponse.self)
   }
 
   /// Turns authentication off.
   public func authDisable() async throws(EtcdError) {
-    try await self.admin(Etcdserverpb_AuthDisableRequest()) { try await $0.authDisable($1, metadata: $2, options: $3) }
+    try await self.admin(Etcdserverpb_AuthDisableRequest(), Etcdserverpb_Auth.Method.AuthDisable.descriptor, as: Etcdserverpb_AuthDisableResponse.self)
   }
 
   /// Adds a user.
@@ -59,52 +61,52 @@ extension EtcdClient {
     var request = Etcdserverpb_AuthUserAddRequest()
     request.name = name
     request.password = password
-    try await self.admin(request) { try await $0.userAdd($1, metadata: $2, options: $3) }
+    try await self.admin(request, Etcdserverpb_Auth.Method.UserAdd.descriptor, as: Etcdserverpb_AuthUserAddResponse.self)
   }
 
   public func userDelete(_ name: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthUserDeleteRequest()
     request.name = name
-    try await self.admin(request) { try await $0.userDelete($1, metadata: $2, options: $3) }
+    try await self.admin(request, Etcdserverpb_Auth.Method.UserDelete.descriptor, as: Etcdserverpb_AuthUserDeleteResponse.self)
   }
 
   public func userChangePassword(_ name: String, password: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthUserChangePasswordRequest()
     request.name = name
     request.password = password
-    try await self.admin(request) { try await $0.userChangePassword($1, metadata: $2, options: $3) }
+    try await self.admin(request, Etcdserverpb_Auth.Method.UserChangePassword.descriptor, as: Etcdserverpb_AuthUserChangePasswordResponse.self)
   }
 
   public func userGrantRole(_ user: String, role: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthUserGrantRoleRequest()
     request.user = user
     request.role = role
-    try await self.admin(request) { try await $0.userGrantRole($1, metadata: $2, options: $3) }
+    try await self.admin(request, Etcdserverpb_Auth.Method.UserGrantRole.descriptor, as: Etcdserverpb_AuthUserGrantRoleResponse.self)
   }
 
   public func userRevokeRole(_ user: String, role: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthUserRevokeRoleRequest()
     request.name = user
     request.role = role
-    try await self.admin(request) { try await $0.userRevokeRole($1, metadata: $2, options: $3) }
+    try await self.admin(request, Etcdserverpb_Auth.Method.UserRevokeRole.descriptor, as: Etcdserverpb_AuthUserRevokeRoleResponse.self)
   }
 
   public func userList() async throws(EtcdError) -> [String] {
     try await self.unary(idempotent: true) { metadata, options in
-      try await self.authRPC.userList(Etcdserverpb_AuthUserListRequest(), metadata: metadata, options: options).users
+      try await self.invoke(Etcdserverpb_Auth.Method.UserList.descriptor, Etcdserverpb_AuthUserListRequest(), metadata, options, as: Etcdserverpb_AuthUserListResponse.self).users
     }
   }
 
   public func roleAdd(_ name: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthRoleAddRequest()
     request.name = name
-    try await self.admin(request) { try await $0.roleAdd($1, metadata: $2, options: $3) }
+    try await self.admin(request, Etcdserverpb_Auth.Method.RoleAdd.descriptor, as: Etcdserverpb_AuthRoleAddResponse.self)
   }
 
   public func roleDelete(_ name: String) async throws(EtcdError) {
     var request = Etcdserverpb_AuthRoleDeleteRequest()
     request.role = name
-    try await self.admin(request) { try await $0.roleDelete($1, metadata: $2, options: $3) }
+    try await self.admin(request, Etcdserverpb_Auth.Method.RoleDelete.descriptor, as: Etcdserverpb_AuthRoleDeleteResponse.self)
   }
 
   /// Grants `permission` on `range` to a role.
@@ -114,7 +116,7 @@ extension EtcdClient {
     request.perm.permType = permission.proto
     request.perm.key = Data(range.key)
     request.perm.rangeEnd = Data(range.rangeEnd)
-    try await self.admin(request) { try await $0.roleGrantPermission($1, metadata: $2, options: $3) }
+    try await self.admin(request, Etcdserverpb_Auth.Method.RoleGrantPermission.descriptor, as: Etcdserverpb_AuthRoleGrantPermissionResponse.self)
   }
 
   /// Revokes whatever a role was granted on exactly `range`.
@@ -123,12 +125,12 @@ extension EtcdClient {
     request.role = role
     request.key = Data(range.key)
     request.rangeEnd = Data(range.rangeEnd)
-    try await self.admin(request) { try await $0.roleRevokePermission($1, metadata: $2, options: $3) }
+    try await self.admin(request, Etcdserverpb_Auth.Method.RoleRevokePermission.descriptor, as: Etcdserverpb_AuthRoleRevokePermissionResponse.self)
   }
 
   public func roleList() async throws(EtcdError) -> [String] {
     try await self.unary(idempotent: true) { metadata, options in
-      try await self.authRPC.roleList(Etcdserverpb_AuthRoleListRequest(), metadata: metadata, options: options).roles
+      try await self.invoke(Etcdserverpb_Auth.Method.RoleList.descriptor, Etcdserverpb_AuthRoleListRequest(), metadata, options, as: Etcdserverpb_AuthRoleListResponse.self).roles
     }
   }
 }

@@ -1,5 +1,7 @@
 import Foundation
 import GRPCCore
+import NIOCore
+import SwiftProtobuf
 import Synchronization
 
 /// A granted lease.
@@ -207,7 +209,7 @@ struct LeaseKeeper: Sendable {
     // The lease lives at most until `deadline` unless renewed: from its grant until the first
     // renewal answers, then extended by each renewal.
     let deadline = LeaseDeadline(self.aliveUntil)
-    let ttl = Mutex<Int64>(self.knownTTL.map { max(1, $0) } ?? 3)
+    let ttl = LeaseTTL(self.knownTTL.map { max(1, $0) } ?? 3)
     var backoff = Backoff(maximum: .seconds(1))
     let progressed = Flag()
     while !Task.isCancelled {
@@ -218,18 +220,21 @@ struct LeaseKeeper: Sendable {
         // expiry is reported on time whichever call waits for it.
         let gone: Bool = try await Self.untilExpired(deadline) { [options] in
           let metadata = try await self.client.streamMetadata()
+          if let direct = self.client.direct {
+            return try await self.keepAlive(through: direct, metadata: metadata, ttl: ttl, deadline: deadline, clock: clock, progressed: progressed)
+          }
           return try await self.client.leaseRPC.leaseKeepAlive(metadata: metadata, options: options) { writer in
             var request = Etcdserverpb_LeaseKeepAliveRequest()
             request.id = self.id
             while !Task.isCancelled {
               try await writer.write(request)
-              let interval = max(Duration.milliseconds(500), .seconds(ttl.withLock { $0 }) / 3)
+              let interval = max(Duration.milliseconds(500), .seconds(ttl.seconds) / 3)
               try await Task.sleep(for: interval)
             }
           } onResponse: { response in
             for try await message in response.messages {
               guard message.ttl > 0 else { return true }
-              ttl.withLock { $0 = message.ttl }
+              ttl.seconds = message.ttl
               deadline.value = clock.now + .seconds(message.ttl)
               self.continuation.yield(LeaseKeepAliveResponse(id: message.id, ttl: message.ttl, header: ResponseHeader(message.header)))
               progressed.set()
@@ -262,6 +267,56 @@ struct LeaseKeeper: Sendable {
       try? await Task.sleep(for: backoff.next())
     }
     self.continuation.finish()
+  }
+}
+
+extension LeaseKeeper {
+  /// The keep-alive stream through ``DirectTransport``: a request every third of the TTL (at
+  /// least every 500 ms), each answer handled on the event loop as it arrives. Returns true
+  /// when etcd says the lease is gone (TTL 0), false when the stream ends otherwise.
+  func keepAlive(
+    through direct: DirectTransport, metadata: Metadata, ttl: LeaseTTL, deadline: LeaseDeadline,
+    clock: ContinuousClock, progressed: Flag
+  ) async throws -> Bool {
+    let (requests, feed) = AsyncStream.makeStream(of: Etcdserverpb_LeaseKeepAliveRequest.self)
+    var request = Etcdserverpb_LeaseKeepAliveRequest()
+    request.id = self.id
+    let writer = Task { [request] in
+      while !Task.isCancelled {
+        feed.yield(request)
+        let interval = max(Duration.milliseconds(500), .seconds(ttl.seconds) / 3)
+        try? await Task.sleep(for: interval)
+      }
+      feed.finish()
+    }
+    defer { writer.cancel() }
+    do {
+      try await direct.bidirectional(path: "/etcdserverpb.Lease/LeaseKeepAlive", metadata: metadata, requests: requests) { _ in
+      } onMessage: { bytes in
+        let message = try Etcdserverpb_LeaseKeepAliveResponse(serializedBytes: Array(bytes.readableBytesView))
+        guard message.ttl > 0 else { throw LeaseGone() }
+        ttl.seconds = message.ttl
+        deadline.value = clock.now + .seconds(message.ttl)
+        self.continuation.yield(LeaseKeepAliveResponse(id: message.id, ttl: message.ttl, header: ResponseHeader(message.header)))
+        progressed.set()
+      }
+      return false
+    } catch is LeaseGone {
+      return true
+    }
+  }
+}
+
+/// etcd answered a keep-alive with TTL 0: the lease expired or was revoked.
+struct LeaseGone: Error {}
+
+/// A lease's TTL as etcd last renewed it, which paces the keep-alive requests.
+final class LeaseTTL: Sendable {
+  private let value: Mutex<Int64>
+  init(_ seconds: Int64) { self.value = Mutex(seconds) }
+  var seconds: Int64 {
+    get { self.value.withLock { $0 } }
+    set { self.value.withLock { $0 = newValue } }
   }
 }
 

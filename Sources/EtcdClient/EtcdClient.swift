@@ -10,9 +10,10 @@ import Synchronization
 typealias Transport = HTTP2ClientTransport.Posix
 
 /// A client for an etcd v3 cluster: KV, Txn and `Op`, Watch, Lease, Auth, Maintenance and
-/// Cluster, over one multiplexed gRPC connection per member with failover between members.
+/// Cluster, over one multiplexed HTTP/2 connection per member (``DirectTransport``) with
+/// failover between members.
 ///
-/// The client must be running for requests to make progress. The simplest way is the scoped
+/// Connections are made on demand; ``run()`` waits until ``shutdown()``. The simplest way is the scoped
 /// ``withEtcdClient(_:logger:_:)``; a long-running service can instead call ``run()`` in a
 /// task of its own and ``shutdown()`` when done.
 ///
@@ -54,8 +55,16 @@ public final class EtcdClient: Sendable {
     }
   }
 
-  /// Runs the client's connections until ``shutdown()`` is called (or the task is cancelled).
+  /// Runs the client until ``shutdown()`` is called (or the task is cancelled, which shuts it
+  /// down). Calls do not wait for it: connections are made on demand. (Through grpc-swift-2,
+  /// `directUnaryCalls = false`, it runs that transport's connections, which calls need.)
   public func run() async throws {
+    if let direct = self.direct {
+      // Every call goes through DirectTransport, which connects on demand: grpc-swift-2's
+      // connections are not started (they would sit idle beside DirectTransport's).
+      await direct.waitUntilShutdown()
+      return
+    }
     do {
       try await self.grpc.runConnections()
     } catch {

@@ -93,10 +93,9 @@ public struct EtcdConfiguration: Sendable {
   /// connections' event loop (``EventLoopTaskExecutor``, one process-wide NIO thread) instead
   /// of on Swift's global executor with the connections on NIO's singleton group.
   package var runsOnConnectionLoop = false
-  /// Package-only (issue 16): unary calls and the watch stream go through the client's own
-  /// HTTP/2 path (``DirectTransport``); false sends them through grpc-swift-2 as before, for
-  /// ClientBench's `--variants` and the tests that compare both. Lease keep-alive streams and
-  /// the Auth admin calls always use grpc-swift-2.
+  /// Package-only (issue 16): every call and stream goes through the client's own HTTP/2 path
+  /// (``DirectTransport``); false sends them through grpc-swift-2 as before, for ClientBench's
+  /// `--variants` and the tests that compare both.
   package var directUnaryCalls = true
 
   public init(endpoints: [EtcdEndpoint]) {

@@ -9,7 +9,8 @@ import NIOTLS
 import SwiftProtobuf
 import Synchronization
 
-/// EtcdClient's own path for unary calls: gRPC over swift-nio-http2 with no task hops.
+/// EtcdClient's own gRPC transport over swift-nio-http2: every unary call, the watch stream
+/// and lease keep-alive streams, with no task hops.
 ///
 /// grpc-swift-2's call path moves a unary call between Swift's global pool and the event loop
 /// several times (task groups, a child task for the request writer, hops to open, write and
@@ -17,14 +18,15 @@ import Synchronization
 /// project's 2-core machine that was two thirds of a put's time (docs/benchmarks.md, issue 16).
 /// Here a call costs one hop to the event loop and one back: the loop opens an HTTP/2 stream,
 /// writes HEADERS and DATA (END_STREAM) in one flush, gathers the response frames and completes
-/// one promise; the deadline is one timer on the loop. Messages are still grpc-swift-2's
-/// generated protobuf types; only the transport of unary calls is ours. Streams (watch,
-/// lease keep-alive) stay on grpc-swift-2.
+/// one promise; the deadline is one timer on the loop. A stream's responses are handed to its
+/// consumer on the loop as each message is whole. Messages are still the generated protobuf
+/// types, and grpc-swift-2's `RPCError` carries failures (``EtcdError/wrap(_:)`` maps them).
 ///
-/// One connection per member, on one event loop per client. A call goes to the next ready
-/// member in turn; when none is ready it connects to the members in turn, and a member that
-/// cannot be reached is skipped for a backoff (100 ms, growing to 5 s). A call waits for a
-/// member until its deadline, as grpc's `waitForReady` did. A member that sends GOAWAY gets no
+/// One connection per member, on one event loop per client, made at the first call that needs
+/// it. A call goes to the next ready member in turn; when none is ready it connects to the
+/// members in turn, and a member that cannot be reached is skipped for a backoff (100 ms,
+/// growing to 5 s). A unary call waits for a member until its deadline, as grpc's
+/// `waitForReady` did; a stream waits as long as it takes. A member that sends GOAWAY gets no
 /// new calls on that connection; the next call opens a new one.
 final class DirectTransport: Sendable {
   let eventLoop: any EventLoop
@@ -59,7 +61,32 @@ final class DirectTransport: Sendable {
     guard !self.closed.exchange(true, ordering: .relaxed) else { return }
     let members = self.members
     self.eventLoop.execute { for member in members { member.shutdown() } }
+    let waiters = self.waiters.withLock { waiters in
+      defer { waiters = [:] }
+      return waiters
+    }
+    for waiter in waiters.values { waiter.resume() }
   }
+
+  /// Returns once ``shutdown()`` was called, or when the task is cancelled (which shuts the
+  /// transport down: ``EtcdClient/run()``'s meaning).
+  func waitUntilShutdown() async {
+    let id = self.nextWaiter.wrappingAdd(1, ordering: .relaxed).oldValue
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let waiting = self.waiters.withLock { waiters -> Bool in
+          guard !self.closed.load(ordering: .relaxed) else { return false }
+          waiters[id] = continuation
+          return true
+        }
+        if !waiting { continuation.resume() }
+      }
+    } onCancel: {
+      self.shutdown()
+    }
+  }
+  private let waiters = Mutex<[Int: CheckedContinuation<Void, Never>]>([:])
+  private let nextWaiter = Atomic<Int>(0)
 
   /// Makes one unary call: `message` is the serialized request; returns the serialized
   /// response. Fails with an `RPCError` (mapped by ``EtcdError/wrap(_:)``), an ``EtcdError``,
@@ -73,8 +100,8 @@ final class DirectTransport: Sendable {
   }
 
   /// Runs one bidirectional streaming call until it ends. Each element of `requests` is
-  /// written as one message, then passed to `onWrite` (the stream is half-closed when
-  /// `requests` finishes); each
+  /// written as one message and passed to `onWrite` once written to the stream, on the event
+  /// loop (the stream is half-closed when `requests` finishes); each
   /// response message is handed to `onMessage` **on the event loop**, in order, as soon as it
   /// is whole, so it must be quick and must not block. Returns when etcd ends the stream with
   /// status OK; throws when it ends it otherwise, when the connection is lost, when
@@ -94,8 +121,7 @@ final class DirectTransport: Sendable {
         do {
           for await request in requests {
             let body = try self.framed(try request.serializedBytes())
-            loop.execute { call.send(body, end: false) }
-            onWrite(request)
+            loop.execute { call.send(body, end: false) { onWrite(request) } }
           }
           loop.execute { call.send(nil, end: true) }
         } catch {
@@ -128,8 +154,9 @@ final class DirectTransport: Sendable {
       call.promise.fail(error)
       throw error
     }
-    let start = self.nextMember.wrappingAdd(1, ordering: .relaxed).oldValue
     let members = self.members
+    let turn = UInt(bitPattern: self.nextMember.wrappingAdd(1, ordering: .relaxed).oldValue)
+    let start = Int(turn % UInt(members.count))
     let loop = self.eventLoop
     return try await withTaskCancellationHandler {
       loop.execute { call.begin(members: members, start: start) }
@@ -209,6 +236,10 @@ final class DirectMember: @unchecked Sendable {
   }
   private var state = State.idle
   private var failures = 0
+  /// Calls with a stream open (or opening) on this member's connection.
+  private var inFlight = 0
+  /// The connection that closes once its last call ends (after ``shutdown()``).
+  private var closing: DirectConnection?
 
   init(
     endpoint: EtcdEndpoint, eventLoop: any EventLoop, security: DirectSecurity,
@@ -267,9 +298,23 @@ final class DirectMember: @unchecked Sendable {
     return future
   }
 
+  /// Takes no new calls; the connection closes once the calls on it have ended (at once
+  /// when there are none), so in-flight requests finish.
   func shutdown() {
-    if case .ready(let connection) = self.state { connection.channel.close(promise: nil) }
+    if case .ready(let connection) = self.state {
+      if self.inFlight == 0 { connection.channel.close(promise: nil) } else { self.closing = connection }
+    }
     self.state = .shutDown
+  }
+
+  func callStarted() { self.inFlight += 1 }
+
+  func callEnded() {
+    self.inFlight -= 1
+    if self.inFlight == 0, let connection = self.closing {
+      self.closing = nil
+      connection.channel.close(promise: nil)
+    }
   }
 
   private func connect() -> EventLoopFuture<DirectConnection> {
@@ -322,6 +367,12 @@ final class DirectMember: @unchecked Sendable {
       throw RPCError(code: .unavailable, message: "cannot connect to etcd member \(endpoint): \(error)", cause: error)
     }
     connected.whenFailure { ready.fail($0) }
+    // Connected but not ready (no TLS handshake, no SETTINGS) within dialTimeout: given up.
+    let dialTimeout = self.dialTimeout
+    let expiry = self.eventLoop.scheduleTask(in: dialTimeout) {
+      ready.fail(RPCError(code: .unavailable, message: "etcd member \(endpoint) did not answer within the dial timeout (\(dialTimeout))"))
+    }
+    ready.futureResult.whenComplete { _ in expiry.cancel() }
     return connected.flatMap { channel in
       ready.futureResult.flatMapThrowing {
         let multiplexer = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self).syncMultiplexer()
@@ -375,49 +426,56 @@ final class DirectConnectionEvents: ChannelInboundHandler, RemovableChannelHandl
 
   private let member: DirectMember
   private let ready: EventLoopPromise<Void>
-  private let waitsForTLS: Bool
+  /// Set once the TLS handshake completed and the member's name matched (at once without TLS).
+  private var secured: Bool
+  /// Set once the server's first SETTINGS frame arrived: it speaks HTTP/2.
+  private var settled = false
   private var error: (any Error)?
   private var isReady = false
 
   init(member: DirectMember, ready: EventLoopPromise<Void>, waitsForTLS: Bool) {
     self.member = member
     self.ready = ready
-    self.waitsForTLS = waitsForTLS
-  }
-
-  func handlerAdded(context: ChannelHandlerContext) {
-    if context.channel.isActive, !self.waitsForTLS { self.becameReady() }
-  }
-
-  func channelActive(context: ChannelHandlerContext) {
-    if !self.waitsForTLS { self.becameReady() }
-    context.fireChannelActive()
+    self.secured = !waitsForTLS
   }
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
     // MemberIdentityHandler passes the handshake on only once the member's name matched.
-    if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls { self.becameReady() }
+    if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+      self.secured = true
+      self.checkReady()
+    }
     context.fireUserInboundEventTriggered(event)
   }
 
-  private func becameReady() {
-    guard !self.isReady else { return }
+  /// Ready, as grpc counts a connection ready: connected, secured, and the server's SETTINGS
+  /// received. A member that accepts TCP but never answers (stopped, or still starting) is not.
+  private func checkReady() {
+    guard !self.isReady, self.secured, self.settled else { return }
     self.isReady = true
     self.ready.succeed()
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     let frame = self.unwrapInboundIn(data)
-    if case .goAway = frame.payload {
+    switch frame.payload {
+    case .goAway:
       self.member.lostChannel(context.channel)
+    case .settings(.settings):
+      self.settled = true
+      self.checkReady()
+    default:
+      break
     }
   }
 
-  /// Any error that reaches the connection's pipeline closes it, as grpc-swift-2's connection
-  /// handler does: the HTTP/2 handler reports a connection error (after its GOAWAY) without
+  /// Any error but a stream's that reaches the connection's pipeline closes it, as
+  /// grpc-swift-2's connection handler does: the HTTP/2 handler reports a connection error (after its GOAWAY) without
   /// closing, and a connection in that state would leave its calls waiting for their deadlines.
   /// The calls on it fail with `unavailable`; the next call connects anew.
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    // One stream's error (answered with RST_STREAM) reaches that stream's call, not the others.
+    if error is NIOHTTP2Errors.StreamError { return }
     if self.error == nil { self.error = error }
     context.close(promise: nil)
   }
@@ -461,10 +519,14 @@ final class DirectCall: @unchecked Sendable {
   private(set) var isDone = false
   private var deadlineTask: Scheduled<Void>?
   private var stream: DirectStreamHandler?
+  /// The member whose connection carries the call's stream, counted there while it is open.
+  private var member: DirectMember?
   private var lastError: (any Error)?
+  /// Which round of connection attempts is current (see `attempt`).
+  private var round = 0
   /// A streaming call's messages written before its stream was open, and whether the
   /// requests ended (half-close).
-  private var pending: [ByteBuffer] = []
+  private var pending: [(message: ByteBuffer, written: (@Sendable () -> Void)?)] = []
   private var ended = false
 
   init(
@@ -490,56 +552,77 @@ final class DirectCall: @unchecked Sendable {
         self.finish(.failure(RPCError(code: .deadlineExceeded, message: "the request's deadline passed\(reason)")))
       }
     }
-    self.attempt(members: members, start: start, tried: 0)
+    self.attempt(members: members, start: start)
   }
 
-  /// Tries the members from `start`: a ready one first, else each one not backing off in turn;
-  /// when every one failed, waits for the earliest backoff and goes round again.
-  private func attempt(members: [DirectMember], start: Int, tried: Int) {
+  /// Opens the call's stream on the next ready member from `start`. With none ready, connects
+  /// to every member that is not backing off, at once, and takes the first that is ready (as
+  /// grpc's round-robin balancer does: a member that accepts TCP but never answers does not
+  /// hold the call up while another answers); when every one failed, waits for the earliest
+  /// backoff and goes round again.
+  private func attempt(members: [DirectMember], start: Int) {
     guard !self.isDone else { return }
     let count = members.count
     if members.allSatisfy(\.isShutDown) {
       self.finish(.failure(EtcdError(.clientClosed, "the etcd client has been shut down")))
       return
     }
-    if tried == 0, let index = (0..<count).lazy.map({ (start + $0) % count }).first(where: { members[$0].isReady }) {
-      self.open(on: members[index], members: members, next: index + 1, tried: count)
+    let order = (0..<count).map { members[(start + $0) % count] }
+    if let member = order.first(where: \.isReady) {
+      self.open(on: member, members: members, next: start + 1)
       return
     }
-    var offset = tried
-    while offset < count {
-      let member = members[(start + offset) % count]
-      if member.backoffUntil == nil, !member.isShutDown {
-        self.open(on: member, members: members, next: start, tried: offset + 1)
-        return
-      }
-      offset += 1
+    let candidates = order.filter { $0.backoffUntil == nil && !$0.isShutDown }
+    guard !candidates.isEmpty else {
+      // Every member failed or is backing off: wait for the first to come out of it.
+      let wake = members.compactMap(\.backoffUntil).min() ?? (.now() + .milliseconds(100))
+      self.eventLoop.scheduleTask(deadline: wake) { [self] in self.attempt(members: members, start: start) }
+      return
     }
-    // Every member failed or is backing off: wait for the first to come out of it.
-    let wake = members.compactMap(\.backoffUntil).min() ?? (.now() + .milliseconds(100))
-    self.eventLoop.scheduleTask(deadline: wake) { [self] in
-      self.attempt(members: members, start: start, tried: 0)
+    self.round += 1
+    let round = self.round
+    var failed = 0
+    for member in candidates {
+      member.connection().whenComplete { [self] result in
+        guard !self.isDone, self.round == round else { return }
+        switch result {
+        case .success:
+          self.round += 1  // the others' answers are for a finished round
+          self.open(on: member, members: members, next: start + 1)
+        case .failure(let error):
+          self.lastError = error
+          failed += 1
+          if failed == candidates.count { self.attempt(members: members, start: start + 1) }
+        }
+      }
     }
   }
 
-  private func open(on member: DirectMember, members: [DirectMember], next: Int, tried: Int) {
+  /// Opens the call's stream on `member`'s ready connection; if the connection takes no new
+  /// stream (closing, GOAWAY), tries again from `next`.
+  private func open(on member: DirectMember, members: [DirectMember], next: Int) {
     member.connection().whenComplete { [self] result in
       guard !self.isDone else { return }
       switch result {
       case .failure(let error):
         self.lastError = error
-        self.attempt(members: members, start: next, tried: tried)
+        self.attempt(members: members, start: next)
       case .success(let connection):
         let authority = member.authority
+        member.callStarted()
+        self.member = member
         connection.multiplexer.createStreamChannel { [self] stream in
           stream.eventLoop.makeCompletedFuture {
             try stream.pipeline.syncOperations.addHandler(DirectStreamHandler(call: self, authority: authority))
           }
         }.whenFailure { [self] error in
-          // The connection could take no new stream (closing, GOAWAY): another member.
+          if self.member === member {
+            self.member = nil
+            member.callEnded()
+          }
           self.lastError = error
           member.lostChannel(connection.channel)
-          self.attempt(members: members, start: next, tried: tried)
+          self.attempt(members: members, start: next)
         }
       }
     }
@@ -552,10 +635,11 @@ final class DirectCall: @unchecked Sendable {
     return true
   }
 
-  /// The messages to write after the headers, and whether the request side ends with them.
-  func takePending() -> (messages: [ByteBuffer], end: Bool) {
+  /// The messages to write after the headers (each with what to run once it is written), and
+  /// whether the request side ends with them.
+  func takePending() -> (messages: [(message: ByteBuffer, written: (@Sendable () -> Void)?)], end: Bool) {
     switch self.mode {
-    case .unary(let body): return ([body], true)
+    case .unary(let body): return ([(body, nil)], true)
     case .stream:
       let pending = self.pending
       self.pending = []
@@ -563,14 +647,17 @@ final class DirectCall: @unchecked Sendable {
     }
   }
 
-  /// A streaming call's next message (`nil` with `end`: the half-close).
-  func send(_ message: ByteBuffer?, end: Bool) {
+  /// A streaming call's next message (`nil` with `end`: the half-close). `written` runs once
+  /// the message was written to the stream, which may be later: the stream opens once a
+  /// member is ready.
+  func send(_ message: ByteBuffer?, end: Bool, written: (@Sendable () -> Void)? = nil) {
     guard !self.isDone, !self.ended else { return }
     if end { self.ended = true }
     if let stream = self.stream {
       stream.write(message, end: end)
+      written?()
     } else if let message {
-      self.pending.append(message)
+      self.pending.append((message, written))
     }
   }
 
@@ -582,6 +669,10 @@ final class DirectCall: @unchecked Sendable {
     self.deadlineTask = nil
     if case .failure = result { self.stream?.reset() }
     self.stream = nil
+    if let member = self.member {
+      self.member = nil
+      member.callEnded()
+    }
     self.pending = []
     self.promise.completeWith(result)
   }
@@ -656,12 +747,13 @@ final class DirectStreamHandler: ChannelInboundHandler, RemovableChannelHandler 
     context.write(self.wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
     for (index, message) in messages.enumerated() {
       let last = index == messages.count - 1
-      context.write(self.wrapOutboundOut(.data(.init(data: .byteBuffer(message), endStream: last && end))), promise: nil)
+      context.write(self.wrapOutboundOut(.data(.init(data: .byteBuffer(message.message), endStream: last && end))), promise: nil)
     }
     if messages.isEmpty && end {
       context.write(self.wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: nil)
     }
     context.flush()
+    for message in messages { message.written?() }
   }
 
   /// A streaming call's next message, or its half-close.
