@@ -16,6 +16,7 @@ import Testing
   struct Harness {
     let channel: EmbeddedChannel
     let call: DirectCall
+    let handler: DirectStreamHandler
     var result: Result<ByteBuffer, any Error>? {
       var outcome: Result<ByteBuffer, any Error>?
       self.call.promise.futureResult.whenComplete { outcome = $0 }
@@ -28,7 +29,8 @@ import Testing
       self.call = DirectCall(
         path: "/etcdserverpb.KV/Put", scheme: "http", metadata: ["token": "t0k"], mode: mode, timeout: timeout,
         maxReceiveBytes: receiveLimit, promise: loop.makePromise())
-      try self.channel.pipeline.syncOperations.addHandler(DirectStreamHandler(call: self.call, authority: "etcd-1:2379"))
+      self.handler = DirectStreamHandler(call: self.call, authority: "etcd-1:2379")
+      try self.channel.pipeline.syncOperations.addHandler(self.handler)
       try self.channel.connect(to: .init(ipAddress: "127.0.0.1", port: 2379)).wait()
     }
 

@@ -238,8 +238,10 @@ final class DirectMember: @unchecked Sendable {
   private var failures = 0
   /// Calls with a stream open (or opening) on this member's connection.
   private var inFlight = 0
-  /// The connection that closes once its last call ends (after ``shutdown()``).
-  private var closing: DirectConnection?
+  /// Connections that take no new calls (GOAWAY) but may still carry some; closed at shutdown.
+  private var draining: [DirectConnection] = []
+  /// Set by ``shutdown()``: the connections close once the last call on them ended.
+  private var closesWhenIdle = false
 
   init(
     endpoint: EtcdEndpoint, eventLoop: any EventLoop, security: DirectSecurity,
@@ -301,20 +303,23 @@ final class DirectMember: @unchecked Sendable {
   /// Takes no new calls; the connection closes once the calls on it have ended (at once
   /// when there are none), so in-flight requests finish.
   func shutdown() {
-    if case .ready(let connection) = self.state {
-      if self.inFlight == 0 { connection.channel.close(promise: nil) } else { self.closing = connection }
-    }
+    if case .ready(let connection) = self.state { self.draining.append(connection) }
     self.state = .shutDown
+    self.closesWhenIdle = true
+    if self.inFlight == 0 { self.closeDraining() }
   }
 
   func callStarted() { self.inFlight += 1 }
 
   func callEnded() {
     self.inFlight -= 1
-    if self.inFlight == 0, let connection = self.closing {
-      self.closing = nil
-      connection.channel.close(promise: nil)
-    }
+    if self.inFlight == 0, self.closesWhenIdle { self.closeDraining() }
+  }
+
+  private func closeDraining() {
+    let connections = self.draining
+    self.draining = []
+    for connection in connections { connection.channel.close(promise: nil) }
   }
 
   private func connect() -> EventLoopFuture<DirectConnection> {
@@ -409,8 +414,6 @@ final class DirectConnection: @unchecked Sendable {
   static let windowSize = 8 * 1024 * 1024
   let channel: any Channel
   let multiplexer: NIOHTTP2Handler.StreamMultiplexer
-  /// Set when the server sent GOAWAY: no new streams on this connection.
-  var draining = false
 
   init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
     self.channel = channel
@@ -493,8 +496,11 @@ extension DirectMember {
   /// next call connects anew.
   func lostChannel(_ channel: any Channel) {
     if case .ready(let connection) = self.state, connection.channel === channel {
-      connection.draining = true
       self.state = .idle
+      if channel.isActive {
+        self.draining.append(connection)
+        channel.closeFuture.whenComplete { _ in self.draining.removeAll { $0 === connection } }
+      }
     }
   }
 }
@@ -524,6 +530,7 @@ final class DirectCall: @unchecked Sendable {
   private var lastError: (any Error)?
   /// Which round of connection attempts is current (see `attempt`).
   private var round = 0
+  private var roundFailures = 0
   /// A streaming call's messages written before its stream was open, and whether the
   /// requests ended (half-close).
   private var pending: [(message: ByteBuffer, written: (@Sendable () -> Void)?)] = []
@@ -581,7 +588,7 @@ final class DirectCall: @unchecked Sendable {
     }
     self.round += 1
     let round = self.round
-    var failed = 0
+    self.roundFailures = 0
     for member in candidates {
       member.connection().whenComplete { [self] result in
         guard !self.isDone, self.round == round else { return }
@@ -591,8 +598,8 @@ final class DirectCall: @unchecked Sendable {
           self.open(on: member, members: members, next: start + 1)
         case .failure(let error):
           self.lastError = error
-          failed += 1
-          if failed == candidates.count { self.attempt(members: members, start: start + 1) }
+          self.roundFailures += 1
+          if self.roundFailures == candidates.count { self.attempt(members: members, start: start + 1) }
         }
       }
     }
@@ -704,6 +711,10 @@ final class DirectStreamHandler: ChannelInboundHandler, RemovableChannelHandler 
   private var buffer: ByteBuffer?
   /// A unary call's response message.
   private var message: ByteBuffer?
+  /// How far ahead of the bytes received a large message's buffer is grown.
+  static let reserveLimit = 4 << 20
+  /// The capacity of the buffer holding a message not yet whole (tests).
+  var bufferCapacity: Int { self.buffer?.capacity ?? 0 }
 
   init(call: DirectCall, authority: String) {
     self.call = call
@@ -822,9 +833,11 @@ final class DirectStreamHandler: ChannelInboundHandler, RemovableChannelHandler 
         throw RPCError(code: .internalError, message: "etcd sent a compressed message, which was not asked for")
       }
       guard buffer.readableBytes >= 5 + Int(length) else {
-        if buffer.capacity < 5 + Int(length) {
-          // One allocation for a large message instead of doubling as its frames arrive.
-          buffer.reserveCapacity(minimumWritableBytes: 5 + Int(length) - buffer.readableBytes)
+        let wanted = min(5 + Int(length), buffer.readableBytes + Self.reserveLimit)
+        if buffer.capacity - buffer.readerIndex < wanted {
+          // Fewer reallocations for a large message, but only as much as the frames bring
+          // (up to 4 MiB ahead): a length prefix alone must not make the client reserve it.
+          buffer.reserveCapacity(minimumWritableBytes: wanted - buffer.readableBytes)
           self.buffer = buffer
         }
         return
