@@ -37,7 +37,8 @@ public final class EtcdClient: Sendable {
   /// The unary calls' own transport (``DirectTransport``), unless they go through grpc-swift-2.
   let direct: DirectTransport?
 
-  /// Creates a client. It does not connect until ``run()`` is running and a request is made.
+  /// Creates a client. It connects at the first request (through grpc-swift-2,
+  /// `directUnaryCalls = false`, once ``run()`` is running too).
   public init(configuration: EtcdConfiguration, logger: Logger = Logger(label: "etcd.client")) throws(EtcdError) {
     try configuration.validate()
     self.configuration = configuration
@@ -62,7 +63,12 @@ public final class EtcdClient: Sendable {
     if let direct = self.direct {
       // Every call goes through DirectTransport, which connects on demand: grpc-swift-2's
       // connections are not started (they would sit idle beside DirectTransport's).
-      await direct.waitUntilShutdown()
+      // Cancelling run() shuts the whole client down: its watch and keep-alive streams too.
+      await withTaskCancellationHandler {
+        await direct.waitUntilShutdown()
+      } onCancel: {
+        self.shutdown()
+      }
       return
     }
     do {

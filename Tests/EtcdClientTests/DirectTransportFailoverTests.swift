@@ -72,9 +72,10 @@ import Testing
     }
   }
 
-  /// A stream-level error (NIOHTTP2Errors.StreamError: one stream's bad frame, answered with
-  /// RST_STREAM) must not close the connection and every other call on it; grpc-swift-2's
-  /// ClientConnectionHandler.closeConnectionOnError ignores StreamError for that reason.
+  /// A stream-level error wrapped as NIOHTTP2Errors.StreamError does not close the connection
+  /// and every other call on it, as grpc-swift-2's ClientConnectionHandler ignores it. (Most of
+  /// swift-nio-http2's stream errors reach the connection's pipeline unwrapped, and close it on
+  /// both paths alike; the second review showed it with a short body against content-length.)
   @Test func aStreamErrorDoesNotCloseTheConnection() throws {
     let loop = EmbeddedEventLoop()
     let channel = EmbeddedChannel(loop: loop)
@@ -90,6 +91,35 @@ import Testing
     loop.run()
     #expect(channel.isActive, "one stream's error closed the whole connection")
     _ = try? channel.finish()
+  }
+
+  /// Cancelling run() is documented to shut the client down; a keep-alive already streaming
+  /// must then stop renewing (the grpc path's behaviour), so the lease expires.
+  @Test(arguments: [false, true]) func cancellingRunStopsKeepAlive(direct: Bool) async throws {
+    try await EtcdServer.with { server in
+      var configuration = server.configuration()
+      configuration.directUnaryCalls = direct
+      let client = try EtcdClient(configuration: configuration)
+      let runner = Task { try await client.run() }
+      let lease = try await client.grant(ttl: 2)
+      let keeper = Task { () -> (Int, String) in
+        var renewals = 0
+        do {
+          for try await _ in client.keepAlive(lease) { renewals += 1 }
+        } catch {
+          return (renewals, "\(error)")
+        }
+        return (renewals, "ended")
+      }
+      try await Task.sleep(for: .seconds(2))
+      runner.cancel()
+      _ = try? await runner.value
+      try await Task.sleep(for: .seconds(5))
+      let ttl = try await withEtcdClient(server.configuration()) { try await $0.timeToLive(lease.id).ttl }
+      client.shutdown()
+      let outcome = await keeper.value
+      #expect(ttl == -1, "direct=\(direct): lease still alive 5 s after run() was cancelled (ttl \(ttl)); keeper: \(outcome)")
+    }
   }
 }
 

@@ -1,5 +1,4 @@
 import GRPCCore
-import GRPCNIOTransportHTTP2Posix  // resolveHost's addresses (GRPCNIOTransportCore)
 import NIOCore
 import NIOHPACK
 import NIOHTTP2
@@ -23,11 +22,13 @@ import Synchronization
 /// types, and grpc-swift-2's `RPCError` carries failures (``EtcdError/wrap(_:)`` maps them).
 ///
 /// One connection per member, on one event loop per client, made at the first call that needs
-/// it. A call goes to the next ready member in turn; when none is ready it connects to the
-/// members in turn, and a member that cannot be reached is skipped for a backoff (100 ms,
-/// growing to 5 s). A unary call waits for a member until its deadline, as grpc's
-/// `waitForReady` did; a stream waits as long as it takes. A member that sends GOAWAY gets no
-/// new calls on that connection; the next call opens a new one.
+/// it. A call goes to the next ready member in turn (ready: connected, TLS checked, the
+/// server's SETTINGS received); when none is ready it connects to every member at once and
+/// takes the first ready one, and a member that cannot be reached is skipped for a backoff
+/// (100 ms, growing to 5 s). A unary call waits for a member until its deadline, as grpc's
+/// `waitForReady` did; a stream waits as long as it takes. A member that sends GOAWAY, or
+/// whose connection is lost, gets no new calls on that connection; a later call connects it
+/// anew.
 final class DirectTransport: Sendable {
   let eventLoop: any EventLoop
   private let members: [DirectMember]
@@ -56,7 +57,8 @@ final class DirectTransport: Sendable {
     }
   }
 
-  /// Closes every connection; calls in flight fail, later calls fail with `clientClosed`.
+  /// Takes no new calls (they fail with `clientClosed`); each connection closes once the calls
+  /// on it have ended.
   func shutdown() {
     guard !self.closed.exchange(true, ordering: .relaxed) else { return }
     let members = self.members
@@ -68,21 +70,16 @@ final class DirectTransport: Sendable {
     for waiter in waiters.values { waiter.resume() }
   }
 
-  /// Returns once ``shutdown()`` was called, or when the task is cancelled (which shuts the
-  /// transport down: ``EtcdClient/run()``'s meaning).
+  /// Returns once ``shutdown()`` was called.
   func waitUntilShutdown() async {
     let id = self.nextWaiter.wrappingAdd(1, ordering: .relaxed).oldValue
-    await withTaskCancellationHandler {
-      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let waiting = self.waiters.withLock { waiters -> Bool in
-          guard !self.closed.load(ordering: .relaxed) else { return false }
-          waiters[id] = continuation
-          return true
-        }
-        if !waiting { continuation.resume() }
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+      let waiting = self.waiters.withLock { waiters -> Bool in
+        guard !self.closed.load(ordering: .relaxed) else { return false }
+        waiters[id] = continuation
+        return true
       }
-    } onCancel: {
-      self.shutdown()
+      if !waiting { continuation.resume() }
     }
   }
   private let waiters = Mutex<[Int: CheckedContinuation<Void, Never>]>([:])
@@ -119,6 +116,8 @@ final class DirectTransport: Sendable {
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask {
         do {
+          // Requests wait in `requests` until the stream is open (or the call ended).
+          guard (try? await call.opened?.futureResult.get()) != nil else { return }
           for await request in requests {
             let body = try self.framed(try request.serializedBytes())
             loop.execute { call.send(body, end: false) { onWrite(request) } }
@@ -152,6 +151,7 @@ final class DirectTransport: Sendable {
     if self.closed.load(ordering: .relaxed) {
       let error = EtcdError(.clientClosed, "the etcd client has been shut down")
       call.promise.fail(error)
+      call.opened?.fail(error)
       throw error
     }
     let members = self.members
@@ -271,6 +271,15 @@ final class DirectMember: @unchecked Sendable {
     return false
   }
 
+  /// Neither connected nor connecting, and not backing off: a call may connect it.
+  var isIdle: Bool {
+    switch self.state {
+    case .idle: true
+    case .backingOff(let until, _): until <= .now()
+    case .connecting, .ready, .shutDown: false
+    }
+  }
+
   /// The member's ready connection, connecting first if needed.
   func connection() -> EventLoopFuture<DirectConnection> {
     switch self.state {
@@ -322,13 +331,10 @@ final class DirectMember: @unchecked Sendable {
     for connection in connections { connection.channel.close(promise: nil) }
   }
 
+  /// Connects to the member: its host name is resolved now (so DNS changes are seen at each
+  /// reconnection) by NIO's resolver, off the event loop, and its addresses are tried as
+  /// happy eyeballs does.
   private func connect() -> EventLoopFuture<DirectConnection> {
-    let address: NIOCore.SocketAddress
-    do {
-      address = try self.resolve()
-    } catch {
-      return self.eventLoop.makeFailedFuture(error)
-    }
     let ready = self.eventLoop.makePromise(of: Void.self)
     let security = self.security
     let host = self.endpoint.host
@@ -336,7 +342,7 @@ final class DirectMember: @unchecked Sendable {
     let member = self
     let bootstrap = ClientBootstrap(group: self.eventLoop)
       .connectTimeout(self.dialTimeout)
-      .channelOption(.socketOption(.tcp_nodelay), value: 1)
+      .channelOption(.tcpOption(.tcp_nodelay), value: 1)
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           let sync = channel.pipeline.syncOperations
@@ -368,7 +374,7 @@ final class DirectMember: @unchecked Sendable {
         }
       }
     let endpoint = self.endpoint
-    let connected = bootstrap.connect(to: address).flatMapErrorThrowing { error in
+    let connected = bootstrap.connect(host: self.endpoint.host, port: self.endpoint.port).flatMapErrorThrowing { error in
       throw RPCError(code: .unavailable, message: "cannot connect to etcd member \(endpoint): \(error)", cause: error)
     }
     connected.whenFailure { ready.fail($0) }
@@ -389,15 +395,6 @@ final class DirectMember: @unchecked Sendable {
     }
   }
 
-  /// The member's first address (an IP literal, or its host name resolved now, so DNS changes
-  /// are seen at each reconnection).
-  private func resolve() throws -> NIOCore.SocketAddress {
-    for candidate in resolveHost(self.endpoint.host, port: self.endpoint.port) {
-      if let ip = candidate.ipv4 { return try NIOCore.SocketAddress(ipAddress: ip.host, port: ip.port) }
-      if let ip = candidate.ipv6 { return try NIOCore.SocketAddress(ipAddress: ip.host, port: ip.port) }
-    }
-    throw RPCError(code: .unavailable, message: "cannot resolve etcd endpoint \(self.endpoint)")
-  }
 }
 
 /// 1.6ⁿ, the backoff's growth after n failures.
@@ -534,6 +531,10 @@ final class DirectCall: @unchecked Sendable {
   /// A streaming call's messages written before its stream was open, and whether the
   /// requests ended (half-close).
   private var pending: [(message: ByteBuffer, written: (@Sendable () -> Void)?)] = []
+  /// Completed when the stream opened (or the call ended first): a streaming call's writer
+  /// waits for it, so requests made while no member is reachable wait in their own sequence.
+  let opened: EventLoopPromise<Void>?
+  private var openedDone = false
   private var ended = false
 
   init(
@@ -547,6 +548,7 @@ final class DirectCall: @unchecked Sendable {
     self.timeout = timeout
     self.receiveLimit = maxReceiveBytes
     self.promise = promise
+    if case .stream = mode { self.opened = promise.futureResult.eventLoop.makePromise() } else { self.opened = nil }
   }
 
   private var eventLoop: any EventLoop { self.promise.futureResult.eventLoop }
@@ -577,6 +579,9 @@ final class DirectCall: @unchecked Sendable {
     let order = (0..<count).map { members[(start + $0) % count] }
     if let member = order.first(where: \.isReady) {
       self.open(on: member, members: members, next: start + 1)
+      // A member lost earlier (restarted, say) is connected again beside, so that the calls
+      // spread over every member again, as grpc's round-robin balancer reconnects them.
+      for idle in order where idle.isIdle { _ = idle.connection() }
       return
     }
     let candidates = order.filter { $0.backoffUntil == nil && !$0.isShutDown }
@@ -639,6 +644,10 @@ final class DirectCall: @unchecked Sendable {
   func attached(_ handler: DirectStreamHandler) -> Bool {
     guard !self.isDone else { return false }
     self.stream = handler
+    if !self.openedDone {
+      self.openedDone = true
+      self.opened?.succeed()
+    }
     return true
   }
 
@@ -674,8 +683,14 @@ final class DirectCall: @unchecked Sendable {
     self.isDone = true
     self.deadlineTask?.cancel()
     self.deadlineTask = nil
-    if case .failure = result { self.stream?.reset() }
+    // A failed call resets its stream; so does a stream that etcd ended while this side was
+    // still open (its half-close will never be sent).
+    if case .stream = self.mode { self.stream?.reset() } else if case .failure = result { self.stream?.reset() }
     self.stream = nil
+    if !self.openedDone {
+      self.openedDone = true
+      self.opened?.fail(CancellationError())
+    }
     if let member = self.member {
       self.member = nil
       member.callEnded()
