@@ -1,7 +1,6 @@
 import Foundation
 import GRPCCore
 import GRPCProtobuf
-import SwiftProtobuf
 
 extension EtcdClient {
   // MARK: Get
@@ -13,11 +12,7 @@ extension EtcdClient {
       // Decoded straight into GetResponse, a large one only here, off the event loop: see
       // RangeResponseDeserializer.
       if let direct = self.direct {
-        let message: [UInt8] = try request.serializedBytes()
-        let bytes = try await direct.unary(
-          path: "/etcdserverpb.KV/Range", message: message, metadata: metadata,
-          timeout: callOptions.timeout ?? self.configuration.requestTimeout)
-        return RangeWire.buffer(bytes)
+        return RangeWire.buffer(try await self.invoke(direct, Etcdserverpb_KV.Method.Range.descriptor, request, metadata, callOptions))
       }
       return try await self.grpc.unary(
         request: ClientRequest(message: request, metadata: metadata),

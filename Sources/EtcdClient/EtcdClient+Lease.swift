@@ -228,16 +228,11 @@ struct LeaseKeeper: Sendable {
             request.id = self.id
             while !Task.isCancelled {
               try await writer.write(request)
-              let interval = max(Duration.milliseconds(500), .seconds(ttl.seconds) / 3)
-              try await Task.sleep(for: interval)
+              try await Task.sleep(for: ttl.requestInterval)
             }
           } onResponse: { response in
             for try await message in response.messages {
-              guard message.ttl > 0 else { return true }
-              ttl.seconds = message.ttl
-              deadline.value = clock.now + .seconds(message.ttl)
-              self.continuation.yield(LeaseKeepAliveResponse(id: message.id, ttl: message.ttl, header: ResponseHeader(message.header)))
-              progressed.set()
+              guard self.renewed(message, ttl: ttl, deadline: deadline, clock: clock, progressed: progressed) else { return true }
             }
             return false
           }
@@ -284,8 +279,7 @@ extension LeaseKeeper {
     let writer = Task { [request] in
       while !Task.isCancelled {
         feed.yield(request)
-        let interval = max(Duration.milliseconds(500), .seconds(ttl.seconds) / 3)
-        try? await Task.sleep(for: interval)
+        try? await Task.sleep(for: ttl.requestInterval)
       }
       feed.finish()
     }
@@ -294,16 +288,28 @@ extension LeaseKeeper {
       try await direct.bidirectional(path: "/etcdserverpb.Lease/LeaseKeepAlive", metadata: metadata, requests: requests) { _ in
       } onMessage: { bytes in
         let message = try Etcdserverpb_LeaseKeepAliveResponse(serializedBytes: Array(bytes.readableBytesView))
-        guard message.ttl > 0 else { throw LeaseGone() }
-        ttl.seconds = message.ttl
-        deadline.value = clock.now + .seconds(message.ttl)
-        self.continuation.yield(LeaseKeepAliveResponse(id: message.id, ttl: message.ttl, header: ResponseHeader(message.header)))
-        progressed.set()
+        guard self.renewed(message, ttl: ttl, deadline: deadline, clock: clock, progressed: progressed) else { throw LeaseGone() }
       }
       return false
     } catch is LeaseGone {
       return true
     }
+  }
+}
+
+extension LeaseKeeper {
+  /// Takes one keep-alive answer: the lease's new TTL and deadline, passed on to the consumer.
+  /// False when etcd says the lease is gone (TTL 0).
+  func renewed(
+    _ message: Etcdserverpb_LeaseKeepAliveResponse, ttl: LeaseTTL, deadline: LeaseDeadline,
+    clock: ContinuousClock, progressed: Flag
+  ) -> Bool {
+    guard message.ttl > 0 else { return false }
+    ttl.seconds = message.ttl
+    deadline.value = clock.now + .seconds(message.ttl)
+    self.continuation.yield(LeaseKeepAliveResponse(id: message.id, ttl: message.ttl, header: ResponseHeader(message.header)))
+    progressed.set()
+    return true
   }
 }
 
@@ -318,6 +324,8 @@ final class LeaseTTL: Sendable {
     get { self.value.withLock { $0 } }
     set { self.value.withLock { $0 = newValue } }
   }
+  /// How often a keep-alive request is sent: a third of the TTL, at least every 500 ms.
+  var requestInterval: Duration { max(.milliseconds(500), .seconds(self.seconds) / 3) }
 }
 
 /// The instant until which a lease is known to live, extended by each renewal.

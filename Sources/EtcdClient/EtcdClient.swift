@@ -34,7 +34,8 @@ public final class EtcdClient: Sendable {
   let deadlines = RequestDeadlines()
   /// Where unary calls and the watch stream run once they wait: the connections' event loop.
   let executor: EventLoopTaskExecutor?
-  /// The unary calls' own transport (``DirectTransport``), unless they go through grpc-swift-2.
+  /// The client's own transport for every call and stream (``DirectTransport``), unless they
+  /// go through grpc-swift-2 (`directUnaryCalls = false`).
   let direct: DirectTransport?
 
   /// Creates a client. It connects at the first request (through grpc-swift-2,
@@ -179,10 +180,7 @@ public final class EtcdClient: Sendable {
     as type: Response.Type = Response.self
   ) async throws -> Response {
     if let direct = self.direct {
-      let message: [UInt8] = try request.serializedBytes()
-      let response = try await direct.unary(
-        path: "/" + descriptor.fullyQualifiedMethod, message: message, metadata: metadata,
-        timeout: options.timeout ?? self.configuration.requestTimeout)
+      let response = try await self.invoke(direct, descriptor, request, metadata, options)
       return try Response(serializedBytes: Array(response.readableBytesView))
     }
     return try await self.grpc.unary(
@@ -192,6 +190,15 @@ public final class EtcdClient: Sendable {
       deserializer: ProtobufDeserializer<Response>(),
       options: options
     ) { try $0.message }
+  }
+
+  /// Makes one unary RPC through ``DirectTransport``; returns the serialized response.
+  func invoke<Request: SwiftProtobuf.Message>(
+    _ direct: DirectTransport, _ descriptor: MethodDescriptor, _ request: Request, _ metadata: Metadata, _ options: CallOptions
+  ) async throws -> ByteBuffer {
+    try await direct.unary(
+      path: "/" + descriptor.fullyQualifiedMethod, message: try request.serializedBytes(), metadata: metadata,
+      timeout: options.timeout ?? self.configuration.requestTimeout)
   }
 
   /// Metadata for a stream (watch, keep-alive): the token, plus any extra entries.

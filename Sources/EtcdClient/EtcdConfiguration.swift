@@ -158,6 +158,23 @@ public struct EtcdConfiguration: Sendable {
   }
 
   var usesTLS: Bool { self.tls != nil || self.endpoints.contains(where: \.secure) }
+
+  /// Which name a member's TLS certificate is checked against; both transports follow it.
+  enum CertificateNames {
+    /// One name for every member (`nil`: the one host is an IP address): the configured
+    /// `serverName`, or the one host all endpoints share (also with `insecureSkipVerify`).
+    case shared(String?)
+    /// Each member against its own endpoint's host: several hosts, no `serverName`.
+    case perMember
+  }
+
+  var certificateNames: CertificateNames {
+    let tls = self.tls ?? TLS()
+    if let name = tls.serverName { return .shared(name) }
+    let hosts = Set(self.endpoints.map(\.host))
+    if hosts.count == 1 || tls.insecureSkipVerify { return .shared(hosts.first.flatMap { isIPLiteral($0) ? nil : $0 }) }
+    return .perMember
+  }
 }
 
 extension StringProtocol {

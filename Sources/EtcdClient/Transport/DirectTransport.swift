@@ -64,26 +64,24 @@ final class DirectTransport: Sendable {
     let members = self.members
     self.eventLoop.execute { for member in members { member.shutdown() } }
     let waiters = self.waiters.withLock { waiters in
-      defer { waiters = [:] }
+      defer { waiters = [] }
       return waiters
     }
-    for waiter in waiters.values { waiter.resume() }
+    for waiter in waiters { waiter.resume() }
   }
 
   /// Returns once ``shutdown()`` was called.
   func waitUntilShutdown() async {
-    let id = self.nextWaiter.wrappingAdd(1, ordering: .relaxed).oldValue
     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
       let waiting = self.waiters.withLock { waiters -> Bool in
         guard !self.closed.load(ordering: .relaxed) else { return false }
-        waiters[id] = continuation
+        waiters.append(continuation)
         return true
       }
       if !waiting { continuation.resume() }
     }
   }
-  private let waiters = Mutex<[Int: CheckedContinuation<Void, Never>]>([:])
-  private let nextWaiter = Atomic<Int>(0)
+  private let waiters = Mutex<[CheckedContinuation<Void, Never>]>([])
 
   /// Makes one unary call: `message` is the serialized request; returns the serialized
   /// response. Fails with an `RPCError` (mapped by ``EtcdError/wrap(_:)``), an ``EtcdError``,
@@ -181,17 +179,9 @@ struct DirectSecurity: Sendable {
   init(_ configuration: EtcdConfiguration) throws(EtcdError) {
     guard configuration.usesTLS else { return }
     let tls = configuration.tls ?? EtcdConfiguration.TLS()
-    let hosts = Set(configuration.endpoints.map(\.host))
-    var verifyHostname = true
-    if let name = tls.serverName {
+    if case .shared(let name) = configuration.certificateNames {
       self.serverHostname = name
       self.authority = name
-    } else if hosts.count == 1 || tls.insecureSkipVerify {
-      self.serverHostname = hosts.first.flatMap { isIPLiteral($0) ? nil : $0 }
-      self.authority = self.serverHostname
-    } else {
-      self.perMemberIdentity = true
-      verifyHostname = false
     }
     var config = TLSConfiguration.makeClientConfiguration()
     config.applicationProtocols = ["h2"]
@@ -205,8 +195,9 @@ struct DirectSecurity: Sendable {
       }
       if tls.insecureSkipVerify {
         config.certificateVerification = .none
-      } else if !verifyHostname || self.serverHostname == nil {
-        // An IP address is not a name NIOSSL checks; MemberIdentityHandler checks it.
+      } else if self.serverHostname == nil {
+        // Several hosts, or one IP address (not a name NIOSSL checks): MemberIdentityHandler
+        // checks each member's certificate against that member's own host.
         config.certificateVerification = .noHostnameVerification
         self.perMemberIdentity = true
       }
@@ -231,11 +222,12 @@ final class DirectMember: @unchecked Sendable {
     case connecting(EventLoopFuture<DirectConnection>)
     case ready(DirectConnection)
     /// The last connection attempt failed; not tried again before `until` unless every member is.
-    case backingOff(until: NIODeadline, error: any Error)
+    case backingOff(until: NIODeadline)
     case shutDown
   }
   private var state = State.idle
-  private var failures = 0
+  /// The reconnection backoff: 100 ms, doubling to 5 s, ±20 %.
+  private var backoff = Backoff()
   /// Calls with a stream open (or opening) on this member's connection.
   private var inFlight = 0
   /// Connections that take no new calls (GOAWAY) but may still carry some; closed at shutdown.
@@ -262,7 +254,7 @@ final class DirectMember: @unchecked Sendable {
 
   /// When a failed member may be tried again (nil: it may be tried now).
   var backoffUntil: NIODeadline? {
-    if case .backingOff(let until, _) = self.state, until > .now() { return until }
+    if case .backingOff(let until) = self.state, until > .now() { return until }
     return nil
   }
 
@@ -275,7 +267,7 @@ final class DirectMember: @unchecked Sendable {
   var isIdle: Bool {
     switch self.state {
     case .idle: true
-    case .backingOff(let until, _): until <= .now()
+    case .backingOff(let until): until <= .now()
     case .connecting, .ready, .shutDown: false
     }
   }
@@ -297,13 +289,11 @@ final class DirectMember: @unchecked Sendable {
       }
       switch result {
       case .success(let connection):
-        self.failures = 0
+        self.backoff.reset()
         self.state = .ready(connection)
         connection.channel.closeFuture.whenComplete { _ in self.lostChannel(connection.channel) }
-      case .failure(let error):
-        self.failures += 1
-        let delay = min(100 * growth(self.failures - 1), 5_000)
-        self.state = .backingOff(until: .now() + .milliseconds(Int64(delay)), error: error)
+      case .failure:
+        self.state = .backingOff(until: .now() + timeAmount(self.backoff.next()))
       }
     }
     return future
@@ -395,13 +385,6 @@ final class DirectMember: @unchecked Sendable {
     }
   }
 
-}
-
-/// 1.6ⁿ, the backoff's growth after n failures.
-private func growth(_ n: Int) -> Int {
-  var value = 1.0
-  for _ in 0..<min(n, 20) { value *= 1.6 }
-  return Int(value)
 }
 
 /// An open HTTP/2 connection to one member.

@@ -24,17 +24,13 @@ enum TransportFactory {
     var members: MemberHosts?
     if configuration.usesTLS {
       let tls = configuration.tls ?? EtcdConfiguration.TLS()
-      let hosts = Set(configuration.endpoints.map(\.host))
-      if let name = tls.serverName {
-        // One name for every member, as configured.
+      switch configuration.certificateNames {
+      case .shared(let name):
+        // One name for every member (configured, or the one host: a single member or a load
+        // balancer): NIOSSL checks it, and sends it as SNI when it is a name.
         config.http2.authority = name
         security = .tls(Self.tlsConfig(tls))
-      } else if hosts.count == 1 || tls.insecureSkipVerify {
-        // One host (a single member, or a load balancer): NIOSSL checks it, and sends it as
-        // SNI when it is a name.
-        config.http2.authority = hosts.first.flatMap { isIPLiteral($0) ? nil : $0 }
-        security = .tls(Self.tlsConfig(tls))
-      } else {
+      case .perMember:
         // Several hosts: gRPC's channel has one server name for all of them, so NIOSSL checks
         // the chain only and MemberIdentityHandler checks each member against its own host.
         members = MemberHosts()

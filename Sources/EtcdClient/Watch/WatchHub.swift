@@ -276,6 +276,11 @@ final class WatchHub: Sendable {
         let timeout = client.configuration.requestTimeout
         // The stream, and beside it the deadline of the create in flight: whichever ends first
         // ends the other.
+        // Each response, whichever transport brought it.
+        let receive: @Sendable (Etcdserverpb_WatchResponse) throws -> Void = { message in
+          if !message.events.isEmpty || (message.created && !message.canceled) { progressed.set() }
+          try self.handle(message, generation: generation, stream: stream)
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask {
             if let direct = client.direct {
@@ -287,9 +292,7 @@ final class WatchHub: Sendable {
                   self.createWritten(creates.increment(), stream: stream)
                 }
               } onMessage: { bytes in
-                let message = try Etcdserverpb_WatchResponse(serializedBytes: Array(bytes.readableBytesView))
-                if !message.events.isEmpty || (message.created && !message.canceled) { progressed.set() }
-                try self.handle(message, generation: generation, stream: stream)
+                try receive(try Etcdserverpb_WatchResponse(serializedBytes: Array(bytes.readableBytesView)))
               }
               return
             }
@@ -303,10 +306,7 @@ final class WatchHub: Sendable {
                 }
               }
             } onResponse: { response in
-              for try await message in response.messages {
-                if !message.events.isEmpty || (message.created && !message.canceled) { progressed.set() }
-                try self.handle(message, generation: generation, stream: stream)
-              }
+              for try await message in response.messages { try receive(message) }
             }
           }
           if timeout > .zero {
