@@ -84,7 +84,7 @@ import Testing
       endpoint: configuration.endpoints[0], eventLoop: loop, security: try DirectSecurity(configuration),
       keepalive: .init(interval: .seconds(10), timeout: .seconds(5)), dialTimeout: .seconds(1), installsLiveness: false)
     try channel.pipeline.syncOperations.addHandler(
-      DirectConnectionEvents(member: member, ready: loop.makePromise(), waitsForTLS: false))
+      DirectConnectionHandler(member: member, ready: loop.makePromise(), waitsForTLS: false))
     try channel.connect(to: .init(ipAddress: "127.0.0.1", port: 2379)).wait()
     channel.pipeline.fireErrorCaught(
       NIOHTTP2Errors.streamError(streamID: 3, baseError: NIOHTTP2Errors.contentLengthViolated()))
@@ -156,7 +156,7 @@ import Testing
   let h = try DirectStreamHandlerTests.Harness(mode: .unary(DirectStreamHandlerTests.framed([])), receiveLimit: Int(Int32.max))
   try h.headers(DirectStreamHandlerTests.ok)
   try h.data([0, 0x7f, 0xff, 0xff, 0xf0, 1])
-  #expect(h.handler.bufferCapacity <= 2 * DirectStreamHandler.reserveLimit)  // ByteBuffer rounds up to a power of two
-  #expect(h.handler.bufferCapacity > 1024, "a large message's buffer is still grown ahead")
+  #expect(h.stream.bufferCapacity <= 2 * DirectStream.reserveLimit)  // ByteBuffer rounds up to a power of two
+  #expect(h.stream.bufferCapacity > 1024, "a large message's buffer is still grown ahead")
   _ = try? h.channel.finish()
 }

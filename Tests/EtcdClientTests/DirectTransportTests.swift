@@ -9,14 +9,16 @@ import Testing
 
 @testable import EtcdClient
 
-/// DirectTransport's stream handler on an embedded channel: what it writes for a call, and
-/// how it reads every shape of response a server can send, well-formed or not.
-@Suite("DirectTransport's HTTP/2 stream handler") struct DirectStreamHandlerTests {
-  /// A call on an embedded channel, its handler active and its request written.
+/// DirectTransport's connection handler on an embedded channel, with one call's stream on it:
+/// what it writes for the call, and how it reads every shape of response a server can send,
+/// well-formed or not.
+@Suite("DirectTransport's HTTP/2 streams") struct DirectStreamHandlerTests {
+  /// A call on an embedded channel, its stream open and its request written.
   struct Harness {
     let channel: EmbeddedChannel
     let call: DirectCall
-    let handler: DirectStreamHandler
+    let connection: DirectConnectionHandler
+    let stream: DirectStream
     var result: Result<ByteBuffer, any Error>? {
       var outcome: Result<ByteBuffer, any Error>?
       self.call.promise.futureResult.whenComplete { outcome = $0 }
@@ -29,19 +31,36 @@ import Testing
       self.call = DirectCall(
         path: "/etcdserverpb.KV/Put", scheme: "http", metadata: ["token": "t0k"], mode: mode, timeout: timeout,
         maxReceiveBytes: receiveLimit, promise: loop.makePromise())
-      self.handler = DirectStreamHandler(call: self.call, authority: "etcd-1:2379")
-      try self.channel.pipeline.syncOperations.addHandler(self.handler)
+      self.connection = try Self.connectionHandler(loop: loop)
+      try self.channel.pipeline.syncOperations.addHandler(self.connection)
       try self.channel.connect(to: .init(ipAddress: "127.0.0.1", port: 2379)).wait()
+      guard let stream = self.connection.open(self.call, authority: "etcd-1:2379") else {
+        throw RPCError(code: .internalError, message: "the connection took no stream")
+      }
+      self.stream = stream
+      #expect(stream.id == 1)
     }
 
+    static func connectionHandler(loop: any EventLoop) throws -> DirectConnectionHandler {
+      let configuration = try EtcdConfiguration(endpoints: ["127.0.0.1:2379"])
+      let member = DirectMember(
+        endpoint: configuration.endpoints[0], eventLoop: loop, security: try DirectSecurity(configuration),
+        keepalive: .init(interval: .seconds(10), timeout: .seconds(5)), dialTimeout: .seconds(1), installsLiveness: false)
+      return DirectConnectionHandler(member: member, ready: loop.makePromise(), waitsForTLS: false)
+    }
+
+    /// The frames written, each checked to be on the call's stream.
     func outbound() throws -> [HTTP2Frame.FramePayload] {
       var frames: [HTTP2Frame.FramePayload] = []
-      while let frame = try self.channel.readOutbound(as: HTTP2Frame.FramePayload.self) { frames.append(frame) }
+      while let frame = try self.channel.readOutbound(as: HTTP2Frame.self) {
+        #expect(frame.streamID == self.stream.id)
+        frames.append(frame.payload)
+      }
       return frames
     }
 
     func receive(_ payload: HTTP2Frame.FramePayload) throws {
-      try self.channel.writeInbound(payload)
+      try self.channel.writeInbound(HTTP2Frame(streamID: self.stream.id, payload: payload))
     }
 
     func headers(_ pairs: [(String, String)], end: Bool = false) throws {
@@ -50,6 +69,13 @@ import Testing
 
     func data(_ bytes: [UInt8], end: Bool = false) throws {
       try self.receive(.data(.init(data: .byteBuffer(ByteBuffer(bytes: bytes)), endStream: end)))
+    }
+
+    /// The call's stream was reset from this side (RST_STREAM CANCEL) and left the table.
+    func wasReset() throws -> Bool {
+      let frames = try self.outbound()
+      guard case .rstStream(.cancel) = frames.last else { return false }
+      return self.connection.openStreams == 0 && self.channel.isActive
     }
   }
 
@@ -151,10 +177,84 @@ import Testing
     try h.headers(Self.ok)
     try h.receive(.rstStream(.refusedStream))
     #expect(code(h.result) == .unavailable)
-    // The stream closes under the call.
+    // The stream closes under the call (swift-nio-http2 closed it), or the connection does.
+    h = try Harness(mode: .unary(Self.framed([])))
+    h.channel.pipeline.fireUserInboundEventTriggered(StreamClosedEvent(streamID: 1, reason: nil))
+    #expect(code(h.result) == .unavailable)
+    #expect(h.connection.openStreams == 0)
     h = try Harness(mode: .unary(Self.framed([])))
     h.channel.pipeline.fireChannelInactive()
     #expect(code(h.result) == .unavailable)
+    #expect(h.connection.openStreams == 0)
+  }
+
+  /// Frames of another stream (one already reset, say) reach no call; GOAWAY fails the calls
+  /// etcd will not answer and no others, and the connection takes no new stream.
+  @Test func framesGoToTheirOwnStreamAndGoAwayEndsOnlyTheUnansweredOnes() throws {
+    let h = try Harness(mode: .unary(Self.framed([])))
+    let second = DirectCall(
+      path: "/etcdserverpb.KV/Range", scheme: "http", metadata: [:], mode: .unary(Self.framed([])), timeout: .seconds(30),
+      maxReceiveBytes: 1 << 20, promise: h.channel.eventLoop.makePromise())
+    let stream = try #require(h.connection.open(second, authority: "etcd-1:2379"))
+    #expect(stream.id == 3)
+    var secondResult: Result<ByteBuffer, any Error>?
+    second.promise.futureResult.whenComplete { secondResult = $0 }
+    try h.channel.writeInbound(HTTP2Frame(streamID: 5, payload: .headers(.init(headers: HPACKHeaders([(":status", "503")]), endStream: true))))
+    #expect(h.result == nil && secondResult == nil)
+    try h.channel.writeInbound(HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: 1, errorCode: .noError, opaqueData: nil)))
+    #expect(h.result == nil, "etcd still answers stream 1")
+    guard case .failure(let error as RPCError) = secondResult else { Issue.record("\(String(describing: secondResult))"); return }
+    #expect(error.code == .unavailable)
+    let third = DirectCall(
+      path: "/etcdserverpb.KV/Range", scheme: "http", metadata: [:], mode: .unary(Self.framed([])), timeout: .seconds(30),
+      maxReceiveBytes: 1 << 20, promise: h.channel.eventLoop.makePromise())
+    #expect(h.connection.open(third, authority: "etcd-1:2379") == nil)
+    third.finish(.failure(CancellationError()))
+    try h.headers(Self.ok)
+    try h.data(Self.message([4]))
+    try h.headers([("grpc-status", "0")], end: true)
+    guard case .success(let body) = h.result else { Issue.record("\(String(describing: h.result))"); return }
+    #expect(Array(body.readableBytesView) == [4])
+  }
+
+  /// The window is given back once half of it was read, for the connection and for an open
+  /// stream; a closed stream's is not, and the first SETTINGS opens the connection's window.
+  @Test func flowControlWindowIsGivenBackAsResponsesAreRead() throws {
+    let h = try Harness(mode: .unary(Self.framed([])))
+    _ = try h.outbound()
+    try h.channel.writeInbound(HTTP2Frame(streamID: .rootStream, payload: .settings(.settings([]))))
+    var frame = try #require(try h.channel.readOutbound(as: HTTP2Frame.self))
+    #expect(frame.streamID == .rootStream)
+    guard case .windowUpdate(let opening) = frame.payload else { Issue.record("\(frame)"); return }
+    #expect(opening == DirectConnection.windowSize - 65_535)
+    let size = DirectConnection.windowSize
+    h.channel.pipeline.fireUserInboundEventTriggered(NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: size / 2 + 1, outboundWindowSize: nil))
+    #expect(try h.channel.readOutbound(as: HTTP2Frame.self) == nil)
+    h.channel.pipeline.fireUserInboundEventTriggered(NIOHTTP2WindowUpdatedEvent(streamID: 1, inboundWindowSize: size / 2 - 10, outboundWindowSize: nil))
+    frame = try #require(try h.channel.readOutbound(as: HTTP2Frame.self))
+    guard case .windowUpdate(let increment) = frame.payload else { Issue.record("\(frame)"); return }
+    #expect(frame.streamID == 1 && increment == size / 2 + 10)
+    h.channel.pipeline.fireUserInboundEventTriggered(NIOHTTP2WindowUpdatedEvent(streamID: .rootStream, inboundWindowSize: 100, outboundWindowSize: nil))
+    frame = try #require(try h.channel.readOutbound(as: HTTP2Frame.self))
+    guard case .windowUpdate(let connectionIncrement) = frame.payload else { Issue.record("\(frame)"); return }
+    #expect(frame.streamID == .rootStream && connectionIncrement == size - 100)
+    h.channel.pipeline.fireUserInboundEventTriggered(NIOHTTP2WindowUpdatedEvent(streamID: 7, inboundWindowSize: 0, outboundWindowSize: nil))
+    #expect(try h.channel.readOutbound(as: HTTP2Frame.self) == nil, "a window for a stream not open")
+  }
+
+  /// One stream's error (wrapped with its ID) fails that call only and leaves the connection
+  /// and its other calls alone; any other error closes the connection and fails every call.
+  @Test func aStreamErrorFailsOnlyItsCall() throws {
+    let h = try Harness(mode: .unary(Self.framed([])))
+    h.channel.pipeline.fireErrorCaught(NIOHTTP2Errors.streamError(streamID: 3, baseError: NIOHTTP2Errors.contentLengthViolated()))
+    #expect(h.result == nil && h.channel.isActive)
+    h.channel.pipeline.fireErrorCaught(NIOHTTP2Errors.streamError(streamID: 1, baseError: NIOHTTP2Errors.contentLengthViolated()))
+    #expect(code(h.result) == .unavailable)
+    #expect(h.channel.isActive)
+    let other = try Harness(mode: .unary(Self.framed([])))
+    other.channel.pipeline.fireErrorCaught(NIOHTTP2Errors.unableToParseFrame())
+    #expect(code(other.result) == .unavailable)
+    #expect(!other.channel.isActive)
   }
 
   /// A length prefix over the receive limit fails at once, before any of the message is
@@ -166,7 +266,7 @@ import Testing
     guard case .failure(let error as RPCError) = h.result else { Issue.record("\(String(describing: h.result))"); return }
     #expect(error.code == .resourceExhausted)
     #expect(EtcdError.wrap(error).code == .responseTooLarge)
-    #expect(!h.channel.isActive)
+    #expect(try h.wasReset())
   }
 
   @Test func aStreamHandsOnEachWholeMessageInOrderAndEndsWithTheTrailers() throws {
@@ -202,7 +302,7 @@ import Testing
     try h.data(Self.message([1]))
     guard case .failure(let error) = h.result else { Issue.record("\(String(describing: h.result))"); return }
     #expect(error is Refused)
-    #expect(!h.channel.isActive)
+    #expect(try h.wasReset())
   }
 
   @Test func grpcTimeoutAndMessageEncodings() {

@@ -245,7 +245,16 @@ final class DirectMember: @unchecked Sendable {
     self.keepalive = keepalive
     self.dialTimeout = dialTimeout
     self.installsLiveness = installsLiveness
+    if let name = security.authority {
+      self.authority = name
+    } else {
+      let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host
+      self.authority = "\(host):\(endpoint.port)"
+    }
   }
+
+  /// The `:authority` of a call to this member.
+  let authority: String
 
   var isReady: Bool {
     if case .ready = self.state { return true }
@@ -342,7 +351,6 @@ final class DirectMember: @unchecked Sendable {
           }
           if let keepalive { try sync.addHandler(HTTP2LivenessHandler(keepalive: keepalive)) }
           var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
-          connectionConfiguration.targetWindowSize = DirectConnection.windowSize
           connectionConfiguration.initialSettings = [
             HTTP2Setting(parameter: .enablePush, value: 0),
             HTTP2Setting(parameter: .initialWindowSize, value: DirectConnection.windowSize),
@@ -350,17 +358,15 @@ final class DirectMember: @unchecked Sendable {
             HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
           ]
           var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
-          streamConfiguration.targetWindowSize = DirectConnection.windowSize
           // etcd refuses a call with RST_STREAM or a trailers-only answer; allow as many as grpc does.
           streamConfiguration.streamResetFrameRateLimit.maximumCount = 200
           streamConfiguration.streamResetFrameRateLimit.windowLength = .seconds(1)
           streamConfiguration.streamErrorRateLimit.maximumCount = 200
           streamConfiguration.streamErrorRateLimit.windowLength = .seconds(1)
-          _ = try sync.configureHTTP2Pipeline(
-            mode: .client, connectionConfiguration: connectionConfiguration,
-            streamConfiguration: streamConfiguration
-          ) { stream in stream.close() }
-          try sync.addHandler(DirectConnectionEvents(member: member, ready: ready, waitsForTLS: security.context != nil))
+          // No stream multiplexer: DirectConnectionHandler keeps the streams and the windows.
+          try sync.addHandler(
+            NIOHTTP2Handler(mode: .client, connectionConfiguration: connectionConfiguration, streamConfiguration: streamConfiguration))
+          try sync.addHandler(DirectConnectionHandler(member: member, ready: ready, waitsForTLS: security.context != nil))
         }
       }
     let endpoint = self.endpoint
@@ -376,8 +382,7 @@ final class DirectMember: @unchecked Sendable {
     ready.futureResult.whenComplete { _ in expiry.cancel() }
     return connected.flatMap { channel in
       ready.futureResult.flatMapThrowing {
-        let multiplexer = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self).syncMultiplexer()
-        return DirectConnection(channel: channel, multiplexer: multiplexer)
+        DirectConnection(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: DirectConnectionHandler.self))
       }.flatMapErrorThrowing { error in
         channel.close(promise: nil)
         throw error
@@ -393,19 +398,25 @@ final class DirectConnection: @unchecked Sendable {
   /// would otherwise wait for a WINDOW_UPDATE every 32 KiB. The same as grpc-swift-2's default.
   static let windowSize = 8 * 1024 * 1024
   let channel: any Channel
-  let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+  /// The connection's calls (on the event loop only).
+  let handler: DirectConnectionHandler
 
-  init(channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
+  init(channel: any Channel, handler: DirectConnectionHandler) {
     self.channel = channel
-    self.multiplexer = multiplexer
+    self.handler = handler
   }
 }
 
-/// Sits after the HTTP/2 handler: tells when the connection is ready (connected, and for TLS
-/// handshaken and checked) and when it can take no new calls (GOAWAY), and keeps why a
-/// connection failed.
-final class DirectConnectionEvents: ChannelInboundHandler, RemovableChannelHandler {
+/// Sits after the HTTP/2 handler, which runs without a stream multiplexer, and carries the
+/// connection's calls: each call's HTTP/2 stream is a ``DirectStream`` in a table keyed by
+/// stream ID, with no channel, pipeline or handler of its own (swift-nio-http2's multiplexer
+/// made each call a child channel, about a tenth of a put's CPU; docs/benchmarks.md). It also
+/// tells when the connection is ready (connected, for TLS handshaken and checked, the server's
+/// SETTINGS received) and when it takes no new calls (GOAWAY), gives flow-control window back
+/// as responses are read, and keeps why the connection failed.
+final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
   typealias InboundIn = HTTP2Frame
+  typealias OutboundOut = HTTP2Frame
 
   private let member: DirectMember
   private let ready: EventLoopPromise<Void>
@@ -415,14 +426,122 @@ final class DirectConnectionEvents: ChannelInboundHandler, RemovableChannelHandl
   private var settled = false
   private var error: (any Error)?
   private var isReady = false
+  private var context: ChannelHandlerContext?
+  /// The open streams, by ID.
+  private var streams: [HTTP2StreamID: DirectStream] = [:]
+  /// The next stream's ID: a client's streams are odd and increasing.
+  private var nextStreamID: Int32 = 1
+  /// Cleared by GOAWAY and when the connection closes: no new streams.
+  private var takesStreams = true
+  private let windowSize: Int
 
-  init(member: DirectMember, ready: EventLoopPromise<Void>, waitsForTLS: Bool) {
+  init(member: DirectMember, ready: EventLoopPromise<Void>, waitsForTLS: Bool, windowSize: Int = DirectConnection.windowSize) {
     self.member = member
     self.ready = ready
     self.secured = !waitsForTLS
+    self.windowSize = windowSize
+  }
+
+  /// How many streams are open (tests).
+  var openStreams: Int { self.streams.count }
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    self.closeStreams(RPCError(code: .unavailable, message: "the stream to etcd closed before the response"))
+    self.context = nil
+  }
+
+  /// Opens `call`'s stream and writes its headers and the messages it has (a unary call's one
+  /// message and END_STREAM) in one flush. Returns nil when the connection takes no new
+  /// stream (closing, GOAWAY, stream IDs used up): the call then goes elsewhere.
+  func open(_ call: DirectCall, authority: String) -> DirectStream? {
+    guard let context = self.context, self.takesStreams, context.channel.isActive else { return nil }
+    guard self.nextStreamID < Int32.max - 2 else {
+      // Stream IDs used up: this connection takes no more calls; the next call connects anew.
+      self.takesStreams = false
+      self.member.lostChannel(context.channel)
+      return nil
+    }
+    let id = HTTP2StreamID(Int(self.nextStreamID))
+    self.nextStreamID += 2
+    let stream = DirectStream(id: id, call: call, connection: self)
+    guard call.attached(stream) else { return nil }
+    self.streams[id] = stream
+    let (messages, end) = call.takePending()
+    context.write(self.wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: stream.requestHeaders(authority: authority))))), promise: nil)
+    for (index, message) in messages.enumerated() {
+      let last = index == messages.count - 1
+      context.write(self.wrapOutboundOut(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(message.message), endStream: last && end)))), promise: nil)
+    }
+    if messages.isEmpty && end {
+      context.write(self.wrapOutboundOut(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))), promise: nil)
+    }
+    context.flush()
+    for message in messages { message.written?() }
+    return stream
+  }
+
+  /// Writes one DATA frame of `stream`'s, if it is still open.
+  func send(_ data: ByteBuffer, end: Bool, on stream: DirectStream) {
+    guard let context = self.context, self.streams[stream.id] === stream else { return }
+    context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .data(.init(data: .byteBuffer(data), endStream: end)))), promise: nil)
+  }
+
+  /// Ends `stream` from this side (RST_STREAM CANCEL), if it is still open.
+  func reset(_ stream: DirectStream) {
+    guard self.streams[stream.id] === stream else { return }
+    self.streams[stream.id] = nil
+    guard let context = self.context else { return }
+    context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .rstStream(.cancel))), promise: nil)
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    let frame = self.unwrapInboundIn(data)
+    if frame.streamID == .rootStream {
+      switch frame.payload {
+      case .goAway(let lastStreamID, _, _):
+        self.takesStreams = false
+        self.member.lostChannel(context.channel)
+        // The streams etcd will not answer (swift-nio-http2 closes those it created; this
+        // also ends any it still held back).
+        let error = RPCError(code: .unavailable, message: "etcd member \(self.member.endpoint) is going away (GOAWAY)")
+        for (id, stream) in self.streams where id > lastStreamID { stream.failed(error) }
+      case .settings(.settings) where !self.settled:
+        self.settled = true
+        // The connection's window from the start, not after the first 64 KiB.
+        let increment = self.windowSize - 65_535
+        if increment > 0 {
+          context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment))), promise: nil)
+        }
+        self.checkReady()
+      default:
+        break
+      }
+      return
+    }
+    self.streams[frame.streamID]?.receive(frame.payload)
   }
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if let window = event as? NIOHTTP2WindowUpdatedEvent {
+      // Gives the window back once half of it was used, as swift-nio-http2's multiplexer does;
+      // the responses are read as they arrive, so nothing is held unread.
+      if let inbound = window.inboundWindowSize, inbound <= self.windowSize / 2,
+        window.streamID == .rootStream || self.streams[window.streamID] != nil
+      {
+        context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: window.streamID, payload: .windowUpdate(windowSizeIncrement: self.windowSize - inbound))), promise: nil)
+      }
+      return
+    }
+    if let closed = event as? StreamClosedEvent {
+      if let stream = self.streams.removeValue(forKey: closed.streamID) {
+        stream.failed(RPCError(code: .unavailable, message: "the stream to etcd closed before the response"))
+      }
+      return
+    }
     // MemberIdentityHandler passes the handshake on only once the member's name matched.
     if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
       self.secured = true
@@ -439,35 +558,36 @@ final class DirectConnectionEvents: ChannelInboundHandler, RemovableChannelHandl
     self.ready.succeed()
   }
 
-  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    let frame = self.unwrapInboundIn(data)
-    switch frame.payload {
-    case .goAway:
-      self.member.lostChannel(context.channel)
-    case .settings(.settings):
-      self.settled = true
-      self.checkReady()
-    default:
-      break
-    }
-  }
-
-  /// Any error but a stream's that reaches the connection's pipeline closes it, as
-  /// grpc-swift-2's connection handler does: the HTTP/2 handler reports a connection error (after its GOAWAY) without
-  /// closing, and a connection in that state would leave its calls waiting for their deadlines.
-  /// The calls on it fail with `unavailable`; the next call connects anew.
+  /// One stream's error (swift-nio-http2 wraps it with the stream's ID; it reset the stream or
+  /// the write failed) fails that stream's call only. Any other error closes the connection,
+  /// as grpc-swift-2's connection handler does: the HTTP/2 handler reports a connection error
+  /// (after its GOAWAY) without closing, and a connection in that state would leave its calls
+  /// waiting for their deadlines. The calls on it fail with `unavailable`; the next call
+  /// connects anew.
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    // One stream's error (answered with RST_STREAM) reaches that stream's call, not the others.
-    if error is NIOHTTP2Errors.StreamError { return }
+    if let streamError = error as? NIOHTTP2Errors.StreamError {
+      self.streams[streamError.streamID]?.failed(
+        RPCError(code: .unavailable, message: "the stream to etcd failed: \(streamError.baseError)", cause: error))
+      return
+    }
     if self.error == nil { self.error = error }
     context.close(promise: nil)
   }
 
   func channelInactive(context: ChannelHandlerContext) {
+    self.takesStreams = false
     let reason = self.error.map { "\($0)" } ?? "the connection closed"
     if !self.isReady { self.ready.fail(RPCError(code: .unavailable, message: "cannot connect to etcd member \(self.member.endpoint): \(reason)", cause: self.error)) }
     self.member.lostChannel(context.channel)
+    self.closeStreams(RPCError(code: .unavailable, message: "the stream to etcd closed before the response"))
     context.fireChannelInactive()
+  }
+
+  private func closeStreams(_ error: RPCError) {
+    self.takesStreams = false
+    let streams = self.streams
+    self.streams = [:]
+    for stream in streams.values { stream.failed(error) }
   }
 }
 
@@ -504,7 +624,7 @@ final class DirectCall: @unchecked Sendable {
   let receiveLimit: Int
   private(set) var isDone = false
   private var deadlineTask: Scheduled<Void>?
-  private var stream: DirectStreamHandler?
+  private var stream: DirectStream?
   /// The member whose connection carries the call's stream, counted there while it is open.
   private var member: DirectMember?
   private var lastError: (any Error)?
@@ -603,30 +723,28 @@ final class DirectCall: @unchecked Sendable {
         self.lastError = error
         self.attempt(members: members, start: next)
       case .success(let connection):
-        let authority = member.authority
         member.callStarted()
         self.member = member
-        connection.multiplexer.createStreamChannel { [self] stream in
-          stream.eventLoop.makeCompletedFuture {
-            try stream.pipeline.syncOperations.addHandler(DirectStreamHandler(call: self, authority: authority))
-          }
-        }.whenFailure { [self] error in
+        guard connection.handler.open(self, authority: member.authority) != nil else {
+          // Closing, or GOAWAY: the call goes to another connection.
           if self.member === member {
             self.member = nil
             member.callEnded()
           }
-          self.lastError = error
+          guard !self.isDone else { return }
+          self.lastError = RPCError(code: .unavailable, message: "the connection to etcd member \(member.endpoint) takes no new calls")
           member.lostChannel(connection.channel)
           self.attempt(members: members, start: next)
+          return
         }
       }
     }
   }
 
-  /// The stream's handler, once its channel is open; it writes `takePending()` after the headers.
-  func attached(_ handler: DirectStreamHandler) -> Bool {
+  /// The call's stream, once open; the connection writes `takePending()` after the headers.
+  func attached(_ stream: DirectStream) -> Bool {
     guard !self.isDone else { return false }
-    self.stream = handler
+    self.stream = stream
     if !self.openedDone {
       self.openedDone = true
       self.opened?.succeed()
@@ -683,27 +801,14 @@ final class DirectCall: @unchecked Sendable {
   }
 }
 
-extension DirectMember {
-  /// The `:authority` of a call to this member.
-  var authority: String {
-    if let name = self.security.authority { return name }
-    let host = self.endpoint.host.contains(":") ? "[\(self.endpoint.host)]" : self.endpoint.host
-    return "\(host):\(self.endpoint.port)"
-  }
-}
-
-/// A call's HTTP/2 stream: writes the headers and the messages (a unary call's one message
-/// and END_STREAM in the same flush), and reads the response: headers, length-prefixed
-/// messages (a unary call's one, or each handed to a streaming call's consumer as it is
-/// whole), and trailers with `grpc-status`.
-final class DirectStreamHandler: ChannelInboundHandler, RemovableChannelHandler {
-  typealias InboundIn = HTTP2Frame.FramePayload
-  typealias OutboundOut = HTTP2Frame.FramePayload
-
+/// A call's HTTP/2 stream on a ``DirectConnectionHandler``: the request's headers, and the
+/// response read as its frames arrive: headers, length-prefixed messages (a unary call's one,
+/// or each handed to a streaming call's consumer as it is whole), and trailers with
+/// `grpc-status`.
+final class DirectStream {
+  let id: HTTP2StreamID
   private let call: DirectCall
-  private let authority: String
-  private var context: ChannelHandlerContext?
-  private var sent = false
+  private let connection: DirectConnectionHandler
   private var sawHeaders = false
   /// Response bytes not yet made into a whole message.
   private var buffer: ByteBuffer?
@@ -714,72 +819,48 @@ final class DirectStreamHandler: ChannelInboundHandler, RemovableChannelHandler 
   /// The capacity of the buffer holding a message not yet whole (tests).
   var bufferCapacity: Int { self.buffer?.capacity ?? 0 }
 
-  init(call: DirectCall, authority: String) {
+  init(id: HTTP2StreamID, call: DirectCall, connection: DirectConnectionHandler) {
+    self.id = id
     self.call = call
-    self.authority = authority
+    self.connection = connection
   }
 
-  func handlerAdded(context: ChannelHandlerContext) {
-    self.context = context
-    if context.channel.isActive { self.start(context: context) }
-  }
-
-  func handlerRemoved(context: ChannelHandlerContext) {
-    self.context = nil
-  }
-
-  func channelActive(context: ChannelHandlerContext) {
-    self.start(context: context)
-    context.fireChannelActive()
-  }
-
-  private func start(context: ChannelHandlerContext) {
-    guard !self.sent else { return }
-    self.sent = true
-    guard self.call.attached(self) else {
-      context.close(promise: nil)
-      return
-    }
+  /// The request's HEADERS: gRPC's, the deadline as `grpc-timeout`, and the call's metadata.
+  func requestHeaders(authority: String) -> HPACKHeaders {
     var headers = HPACKHeaders()
     headers.reserveCapacity(8 + self.call.metadata.count)
     headers.add(name: ":method", value: "POST")
     headers.add(name: ":scheme", value: self.call.scheme)
     headers.add(name: ":path", value: self.call.path)
-    headers.add(name: ":authority", value: self.authority)
+    headers.add(name: ":authority", value: authority)
     headers.add(name: "content-type", value: "application/grpc")
     headers.add(name: "te", value: "trailers")
     if let timeout = self.call.timeout { headers.add(name: "grpc-timeout", value: grpcTimeout(timeout)) }
     for entry in self.call.metadata {
       if case .string(let value) = entry.value { headers.add(name: entry.key, value: value) }
     }
-    let (messages, end) = self.call.takePending()
-    context.write(self.wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
-    for (index, message) in messages.enumerated() {
-      let last = index == messages.count - 1
-      context.write(self.wrapOutboundOut(.data(.init(data: .byteBuffer(message.message), endStream: last && end))), promise: nil)
-    }
-    if messages.isEmpty && end {
-      context.write(self.wrapOutboundOut(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))), promise: nil)
-    }
-    context.flush()
-    for message in messages { message.written?() }
+    return headers
   }
 
   /// A streaming call's next message, or its half-close.
   func write(_ message: ByteBuffer?, end: Bool) {
-    guard let context = self.context else { return }
-    let data = message ?? ByteBuffer()
-    context.writeAndFlush(self.wrapOutboundOut(.data(.init(data: .byteBuffer(data), endStream: end))), promise: nil)
+    self.connection.send(message ?? ByteBuffer(), end: end, on: self)
   }
 
-  /// Ends the stream from this side (RST_STREAM CANCEL).
+  /// Ends the stream from this side (RST_STREAM CANCEL), if it is still open.
   func reset() {
-    self.context?.close(promise: nil)
+    self.connection.reset(self)
   }
 
-  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+  /// The stream ended or failed before its call was answered.
+  func failed(_ error: RPCError) {
+    self.call.finish(.failure(error))
+  }
+
+  /// One frame of the response.
+  func receive(_ payload: HTTP2Frame.FramePayload) {
     guard !self.call.isDone else { return }
-    switch self.unwrapInboundIn(data) {
+    switch payload {
     case .headers(let frame):
       if !self.sawHeaders {
         self.sawHeaders = true
@@ -814,8 +895,6 @@ final class DirectStreamHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
   }
 
-  /// Takes each whole message out of `buffer`: a unary call keeps its one, a streaming call
-  /// hands each to its consumer.
   private func takeMessages() throws {
     while var buffer = self.buffer, buffer.readableBytes >= 5 {
       let start = buffer.readerIndex
@@ -881,16 +960,6 @@ final class DirectStreamHandler: ChannelInboundHandler, RemovableChannelHandler 
     case .stream:
       self.call.finish(.success(ByteBuffer()))
     }
-  }
-
-  func channelInactive(context: ChannelHandlerContext) {
-    self.call.finish(.failure(RPCError(code: .unavailable, message: "the stream to etcd closed before the response")))
-    context.fireChannelInactive()
-  }
-
-  func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    self.call.finish(.failure(RPCError(code: .unavailable, message: "the stream to etcd failed: \(error)", cause: error)))
-    context.close(promise: nil)
   }
 
   /// gRPC's meaning of response headers that are not a gRPC response (an HTTP error).
