@@ -1,5 +1,6 @@
 import EtcdClient
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -145,7 +146,13 @@ public final class EtcdServer: @unchecked Sendable {
         if let process = self.lock.withLock({ self.process }), !process.isRunning {
           throw TestSupportError("etcd \(self.name) exited during start-up; see \(self.logFile): \(self.logTail())")
         }
-        if let status = try? await client.status(timeout: .seconds(1)), status.leader != 0 { return }
+        if let status = try? await client.status(timeout: .seconds(1)), status.leader != 0 {
+          // The answer must come from this etcd, not from another process on its port.
+          if let pid = self.pid, ownsListeningSocket(pid: pid, port: self.clientPort) == false {
+            throw TestSupportError("etcd \(self.name)'s client port \(self.clientPort) is held by another process; see \(self.logFile): \(self.logTail())")
+          }
+          return
+        }
         if ContinuousClock.now > deadline {
           throw TestSupportError("etcd \(self.name) not ready after \(timeout); see \(self.logFile): \(self.logTail())")
         }
@@ -244,7 +251,10 @@ public func freePorts(_ count: Int) throws -> [Int] {
   var sockets: [Int32] = []
   defer { sockets.forEach { close($0) } }
   var ports: [Int] = []
-  for _ in 0..<count {
+  var tries = 0
+  while ports.count < count {
+    tries += 1
+    guard tries < 1000 else { throw TestSupportError("no free port after \(tries) tries") }
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
     sockets.append(fd)
@@ -257,9 +267,44 @@ public func freePorts(_ count: Int) throws -> [Int] {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
     }
     guard bound else { throw TestSupportError("bind() failed: errno \(errno)") }
-    ports.append(Int(UInt16(bigEndian: addr.sin_port)))
+    let port = Int(UInt16(bigEndian: addr.sin_port))
+    // A port this process handed out before may be bound again later (a member restarted
+    // after stop); never hand it to another server (the socket stays open while choosing).
+    if handedOutPorts.withLock({ $0.insert(port).inserted }) { ports.append(port) }
   }
   return ports
+}
+
+/// Every port ``freePorts(_:)`` returned in this process.
+private let handedOutPorts = Mutex<Set<Int>>([])
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (nil: /proc cannot
+/// tell). A server whose port another process took in the moment between choosing and
+/// binding exits, and a client would reach that other process instead.
+func ownsListeningSocket(pid: Int32, port: Int) -> Bool? {
+  guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8),
+    let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")
+  else { return nil }
+  let suffix = ":" + String(port, radix: 16, uppercase: true).leftPadded(to: 4)
+  var inodes: Set<Substring> = []
+  for line in table.split(separator: "\n").dropFirst() {
+    let fields = line.split(separator: " ")
+    // local address, state 0A (LISTEN), inode
+    if fields.count > 9, fields[3] == "0A", fields[1].hasSuffix(suffix) { inodes.insert(fields[9]) }
+  }
+  for fd in fds {
+    guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
+      target.hasPrefix("socket:[")
+    else { continue }
+    if inodes.contains(target.dropFirst(8).dropLast()) { return true }
+  }
+  return false
+}
+
+extension String {
+  fileprivate func leftPadded(to width: Int) -> String {
+    String(repeating: "0", count: max(0, width - self.count)) + self
+  }
 }
 
 /// A new empty directory under /dev/shm (tmpfs: no fsync cost) or the temp directory.
