@@ -15,8 +15,9 @@
 // CPU columns: utime+stime of the client process and of etcd (/proc/PID/stat) before and after
 // the phase, divided by its requests (a put→watch sample is one put and one event).
 // `ClientBench read-once ENDPOINT PREFIX` is the whole-process read used for the comparison
-// with `etcdctl get --prefix`. `ClientBench wire-puts ENDPOINT PREFIX PUTS [grpc]` makes only
-// puts (200 warm-up, then PUTS; `grpc`: through grpc-swift-2), for Benchmarks/wire_capture.py.
+// with `etcdctl get --prefix`. `ClientBench wire-puts ENDPOINT PREFIX PUTS [grpc] [loop]` makes
+// only puts (200 warm-up, then PUTS; `grpc`: through grpc-swift-2; `loop`: the caller's task on
+// the connections' event loop, docs/benchmarks.md), for Benchmarks/wire_capture.py and perf.
 import EtcdClient
 import EtcdTestSupport
 import Foundation
@@ -48,10 +49,19 @@ if arguments.count >= 2 && arguments[1] == "wire-puts" {
   }
   var configuration = try EtcdConfiguration(endpoints: [arguments[2]])
   configuration.directUnaryCalls = !arguments.dropFirst(5).contains("grpc")
+  let onLoop = arguments.dropFirst(5).contains("loop")
+  configuration.runsOnConnectionLoop = onLoop
   try await withEtcdClient(configuration) { etcd in
     let value = String(repeating: "x", count: 100)
-    for i in 0..<200 { try await etcd.put("\(arguments[3])warm/\(i)", value) }
-    for i in 0..<count { try await etcd.put("\(arguments[3])put/\(i % 1000)", value) }
+    @Sendable func puts() async throws {
+      for i in 0..<200 { try await etcd.put("\(arguments[3])warm/\(i)", value) }
+      for i in 0..<count { try await etcd.put("\(arguments[3])put/\(i % 1000)", value) }
+    }
+    if onLoop, let executor = etcd.loopExecutor {
+      try await withTaskExecutorPreference(executor) { try await puts() }
+    } else {
+      try await puts()
+    }
   }
   exit(0)
 }
@@ -326,6 +336,19 @@ let widths = headers.indices.map { c in table.map { $0[c].count }.max()! }
 for (i, line) in table.enumerated() {
   print("| " + line.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: " | ") + " |")
   if i == 0 { print("|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|") }
+}
+// Issue 16's targets are ratios to Go's clientv3 in the same run: each round's EtcdClient
+// figure over that round's Go figure (the two ran one after the other), and their median.
+if let swift = results.first, let go = results.first(where: { $0.name.hasPrefix("Go clientv3") }) {
+  print("\nEtcdClient / Go clientv3, round by round (median):")
+  for (label, key) in [("put p50", "put_p50_ms"), ("watch p50", "watch_p50_ms"), ("client CPU/put", "put_client_cpu_ms"), ("etcd CPU/put", "put_etcd_cpu_ms")] {
+    let ratios = zip(swift.rounds, go.rounds).compactMap { s, g -> Double? in
+      guard let a = s[key], let b = g[key], b > 0 else { return nil }
+      return a / b
+    }
+    guard !ratios.isEmpty else { continue }
+    print("  \(label): " + ratios.map { String(format: "%.2f", $0) }.joined(separator: " ") + String(format: " (%.2f)", median(ratios)))
+  }
 }
 if let raw = stringOption("--json-out") {
   let object = results.map { ["name": $0.name, "rounds": $0.rounds] as [String: Any] }

@@ -34,6 +34,8 @@ public final class EtcdClient: Sendable {
   let deadlines = RequestDeadlines()
   /// Where unary calls and the watch stream run once they wait: the connections' event loop.
   let executor: EventLoopTaskExecutor?
+  /// The executor of the connections' event loop, with `runsOnConnectionLoop` (experiment).
+  package var loopExecutor: (any TaskExecutor)? { self.executor }
   /// The client's own transport for every call and stream (``DirectTransport``), unless they
   /// go through grpc-swift-2 (`directUnaryCalls = false`).
   let direct: DirectTransport?
