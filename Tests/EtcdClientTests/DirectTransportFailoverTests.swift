@@ -74,8 +74,10 @@ import Testing
 
   /// A stream-level error wrapped as NIOHTTP2Errors.StreamError does not close the connection
   /// and every other call on it, as grpc-swift-2's ClientConnectionHandler ignores it. (Most of
-  /// swift-nio-http2's stream errors reach the connection's pipeline unwrapped, and close it on
-  /// both paths alike; the second review showed it with a short body against content-length.)
+  /// swift-nio-http2's inbound stream errors reach the connection's pipeline unwrapped; the
+  /// grpc-swift-2 path closes the connection on them, DirectTransport does not since it drives
+  /// the HTTP/2 handler itself: DirectConnectionPairTests.aBrokenStreamFailsOnlyItsOwnCall, with
+  /// the short body against content-length the second review used.)
   @Test func aStreamErrorDoesNotCloseTheConnection() throws {
     let loop = EmbeddedEventLoop()
     let channel = EmbeddedChannel(loop: loop)

@@ -364,9 +364,13 @@ final class DirectMember: @unchecked Sendable {
           streamConfiguration.streamErrorRateLimit.maximumCount = 200
           streamConfiguration.streamErrorRateLimit.windowLength = .seconds(1)
           // No stream multiplexer: DirectConnectionHandler keeps the streams and the windows.
+          let written = DirectWrittenFrames()
           try sync.addHandler(
-            NIOHTTP2Handler(mode: .client, connectionConfiguration: connectionConfiguration, streamConfiguration: streamConfiguration))
-          try sync.addHandler(DirectConnectionHandler(member: member, ready: ready, waitsForTLS: security.context != nil))
+            NIOHTTP2Handler(
+              mode: .client, frameDelegate: written, connectionConfiguration: connectionConfiguration,
+              streamConfiguration: streamConfiguration))
+          try sync.addHandler(
+            DirectConnectionHandler(member: member, ready: ready, waitsForTLS: security.context != nil, written: written))
         }
       }
     let endpoint = self.endpoint
@@ -407,6 +411,15 @@ final class DirectConnection: @unchecked Sendable {
   }
 }
 
+/// Told by the HTTP/2 handler of every frame it writes: whether it sent GOAWAY itself, which it
+/// does on a connection error (and only then: the client never sends GOAWAY).
+final class DirectWrittenFrames: NIOHTTP2FrameDelegate {
+  private(set) var goAway = false
+  func wroteFrame(_ frame: HTTP2Frame) {
+    if case .goAway = frame.payload { self.goAway = true }
+  }
+}
+
 /// Sits after the HTTP/2 handler, which runs without a stream multiplexer, and carries the
 /// connection's calls: each call's HTTP/2 stream is a ``DirectStream`` in a table keyed by
 /// stream ID, with no channel, pipeline or handler of its own (swift-nio-http2's multiplexer
@@ -434,11 +447,19 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// Cleared by GOAWAY and when the connection closes: no new streams.
   private var takesStreams = true
   private let windowSize: Int
+  private let written: DirectWrittenFrames
+  /// The connection's window as the last event gave it, and the window given back since
+  /// that swift-nio-http2 has not yet counted (see ``giveBack(_:inbound:)``).
+  private var window = DirectWindow()
 
-  init(member: DirectMember, ready: EventLoopPromise<Void>, waitsForTLS: Bool, windowSize: Int = DirectConnection.windowSize) {
+  init(
+    member: DirectMember, ready: EventLoopPromise<Void>, waitsForTLS: Bool,
+    written: DirectWrittenFrames = DirectWrittenFrames(), windowSize: Int = DirectConnection.windowSize
+  ) {
     self.member = member
     self.ready = ready
     self.secured = !waitsForTLS
+    self.written = written
     self.windowSize = windowSize
   }
 
@@ -479,6 +500,7 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     if messages.isEmpty && end {
       context.write(self.wrapOutboundOut(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))), promise: nil)
     }
+    if end { stream.localEnded = true }
     context.flush()
     for message in messages { message.written?() }
     return stream
@@ -487,14 +509,17 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// Writes one DATA frame of `stream`'s, if it is still open.
   func send(_ data: ByteBuffer, end: Bool, on stream: DirectStream) {
     guard let context = self.context, self.streams[stream.id] === stream else { return }
+    if end { stream.localEnded = true }
     context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .data(.init(data: .byteBuffer(data), endStream: end)))), promise: nil)
   }
 
-  /// Ends `stream` from this side (RST_STREAM CANCEL), if it is still open.
+  /// Ends `stream` from this side (RST_STREAM CANCEL), if it is still open: not once both
+  /// sides ended it (etcd's END_STREAM or RST_STREAM received, and this side's END_STREAM sent),
+  /// since an endpoint must not answer a closed stream, nor RST_STREAM with RST_STREAM.
   func reset(_ stream: DirectStream) {
     guard self.streams[stream.id] === stream else { return }
     self.streams[stream.id] = nil
-    guard let context = self.context else { return }
+    guard let context = self.context, !(stream.remoteEnded && stream.localEnded) else { return }
     context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .rstStream(.cancel))), promise: nil)
   }
 
@@ -507,13 +532,16 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         self.member.lostChannel(context.channel)
         // The streams etcd will not answer (swift-nio-http2 closes those it created; this
         // also ends any it still held back).
+        // swift-nio-http2 has closed them: they leave the table first, so none is reset.
         let error = RPCError(code: .unavailable, message: "etcd member \(self.member.endpoint) is going away (GOAWAY)")
-        for (id, stream) in self.streams where id > lastStreamID { stream.failed(error) }
+        let unanswered = self.streams.filter { $0.key > lastStreamID }
+        for id in unanswered.keys { self.streams[id] = nil }
+        for stream in unanswered.values { stream.failed(error) }
       case .settings(.settings) where !self.settled:
         self.settled = true
         // The connection's window from the start, not after the first 64 KiB.
-        let increment = self.windowSize - 65_535
-        if increment > 0 {
+        // (The window starts at 65,535 bytes whatever SETTINGS say.)
+        if let increment = self.window.giveBack(inbound: 65_535, size: self.windowSize) {
           context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment))), promise: nil)
         }
         self.checkReady()
@@ -526,13 +554,16 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   }
 
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-    if let window = event as? NIOHTTP2WindowUpdatedEvent {
+    if let update = event as? NIOHTTP2WindowUpdatedEvent {
       // Gives the window back once half of it was used, as swift-nio-http2's multiplexer does;
       // the responses are read as they arrive, so nothing is held unread.
-      if let inbound = window.inboundWindowSize, inbound <= self.windowSize / 2,
-        window.streamID == .rootStream || self.streams[window.streamID] != nil
-      {
-        context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: window.streamID, payload: .windowUpdate(windowSizeIncrement: self.windowSize - inbound))), promise: nil)
+      guard let inbound = update.inboundWindowSize else { return }
+      if update.streamID == .rootStream {
+        if let increment = self.window.giveBack(inbound: inbound, size: self.windowSize) {
+          context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment))), promise: nil)
+        }
+      } else if let stream = self.streams[update.streamID], let increment = stream.window.giveBack(inbound: inbound, size: self.windowSize) {
+        context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .windowUpdate(windowSizeIncrement: increment))), promise: nil)
       }
       return
     }
@@ -558,18 +589,23 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     self.ready.succeed()
   }
 
-  /// One stream's error (swift-nio-http2 wraps it with the stream's ID; it reset the stream or
-  /// the write failed) fails that stream's call only. Any other error closes the connection,
-  /// as grpc-swift-2's connection handler does: the HTTP/2 handler reports a connection error
-  /// (after its GOAWAY) without closing, and a connection in that state would leave its calls
-  /// waiting for their deadlines. The calls on it fail with `unavailable`; the next call
-  /// connects anew.
+  /// One stream's error fails that stream's call only:
+  /// - an error writing a stream's frame, which swift-nio-http2 wraps with the stream's ID;
+  /// - an error in a frame etcd sent on one stream (say, trailers without END_STREAM), which
+  ///   swift-nio-http2 answers with RST_STREAM and reports unwrapped; the stream's
+  ///   `StreamClosedEvent` then fails its call.
+  ///
+  /// Any other error closes the connection, as grpc-swift-2's connection handler does: a
+  /// connection error (swift-nio-http2 sent GOAWAY for it, without closing, and a connection in
+  /// that state would leave its calls waiting for their deadlines), or one from below HTTP/2
+  /// (the socket, TLS). The calls on it fail with `unavailable`; the next call connects anew.
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     if let streamError = error as? NIOHTTP2Errors.StreamError {
       self.streams[streamError.streamID]?.failed(
         RPCError(code: .unavailable, message: "the stream to etcd failed: \(streamError.baseError)", cause: error))
       return
     }
+    if error is any NIOHTTP2Error, !self.written.goAway { return }
     if self.error == nil { self.error = error }
     context.close(promise: nil)
   }
@@ -801,6 +837,32 @@ final class DirectCall: @unchecked Sendable {
   }
 }
 
+/// A receive window (the connection's or a stream's) given back once half of it was used.
+///
+/// swift-nio-http2 reports the window after each DATA frame it counted and after each
+/// WINDOW_UPDATE of ours it sent; while the socket cannot take writes it holds our
+/// WINDOW_UPDATEs, and the windows it reports leave them out. So the increments sent are
+/// remembered until the reported window grows by them: without that, every DATA frame in
+/// such a spell would give the whole window back again, and the sum would overflow the
+/// window's 2^31 - 1 limit, which is a connection error.
+struct DirectWindow {
+  /// The window at the last report.
+  private var reported: Int?
+  /// Increments sent that no report has shown yet.
+  private var pending = 0
+
+  /// The increment to send after a report of `inbound`, or nil.
+  mutating func giveBack(inbound: Int, size: Int) -> Int? {
+    if let reported = self.reported, inbound > reported { self.pending = max(0, self.pending - (inbound - reported)) }
+    self.reported = inbound
+    let effective = inbound + self.pending
+    guard effective <= size / 2 else { return nil }
+    let increment = size - effective
+    self.pending += increment
+    return increment
+  }
+}
+
 /// A call's HTTP/2 stream on a ``DirectConnectionHandler``: the request's headers, and the
 /// response read as its frames arrive: headers, length-prefixed messages (a unary call's one,
 /// or each handed to a streaming call's consumer as it is whole), and trailers with
@@ -809,6 +871,11 @@ final class DirectStream {
   let id: HTTP2StreamID
   private let call: DirectCall
   private let connection: DirectConnectionHandler
+  /// This side sent END_STREAM; etcd sent END_STREAM or RST_STREAM.
+  var localEnded = false
+  var remoteEnded = false
+  /// The stream's flow-control window, as for the connection.
+  var window = DirectWindow()
   private var sawHeaders = false
   /// Response bytes not yet made into a whole message.
   private var buffer: ByteBuffer?
@@ -859,6 +926,14 @@ final class DirectStream {
 
   /// One frame of the response.
   func receive(_ payload: HTTP2Frame.FramePayload) {
+    switch payload {
+    case .headers(let frame) where frame.endStream: self.remoteEnded = true
+    case .data(let frame) where frame.endStream: self.remoteEnded = true
+    case .rstStream:
+      self.remoteEnded = true
+      self.localEnded = true  // closed: nothing more is sent on it
+    default: break
+    }
     guard !self.call.isDone else { return }
     switch payload {
     case .headers(let frame):

@@ -1,0 +1,246 @@
+import GRPCCore
+import NIOCore
+import NIOEmbedded
+import NIOHPACK
+import NIOHTTP2
+import Testing
+
+@testable import EtcdClient
+
+/// DirectConnectionHandler behind a real `NIOHTTP2Handler`, talking to a server-side
+/// `NIOHTTP2Handler` on a second embedded channel: the library's own ordering of frames and
+/// events, its flow control and its stream errors, which the single-channel tests can only
+/// imitate.
+@Suite("DirectTransport's connection handler against a real HTTP/2 peer") struct DirectConnectionPairTests {
+  /// The frames the server's HTTP/2 handler passed on.
+  final class Received: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTP2Frame
+    var frames: [HTTP2Frame] = []
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+      self.frames.append(self.unwrapInboundIn(data))
+    }
+    func resets(of id: HTTP2StreamID) -> Int {
+      self.frames.filter { frame in
+        guard frame.streamID == id, case .rstStream = frame.payload else { return false }
+        return true
+      }.count
+    }
+  }
+
+  struct Pair {
+    let loop = EmbeddedEventLoop()
+    let client: EmbeddedChannel
+    let server: EmbeddedChannel
+    let connection: DirectConnectionHandler
+    let received = Received()
+
+    /// `serverValidates: false` lets the server send what a broken server would.
+    init(serverValidates: Bool = true) throws {
+      self.client = EmbeddedChannel(loop: self.loop)
+      self.server = EmbeddedChannel(loop: self.loop)
+      let written = DirectWrittenFrames()
+      var settings = NIOHTTP2Handler.ConnectionConfiguration()
+      settings.initialSettings = [
+        HTTP2Setting(parameter: .enablePush, value: 0),
+        HTTP2Setting(parameter: .initialWindowSize, value: DirectConnection.windowSize),
+      ]
+      try self.client.pipeline.syncOperations.addHandler(
+        NIOHTTP2Handler(mode: .client, frameDelegate: written, connectionConfiguration: settings, streamConfiguration: .init()))
+      let configuration = try EtcdConfiguration(endpoints: ["127.0.0.1:2379"])
+      let member = DirectMember(
+        endpoint: configuration.endpoints[0], eventLoop: self.loop, security: try DirectSecurity(configuration),
+        keepalive: .init(interval: .seconds(10), timeout: .seconds(5)), dialTimeout: .seconds(1), installsLiveness: false)
+      self.connection = DirectConnectionHandler(member: member, ready: self.loop.makePromise(), waitsForTLS: false, written: written)
+      try self.client.pipeline.syncOperations.addHandler(self.connection)
+      var serverSettings = NIOHTTP2Handler.ConnectionConfiguration()
+      if !serverValidates {
+        serverSettings.headerBlockValidation = .disabled
+        serverSettings.contentLengthValidation = .disabled
+      }
+      try self.server.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .server, connectionConfiguration: serverSettings))
+      try self.server.pipeline.syncOperations.addHandler(self.received)
+      try self.client.connect(to: .init(ipAddress: "127.0.0.1", port: 2379)).wait()
+      try self.server.connect(to: .init(ipAddress: "127.0.0.1", port: 40000)).wait()
+      try self.exchange()
+    }
+
+    /// Moves bytes both ways until neither side has more to send.
+    func exchange() throws {
+      var moved = true
+      while moved {
+        moved = false
+        while let bytes = try self.client.readOutbound(as: ByteBuffer.self) {
+          try self.server.writeInbound(bytes)
+          moved = true
+        }
+        while let bytes = try self.server.readOutbound(as: ByteBuffer.self) {
+          try self.client.writeInbound(bytes)
+          moved = true
+        }
+      }
+    }
+
+    func call(receiveLimit: Int = 1 << 20) -> (DirectCall, DirectStream?) {
+      let call = DirectCall(
+        path: "/etcdserverpb.KV/Range", scheme: "http", metadata: [:], mode: .unary(DirectStreamHandlerTests.framed([1])),
+        timeout: .seconds(30), maxReceiveBytes: receiveLimit, promise: self.loop.makePromise())
+      return (call, self.connection.open(call, authority: "etcd:2379"))
+    }
+
+    func send(_ id: HTTP2StreamID, _ payload: HTTP2Frame.FramePayload) throws {
+      self.server.write(HTTP2Frame(streamID: id, payload: payload), promise: nil)
+      self.server.flush()
+      try self.exchange()
+    }
+
+    func answer(_ id: HTTP2StreamID, _ body: [UInt8]) throws {
+      try self.send(id, .headers(.init(headers: HPACKHeaders(DirectStreamHandlerTests.ok))))
+      try self.send(id, .data(.init(data: .byteBuffer(ByteBuffer(bytes: DirectStreamHandlerTests.message(body))))))
+      try self.send(id, .headers(.init(headers: HPACKHeaders([("grpc-status", "0")]), endStream: true)))
+    }
+
+    func finish() {
+      _ = try? self.client.finish()
+      _ = try? self.server.finish()
+    }
+  }
+
+  static func result(_ call: DirectCall) -> Result<ByteBuffer, any Error>? {
+    var outcome: Result<ByteBuffer, any Error>?
+    call.promise.futureResult.whenComplete { outcome = $0 }
+    return outcome
+  }
+
+  @Test func aUnaryCallLeavesTheTableOnceAnswered() throws {
+    let pair = try Pair()
+    defer { pair.finish() }
+    let (call, stream) = pair.call()
+    let id = try #require(stream?.id)
+    try pair.exchange()
+    #expect(pair.received.frames.contains { $0.streamID == id })
+    try pair.answer(id, [7, 7])
+    guard case .success(let body) = Self.result(call) else { Issue.record("\(String(describing: Self.result(call)))"); return }
+    #expect(Array(body.readableBytesView) == [7, 7])
+    #expect(pair.connection.openStreams == 0)
+    #expect(pair.received.resets(of: id) == 0)
+  }
+
+  /// A protocol error in one stream's frames (swift-nio-http2 resets that stream and reports
+  /// the error unwrapped) fails that call only: the connection and the other call go on.
+  @Test func aBrokenStreamFailsOnlyItsOwnCall() throws {
+    let pair = try Pair(serverValidates: false)
+    defer { pair.finish() }
+    let (broken, first) = pair.call()
+    let (other, second) = pair.call()
+    let brokenID = try #require(first?.id), otherID = try #require(second?.id)
+    try pair.exchange()
+    // content-length 3, then 10 bytes ending the stream: a stream error on the client.
+    try pair.send(brokenID, .headers(.init(headers: HPACKHeaders(DirectStreamHandlerTests.ok + [("content-length", "3")]))))
+    try pair.send(brokenID, .data(.init(data: .byteBuffer(ByteBuffer(bytes: DirectStreamHandlerTests.message([1, 2, 3, 4, 5]))), endStream: true)))
+    guard case .failure(let error as RPCError) = Self.result(broken) else { Issue.record("\(String(describing: Self.result(broken)))"); return }
+    #expect(error.code == .unavailable || error.code == .internalError)
+    #expect(pair.client.isActive, "one stream's error closed the connection")
+    #expect(Self.result(other) == nil)
+    try pair.answer(otherID, [9])
+    guard case .success = Self.result(other) else { Issue.record("\(String(describing: Self.result(other)))"); return }
+    #expect(pair.connection.openStreams == 0)
+  }
+
+  /// A connection error (here a SETTINGS frame whose length is not a multiple of 6: a frame
+  /// size error) closes the connection and fails every call on it.
+  @Test func aConnectionErrorClosesTheConnection() throws {
+    let pair = try Pair(serverValidates: false)
+    defer { pair.finish() }
+    let (call, stream) = pair.call()
+    _ = try #require(stream)
+    try pair.exchange()
+    try pair.client.writeInbound(ByteBuffer(bytes: [0, 0, 5, 4, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5]))
+    #expect(!pair.client.isActive)
+    guard case .failure(let error as RPCError) = Self.result(call) else { Issue.record("\(String(describing: Self.result(call)))"); return }
+    #expect(error.code == .unavailable)
+  }
+
+  /// A response of 20 MiB, far over the 8 MiB windows, arrives whole: the handler gives the
+  /// connection's and the stream's windows back as it reads.
+  @Test func aResponseLargerThanTheWindowsArrivesWhole() throws {
+    let pair = try Pair()
+    defer { pair.finish() }
+    let (call, stream) = pair.call(receiveLimit: 64 << 20)
+    let id = try #require(stream?.id)
+    try pair.exchange()
+    try pair.send(id, .headers(.init(headers: HPACKHeaders(DirectStreamHandlerTests.ok))))
+    let size = 20 << 20
+    var message = ByteBuffer()
+    message.writeInteger(UInt8(0))
+    message.writeInteger(UInt32(size))
+    message.writeRepeatingByte(0x5a, count: size)
+    // The server's handler holds what its window does not allow until WINDOW_UPDATEs come.
+    while message.readableBytes > 0 {
+      let chunk = message.readSlice(length: min(16_384, message.readableBytes))!
+      pair.server.write(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(chunk)))), promise: nil)
+    }
+    pair.server.flush()
+    try pair.exchange()
+    try pair.send(id, .headers(.init(headers: HPACKHeaders([("grpc-status", "0")]), endStream: true)))
+    guard case .success(let body) = Self.result(call) else { Issue.record("\(String(describing: Self.result(call)))"); return }
+    #expect(body.readableBytes == size)
+    #expect(pair.client.isActive)
+  }
+
+  /// GOAWAY fails the calls above its last stream, which are not reset (swift-nio-http2 closed
+  /// them), and the connection takes no new call; a call below it is still answered.
+  @Test func goAwayEndsTheUnansweredCallsWithoutResettingThem() throws {
+    let pair = try Pair()
+    defer { pair.finish() }
+    let (kept, first) = pair.call()
+    let (dropped, second) = pair.call()
+    let keptID = try #require(first?.id), droppedID = try #require(second?.id)
+    try pair.exchange()
+    try pair.send(.rootStream, .goAway(lastStreamID: keptID, errorCode: .noError, opaqueData: nil))
+    guard case .failure(let error as RPCError) = Self.result(dropped) else { Issue.record("\(String(describing: Self.result(dropped)))"); return }
+    #expect(error.code == .unavailable)
+    #expect(pair.received.resets(of: droppedID) == 0)
+    let (refused, none) = pair.call()
+    #expect(none == nil)
+    refused.finish(.failure(CancellationError()))
+    try pair.answer(keptID, [3])
+    guard case .success = Self.result(kept) else { Issue.record("\(String(describing: Self.result(kept)))"); return }
+    #expect(pair.connection.openStreams == 0)
+  }
+
+  /// etcd's RST_STREAM fails the call with gRPC's meaning of its code and is not answered with
+  /// another; a failure ending in trailers is not reset either (both sides ended the stream).
+  @Test func aClosedStreamIsNotResetAgain() throws {
+    let pair = try Pair()
+    defer { pair.finish() }
+    let (refused, first) = pair.call()
+    let (failed, second) = pair.call()
+    let refusedID = try #require(first?.id), failedID = try #require(second?.id)
+    try pair.exchange()
+    try pair.send(refusedID, .rstStream(.refusedStream))
+    guard case .failure(let error as RPCError) = Self.result(refused) else { Issue.record("\(String(describing: Self.result(refused)))"); return }
+    #expect(error.code == .unavailable)
+    try pair.send(failedID, .headers(.init(headers: HPACKHeaders(DirectStreamHandlerTests.ok + [("grpc-status", "9")]), endStream: true)))
+    guard case .failure(let failure as RPCError) = Self.result(failed) else { Issue.record("\(String(describing: Self.result(failed)))"); return }
+    #expect(failure.code == .failedPrecondition)
+    try pair.exchange()
+    #expect(pair.received.resets(of: refusedID) == 0)
+    #expect(pair.received.resets(of: failedID) == 0)
+    #expect(pair.connection.openStreams == 0)
+  }
+}
+
+/// The window given back: once half is used, and what was given back but not yet counted by
+/// swift-nio-http2 counts as given (no overflow while its WINDOW_UPDATEs wait for the socket).
+@Test func aWindowIsGivenBackOnceAndNotAgainWhileItsUpdateWaits() {
+  var window = DirectWindow()
+  let size = 8 << 20
+  #expect(window.giveBack(inbound: size - 1000, size: size) == nil)
+  #expect(window.giveBack(inbound: size / 2, size: size) == size / 2)
+  // Further DATA while that update waits (the reported window keeps falling): nothing more.
+  #expect(window.giveBack(inbound: size / 2 - 16_384, size: size) == nil)
+  #expect(window.giveBack(inbound: 1000, size: size) == nil)
+  // The update is counted (the window grows by it), then the window is used again.
+  #expect(window.giveBack(inbound: 1000 + size / 2, size: size) == nil)
+  #expect(window.giveBack(inbound: 500, size: size) == size - 500)
+}
