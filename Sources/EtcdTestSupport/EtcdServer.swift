@@ -282,7 +282,8 @@ private let handedOutPorts = Mutex<Set<Int>>([])
 /// tell). A server whose port another process took in the moment between choosing and
 /// binding exits, and a client would reach that other process instead.
 func ownsListeningSocket(pid: Int32, port: Int) -> Bool? {
-  guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8),
+  // /proc files report a size of 0: read to the end by hand, not by the reported size.
+  guard let table = readWhole("/proc/net/tcp"),
     let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")
   else { return nil }
   let suffix = ":" + String(port, radix: 16, uppercase: true).leftPadded(to: 4)
@@ -299,6 +300,22 @@ func ownsListeningSocket(pid: Int32, port: Int) -> Bool? {
     if inodes.contains(target.dropFirst(8).dropLast()) { return true }
   }
   return false
+}
+
+/// A file's whole text, read until end of file.
+private func readWhole(_ path: String) -> String? {
+  let fd = open(path, O_RDONLY | O_CLOEXEC)
+  guard fd >= 0 else { return nil }
+  defer { close(fd) }
+  var bytes: [UInt8] = []
+  var chunk = [UInt8](repeating: 0, count: 65_536)
+  while true {
+    let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    if got < 0 { if errno == EINTR { continue }; return nil }
+    if got == 0 { break }
+    bytes.append(contentsOf: chunk[0..<got])
+  }
+  return String(decoding: bytes, as: UTF8.self)
 }
 
 extension String {

@@ -25,15 +25,30 @@ import Testing
       // after the member resumed took longer than 1 s and failed the test.
       configuration.requestTimeout = .seconds(5)
       try await withEtcdClient(configuration) { etcd in
-        try await etcd.put("/deadline/a", "1")
+        let first = try await etcd.put("/deadline/a", "1")
         server.pause()
-        let error = await #expect(throws: EtcdError.self) { try await etcd.put("/deadline/b", "2") }
+        let stateBefore = Self.processState(server.pid)
+        var error: EtcdError?
+        do {
+          let answer = try await etcd.put("/deadline/b", "2")
+          // Seen about once in 30 full runs, unexplained: say what answered, for the next look.
+          Issue.record(
+            "a put to a paused etcd was answered: etcd pid \(server.pid.map(String.init) ?? "none"), state \(stateBefore) when paused and \(Self.processState(server.pid)) now; member \(first.header.memberID) before, \(answer.header.memberID) now; revision \(answer.header.revision)")
+        } catch let failure as EtcdError {
+          error = failure
+        }
         server.resume()
         #expect(error?.code == .deadlineExceeded)
         try await etcd.put("/deadline/c", "3")
         #expect(try await etcd.get("/deadline/c").kvs.first?.valueString == "3")
       }
     }
+  }
+
+  /// The `State:` line of /proc/PID/status (diagnostics).
+  static func processState(_ pid: Int32?) -> String {
+    guard let pid, let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return "unknown" }
+    return text.split(separator: "\n").first { $0.hasPrefix("State:") }.map(String.init) ?? "unknown"
   }
 
   /// A call with a short timeout of its own (`status(timeout:)`) ends at that deadline even
