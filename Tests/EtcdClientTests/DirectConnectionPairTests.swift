@@ -33,16 +33,23 @@ import Testing
     let server: EmbeddedChannel
     let connection: DirectConnectionHandler
     let received = Received()
+    /// What the client's HTTP/2 handler wrote: the wire, not only what reached the server's
+    /// handler (which drops a RST_STREAM for a stream it closed).
+    let written = DirectWrittenFrames()
+    final class Log: @unchecked Sendable { var frames: [HTTP2Frame] = [] }
+    let log = Log()
 
     /// `serverValidates: false` lets the server send what a broken server would.
-    init(serverValidates: Bool = true) throws {
+    init(serverValidates: Bool = true, windowSize: Int = DirectConnection.windowSize) throws {
       self.client = EmbeddedChannel(loop: self.loop)
       self.server = EmbeddedChannel(loop: self.loop)
-      let written = DirectWrittenFrames()
+      let written = self.written
+      let log = self.log
+      written.observer = { log.frames.append($0) }
       var settings = NIOHTTP2Handler.ConnectionConfiguration()
       settings.initialSettings = [
         HTTP2Setting(parameter: .enablePush, value: 0),
-        HTTP2Setting(parameter: .initialWindowSize, value: DirectConnection.windowSize),
+        HTTP2Setting(parameter: .initialWindowSize, value: windowSize),
       ]
       try self.client.pipeline.syncOperations.addHandler(
         NIOHTTP2Handler(mode: .client, frameDelegate: written, connectionConfiguration: settings, streamConfiguration: .init()))
@@ -50,7 +57,8 @@ import Testing
       let member = DirectMember(
         endpoint: configuration.endpoints[0], eventLoop: self.loop, security: try DirectSecurity(configuration),
         keepalive: .init(interval: .seconds(10), timeout: .seconds(5)), dialTimeout: .seconds(1), installsLiveness: false)
-      self.connection = DirectConnectionHandler(member: member, ready: self.loop.makePromise(), waitsForTLS: false, written: written)
+      self.connection = DirectConnectionHandler(
+        member: member, ready: self.loop.makePromise(), waitsForTLS: false, written: written, windowSize: windowSize)
       try self.client.pipeline.syncOperations.addHandler(self.connection)
       var serverSettings = NIOHTTP2Handler.ConnectionConfiguration()
       if !serverValidates {
@@ -99,6 +107,14 @@ import Testing
       try self.send(id, .headers(.init(headers: HPACKHeaders([("grpc-status", "0")]), endStream: true)))
     }
 
+    /// RST_STREAM frames the client wrote on stream `id`.
+    func clientResets(of id: HTTP2StreamID) -> Int {
+      self.log.frames.filter { frame in
+        guard frame.streamID == id, case .rstStream = frame.payload else { return false }
+        return true
+      }.count
+    }
+
     func finish() {
       _ = try? self.client.finish()
       _ = try? self.server.finish()
@@ -122,7 +138,7 @@ import Testing
     guard case .success(let body) = Self.result(call) else { Issue.record("\(String(describing: Self.result(call)))"); return }
     #expect(Array(body.readableBytesView) == [7, 7])
     #expect(pair.connection.openStreams == 0)
-    #expect(pair.received.resets(of: id) == 0)
+    #expect(pair.clientResets(of: id) == 0)
   }
 
   /// A protocol error in one stream's frames (swift-nio-http2 resets that stream and reports
@@ -187,6 +203,45 @@ import Testing
     #expect(pair.client.isActive)
   }
 
+  /// Many responses through small windows (128 KiB), each under the window but together 40
+  /// times it, of sizes that leave the connection's window given back at odd points: every
+  /// one arrives. (Window given back but never counted as written would pile up until none
+  /// was given back and the connection stalled.)
+  @Test func manyResponsesThroughSmallWindowsAllArrive() throws {
+    let size = 128 << 10
+    let pair = try Pair(windowSize: size)
+    defer { pair.finish() }
+    for round in 0..<100 {
+      let (call, stream) = pair.call()
+      let id = try #require(stream?.id)
+      try pair.exchange()
+      let body = [UInt8](repeating: UInt8(round & 0xff), count: 20_000 + (round * 7_919) % 40_000)
+      try pair.answer(id, body)
+      guard case .success(let got) = Self.result(call) else {
+        Issue.record("response \(round): \(String(describing: Self.result(call)))")
+        return
+      }
+      #expect(got.readableBytes == body.count)
+    }
+    #expect(pair.client.isActive)
+    #expect(pair.connection.openStreams == 0)
+  }
+
+  /// A cancelled call whose stream both sides had not ended is reset on the wire: the
+  /// negative case of the tests above, so their zero counts mean something.
+  @Test func aCancelledCallIsResetOnTheWire() throws {
+    let pair = try Pair()
+    defer { pair.finish() }
+    let (call, stream) = pair.call()
+    let id = try #require(stream?.id)
+    try pair.exchange()
+    try pair.send(id, .headers(.init(headers: HPACKHeaders(DirectStreamHandlerTests.ok))))
+    call.finish(.failure(CancellationError()))
+    try pair.exchange()
+    #expect(pair.clientResets(of: id) == 1)
+    #expect(pair.received.resets(of: id) == 1)
+  }
+
   /// GOAWAY fails the calls above its last stream, which are not reset (swift-nio-http2 closed
   /// them), and the connection takes no new call; a call below it is still answered.
   @Test func goAwayEndsTheUnansweredCallsWithoutResettingThem() throws {
@@ -199,7 +254,7 @@ import Testing
     try pair.send(.rootStream, .goAway(lastStreamID: keptID, errorCode: .noError, opaqueData: nil))
     guard case .failure(let error as RPCError) = Self.result(dropped) else { Issue.record("\(String(describing: Self.result(dropped)))"); return }
     #expect(error.code == .unavailable)
-    #expect(pair.received.resets(of: droppedID) == 0)
+    #expect(pair.clientResets(of: droppedID) == 0)
     let (refused, none) = pair.call()
     #expect(none == nil)
     refused.finish(.failure(CancellationError()))
@@ -224,14 +279,15 @@ import Testing
     guard case .failure(let failure as RPCError) = Self.result(failed) else { Issue.record("\(String(describing: Self.result(failed)))"); return }
     #expect(failure.code == .failedPrecondition)
     try pair.exchange()
-    #expect(pair.received.resets(of: refusedID) == 0)
-    #expect(pair.received.resets(of: failedID) == 0)
+    #expect(pair.clientResets(of: refusedID) == 0)
+    #expect(pair.clientResets(of: failedID) == 0)
     #expect(pair.connection.openStreams == 0)
   }
 }
 
-/// The window given back: once half is used, and what was given back but not yet counted by
-/// swift-nio-http2 counts as given (no overflow while its WINDOW_UPDATEs wait for the socket).
+/// The window given back: once half is used; what was queued counts as given until swift-nio-
+/// http2 wrote it (no second increment while its WINDOW_UPDATE waits for the socket), and
+/// nothing stays counted once it was written.
 @Test func aWindowIsGivenBackOnceAndNotAgainWhileItsUpdateWaits() {
   var window = DirectWindow()
   let size = 8 << 20
@@ -240,7 +296,11 @@ import Testing
   // Further DATA while that update waits (the reported window keeps falling): nothing more.
   #expect(window.giveBack(inbound: size / 2 - 16_384, size: size) == nil)
   #expect(window.giveBack(inbound: 1000, size: size) == nil)
-  // The update is counted (the window grows by it), then the window is used again.
-  #expect(window.giveBack(inbound: 1000 + size / 2, size: size) == nil)
+  window.sent(size / 2)
+  #expect(window.pending == 0)
+  // Written: the next report holds it (less the frame that brought it); once used, again.
+  #expect(window.giveBack(inbound: size / 2 + 500, size: size) == nil)
   #expect(window.giveBack(inbound: 500, size: size) == size - 500)
+  window.sent(size - 500)
+  #expect(window.pending == 0)
 }

@@ -411,12 +411,21 @@ final class DirectConnection: @unchecked Sendable {
   }
 }
 
-/// Told by the HTTP/2 handler of every frame it writes: whether it sent GOAWAY itself, which it
-/// does on a connection error (and only then: the client never sends GOAWAY).
+/// Told by the HTTP/2 handler of every frame it actually writes, which may be later than we
+/// wrote it (it holds frames while the socket takes no writes, and a new stream's HEADERS
+/// while the server's stream limit is reached): whether it sent GOAWAY itself, which it does on
+/// a connection error (and only then: the client never sends GOAWAY), and, for the connection's
+/// handler, which stream's HEADERS and END_STREAM went out and which window it gave back.
 final class DirectWrittenFrames: NIOHTTP2FrameDelegate {
   private(set) var goAway = false
+  weak var connection: DirectConnectionHandler?
+  /// Every frame written (tests).
+  var observer: ((HTTP2Frame) -> Void)?
+
   func wroteFrame(_ frame: HTTP2Frame) {
     if case .goAway = frame.payload { self.goAway = true }
+    self.connection?.wrote(frame)
+    self.observer?(frame)
   }
 }
 
@@ -448,8 +457,7 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   private var takesStreams = true
   private let windowSize: Int
   private let written: DirectWrittenFrames
-  /// The connection's window as the last event gave it, and the window given back since
-  /// that swift-nio-http2 has not yet counted (see ``giveBack(_:inbound:)``).
+  /// The connection's window given back but not yet written by swift-nio-http2.
   private var window = DirectWindow()
 
   init(
@@ -461,6 +469,23 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     self.secured = !waitsForTLS
     self.written = written
     self.windowSize = windowSize
+    written.connection = self
+  }
+
+  /// A frame swift-nio-http2 wrote (its state counts it from now on).
+  func wrote(_ frame: HTTP2Frame) {
+    switch frame.payload {
+    case .windowUpdate(let increment):
+      if frame.streamID == .rootStream { self.window.sent(increment) } else { self.streams[frame.streamID]?.window.sent(increment) }
+    case .headers(let headers):
+      guard let stream = self.streams[frame.streamID] else { return }
+      stream.headersWritten = true
+      if headers.endStream { stream.localEnded = true }
+    case .data(let data) where data.endStream:
+      self.streams[frame.streamID]?.localEnded = true
+    default:
+      break
+    }
   }
 
   /// How many streams are open (tests).
@@ -500,7 +525,6 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     if messages.isEmpty && end {
       context.write(self.wrapOutboundOut(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))), promise: nil)
     }
-    if end { stream.localEnded = true }
     context.flush()
     for message in messages { message.written?() }
     return stream
@@ -509,13 +533,14 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// Writes one DATA frame of `stream`'s, if it is still open.
   func send(_ data: ByteBuffer, end: Bool, on stream: DirectStream) {
     guard let context = self.context, self.streams[stream.id] === stream else { return }
-    if end { stream.localEnded = true }
     context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .data(.init(data: .byteBuffer(data), endStream: end)))), promise: nil)
   }
 
   /// Ends `stream` from this side (RST_STREAM CANCEL), if it is still open: not once both
-  /// sides ended it (etcd's END_STREAM or RST_STREAM received, and this side's END_STREAM sent),
-  /// since an endpoint must not answer a closed stream, nor RST_STREAM with RST_STREAM.
+  /// sides ended it (etcd's END_STREAM or RST_STREAM received, and this side's END_STREAM
+  /// written by swift-nio-http2, not only queued), since an endpoint must not answer a closed
+  /// stream, nor RST_STREAM with RST_STREAM. (A stream whose HEADERS swift-nio-http2 still
+  /// holds is dropped unsent by the RST_STREAM.)
   func reset(_ stream: DirectStream) {
     guard self.streams[stream.id] === stream else { return }
     self.streams[stream.id] = nil
@@ -530,17 +555,18 @@ final class DirectConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       case .goAway(let lastStreamID, _, _):
         self.takesStreams = false
         self.member.lostChannel(context.channel)
-        // The streams etcd will not answer (swift-nio-http2 closes those it created; this
-        // also ends any it still held back).
-        // swift-nio-http2 has closed them: they leave the table first, so none is reset.
+        // The streams etcd will not answer: those above its last stream, which swift-nio-http2
+        // has closed (they leave the table first, so none is reset), and those whose HEADERS
+        // it still holds, which it will refuse to open now (with an error and no
+        // StreamClosedEvent, so the calls would wait).
         let error = RPCError(code: .unavailable, message: "etcd member \(self.member.endpoint) is going away (GOAWAY)")
-        let unanswered = self.streams.filter { $0.key > lastStreamID }
+        let unanswered = self.streams.filter { $0.key > lastStreamID || !$0.value.headersWritten }
         for id in unanswered.keys { self.streams[id] = nil }
         for stream in unanswered.values { stream.failed(error) }
       case .settings(.settings) where !self.settled:
         self.settled = true
-        // The connection's window from the start, not after the first 64 KiB.
-        // (The window starts at 65,535 bytes whatever SETTINGS say.)
+        // The connection's window from the start, not after the first 64 KiB (it starts at
+        // 65,535 bytes whatever SETTINGS say).
         if let increment = self.window.giveBack(inbound: 65_535, size: self.windowSize) {
           context.writeAndFlush(self.wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment))), promise: nil)
         }
@@ -839,27 +865,32 @@ final class DirectCall: @unchecked Sendable {
 
 /// A receive window (the connection's or a stream's) given back once half of it was used.
 ///
-/// swift-nio-http2 reports the window after each DATA frame it counted and after each
-/// WINDOW_UPDATE of ours it sent; while the socket cannot take writes it holds our
-/// WINDOW_UPDATEs, and the windows it reports leave them out. So the increments sent are
-/// remembered until the reported window grows by them: without that, every DATA frame in
-/// such a spell would give the whole window back again, and the sum would overflow the
-/// window's 2^31 - 1 limit, which is a connection error.
+/// swift-nio-http2 reports the window it counts after each DATA frame. It counts a
+/// WINDOW_UPDATE of ours only once it wrote it, which may be later: it holds control frames
+/// while the socket takes no writes. So an increment counts as given from the moment it is
+/// queued until the frame delegate says it was written (``sent(_:)``), and from then on the
+/// reported window holds it. Without that, every DATA frame in such a spell would give the
+/// whole window back again, and the sum would pass the window's 2^31 - 1 limit, which is a
+/// connection error. (Inferring it from a rise in the reported window instead is wrong for the
+/// connection: no report follows its WINDOW_UPDATE, and the next DATA frame's report is the
+/// rise less that frame, so some of every increment would stay counted for good, and after
+/// about a GiB the connection's window would never be given back again.)
 struct DirectWindow {
-  /// The window at the last report.
-  private var reported: Int?
-  /// Increments sent that no report has shown yet.
-  private var pending = 0
+  /// Increments queued and not yet written.
+  private(set) var pending = 0
 
   /// The increment to send after a report of `inbound`, or nil.
   mutating func giveBack(inbound: Int, size: Int) -> Int? {
-    if let reported = self.reported, inbound > reported { self.pending = max(0, self.pending - (inbound - reported)) }
-    self.reported = inbound
     let effective = inbound + self.pending
     guard effective <= size / 2 else { return nil }
     let increment = size - effective
     self.pending += increment
     return increment
+  }
+
+  /// swift-nio-http2 wrote an increment: its reports count it from now on.
+  mutating func sent(_ increment: Int) {
+    self.pending = max(0, self.pending - increment)
   }
 }
 
@@ -871,7 +902,9 @@ final class DirectStream {
   let id: HTTP2StreamID
   private let call: DirectCall
   private let connection: DirectConnectionHandler
-  /// This side sent END_STREAM; etcd sent END_STREAM or RST_STREAM.
+  /// swift-nio-http2 wrote the stream's HEADERS, and its END_STREAM; etcd sent END_STREAM or
+  /// RST_STREAM.
+  var headersWritten = false
   var localEnded = false
   var remoteEnded = false
   /// The stream's flow-control window, as for the connection.
