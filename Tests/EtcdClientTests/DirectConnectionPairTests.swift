@@ -40,7 +40,7 @@ import Testing
     let log = Log()
 
     /// `serverValidates: false` lets the server send what a broken server would.
-    init(serverValidates: Bool = true, windowSize: Int = DirectConnection.windowSize) throws {
+    init(serverValidates: Bool = true, windowSize: Int = DirectConnection.windowSize, serverSettings: HTTP2Settings? = nil) throws {
       self.client = EmbeddedChannel(loop: self.loop)
       self.server = EmbeddedChannel(loop: self.loop)
       let written = self.written
@@ -60,12 +60,13 @@ import Testing
       self.connection = DirectConnectionHandler(
         member: member, ready: self.loop.makePromise(), waitsForTLS: false, written: written, windowSize: windowSize)
       try self.client.pipeline.syncOperations.addHandler(self.connection)
-      var serverSettings = NIOHTTP2Handler.ConnectionConfiguration()
+      var serverConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
       if !serverValidates {
-        serverSettings.headerBlockValidation = .disabled
-        serverSettings.contentLengthValidation = .disabled
+        serverConfiguration.headerBlockValidation = .disabled
+        serverConfiguration.contentLengthValidation = .disabled
       }
-      try self.server.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .server, connectionConfiguration: serverSettings))
+      if let serverSettings { serverConfiguration.initialSettings = serverSettings }
+      try self.server.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .server, connectionConfiguration: serverConfiguration))
       try self.server.pipeline.syncOperations.addHandler(self.received)
       try self.client.connect(to: .init(ipAddress: "127.0.0.1", port: 2379)).wait()
       try self.server.connect(to: .init(ipAddress: "127.0.0.1", port: 40000)).wait()
@@ -88,9 +89,9 @@ import Testing
       }
     }
 
-    func call(receiveLimit: Int = 1 << 20) -> (DirectCall, DirectStream?) {
+    func call(receiveLimit: Int = 1 << 20, request: [UInt8] = [1]) -> (DirectCall, DirectStream?) {
       let call = DirectCall(
-        path: "/etcdserverpb.KV/Range", scheme: "http", metadata: [:], mode: .unary(DirectStreamHandlerTests.framed([1])),
+        path: "/etcdserverpb.KV/Range", scheme: "http", metadata: [:], mode: .unary(DirectStreamHandlerTests.framed(request)),
         timeout: .seconds(30), maxReceiveBytes: receiveLimit, promise: self.loop.makePromise())
       return (call, self.connection.open(call, authority: "etcd:2379"))
     }
@@ -240,6 +241,47 @@ import Testing
     try pair.exchange()
     #expect(pair.clientResets(of: id) == 1)
     #expect(pair.received.resets(of: id) == 1)
+  }
+
+  /// A call whose HEADERS swift-nio-http2 still holds (the server allows one stream at a time)
+  /// fails at a GOAWAY even with the highest last stream: swift-nio-http2 would refuse to open
+  /// it, with an error and no close event, and the call would wait. The call already sent is
+  /// still answered.
+  @Test func goAwayEndsACallWhoseHeadersWereHeldBack() throws {
+    let pair = try Pair(serverSettings: [HTTP2Setting(parameter: .maxConcurrentStreams, value: 1)])
+    defer { pair.finish() }
+    let (sent, first) = pair.call()
+    let (held, second) = pair.call()
+    let sentID = try #require(first?.id), heldID = try #require(second?.id)
+    try pair.exchange()
+    #expect(!pair.received.frames.contains { $0.streamID == heldID }, "the server's limit did not hold the second stream")
+    try pair.send(.rootStream, .goAway(lastStreamID: .maxID, errorCode: .noError, opaqueData: nil))
+    guard case .failure(let error as RPCError) = Self.result(held) else { Issue.record("\(String(describing: Self.result(held)))"); return }
+    #expect(error.code == .unavailable)
+    #expect(Self.result(sent) == nil)
+    try pair.answer(sentID, [5])
+    guard case .success = Self.result(sent) else { Issue.record("\(String(describing: Self.result(sent)))"); return }
+  }
+
+  /// When etcd ends a call while its request's END_STREAM is still held back by flow control
+  /// (etcd's window smaller than the request), the stream is reset: this side has not ended
+  /// it, whatever was queued.
+  @Test func aCallEndedWhileItsRequestWaitsForWindowIsReset() throws {
+    let pair = try Pair(serverSettings: [HTTP2Setting(parameter: .initialWindowSize, value: 16)])
+    defer { pair.finish() }
+    let (call, stream) = pair.call(request: [UInt8](repeating: 2, count: 200))
+    let id = try #require(stream?.id)
+    try pair.exchange()
+    let endWritten = pair.log.frames.contains { frame in
+      guard frame.streamID == id, case .data(let data) = frame.payload else { return false }
+      return data.endStream
+    }
+    #expect(!endWritten, "the request was not held back")
+    try pair.send(id, .headers(.init(headers: HPACKHeaders(DirectStreamHandlerTests.ok + [("grpc-status", "8")]), endStream: true)))
+    guard case .failure(let error as RPCError) = Self.result(call) else { Issue.record("\(String(describing: Self.result(call)))"); return }
+    #expect(error.code == .resourceExhausted)
+    #expect(pair.clientResets(of: id) == 1)
+    #expect(pair.connection.openStreams == 0)
   }
 
   /// GOAWAY fails the calls above its last stream, which are not reset (swift-nio-http2 closed
