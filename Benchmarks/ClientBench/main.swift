@@ -50,15 +50,14 @@ if arguments.count >= 2 && arguments[1] == "wire-puts" {
   var configuration = try EtcdConfiguration(endpoints: [arguments[2]])
   configuration.directUnaryCalls = !arguments.dropFirst(5).contains("grpc")
   let onLoop = arguments.dropFirst(5).contains("loop")
-  configuration.runsOnConnectionLoop = onLoop
   try await withEtcdClient(configuration) { etcd in
     let value = String(repeating: "x", count: 100)
     @Sendable func puts() async throws {
       for i in 0..<200 { try await etcd.put("\(arguments[3])warm/\(i)", value) }
       for i in 0..<count { try await etcd.put("\(arguments[3])put/\(i % 1000)", value) }
     }
-    if onLoop, let executor = etcd.loopExecutor {
-      try await withTaskExecutorPreference(executor) { try await puts() }
+    if onLoop {
+      try await withTaskExecutorPreference(etcd.eventLoopExecutor) { try await puts() }
     } else {
       try await puts()
     }
@@ -116,8 +115,12 @@ print("etcd \(try run(server.binary, ["--version"]).1.split(separator: "\n").fir
 
 /// EtcdClient's round, with a client of its own: the same three measurements as the peers, in
 /// this process.
-func swiftRound(_ configuration: EtcdConfiguration, prefix: String) async throws -> Figures {
-  try await withEtcdClient(configuration) { etcd in try await swiftRound(etcd, prefix: prefix) }
+func swiftRound(_ configuration: EtcdConfiguration, prefix: String, onLoop: Bool = false) async throws -> Figures {
+  try await withEtcdClient(configuration) { etcd in
+    guard onLoop else { return try await swiftRound(etcd, prefix: prefix) }
+    // The caller's task on the client's event loop (EtcdClient.eventLoopExecutor).
+    return try await withTaskExecutorPreference(etcd.eventLoopExecutor) { try await swiftRound(etcd, prefix: prefix) }
+  }
 }
 
 func swiftRound(_ etcd: EtcdClient, prefix: String) async throws -> Figures {
@@ -252,6 +255,9 @@ func etcdctlRound(_ etcd: EtcdClient, prefix: String) async throws -> Figures {
 // every call through grpc-swift-2 (package-only switches; see docs/benchmarks.md), as it is
 // and with that path's levers (the deadline sweeper and the connections' event loop).
 var swiftVariants: [(String, EtcdConfiguration)] = [("EtcdClient (Swift)", server.configuration())]
+// The same client with the caller's task on its event loop (opt-in: EtcdClient.eventLoopExecutor).
+let onLoopName = "EtcdClient, caller on its event loop (eventLoopExecutor)"
+swiftVariants.append((onLoopName, server.configuration()))
 if arguments.contains("--variants") {
   var grpcPath = server.configuration()
   grpcPath.directUnaryCalls = false
@@ -279,7 +285,7 @@ try await withEtcdClient(server.configuration()) { etcd in
     var slot = -1
     for (index, variant) in swiftVariants.enumerated() {
       slot += 1
-      results[slot].rounds.append(try await swiftRound(variant.1, prefix: "/bench/r\(round)/swift\(index)/"))
+      results[slot].rounds.append(try await swiftRound(variant.1, prefix: "/bench/r\(round)/swift\(index)/", onLoop: variant.0 == onLoopName))
     }
     if let goPeer {
       slot += 1
@@ -339,8 +345,9 @@ for (i, line) in table.enumerated() {
 }
 // Issue 16's targets are ratios to Go's clientv3 in the same run: each round's EtcdClient
 // figure over that round's Go figure (the two ran one after the other), and their median.
-if let swift = results.first, let go = results.first(where: { $0.name.hasPrefix("Go clientv3") }) {
-  print("\nEtcdClient / Go clientv3, round by round (median):")
+for swift in results.prefix(2) where swift.name.hasPrefix("EtcdClient") {
+  guard let go = results.first(where: { $0.name.hasPrefix("Go clientv3") }) else { break }
+  print("\n\(swift.name) / Go clientv3, round by round (median):")
   for (label, key) in [("put p50", "put_p50_ms"), ("watch p50", "watch_p50_ms"), ("client CPU/put", "put_client_cpu_ms"), ("etcd CPU/put", "put_etcd_cpu_ms")] {
     let ratios = zip(swift.rounds, go.rounds).compactMap { s, g -> Double? in
       guard let a = s[key], let b = g[key], b > 0 else { return nil }

@@ -34,8 +34,22 @@ public final class EtcdClient: Sendable {
   let deadlines = RequestDeadlines()
   /// Where unary calls and the watch stream run once they wait: the connections' event loop.
   let executor: EventLoopTaskExecutor?
-  /// The executor of the connections' event loop, with `runsOnConnectionLoop` (experiment).
-  package var loopExecutor: (any TaskExecutor)? { self.executor }
+  /// The executor of the event loop that carries this client's connections, for a caller that
+  /// wants the lowest latency: a task that runs with it as its preference makes its calls on
+  /// the thread that reads the client's sockets, without the two thread hops a call from
+  /// Swift's global pool costs (one to the loop, one back):
+  ///
+  /// ```swift
+  /// try await withTaskExecutorPreference(etcd.eventLoopExecutor) {
+  ///   for update in updates { try await etcd.put(update.key, update.value) }
+  /// }
+  /// ```
+  ///
+  /// On the project's machine that brought sequential puts level with Go's clientv3
+  /// (docs/benchmarks.md). Such a task must never block (no file I/O, no waiting on a lock or
+  /// a semaphore, no long computation): while it runs, no call or stream of any client on that
+  /// loop moves.
+  public let eventLoopExecutor: any TaskExecutor
   /// The client's own transport for every call and stream (``DirectTransport``), unless they
   /// go through grpc-swift-2 (`directUnaryCalls = false`).
   let direct: DirectTransport?
@@ -54,8 +68,12 @@ public final class EtcdClient: Sendable {
       let loop = configuration.runsOnConnectionLoop
         ? EventLoopTaskExecutor.shared.loop : MultiThreadedEventLoopGroup.singleton.next()
       self.direct = try DirectTransport(configuration: configuration, eventLoop: loop)
+      self.eventLoopExecutor = configuration.runsOnConnectionLoop ? EventLoopTaskExecutor.shared : EventLoopTaskExecutor(loop)
     } else {
       self.direct = nil
+      // grpc-swift-2's connections (package-only path) run on their own group; this loop is
+      // only as good as any other.
+      self.eventLoopExecutor = EventLoopTaskExecutor.shared
     }
   }
 

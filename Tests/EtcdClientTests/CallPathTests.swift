@@ -1,6 +1,7 @@
 import EtcdClient
 import EtcdTestSupport
 import Foundation
+import NIOPosix
 import Testing
 
 /// The unary call path: DirectTransport (the default), and grpc-swift-2's path as it was
@@ -41,6 +42,37 @@ import Testing
         #expect(error?.code == .deadlineExceeded)
         try await etcd.put("/deadline/c", "3")
         #expect(try await etcd.get("/deadline/c").kvs.first?.valueString == "3")
+      }
+    }
+  }
+
+  /// A task that prefers the client's `eventLoopExecutor` makes its calls, reads a watch and
+  /// resumes on the client's event loop thread, and gets the same answers as from the pool.
+  @Test(.timeLimit(.minutes(2))) func callsFromTheClientsEventLoopExecutor() async throws {
+    try await EtcdServer.with { server in
+      try await withEtcdClient(server.configuration()) { etcd in
+        let revision = try await etcd.put("/loop/warm", "0").header.revision
+        let watch = etcd.watch(.prefix("/loop/k/"), options: WatchOptions(startRevision: revision + 1))
+        let (onLoop, seen) = try await withTaskExecutorPreference(etcd.eventLoopExecutor) {
+          var onLoop = true
+          for i in 0..<20 {
+            try await etcd.put("/loop/k/\(i)", "\(i)")
+            onLoop = onLoop && MultiThreadedEventLoopGroup.currentEventLoop != nil
+          }
+          var seen: [String] = []
+          for try await response in watch {
+            seen += response.events.map(\.kv.valueString)
+            onLoop = onLoop && MultiThreadedEventLoopGroup.currentEventLoop != nil
+            if seen.count >= 20 { break }
+          }
+          return (onLoop, seen)
+        }
+        #expect(onLoop, "the task left the event loop")
+        #expect(seen == (0..<20).map(String.init))
+        // The oracle: the same keys read from the pool.
+        let kvs = try await etcd.get(.prefix("/loop/k/")).kvs
+        #expect(Set(kvs.map(\.valueString)) == Set((0..<20).map(String.init)))
+        #expect(MultiThreadedEventLoopGroup.currentEventLoop == nil, "back on the pool")
       }
     }
   }

@@ -2,7 +2,7 @@ import NIOCore
 import NIOPosix
 
 /// Runs Swift concurrency jobs on one NIO event loop: the loop that serves the client's
-/// connections.
+/// connections (``EtcdClient/eventLoopExecutor``).
 ///
 /// A unary call and the watch stream prefer this executor (`withTaskExecutorPreference`), so
 /// the task that writes a request and awaits its response runs on the thread that reads the
