@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCProtobuf
+import NIOCore
 
 extension EtcdClient {
   // MARK: Get
@@ -8,7 +9,7 @@ extension EtcdClient {
   /// Reads a key or range (clientv3's `Get`).
   public func get(_ range: KeyRange, options: GetOptions = GetOptions()) async throws(EtcdError) -> GetResponse {
     let request = rangeRequest(range, options)
-    return try await self.unary(idempotent: true) { [request] metadata, callOptions in
+    let wire = try await self.unary(idempotent: true) { [request] metadata, callOptions in
       // Decoded straight into GetResponse, a large one only here, off the event loop: see
       // RangeResponseDeserializer.
       if let direct = self.direct {
@@ -21,7 +22,18 @@ extension EtcdClient {
         deserializer: RangeResponseDeserializer(),
         options: callOptions
       ) { try $0.message }
-    }.response()
+    }
+    // A caller on the client's event loop (eventLoopExecutor) would decode a large response
+    // there and hold up every call and watch on the loop: it is decoded on the global pool.
+    if case .buffer(let buffer) = wire, buffer.readableBytes > RangeResponseDeserializer.decodeInPlaceLimit,
+      let direct = self.direct, direct.eventLoop.inEventLoop
+    {
+      let decoded: Result<GetResponse, EtcdError> = await withTaskExecutorPreference(globalConcurrentExecutor) {
+        do throws(EtcdError) { return .success(try wire.response()) } catch { return .failure(error) }
+      }
+      return try decoded.get()
+    }
+    return try wire.response()
   }
 
   /// Reads one key.

@@ -1,7 +1,7 @@
-import EtcdClient
+@testable import EtcdClient
 import EtcdTestSupport
 import Foundation
-import NIOPosix
+import NIOCore
 import Testing
 
 /// The unary call path: DirectTransport (the default), and grpc-swift-2's path as it was
@@ -47,32 +47,41 @@ import Testing
   }
 
   /// A task that prefers the client's `eventLoopExecutor` makes its calls, reads a watch and
-  /// resumes on the client's event loop thread, and gets the same answers as from the pool.
+  /// resumes on the loop that carries the client's connections (not merely some NIO loop), and
+  /// gets the same answers as from the pool; a Range over the in-call decoding limit (decoded on
+  /// the global pool, not on the loop) still answers whole, and the task is back on the loop.
   @Test(.timeLimit(.minutes(2))) func callsFromTheClientsEventLoopExecutor() async throws {
     try await EtcdServer.with { server in
       try await withEtcdClient(server.configuration()) { etcd in
         let revision = try await etcd.put("/loop/warm", "0").header.revision
         let watch = etcd.watch(.prefix("/loop/k/"), options: WatchOptions(startRevision: revision + 1))
-        let (onLoop, seen) = try await withTaskExecutorPreference(etcd.eventLoopExecutor) {
+        let loop = try #require(etcd.direct?.eventLoop)
+        let big = String(repeating: "v", count: 1000)
+        let (onLoop, seen, bigCount) = try await withTaskExecutorPreference(etcd.eventLoopExecutor) {
           var onLoop = true
           for i in 0..<20 {
             try await etcd.put("/loop/k/\(i)", "\(i)")
-            onLoop = onLoop && MultiThreadedEventLoopGroup.currentEventLoop != nil
+            onLoop = onLoop && loop.inEventLoop
           }
           var seen: [String] = []
           for try await response in watch {
             seen += response.events.map(\.kv.valueString)
-            onLoop = onLoop && MultiThreadedEventLoopGroup.currentEventLoop != nil
+            onLoop = onLoop && loop.inEventLoop
             if seen.count >= 20 { break }
           }
-          return (onLoop, seen)
+          // Over 64 KiB: decoded on the global pool, then back on the loop.
+          for i in 0..<100 { try await etcd.put("/loop/big/\(i)", big) }
+          let bigCount = try await etcd.get(.prefix("/loop/big/")).kvs.count
+          onLoop = onLoop && loop.inEventLoop
+          return (onLoop, seen, bigCount)
         }
-        #expect(onLoop, "the task left the event loop")
+        #expect(onLoop, "the task left the connections' event loop")
         #expect(seen == (0..<20).map(String.init))
-        // The oracle: the same keys read from the pool.
+        #expect(bigCount == 100)
+        // The same keys read from the pool.
         let kvs = try await etcd.get(.prefix("/loop/k/")).kvs
         #expect(Set(kvs.map(\.valueString)) == Set((0..<20).map(String.init)))
-        #expect(MultiThreadedEventLoopGroup.currentEventLoop == nil, "back on the pool")
+        #expect(!loop.inEventLoop, "back on the pool")
       }
     }
   }
