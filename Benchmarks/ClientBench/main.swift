@@ -264,6 +264,9 @@ if arguments.contains("--variants") {
   var grpcLevers = grpcPath
   grpcLevers.perCallDeadlineTimer = false
   grpcLevers.runsOnConnectionLoop = true
+  var immediateAck = server.configuration()
+  immediateAck.pingAckDelay = nil
+  swiftVariants += [("EtcdClient, PING ACK in a write of its own (before)", immediateAck)]
   swiftVariants += [("EtcdClient through grpc-swift-2 (before DirectTransport)", grpcPath),
                     ("EtcdClient through grpc-swift-2, levers (deadline sweeper, event-loop executor)", grpcLevers)]
 }
@@ -345,7 +348,7 @@ for (i, line) in table.enumerated() {
 }
 // Issue 16's targets are ratios to Go's clientv3 in the same run: each round's EtcdClient
 // figure over that round's Go figure (the two ran one after the other), and their median.
-for swift in results.prefix(2) where swift.name.hasPrefix("EtcdClient") {
+for swift in results.prefix(3) where swift.name.hasPrefix("EtcdClient") && !swift.name.contains("grpc-swift-2") {
   guard let go = results.first(where: { $0.name.hasPrefix("Go clientv3") }) else { break }
   print("\n\(swift.name) / Go clientv3, round by round (median):")
   for (label, key) in [("put p50", "put_p50_ms"), ("watch p50", "watch_p50_ms"), ("client CPU/put", "put_client_cpu_ms"), ("etcd CPU/put", "put_etcd_cpu_ms")] {

@@ -57,6 +57,37 @@ import Testing
     return (forwarded, written)
   }
 
+  /// With an ACK delay, the answer to etcd's PING is written at once but leaves with the next
+  /// flush (the next request's), or after the delay when nothing else is written.
+  @Test func aHeldAckLeavesWithTheNextRequestOrAfterTheDelay() throws {
+    let loop = EmbeddedEventLoop()
+    let channel = EmbeddedChannel(handler: HTTP2LivenessHandler(keepalive: nil, ackDelay: .milliseconds(1)), loop: loop)
+    func bytes(_ array: [UInt8]) -> ByteBuffer { channel.allocator.buffer(bytes: array) }
+    func flushed() throws -> [UInt8] {
+      var written: [UInt8] = []
+      while let data = try channel.readOutbound(as: IOData.self) {
+        if case .byteBuffer(var buffer) = data { written += buffer.readBytes(length: buffer.readableBytes)! }
+      }
+      return written
+    }
+    try channel.writeInbound(bytes(Self.ping(42)))
+    channel.pipeline.fireChannelReadComplete()
+    #expect(try flushed().isEmpty, "the ACK left on its own")
+    let request = Self.frame(type: 1, flags: 4, stream: 1, payload: [0x83])
+    try channel.writeOutbound(bytes(request))
+    #expect(try flushed() == Self.ping(42, ack: true) + request)
+    loop.advanceTime(by: .milliseconds(2))
+    #expect(try flushed().isEmpty)
+    try channel.writeInbound(bytes(Self.ping(43)))
+    channel.pipeline.fireChannelReadComplete()
+    #expect(try flushed().isEmpty)
+    loop.advanceTime(by: .microseconds(999))
+    #expect(try flushed().isEmpty)
+    loop.advanceTime(by: .microseconds(1))
+    #expect(try flushed() == Self.ping(43, ack: true))
+    _ = try channel.finish()
+  }
+
   @Test func wholeStreamInOneRead() throws {
     let (input, expected) = Self.stream
     let result = try Self.run([input])

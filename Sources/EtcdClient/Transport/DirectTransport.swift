@@ -53,7 +53,7 @@ final class DirectTransport: Sendable {
       DirectMember(
         endpoint: endpoint, eventLoop: eventLoop, security: security, keepalive: keepalive,
         dialTimeout: timeAmount(configuration.dialTimeout),
-        installsLiveness: configuration.installsLivenessHandler)
+        installsLiveness: configuration.installsLivenessHandler, pingAckDelay: configuration.pingAckDelay.map(timeAmount))
     }
   }
 
@@ -216,6 +216,7 @@ final class DirectMember: @unchecked Sendable {
   private let keepalive: HTTP2LivenessHandler.Keepalive
   private let dialTimeout: TimeAmount
   private let installsLiveness: Bool
+  private let pingAckDelay: TimeAmount?
 
   private enum State {
     case idle
@@ -237,8 +238,10 @@ final class DirectMember: @unchecked Sendable {
 
   init(
     endpoint: EtcdEndpoint, eventLoop: any EventLoop, security: DirectSecurity,
-    keepalive: HTTP2LivenessHandler.Keepalive, dialTimeout: TimeAmount, installsLiveness: Bool
+    keepalive: HTTP2LivenessHandler.Keepalive, dialTimeout: TimeAmount, installsLiveness: Bool,
+    pingAckDelay: TimeAmount? = nil
   ) {
+    self.pingAckDelay = pingAckDelay
     self.endpoint = endpoint
     self.eventLoop = eventLoop
     self.security = security
@@ -338,6 +341,7 @@ final class DirectMember: @unchecked Sendable {
     let security = self.security
     let host = self.endpoint.host
     let keepalive = self.installsLiveness ? self.keepalive : nil
+    let pingAckDelay = self.pingAckDelay
     let member = self
     let bootstrap = ClientBootstrap(group: self.eventLoop)
       .connectTimeout(self.dialTimeout)
@@ -349,7 +353,7 @@ final class DirectMember: @unchecked Sendable {
             try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: security.serverHostname))
             if security.perMemberIdentity { try sync.addHandler(MemberIdentityHandler(host: host)) }
           }
-          if let keepalive { try sync.addHandler(HTTP2LivenessHandler(keepalive: keepalive)) }
+          if let keepalive { try sync.addHandler(HTTP2LivenessHandler(keepalive: keepalive, ackDelay: pingAckDelay)) }
           var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
           connectionConfiguration.initialSettings = [
             HTTP2Setting(parameter: .enablePush, value: 0),
