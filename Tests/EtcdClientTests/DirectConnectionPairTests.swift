@@ -19,12 +19,15 @@ import Testing
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
       self.frames.append(self.unwrapInboundIn(data))
     }
-    func resets(of id: HTTP2StreamID) -> Int {
-      self.frames.filter { frame in
-        guard frame.streamID == id, case .rstStream = frame.payload else { return false }
-        return true
-      }.count
-    }
+    func resets(of id: HTTP2StreamID) -> Int { DirectConnectionPairTests.resets(of: id, in: self.frames) }
+  }
+
+  /// RST_STREAM frames on stream `id` among `frames`.
+  static func resets(of id: HTTP2StreamID, in frames: [HTTP2Frame]) -> Int {
+    frames.filter { frame in
+      guard frame.streamID == id, case .rstStream = frame.payload else { return false }
+      return true
+    }.count
   }
 
   struct Pair {
@@ -109,12 +112,7 @@ import Testing
     }
 
     /// RST_STREAM frames the client wrote on stream `id`.
-    func clientResets(of id: HTTP2StreamID) -> Int {
-      self.log.frames.filter { frame in
-        guard frame.streamID == id, case .rstStream = frame.payload else { return false }
-        return true
-      }.count
-    }
+    func clientResets(of id: HTTP2StreamID) -> Int { DirectConnectionPairTests.resets(of: id, in: self.log.frames) }
 
     func finish() {
       _ = try? self.client.finish()

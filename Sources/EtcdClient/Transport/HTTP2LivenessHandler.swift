@@ -82,15 +82,18 @@ final class HTTP2LivenessHandler: ChannelDuplexHandler, RemovableChannelHandler 
     context.fireChannelActive()
   }
 
-  func handlerRemoved(context: ChannelHandlerContext) {
+  func handlerRemoved(context: ChannelHandlerContext) { self.stopTimers() }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    self.stopTimers()
+    context.fireChannelInactive()
+  }
+
+  /// The keepalive, and a held PING answer's flush (nothing to send once the channel closed).
+  private func stopTimers() {
     self.stopKeepalive()
     self.delayedFlush?.cancel()
     self.delayedFlush = nil
-  }
-
-  func channelInactive(context: ChannelHandlerContext) {
-    self.stopKeepalive()
-    context.fireChannelInactive()
   }
 
   // MARK: Inbound

@@ -274,13 +274,13 @@ final class WatchHub: Sendable {
         let metadata = try await client.streamMetadata([("hasleader", "true")])
         let options = { var options = CallOptions.defaults; options.waitForReady = true; return options }()
         let timeout = client.configuration.requestTimeout
-        // The stream, and beside it the deadline of the create in flight: whichever ends first
-        // ends the other.
         // Each response, whichever transport brought it.
         let receive: @Sendable (Etcdserverpb_WatchResponse) throws -> Void = { message in
           if !message.events.isEmpty || (message.created && !message.canceled) { progressed.set() }
           try self.handle(message, generation: generation, stream: stream)
         }
+        // The stream, and beside it the deadline of the create in flight: whichever ends first
+        // ends the other.
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask {
             if let direct = client.direct {
