@@ -18,6 +18,8 @@
 // with `etcdctl get --prefix`. `ClientBench wire-puts ENDPOINT PREFIX PUTS [grpc] [loop]` makes
 // only puts (200 warm-up, then PUTS; `grpc`: through grpc-swift-2; `loop`: the caller's task on
 // the connections' event loop, docs/benchmarks.md), for Benchmarks/wire_capture.py and perf.
+// `ClientBench ranges ENDPOINT PREFIX N [loop]` reads the whole PREFIX (100k keys, loaded if it
+// is empty) N times in one Range each and prints each read's time, for perf.
 import EtcdClient
 import EtcdTestSupport
 import Foundation
@@ -38,6 +40,33 @@ if arguments.count >= 4 && arguments[1] == "read-once" {
     try await etcd.getAll(.prefix(arguments[3])).kvs.count
   }
   print(count)
+  exit(0)
+}
+
+if arguments.count >= 5 && arguments[1] == "ranges" {
+  // One Range of the whole PREFIX, N times (after loading 100k keys there if it is empty),
+  // for perf: `ClientBench ranges ENDPOINT PREFIX N [loop]`. Prints each read's time.
+  guard let count = Int(arguments[4]) else { exit(2) }
+  try await withEtcdClient(try EtcdConfiguration(endpoints: [arguments[2]])) { etcd in
+    let value = String(repeating: "x", count: 100)
+    if try await etcd.get(.prefix(arguments[3]), options: GetOptions(countOnly: true)).count == 0 {
+      for base in stride(from: 0, to: 100_000, by: 128) {
+        try await etcd.txn(if: [], then: (base..<min(base + 128, 100_000)).map { Op.put(String(format: "\(arguments[3])%07d", $0), value) })
+      }
+    }
+    @Sendable func reads() async throws {
+      for _ in 0..<count {
+        let t = ContinuousClock.now
+        let n = try await etcd.get(.prefix(arguments[3])).kvs.count
+        print(n, ContinuousClock.now - t)
+      }
+    }
+    if arguments.dropFirst(5).contains("loop") {
+      try await withTaskExecutorPreference(etcd.eventLoopExecutor) { try await reads() }
+    } else {
+      try await reads()
+    }
+  }
   exit(0)
 }
 
@@ -267,6 +296,9 @@ if arguments.contains("--variants") {
   var immediateAck = server.configuration()
   immediateAck.pingAckDelay = nil
   swiftVariants += [("EtcdClient, PING ACK in a write of its own (before)", immediateAck)]
+  var validating = server.configuration()
+  validating.validatesHeaderBlocks = true
+  swiftVariants += [("EtcdClient, header blocks validated by swift-nio-http2 (before)", validating)]
   swiftVariants += [("EtcdClient through grpc-swift-2 (before DirectTransport)", grpcPath),
                     ("EtcdClient through grpc-swift-2, levers (deadline sweeper, event-loop executor)", grpcLevers)]
 }

@@ -49,13 +49,10 @@ import Testing
       let written = self.written
       let log = self.log
       written.observer = { log.frames.append($0) }
-      var settings = NIOHTTP2Handler.ConnectionConfiguration()
-      settings.initialSettings = [
-        HTTP2Setting(parameter: .enablePush, value: 0),
-        HTTP2Setting(parameter: .initialWindowSize, value: windowSize),
-      ]
+      // The client's HTTP/2 handler as DirectTransport configures it.
+      let (settings, streamSettings) = DirectMember.http2Configuration(validatesHeaderBlocks: false, windowSize: windowSize)
       try self.client.pipeline.syncOperations.addHandler(
-        NIOHTTP2Handler(mode: .client, frameDelegate: written, connectionConfiguration: settings, streamConfiguration: .init()))
+        NIOHTTP2Handler(mode: .client, frameDelegate: written, connectionConfiguration: settings, streamConfiguration: streamSettings))
       let configuration = try EtcdConfiguration(endpoints: ["127.0.0.1:2379"])
       let member = DirectMember(
         endpoint: configuration.endpoints[0], eventLoop: self.loop, security: try DirectSecurity(configuration),
@@ -149,9 +146,18 @@ import Testing
     let (other, second) = pair.call()
     let brokenID = try #require(first?.id), otherID = try #require(second?.id)
     try pair.exchange()
-    // content-length 3, then 10 bytes ending the stream: a stream error on the client.
-    try pair.send(brokenID, .headers(.init(headers: HPACKHeaders(DirectStreamHandlerTests.ok + [("content-length", "3")]))))
-    try pair.send(brokenID, .data(.init(data: .byteBuffer(ByteBuffer(bytes: DirectStreamHandlerTests.message([1, 2, 3, 4, 5]))), endStream: true)))
+    // Trailers that do not end the stream: a stream error on the client, header validation
+    // or not.
+    try pair.send(brokenID, .headers(.init(headers: HPACKHeaders(DirectStreamHandlerTests.ok))))
+    try pair.send(brokenID, .data(.init(data: .byteBuffer(ByteBuffer(bytes: DirectStreamHandlerTests.message([1, 2, 3, 4, 5]))))))
+    // (Raw bytes: the server's handler would refuse to send them. HEADERS, END_HEADERS only;
+    // "grpc-status: 0" as a literal without indexing.)
+    let id = UInt32(Int32(brokenID))
+    let block: [UInt8] = [0x00, 11] + Array("grpc-status".utf8) + [1] + Array("0".utf8)
+    let frame: [UInt8] = [0, 0, UInt8(block.count), 0x01, 0x04,
+                          UInt8(id >> 24), UInt8((id >> 16) & 0xff), UInt8((id >> 8) & 0xff), UInt8(id & 0xff)] + block
+    try pair.client.writeInbound(ByteBuffer(bytes: frame))
+    try pair.exchange()
     guard case .failure(let error as RPCError) = Self.result(broken) else { Issue.record("\(String(describing: Self.result(broken)))"); return }
     #expect(error.code == .unavailable || error.code == .internalError)
     #expect(pair.client.isActive, "one stream's error closed the connection")

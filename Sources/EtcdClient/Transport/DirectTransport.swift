@@ -53,7 +53,8 @@ final class DirectTransport: Sendable {
       DirectMember(
         endpoint: endpoint, eventLoop: eventLoop, security: security, keepalive: keepalive,
         dialTimeout: timeAmount(configuration.dialTimeout),
-        installsLiveness: configuration.installsLivenessHandler, pingAckDelay: configuration.pingAckDelay.map(timeAmount))
+        installsLiveness: configuration.installsLivenessHandler, pingAckDelay: configuration.pingAckDelay.map(timeAmount),
+        validatesHeaderBlocks: configuration.validatesHeaderBlocks)
     }
   }
 
@@ -217,6 +218,7 @@ final class DirectMember: @unchecked Sendable {
   private let dialTimeout: TimeAmount
   private let installsLiveness: Bool
   private let pingAckDelay: TimeAmount?
+  private let validatesHeaderBlocks: Bool
 
   private enum State {
     case idle
@@ -239,9 +241,10 @@ final class DirectMember: @unchecked Sendable {
   init(
     endpoint: EtcdEndpoint, eventLoop: any EventLoop, security: DirectSecurity,
     keepalive: HTTP2LivenessHandler.Keepalive, dialTimeout: TimeAmount, installsLiveness: Bool,
-    pingAckDelay: TimeAmount? = nil
+    pingAckDelay: TimeAmount? = nil, validatesHeaderBlocks: Bool = false
   ) {
     self.pingAckDelay = pingAckDelay
+    self.validatesHeaderBlocks = validatesHeaderBlocks
     self.endpoint = endpoint
     self.eventLoop = eventLoop
     self.security = security
@@ -333,6 +336,34 @@ final class DirectMember: @unchecked Sendable {
     for connection in connections { connection.channel.close(promise: nil) }
   }
 
+  /// The client side's HTTP/2 settings: etcd's response of up to 8 MiB in flight per stream
+  /// and per connection, no server push, and as many refused streams per second as gRPC
+  /// allows. Without `validatesHeaderBlocks`, swift-nio-http2 does not check header blocks
+  /// against HTTP/2's field rules (nor content-length): etcd's headers are checked where they
+  /// are read (``DirectStream/checkResponseHeaders(_:)``, the trailers), and the client's own
+  /// are fixed. Frame sequencing (trailers must end the stream, for one) is checked either way.
+  static func http2Configuration(validatesHeaderBlocks: Bool, windowSize: Int = DirectConnection.windowSize)
+    -> (NIOHTTP2Handler.ConnectionConfiguration, NIOHTTP2Handler.StreamConfiguration)
+  {
+    var connection = NIOHTTP2Handler.ConnectionConfiguration()
+    connection.initialSettings = [
+      HTTP2Setting(parameter: .enablePush, value: 0),
+      HTTP2Setting(parameter: .initialWindowSize, value: windowSize),
+      HTTP2Setting(parameter: .maxFrameSize, value: 1 << 14),
+      HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
+    ]
+    let validation: NIOHTTP2Handler.ValidationState = validatesHeaderBlocks ? .enabled : .disabled
+    connection.headerBlockValidation = validation
+    connection.contentLengthValidation = validation
+    var stream = NIOHTTP2Handler.StreamConfiguration()
+    // etcd refuses a call with RST_STREAM or a trailers-only answer; allow as many as grpc does.
+    stream.streamResetFrameRateLimit.maximumCount = 200
+    stream.streamResetFrameRateLimit.windowLength = .seconds(1)
+    stream.streamErrorRateLimit.maximumCount = 200
+    stream.streamErrorRateLimit.windowLength = .seconds(1)
+    return (connection, stream)
+  }
+
   /// Connects to the member: its host name is resolved now (so DNS changes are seen at each
   /// reconnection) by NIO's resolver, off the event loop, and its addresses are tried as
   /// happy eyeballs does.
@@ -342,6 +373,7 @@ final class DirectMember: @unchecked Sendable {
     let host = self.endpoint.host
     let keepalive = self.installsLiveness ? self.keepalive : nil
     let pingAckDelay = self.pingAckDelay
+    let validates = self.validatesHeaderBlocks
     let member = self
     let bootstrap = ClientBootstrap(group: self.eventLoop)
       .connectTimeout(self.dialTimeout)
@@ -354,19 +386,8 @@ final class DirectMember: @unchecked Sendable {
             if security.perMemberIdentity { try sync.addHandler(MemberIdentityHandler(host: host)) }
           }
           if let keepalive { try sync.addHandler(HTTP2LivenessHandler(keepalive: keepalive, ackDelay: pingAckDelay)) }
-          var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
-          connectionConfiguration.initialSettings = [
-            HTTP2Setting(parameter: .enablePush, value: 0),
-            HTTP2Setting(parameter: .initialWindowSize, value: DirectConnection.windowSize),
-            HTTP2Setting(parameter: .maxFrameSize, value: 1 << 14),
-            HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
-          ]
-          var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
-          // etcd refuses a call with RST_STREAM or a trailers-only answer; allow as many as grpc does.
-          streamConfiguration.streamResetFrameRateLimit.maximumCount = 200
-          streamConfiguration.streamResetFrameRateLimit.windowLength = .seconds(1)
-          streamConfiguration.streamErrorRateLimit.maximumCount = 200
-          streamConfiguration.streamErrorRateLimit.windowLength = .seconds(1)
+          let (connectionConfiguration, streamConfiguration) = DirectMember.http2Configuration(
+            validatesHeaderBlocks: validates)
           // No stream multiplexer: DirectConnectionHandler keeps the streams and the windows.
           let written = DirectWrittenFrames()
           try sync.addHandler(
