@@ -42,6 +42,11 @@ struct RetryBackoffTests {
     try await h.put("/r/f", "old")
     let daemon = Daemon(try h.agent(h.configuration([mapping])))
     #expect(await eventually { Disk.read(dest) == "old" && h.count("reload") == 1 })
+    // The daemon's watch delivers: a change reaches its loop before the fault starts (the same
+    // bytes: no write, no reload). Otherwise, on a loaded machine, the puts below may only
+    // arrive after the fault, and the start-up drift check is the one attempt that meets it.
+    let live = try await h.put("/r/f", "old")
+    #expect(await eventually { await daemon.agent.progress.appliedRevision >= live })
 
     // The fault starts.
     switch fault {
