@@ -58,6 +58,7 @@ extension Agent {
 
   func notify(_ result: MappingResult) {
     self.errors[result.mapping] = result.failureCode?.rawValue
+    self.failedRepairs.remove(result.mapping)
   }
 
   /// Tells observers when the applied revision or the errors changed. The revision is the

@@ -56,6 +56,10 @@ public actor Agent {
   /// Whether files changed since the change observers were last called.
   var changesUnannounced = false
   var errors: [String: String] = [:]
+  /// Mappings whose `errors` entry is a drift repair's that failed (their files drifted and
+  /// could not be put back): later repairs may still run, and the entry goes once one puts
+  /// the files back or the mapping applies.
+  var failedRepairs: Set<String> = []
   var publishedRevision: Int64 = 0
   /// How far the agent is current, and the status requests it answers (`Agent+Current.swift`).
   var current = CurrentThrough()

@@ -62,6 +62,8 @@ struct DriftFound: Sendable {
   var verified: String?
   /// How many recorded files the check read.
   var checked = 0
+  /// Whether the check compared every recorded file (not only those inotify named).
+  var everything = false
 }
 
 /// What the daemon does with a drift check's result (``DriftFound/followUp(current:inPlaceTree:)``).
@@ -243,6 +245,7 @@ extension MappingRunner {
     let drifted = self.drifted(candidates, recorded: recorded, ignoringAttributes: ignoringAttributes)
     var found = DriftFound(drifted: drifted, writes: writes, recorded: recorded)
     found.checked = candidates.map { paths in paths.filter { path in recorded[path] != nil }.count } ?? recorded.count
+    found.everything = candidates == nil
     if swapped, candidates == nil, drifted.isEmpty, let before,
       before == ((try? TreeSwap(root: self.mapping.dest).currentDirectory()) ?? nil)
     {

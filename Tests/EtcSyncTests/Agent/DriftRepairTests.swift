@@ -236,6 +236,54 @@ struct DriftRepairTests {
     #expect(await daemon.stop() == nil)
   }
 
+  @Test("a repair that fails reports the mapping as failing and holds its revision, until its file is etcd's again (by itself or by a repair)")
+  func failedRepairIsReported() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let dest = h.dir("motd")
+    let mappings = [Mapping(name: "motd", kind: .file, key: "/p/motd", dest: dest),
+                    Mapping(name: "other", kind: .file, key: "/p/other", dest: h.dir("other"))]
+    try await h.put("/p/motd", "etcd's motd")
+    try await h.put("/p/other", "1")
+    let (agent, daemon, _) = try Self.start(h, mappings, interval: .milliseconds(200))
+    #expect(await eventually { await agent.history.count >= 1 && Disk.read(dest) == "etcd's motd" })
+    let applied = await agent.progress.appliedRevision
+    #expect(await agent.progress.errors.isEmpty)
+    // A file bind-mounted over it: it reads otherwise, and a rename onto it fails (EBUSY).
+    try Disk.write(h.dir("mounted"), "mounted")
+    try RetryBackoffTests.mount(["--bind", h.dir("mounted"), dest])
+    var mounted = true
+    defer { if mounted { runTool(["umount", "-l", dest]) } }
+    #expect(await eventually { await agent.progress.errors["motd"] == MappingFailure.writeFailed.rawValue })
+    #expect(h.messages(atLeast: .error).contains("file changed locally and could not be put back"))
+    // Another mapping's change applies, but the agent does not claim its revision: motd's
+    // file is not etcd's.
+    let later = try await h.put("/p/other", "2")
+    #expect(await eventually { Disk.read(h.dir("other")) == "2" })
+    #expect(await agent.progress.appliedRevision == applied)
+    #expect(await agent.progress.errors["motd"] != nil, "checked again and still failing")
+
+    // The mount gone, the file under it is etcd's again: the next whole check says so.
+    runTool(["umount", dest])
+    mounted = false
+    #expect(await eventually { await agent.progress.errors.isEmpty })
+    let motd = try #require(try await Self.value(h, "/p/motd", at: later))
+    #expect(Bytes.read(dest) == motd)
+    #expect(await eventually { await agent.progress.appliedRevision >= later })
+    #expect(h.messages(atLeast: .notice).contains("local files hold etcd's content again"))
+
+    // Failing again, then put back by a repair: the failure ends with the repair.
+    try RetryBackoffTests.mount(["--bind", h.dir("mounted"), dest])
+    mounted = true
+    #expect(await eventually { await agent.progress.errors["motd"] == MappingFailure.writeFailed.rawValue })
+    runTool(["umount", dest])
+    mounted = false
+    Self.overwrite(dest, "edited")
+    #expect(await eventually { await agent.progress.errors.isEmpty && Bytes.read(dest) == motd })
+    #expect(h.messages(atLeast: .warning).contains(Self.restoredMessage))
+    #expect(await daemon.stop() == nil)
+  }
+
   @Test("repairDrift: false leaves a local edit alone; a write-back mapping pushes it instead")
   func optOut() async throws {
     let h = try await AgentHarness.start()
