@@ -160,11 +160,27 @@ import Testing
     try pair.exchange()
     guard case .failure(let error as RPCError) = Self.result(broken) else { Issue.record("\(String(describing: Self.result(broken)))"); return }
     #expect(error.code == .unavailable || error.code == .internalError)
+    #expect(pair.clientResets(of: brokenID) == 1, "swift-nio-http2 resets the stream it refused")
     #expect(pair.client.isActive, "one stream's error closed the connection")
     #expect(Self.result(other) == nil)
     try pair.answer(otherID, [9])
     guard case .success = Self.result(other) else { Issue.record("\(String(describing: Self.result(other)))"); return }
     #expect(pair.connection.openStreams == 0)
+  }
+
+  /// An informational answer (103 Early Hints, from a proxy) before the response's headers is
+  /// skipped: the call completes with the message.
+  @Test func anInformationalAnswerIsSkipped() throws {
+    let pair = try Pair()
+    defer { pair.finish() }
+    let (call, stream) = pair.call()
+    let id = try #require(stream?.id)
+    try pair.exchange()
+    try pair.send(id, .headers(.init(headers: HPACKHeaders([(":status", "103"), ("link", "</a>; rel=preload")]))))
+    #expect(Self.result(call) == nil)
+    try pair.answer(id, [7, 8])
+    guard case .success(let body) = Self.result(call) else { Issue.record("\(String(describing: Self.result(call)))"); return }
+    #expect(Array(buffer: body) == [7, 8])
   }
 
   /// A connection error (here a SETTINGS frame whose length is not a multiple of 6: a frame

@@ -197,7 +197,7 @@ extension Agent {
   /// its check stays queued until that apply is done.
   private func driftRepairable(_ name: String) -> Bool {
     !self.schedule.isPending(name) && self.schedule.retry(name) == nil && !self.applying.contains(name)
-      && (self.errors[name] == nil || self.errors[name] == MappingFailure.reloadFailed.rawValue || self.failedRepairs.contains(name))
+      && (self.errors[name] == nil || self.errors[name] == MappingFailure.reloadFailed.rawValue || self.failedRepairs[name] != nil)
       && self.state[mapping: name].appliedRevision != 0
   }
 
@@ -273,16 +273,22 @@ extension Agent {
     // Every file holds what was written, and nothing was written since the check began: a
     // failure an earlier repair reported is over (the file came back by itself: a bind
     // mount removed, say).
-    if found.drifted.isEmpty, found.everything, self.failedRepairs.contains(name),
+    if found.drifted.isEmpty, found.coversEverything, self.failedRepairs[name] != nil,
       let runner = self.runners.first(where: { $0.mapping.name == name }), runner.driftMarks.writes == found.writes,
       self.state[mapping: name].files == found.recorded
     {
-      self.failedRepairs.remove(name)
-      self.errors[name] = nil
+      self.repairFailureEnded(name)
       self.logger.notice("local files hold etcd's content again", metadata: ["mapping.name": "\(name)"])
     }
     // An empty request: the loop looks at this result and at what was queued meanwhile.
     self.inbox?.send(.drift(name, []))
+  }
+
+  /// A failure a drift repair reported is over: the error it replaced (a failed reload's,
+  /// still owed) is reported again, or none.
+  private func repairFailureEnded(_ name: String) {
+    guard let replaced = self.failedRepairs.removeValue(forKey: name) else { return }
+    self.errors[name] = replaced.isEmpty ? nil : replaced
   }
 
   /// Puts back the files `found` says drifted, logs and counts them, and spaces out the
@@ -304,8 +310,10 @@ extension Agent {
     }
     switch outcome {
     case .restored(let paths):
-      // The files are etcd's again: a failure an earlier repair reported is over.
-      if self.failedRepairs.remove(name) != nil { self.errors[name] = nil }
+      // Every file is etcd's again (the check compared them all, and the repair put back
+      // what it found): a failure an earlier repair reported is over. After a check of some
+      // files only, another may still be wrong; the next whole check tells.
+      if found.coversEverything { self.repairFailureEnded(name) }
       for path in paths {
         self.logger.warning("file changed locally; etcd's content put back", metadata: [
           "mapping.name": "\(name)", "file.path": "\(escapeBytes(path.utf8))", "drift": "\(kinds[ExactString(path)]?.rawValue ?? "changed")",
@@ -342,11 +350,12 @@ extension Agent {
       self.markDirty([name])
     case .failed(let error):
       // The next change (comparing every file), or the next periodic check, tries again.
-      // Until then the mapping reports the failure (status, readiness, presence, metrics):
-      // its files are not etcd's, so the revision it has applied must not move on.
+      // Until then the mapping reports the failure (status, presence, STATUS=): its files
+      // are not etcd's, so the revision it has applied must not move on. A reload failure it
+      // replaces comes back when it ends.
       self.verified.remove(name)
+      if self.failedRepairs[name] == nil { self.failedRepairs[name] = self.errors[name] ?? "" }
       self.errors[name] = error.code.rawValue
-      self.failedRepairs.insert(name)
       self.logger.error("file changed locally and could not be put back", metadata: [
         "mapping.name": "\(name)", "file.path": "\(escapeBytes((kinds.keys.min()?.string ?? runner.mapping.dest).utf8))", "error": "\(error)",
       ])

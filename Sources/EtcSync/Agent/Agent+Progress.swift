@@ -58,7 +58,7 @@ extension Agent {
 
   func notify(_ result: MappingResult) {
     self.errors[result.mapping] = result.failureCode?.rawValue
-    self.failedRepairs.remove(result.mapping)
+    self.failedRepairs[result.mapping] = nil
   }
 
   /// Tells observers when the applied revision or the errors changed. The revision is the

@@ -109,7 +109,7 @@ extension Agent {
     if result.failed {
       self.log(result, duration: duration)
       self.errors[name] = result.failureCode?.rawValue
-      self.failedRepairs.remove(name)
+      self.failedRepairs[name] = nil
     } else {
       self.logger.debug("reloaded", metadata: ["mapping.name": "\(name)", "etcd.revision": "\(result.revision)", "duration": "\(duration)"])
       if self.errors[name] == MappingFailure.reloadFailed.rawValue { self.errors[name] = nil }

@@ -57,9 +57,10 @@ public actor Agent {
   var changesUnannounced = false
   var errors: [String: String] = [:]
   /// Mappings whose `errors` entry is a drift repair's that failed (their files drifted and
-  /// could not be put back): later repairs may still run, and the entry goes once one puts
-  /// the files back or the mapping applies.
-  var failedRepairs: Set<String> = []
+  /// could not be put back), with the entry it replaced (`reload_failed`, or "" for none),
+  /// which comes back once every file is etcd's again; an apply's result replaces both.
+  /// Later repairs may still run.
+  var failedRepairs: [String: String] = [:]
   var publishedRevision: Int64 = 0
   /// How far the agent is current, and the status requests it answers (`Agent+Current.swift`).
   var current = CurrentThrough()

@@ -64,6 +64,9 @@ struct DriftFound: Sendable {
   var checked = 0
   /// Whether the check compared every recorded file (not only those inotify named).
   var everything = false
+  /// Whether every recorded file was compared: a whole check, or one that named them all
+  /// (a file mapping's one file).
+  var coversEverything: Bool { self.everything || self.checked >= self.recorded.count }
 }
 
 /// What the daemon does with a drift check's result (``DriftFound/followUp(current:inPlaceTree:)``).

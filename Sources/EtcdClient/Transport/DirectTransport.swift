@@ -996,6 +996,10 @@ final class DirectStream {
     switch payload {
     case .headers(let frame):
       if !self.sawHeaders {
+        // An informational answer (1xx: a proxy's 103 Early Hints) precedes the response's
+        // own headers and is skipped, as gRPC does; the test is swift-nio-http2's own, so the
+        // two agree on which block is the response's.
+        if !frame.endStream, frame.headers.first(where: { $0.name == ":status" })?.value.first == "1" { return }
         self.sawHeaders = true
         if let error = Self.checkResponseHeaders(frame.headers) {
           self.call.finish(.failure(error))

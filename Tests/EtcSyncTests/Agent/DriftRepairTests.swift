@@ -272,15 +272,46 @@ struct DriftRepairTests {
     #expect(await eventually { await agent.progress.appliedRevision >= later })
     #expect(h.messages(atLeast: .notice).contains("local files hold etcd's content again"))
 
-    // Failing again, then put back by a repair: the failure ends with the repair.
+    // Failing again, and the file under the mount edited meanwhile (through a descriptor
+    // opened before the mount): once the mount is gone the file is still wrong, so only the
+    // repair that puts it back ends the failure.
+    let underneath = open(dest, O_WRONLY)
+    try #require(underneath >= 0)
+    defer { close(underneath) }
     try RetryBackoffTests.mount(["--bind", h.dir("mounted"), dest])
     mounted = true
     #expect(await eventually { await agent.progress.errors["motd"] == MappingFailure.writeFailed.rawValue })
+    ftruncate(underneath, 0)
+    _ = "edited".utf8CString.withUnsafeBufferPointer { pwrite(underneath, $0.baseAddress, $0.count - 1, 0) }
+    let repairsBefore = h.messages(atLeast: .warning).filter { $0 == Self.restoredMessage }.count
     runTool(["umount", dest])
     mounted = false
-    Self.overwrite(dest, "edited")
     #expect(await eventually { await agent.progress.errors.isEmpty && Bytes.read(dest) == motd })
-    #expect(h.messages(atLeast: .warning).contains(Self.restoredMessage))
+    #expect(h.messages(atLeast: .warning).filter { $0 == Self.restoredMessage }.count == repairsBefore + 1)
+    #expect(await daemon.stop() == nil)
+  }
+
+  @Test("a failed reload's error, replaced by a failed repair's, comes back when the repair's ends")
+  func failedRepairKeepsAFailedReload() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let dest = h.dir("motd")
+    let marker = h.dir("reload-fails")
+    try Disk.write(marker, "")
+    let mappings = [Mapping(name: "motd", kind: .file, key: "/p/motd", dest: dest, reload: ["sh", "-c", "test ! -e '\(marker)'"])]
+    try await h.put("/p/motd", "etcd's motd")
+    let (agent, daemon, _) = try Self.start(h, mappings, interval: .milliseconds(200))
+    #expect(await eventually { await agent.progress.errors["motd"] == MappingFailure.reloadFailed.rawValue })
+    try Disk.write(h.dir("mounted"), "mounted")
+    try RetryBackoffTests.mount(["--bind", h.dir("mounted"), dest])
+    var mounted = true
+    defer { if mounted { runTool(["umount", "-l", dest]) } }
+    #expect(await eventually { await agent.progress.errors["motd"] == MappingFailure.writeFailed.rawValue })
+    runTool(["umount", dest])
+    mounted = false
+    #expect(await eventually { h.messages(atLeast: .notice).contains("local files hold etcd's content again") })
+    // The reload that failed is still owed: the mapping still fails, and says why.
+    #expect(await agent.progress.errors["motd"] == MappingFailure.reloadFailed.rawValue)
     #expect(await daemon.stop() == nil)
   }
 
