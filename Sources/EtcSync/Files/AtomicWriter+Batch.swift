@@ -36,7 +36,7 @@ extension AtomicWriter {
       let group = paths[start..<min(start + Self.batchSize, paths.count)]
       var staged: [Staged] = []
       // Keyed by the directory path's bytes: `\u{E9}/a` and `e\u{301}/b` are two directories.
-      var directories: [ExactString: RootedDirectory] = [:]
+      var directories: [ExactString: BatchDirectory] = [:]
       var fileSystems = FileSystemSync()
       for path in group {
         guard let file = files[path] else { continue }
@@ -53,6 +53,22 @@ extension AtomicWriter {
       start += Self.batchSize
     }
     return report
+  }
+
+  /// A directory of a batch, opened once, and what a file created in it gets: its owner (the
+  /// agent's user, and its group or the directory's when set-group-ID) and whether a default
+  /// ACL sets its permissions. Staged files then skip the `fchown` and `fchmod` that would
+  /// change nothing (docs/writing.md).
+  struct BatchDirectory {
+    var opened: RootedDirectory
+    var owner: (user: uid_t, group: gid_t)?
+    var hasDefaultACL: Bool
+
+    init(_ opened: RootedDirectory) {
+      self.opened = opened
+      self.owner = opened.directory.status().map(StagedCreation.owner(in:))
+      self.hasDefaultACL = PosixACL.hasDefaultACL(directory: opened.directory.raw)
+    }
   }
 
   /// A file of a batch staged for its rename.
@@ -74,22 +90,24 @@ extension AtomicWriter {
 
   /// Stages one file of a batch, reusing opened directories.
   private func stage(
-    _ file: DesiredFile, at exactPath: ExactString, expected: ExpectedFile?, directories: inout [ExactString: RootedDirectory],
+    _ file: DesiredFile, at exactPath: ExactString, expected: ExpectedFile?, directories: inout [ExactString: BatchDirectory],
     fileSystems: inout FileSystemSync
   ) throws(FileError) -> Staging {
     let path = exactPath.string
     let (components, name) = try split(path)
     let key = ExactString(components.joined(separator: "/"))
     let parent: RootedDirectory
+    let directory: BatchDirectory
     if let open = directories[key] {
-      parent = open
+      directory = open
     } else {
       guard let (opened, _) = try openParent(of: path, expecting: expected) else { return .done(.keptEdit) }
-      parent = opened
-      directories[key] = parent
+      directory = BatchDirectory(opened)
+      directories[key] = directory
       // Noted before any file in it is written, as `syncfs`'s error report needs.
-      fileSystems.note(parent.directory, path: parent.path)
+      fileSystems.note(opened.directory, path: opened.path)
     }
+    parent = directory.opened
     let target = try inspectTarget(name, in: parent)
     let attributes = EffectiveAttributes(file.attributes, existing: target.regular)
     if let existing = target.regular, attributes.matches(existing),
@@ -98,10 +116,12 @@ extension AtomicWriter {
       return .done(.unchanged)
     }
     if let expected, !holds(expected, name: name, in: parent.directory, target: target) { return .done(.keptEdit) }
-    let staged = try StagedFile.create(in: parent.directory, directoryPath: parent.path, targetName: name)
+    var creation = attributes.creation(defaultACL: directory.hasDefaultACL)
+    creation.owner = directory.owner
+    let staged = try StagedFile.create(in: parent.directory, directoryPath: parent.path, targetName: name, mode: creation.mode)
     do throws(FileError) {
       try staged.write(file.bytes)
-      try attributes.apply(to: staged.file, path: staged.path)
+      try attributes.apply(to: staged.file, path: staged.path, created: creation)
     } catch {
       staged.discard()
       throw error

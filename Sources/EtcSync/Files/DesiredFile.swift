@@ -105,10 +105,25 @@ struct EffectiveAttributes: Equatable {
       && (groupID ?? info.st_gid) == info.st_gid
   }
 
+  /// The mode to create a staged file with, and whether that is the final mode (no `fchmod`
+  /// needed): the final mode itself when it grants no write to group or others and no set-ID
+  /// or sticky bit, the umask leaves it whole, and the directory has no default ACL
+  /// (`defaultACL`, which would replace the umask); otherwise 0600, the owner's alone, until
+  /// ``apply(to:path:created:)`` sets it.
+  func creation(defaultACL: Bool) -> StagedCreation {
+    guard !defaultACL, mode & ~0o755 == 0, let umask = ProcessUmask.value, mode & umask == 0 else {
+      return StagedCreation(mode: 0o600, isFinal: false)
+    }
+    return StagedCreation(mode: mode, isFinal: true)
+  }
+
   /// Applies owner, then mode, to a freshly created file: `fchown` first because it clears
-  /// set-ID bits that `fchmod` then sets.
-  func apply(to fd: FileDescriptor, path: String) throws(FileError) {
-    if userID != nil || groupID != nil {
+  /// set-ID bits that `fchmod` then sets. `created` says what the file was created with: the
+  /// final mode needs no `fchmod`, and the owner it was created with (`owner`) no `fchown`.
+  func apply(to fd: FileDescriptor, path: String, created: StagedCreation? = nil) throws(FileError) {
+    if let owner = created?.owner, (userID ?? owner.user) == owner.user, (groupID ?? owner.group) == owner.group {
+      // Already the wanted owner: the file was created by this user, with this group.
+    } else if userID != nil || groupID != nil {
       let user = userID ?? uid_t.max
       let group = groupID ?? gid_t.max
       if fchown(fd.raw, user, group) != 0 {
@@ -118,10 +133,50 @@ struct EffectiveAttributes: Equatable {
         }
       }
     }
+    if created?.isFinal == true && created?.mode == mode { return }
     if fchmod(fd.raw, mode) != 0 {
       throw .system(.setMode, path, "cannot set the mode")
     }
   }
+}
+
+/// How a staged file is created: its mode, whether that is already the final one, and the
+/// owner it gets (the agent's user, and its group or the directory's when the directory is
+/// set-group-ID), when known.
+struct StagedCreation: Equatable {
+  var mode: mode_t
+  var isFinal: Bool
+  var owner: (user: uid_t, group: gid_t)?
+
+  init(mode: mode_t, isFinal: Bool, owner: (user: uid_t, group: gid_t)? = nil) {
+    self.mode = mode
+    self.isFinal = isFinal
+    self.owner = owner
+  }
+
+  static func == (a: StagedCreation, b: StagedCreation) -> Bool {
+    a.mode == b.mode && a.isFinal == b.isFinal && a.owner?.user == b.owner?.user && a.owner?.group == b.owner?.group
+  }
+
+  /// The owner of a file this process creates in the directory `info` describes.
+  static func owner(in info: stat) -> (user: uid_t, group: gid_t) {
+    (geteuid(), info.st_mode & S_ISGID != 0 ? info.st_gid : getegid())
+  }
+}
+
+/// The process's umask, read once from `/proc/self/status` (Linux 4.7 and later); nil where
+/// it cannot be read (staged files are then created 0600 and given their mode by `fchmod`).
+/// etcsync never changes its umask.
+enum ProcessUmask {
+  static let value: mode_t? = {
+    let fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0, case .success(let bytes) = readAll(FileDescriptor(fd)) else { return nil }
+    for line in bytes.split(separator: UInt8(ascii: "\n")) where line.starts(with: Array("Umask:".utf8)) {
+      let digits = line.dropFirst(6).filter { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
+      return mode_t(String(decoding: digits, as: UTF8.self), radix: 8)
+    }
+    return nil
+  }()
 }
 
 /// A regular file's mode and owner as `diff` shows them: what is on disk, or what a write

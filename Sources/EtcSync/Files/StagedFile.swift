@@ -24,15 +24,16 @@ struct StagedFile {
   /// Full path of the target.
   var targetPath: String { joinPath(directoryPath, targetName) }
 
-  /// Creates an empty temp file with mode 0600 beside `targetName`.
-  static func create(in directory: FileDescriptor, directoryPath: String, targetName: String)
+  /// Creates an empty temp file beside `targetName`, with mode 0600 (the owner's alone) or
+  /// `mode` (the final one, ``EffectiveAttributes/creation(defaultACL:)``).
+  static func create(in directory: FileDescriptor, directoryPath: String, targetName: String, mode: mode_t = 0o600)
     throws(FileError) -> StagedFile
   {
     let flags = O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC
     var attempts = 0
     while true {
       let name = TemporaryName.make(for: targetName)
-      let fd = retryingEINTR { openat(directory.raw, name, flags, 0o600) }
+      let fd = retryingEINTR { openat(directory.raw, name, flags, mode) }
       if fd >= 0 {
         return StagedFile(
           directory: directory, directoryPath: directoryPath, targetName: targetName,

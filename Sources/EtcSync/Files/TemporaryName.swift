@@ -1,3 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
 /// Names of etcsync's temporary files: `.NAME.etcsync-tmp-<random>`, created beside the
 /// target so that the final `renameat` stays within one directory (and one file system).
 /// The start-up cleanup removes every such name; key→path rules reserve the pattern so a
@@ -16,9 +23,8 @@ enum TemporaryName {
 
   /// `count` random bytes (at most 8) as lower-case hex.
   static func randomHex(bytes count: Int) -> String {
-    var generator = SystemRandomNumberGenerator()
     let digits = 2 * min(count, 8)
-    let value: UInt64 = generator.next()
+    let value = KernelRandom.next()
     let hex = String(value, radix: 16)
     let padded = String(repeating: "0", count: max(0, 16 - hex.count)) + hex
     return String(padded.suffix(digits))
@@ -52,4 +58,38 @@ func isTemporaryFileName(_ name: some Collection<UInt8>) -> Bool {
     return true
   }
   return false
+}
+
+/// The kernel's randomness, read 4 KiB at a time from `/dev/urandom`: one read per 512
+/// temporary names instead of a `getrandom` call for each (100,000 of a large tree's initial
+/// sync). The bytes are the kernel's either way, and stay in this process. Where
+/// `/dev/urandom` cannot be read (a chroot without `/dev`), each value is the standard
+/// library's own `SystemRandomNumberGenerator`.
+enum KernelRandom {
+  private static let pool = Mutex<(words: [UInt64], next: Int)>(([], 0))
+
+  /// A random 64-bit value.
+  static func next() -> UInt64 {
+    let value: UInt64? = pool.withLock { pool in
+      if pool.next >= pool.words.count {
+        pool.words = refill()
+        pool.next = 0
+        if pool.words.isEmpty { return nil }
+      }
+      defer { pool.next += 1 }
+      return pool.words[pool.next]
+    }
+    if let value { return value }
+    var generator = SystemRandomNumberGenerator()
+    return generator.next()
+  }
+
+  private static func refill() -> [UInt64] {
+    let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return [] }
+    defer { close(fd) }
+    var words = [UInt64](repeating: 0, count: 512)
+    let count = words.withUnsafeMutableBytes { raw in retryingEINTR { read(fd, raw.baseAddress, raw.count) } }
+    return count == words.count * 8 ? words : []
+  }
 }

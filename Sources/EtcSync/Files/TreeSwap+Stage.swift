@@ -69,12 +69,19 @@ private struct StagingWriter {
   var fileSystem = FileSystemSync()
   /// The source directory of the last linked file (see ``sourceDirectory(_:below:)``).
   private var linkSource: (directories: [String], fd: FileDescriptor)?
+  /// The owner a file created anywhere in the staged tree gets (its directories are the
+  /// agent's, made below `top`, so `top` decides the group), and whether a default ACL (on
+  /// `top`, inherited by what is made in it) sets the permissions instead of the umask.
+  let createdOwner: (user: uid_t, group: gid_t)?
+  let defaultACL: Bool
 
   init(top: FileDescriptor, path: String, options: TreeSwap.Options) {
     self.top = top
     self.path = path
     self.options = options
     self.fileSystem.note(top, path: path)
+    self.createdOwner = top.status().map(StagedCreation.owner(in:))
+    self.defaultACL = PosixACL.hasDefaultACL(directory: top.raw)
   }
 
   var currentPath: String { joinPath([path] + stack.map(\.name)) }
@@ -88,13 +95,16 @@ private struct StagingWriter {
     let directory = stack.last?.fd ?? top
     let filePath = joinPath(currentPath, name)
     let flags = O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC
-    let fd = retryingEINTR { openat(directory.raw, name, flags, 0o600) }
+    let attributes = EffectiveAttributes(file.attributes, existing: info)
+    var creation = attributes.creation(defaultACL: self.defaultACL)
+    creation.owner = self.createdOwner
+    let fd = retryingEINTR { openat(directory.raw, name, flags, creation.mode) }
     guard fd >= 0 else { throw .system(.createTemporary, filePath, "cannot create a staged file") }
     let handle = FileDescriptor(fd)
     if let error = writeAll(handle, file.bytes) {
       throw FileError(.write, path: filePath, errno: error, message: "cannot write a staged file")
     }
-    try EffectiveAttributes(file.attributes, existing: info).apply(to: handle, path: filePath)
+    try attributes.apply(to: handle, path: filePath, created: creation)
     guard options.fsync, !syncsFileSystem else { return }
     unsynced.append((handle, filePath))
     if unsynced.count >= FileSystemSync.threshold && fileSystem.isUsable {
