@@ -55,18 +55,14 @@ extension AtomicWriter {
     return report
   }
 
-  /// A directory of a batch, opened once, and what a file created in it gets: its owner (the
-  /// agent's user, and its group or the directory's when set-group-ID) and whether a default
-  /// ACL sets its permissions. Staged files then skip the `fchown` and `fchmod` that would
-  /// change nothing (docs/writing.md).
+  /// A directory of a batch, opened once, and whether a default ACL sets the permissions of
+  /// a file created in it (then every staged file gets its mode by `fchmod`; docs/writing.md).
   struct BatchDirectory {
     var opened: RootedDirectory
-    var owner: (user: uid_t, group: gid_t)?
     var hasDefaultACL: Bool
 
     init(_ opened: RootedDirectory) {
       self.opened = opened
-      self.owner = opened.directory.status().map(StagedCreation.owner(in:))
       self.hasDefaultACL = PosixACL.hasDefaultACL(directory: opened.directory.raw)
     }
   }
@@ -116,8 +112,7 @@ extension AtomicWriter {
       return .done(.unchanged)
     }
     if let expected, !holds(expected, name: name, in: parent.directory, target: target) { return .done(.keptEdit) }
-    var creation = attributes.creation(defaultACL: directory.hasDefaultACL)
-    creation.owner = directory.owner
+    let creation = attributes.creation(defaultACL: directory.hasDefaultACL)
     let staged = try StagedFile.create(in: parent.directory, directoryPath: parent.path, targetName: name, mode: creation.mode)
     do throws(FileError) {
       try staged.write(file.bytes)

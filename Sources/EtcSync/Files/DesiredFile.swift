@@ -106,24 +106,23 @@ struct EffectiveAttributes: Equatable {
   }
 
   /// The mode to create a staged file with, and whether that is the final mode (no `fchmod`
-  /// needed): the final mode itself when it grants no write to group or others and no set-ID
-  /// or sticky bit, the umask leaves it whole, and the directory has no default ACL
-  /// (`defaultACL`, which would replace the umask); otherwise 0600, the owner's alone, until
-  /// ``apply(to:path:created:)`` sets it.
+  /// needed). The final mode itself only when the file keeps the owner it is created with (no
+  /// owner configured or inherited: a new file, with no `fchown` to come, so it is never
+  /// readable under its final mode by a group it is about to leave), the mode grants no write
+  /// to group or others and no set-ID or sticky bit, the umask leaves it whole, and the
+  /// directory has no default ACL (`defaultACL`, which would replace the umask). Otherwise
+  /// 0600, the owner's alone, until ``apply(to:path:created:)`` sets owner and mode.
   func creation(defaultACL: Bool) -> StagedCreation {
-    guard !defaultACL, mode & ~0o755 == 0, let umask = ProcessUmask.value, mode & umask == 0 else {
-      return StagedCreation(mode: 0o600, isFinal: false)
-    }
+    guard userID == nil, groupID == nil, !defaultACL, mode & ~0o755 == 0, let umask = ProcessUmask.value, mode & umask == 0
+    else { return StagedCreation(mode: 0o600, isFinal: false) }
     return StagedCreation(mode: mode, isFinal: true)
   }
 
   /// Applies owner, then mode, to a freshly created file: `fchown` first because it clears
-  /// set-ID bits that `fchmod` then sets. `created` says what the file was created with: the
-  /// final mode needs no `fchmod`, and the owner it was created with (`owner`) no `fchown`.
+  /// set-ID bits that `fchmod` then sets. A file `created` with its final mode (and no owner
+  /// to set) needs neither.
   func apply(to fd: FileDescriptor, path: String, created: StagedCreation? = nil) throws(FileError) {
-    if let owner = created?.owner, (userID ?? owner.user) == owner.user, (groupID ?? owner.group) == owner.group {
-      // Already the wanted owner: the file was created by this user, with this group.
-    } else if userID != nil || groupID != nil {
+    if userID != nil || groupID != nil {
       let user = userID ?? uid_t.max
       let group = groupID ?? gid_t.max
       if fchown(fd.raw, user, group) != 0 {
@@ -133,35 +132,17 @@ struct EffectiveAttributes: Equatable {
         }
       }
     }
-    if created?.isFinal == true && created?.mode == mode { return }
+    if let created, created.isFinal, created.mode == mode, userID == nil, groupID == nil { return }
     if fchmod(fd.raw, mode) != 0 {
       throw .system(.setMode, path, "cannot set the mode")
     }
   }
 }
 
-/// How a staged file is created: its mode, whether that is already the final one, and the
-/// owner it gets (the agent's user, and its group or the directory's when the directory is
-/// set-group-ID), when known.
+/// How a staged file is created: its mode, and whether that is already the final one.
 struct StagedCreation: Equatable {
   var mode: mode_t
   var isFinal: Bool
-  var owner: (user: uid_t, group: gid_t)?
-
-  init(mode: mode_t, isFinal: Bool, owner: (user: uid_t, group: gid_t)? = nil) {
-    self.mode = mode
-    self.isFinal = isFinal
-    self.owner = owner
-  }
-
-  static func == (a: StagedCreation, b: StagedCreation) -> Bool {
-    a.mode == b.mode && a.isFinal == b.isFinal && a.owner?.user == b.owner?.user && a.owner?.group == b.owner?.group
-  }
-
-  /// The owner of a file this process creates in the directory `info` describes.
-  static func owner(in info: stat) -> (user: uid_t, group: gid_t) {
-    (geteuid(), info.st_mode & S_ISGID != 0 ? info.st_gid : getegid())
-  }
 }
 
 /// The process's umask, read once from `/proc/self/status` (Linux 4.7 and later); nil where

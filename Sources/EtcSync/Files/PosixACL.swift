@@ -98,14 +98,15 @@ struct PosixACL: Sendable, Hashable {
     return attribute({ getxattr(link, Self.attributeName, $0, $1) }).flatMap { PosixACL(bytes: $0) }
   }
 
-  /// Whether the directory `descriptor` (opened for reading) has a default ACL, which then
-  /// sets the permissions of a file created in it instead of the umask. True when it cannot
-  /// be told (the caller then sets the mode itself); false on a file system without ACLs.
+  /// Whether the directory `descriptor` (opened for reading) may have a default ACL, which
+  /// would set the permissions of a file created in it instead of the umask. False only when
+  /// the file system says it has none (`ENODATA`); true when it cannot be told, as where ACLs
+  /// are not POSIX ones (NFSv4's inheritable entries answer `EOPNOTSUPP`): the caller then
+  /// sets the mode itself.
   static func hasDefaultACL(directory descriptor: Int32) -> Bool {
     guard let fgetxattr = Self.fgetxattr else { return true }
     if fgetxattr(descriptor, "system.posix_acl_default", nil, 0) >= 0 { return true }
-    let error = currentErrno()
-    return !(error == ENODATA || error == EOPNOTSUPP || error == ENOTSUP)
+    return currentErrno() != ENODATA
   }
 
   /// The access ACL of `path` itself (a symlink is not followed); nil as in

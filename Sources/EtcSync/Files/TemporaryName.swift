@@ -84,10 +84,14 @@ enum KernelRandom {
     return generator.next()
   }
 
+  /// 4 KiB from `/dev/urandom`, if it is the kernel's character device (a regular file in
+  /// its place, in a chroot or an odd image, would give the same bytes each time).
   private static func refill() -> [UInt64] {
     let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return [] }
     defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFCHR else { return [] }
     var words = [UInt64](repeating: 0, count: 512)
     let count = words.withUnsafeMutableBytes { raw in retryingEINTR { read(fd, raw.baseAddress, raw.count) } }
     return count == words.count * 8 ? words : []

@@ -69,10 +69,8 @@ private struct StagingWriter {
   var fileSystem = FileSystemSync()
   /// The source directory of the last linked file (see ``sourceDirectory(_:below:)``).
   private var linkSource: (directories: [String], fd: FileDescriptor)?
-  /// The owner a file created anywhere in the staged tree gets (its directories are the
-  /// agent's, made below `top`, so `top` decides the group), and whether a default ACL (on
-  /// `top`, inherited by what is made in it) sets the permissions instead of the umask.
-  let createdOwner: (user: uid_t, group: gid_t)?
+  /// Whether a default ACL (on `top`, inherited by every directory made in it) sets the
+  /// permissions of the files created in the staged tree instead of the umask.
   let defaultACL: Bool
 
   init(top: FileDescriptor, path: String, options: TreeSwap.Options) {
@@ -80,7 +78,6 @@ private struct StagingWriter {
     self.path = path
     self.options = options
     self.fileSystem.note(top, path: path)
-    self.createdOwner = top.status().map(StagedCreation.owner(in:))
     self.defaultACL = PosixACL.hasDefaultACL(directory: top.raw)
   }
 
@@ -96,8 +93,7 @@ private struct StagingWriter {
     let filePath = joinPath(currentPath, name)
     let flags = O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC
     let attributes = EffectiveAttributes(file.attributes, existing: info)
-    var creation = attributes.creation(defaultACL: self.defaultACL)
-    creation.owner = self.createdOwner
+    let creation = attributes.creation(defaultACL: self.defaultACL)
     let fd = retryingEINTR { openat(directory.raw, name, flags, creation.mode) }
     guard fd >= 0 else { throw .system(.createTemporary, filePath, "cannot create a staged file") }
     let handle = FileDescriptor(fd)

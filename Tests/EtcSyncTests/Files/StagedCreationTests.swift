@@ -7,11 +7,11 @@ import Testing
 
 @testable import EtcSync
 
-/// Staged files are created with their final mode where that needs no `fchmod`, and keep the
-/// owner they were created with where that is the wanted one (docs/writing.md). Whatever was
-/// skipped, each file ends with exactly the mode and owner wanted: checked with `lstat`
-/// against the configured or inherited attributes, in a plain directory, a set-group-ID one
-/// owned by another group, and one whose default ACL would have set other permissions.
+/// A tree's new files with no owner to set are created with their final mode where that needs
+/// no `fchmod` (docs/writing.md). Whatever was skipped, each file ends with exactly the mode
+/// and owner wanted: checked with `lstat` against the configured or inherited attributes, in a
+/// plain directory, a set-group-ID one owned by another group, and one whose default ACL
+/// would have set other permissions.
 @Suite("Staged files' mode and owner", .enabled(if: geteuid() == 0))
 struct StagedCreationTests {
   static let nobody: gid_t = 65534
@@ -98,11 +98,37 @@ struct StagedCreationTests {
     #expect(Disk.temporaryFiles(root).isEmpty)
   }
 
-  @Test("the umask is read from /proc/self/status")
-  func umaskRead() {
-    let now = umask(0o022)
-    if now != 0o022 { umask(now) }
-    #expect(ProcessUmask.value == now)
+  @Test("the umask is read from /proc/self/status: the bits a file created 0777 lacks")
+  func umaskRead() throws {
+    let dir = TemporaryDirectory()
+    try FileManager.default.createDirectory(atPath: dir("d"), withIntermediateDirectories: true)
+    let fd = open(dir("d/probe"), O_WRONLY | O_CREAT | O_EXCL, 0o777)
+    try #require(fd >= 0)
+    close(fd)
+    let mode = try #require(Disk.lstat(dir("d/probe"))).st_mode & 0o777
+    #expect(ProcessUmask.value == ~mode & 0o777)
+  }
+
+  @Test("a staged file is created with its final mode only when no owner is to be set and nothing else decides")
+  func creationDecision() throws {
+    let umask = try #require(ProcessUmask.value)
+    try #require(umask & 0o644 == 0, "a umask that leaves 0644 whole (\(String(umask, radix: 8)))")
+    func creation(_ wanted: FileAttributes, existing: stat? = nil, acl: Bool = false) -> StagedCreation {
+      EffectiveAttributes(wanted, existing: existing).creation(defaultACL: acl)
+    }
+    #expect(creation(FileAttributes(mode: 0o640)) == StagedCreation(mode: 0o640, isFinal: true))
+    #expect(creation(FileAttributes()) == StagedCreation(mode: 0o644, isFinal: true))
+    // An owner to set: never readable under its final mode by the group it is created with.
+    #expect(creation(FileAttributes(mode: 0o640, groupID: Self.nobody)) == StagedCreation(mode: 0o600, isFinal: false))
+    #expect(creation(FileAttributes(mode: 0o640, userID: 0)) == StagedCreation(mode: 0o600, isFinal: false))
+    var existing = stat()
+    existing.st_mode = S_IFREG | 0o644
+    #expect(creation(FileAttributes(), existing: existing) == StagedCreation(mode: 0o600, isFinal: false))
+    // Group or other write, set-ID bits, a default ACL: fchmod decides.
+    for mode: mode_t in [0o664, 0o646, 0o4755, 0o1755] {
+      #expect(creation(FileAttributes(mode: mode)) == StagedCreation(mode: 0o600, isFinal: false))
+    }
+    #expect(creation(FileAttributes(mode: 0o644), acl: true) == StagedCreation(mode: 0o600, isFinal: false))
   }
 
   @Test("temporary names draw distinct random suffixes")
