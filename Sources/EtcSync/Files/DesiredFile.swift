@@ -109,11 +109,13 @@ struct EffectiveAttributes: Equatable {
   /// needed). The final mode itself only when the file keeps the owner it is created with (no
   /// owner configured or inherited: a new file, with no `fchown` to come, so it is never
   /// readable under its final mode by a group it is about to leave), the mode grants no write
-  /// to group or others and no set-ID or sticky bit, the umask leaves it whole, and the
+  /// to group or others and no set-ID or sticky bit but lets the owner write, the umask
+  /// (`umask`, the process's) leaves it whole, and the
   /// directory has no default ACL (`defaultACL`, which would replace the umask). Otherwise
   /// 0600, the owner's alone, until ``apply(to:path:created:)`` sets owner and mode.
-  func creation(defaultACL: Bool) -> StagedCreation {
-    guard userID == nil, groupID == nil, !defaultACL, mode & ~0o755 == 0, let umask = ProcessUmask.value, mode & umask == 0
+  func creation(defaultACL: Bool, umask: mode_t? = ProcessUmask.value) -> StagedCreation {
+    // The owner may write it (a read-only mode is set by fchmod once the bytes are in).
+    guard userID == nil, groupID == nil, !defaultACL, mode & ~0o755 == 0, mode & 0o200 != 0, let umask, mode & umask == 0
     else { return StagedCreation(mode: 0o600, isFinal: false) }
     return StagedCreation(mode: mode, isFinal: true)
   }

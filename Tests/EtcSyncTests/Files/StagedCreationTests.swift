@@ -67,8 +67,7 @@ struct StagedCreationTests {
     switch directory {
     case "setgid":
       for path in directories {
-        chown(path, 0, Self.nobody)
-        chmod(path, 0o2755)
+        try #require(chown(path, 0, Self.nobody) == 0 && chmod(path, 0o2755) == 0)
       }
     case "acl":
       // Narrower than the umask: a file created 0644 here gets 0600.
@@ -111,10 +110,8 @@ struct StagedCreationTests {
 
   @Test("a staged file is created with its final mode only when no owner is to be set and nothing else decides")
   func creationDecision() throws {
-    let umask = try #require(ProcessUmask.value)
-    try #require(umask & 0o644 == 0, "a umask that leaves 0644 whole (\(String(umask, radix: 8)))")
-    func creation(_ wanted: FileAttributes, existing: stat? = nil, acl: Bool = false) -> StagedCreation {
-      EffectiveAttributes(wanted, existing: existing).creation(defaultACL: acl)
+    func creation(_ wanted: FileAttributes, existing: stat? = nil, acl: Bool = false, umask: mode_t? = 0o022) -> StagedCreation {
+      EffectiveAttributes(wanted, existing: existing).creation(defaultACL: acl, umask: umask)
     }
     #expect(creation(FileAttributes(mode: 0o640)) == StagedCreation(mode: 0o640, isFinal: true))
     #expect(creation(FileAttributes()) == StagedCreation(mode: 0o644, isFinal: true))
@@ -129,6 +126,12 @@ struct StagedCreationTests {
       #expect(creation(FileAttributes(mode: mode)) == StagedCreation(mode: 0o600, isFinal: false))
     }
     #expect(creation(FileAttributes(mode: 0o644), acl: true) == StagedCreation(mode: 0o600, isFinal: false))
+    // A umask that would clip the mode, or none known: fchmod decides.
+    #expect(creation(FileAttributes(mode: 0o644), umask: 0o077) == StagedCreation(mode: 0o600, isFinal: false))
+    #expect(creation(FileAttributes(mode: 0o700), umask: 0o077) == StagedCreation(mode: 0o700, isFinal: true))
+    #expect(creation(FileAttributes(mode: 0o644), umask: nil) == StagedCreation(mode: 0o600, isFinal: false))
+    // Read-only for the owner too: written first, then made read-only.
+    #expect(creation(FileAttributes(mode: 0o444)) == StagedCreation(mode: 0o600, isFinal: false))
   }
 
   @Test("temporary names draw distinct random suffixes")
