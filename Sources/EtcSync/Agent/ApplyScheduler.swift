@@ -42,9 +42,6 @@ struct ApplyScheduler: Sendable {
     /// When the mapping's last apply started, if watch responses were queued when it ended
     /// (a burst is on); nil after an isolated change.
     var burstStarted: Instant?
-    /// When the burst now on began: the start of its first apply that ended with watch
-    /// responses queued; nil when none is on.
-    var burstBegan: Instant?
     /// A failed write waiting for its next attempt.
     var retry: Retry?
     /// The first pending change of the apply handed out by ``ApplyScheduler/due(now:queued:held:)``
@@ -71,13 +68,9 @@ struct ApplyScheduler: Sendable {
   }
 
   /// Without `wait`, a mapping applied while changes kept arriving is rewritten at most this
-  /// often until they stop, at first…
+  /// often until they stop (a 5,000-put burst in 1.6 s: at most 80 rewrites, not one per
+  /// watch response)…
   static let burstSpacing: Duration = .milliseconds(20)
-  /// …and then further apart as the burst goes on: 1/25 of its length so far, up to
-  /// ``burstSpacingLimit`` (a 5,000-put burst: about 55 rewrites in 1.6 s, 70 in 3 s, 100 in
-  /// 10 s, where a fixed 20 ms gave 80, 150 and 500; a reload per rewrite)…
-  static let burstSpacingShare = 25
-  static let burstSpacingLimit: Duration = .milliseconds(250)
   /// …or as soon as no change has come for this long, so that a burst's last change is on
   /// disk a few milliseconds after it was made.
   static let burstQuiet: Duration = .milliseconds(4)
@@ -140,9 +133,8 @@ struct ApplyScheduler: Sendable {
       guard let pending = schedule.pending, !held.contains(name) else { continue }
       let wait = schedule.policy.wait
       var quietAt = pending.last + (wait?.min ?? .zero)
-      if wait == nil, let started = schedule.burstStarted {
-        let spacing = Self.burstSpacing(after: started - (schedule.burstBegan ?? started))
-        if now < started + spacing { quietAt = min(pending.last + Self.burstQuiet, started + spacing) }
+      if wait == nil, let started = schedule.burstStarted, now < started + Self.burstSpacing {
+        quietAt = min(pending.last + Self.burstQuiet, started + Self.burstSpacing)
       }
       let latest = pending.first + (wait?.max ?? Self.defaultMaxDelay)
       if (now >= quietAt && queued == 0) || now >= latest {
@@ -161,17 +153,7 @@ struct ApplyScheduler: Sendable {
   /// applied; `burst` when watch responses were queued by its end (the next rewrite of these
   /// mappings is spaced out; an isolated change is applied at once).
   mutating func batchEnded(_ names: [String], started: Instant, burst: Bool) {
-    for name in names {
-      guard var schedule = self.schedules[name] else { continue }
-      schedule.burstStarted = burst ? started : nil
-      schedule.burstBegan = burst ? (schedule.burstBegan ?? started) : nil
-      self.schedules[name] = schedule
-    }
-  }
-
-  /// The spacing of a burst's rewrites once it has gone on for `elapsed`.
-  static func burstSpacing(after elapsed: Duration) -> Duration {
-    min(max(Self.burstSpacing, elapsed / Self.burstSpacingShare), Self.burstSpacingLimit)
+    for name in names { self.schedules[name]?.burstStarted = burst ? started : nil }
   }
 
   /// The first pending change of the apply of `name` now ending, for the propagation

@@ -71,38 +71,6 @@ import EtcdTestSupport
     #expect(scheduler.due(now: self.t(21), queued: 0).due == ["a"])
   }
 
-  /// A change every millisecond for `seconds`, each apply taking 1 ms and ending with input
-  /// queued (a burst): how many applies, and how long after the last change the last began.
-  func burst(seconds: Int) -> (applies: Int, lastAfter: Int) {
-    var scheduler = self.scheduler(["a": .init()])
-    var applies = 0
-    var lastApply = 0
-    let end = seconds * 1_000
-    var now = 0
-    while now <= end + 300 {
-      if now <= end { scheduler.changed(["a"], at: self.t(now)) }
-      if scheduler.due(now: self.t(now), queued: 0).due == ["a"] {
-        applies += 1
-        lastApply = now
-        scheduler.batchEnded(["a"], started: self.t(now), burst: now < end)
-      }
-      now += 1
-    }
-    return (applies, lastApply - end)
-  }
-
-  @Test func aLongBurstIsSpacedFurtherAsItGoesOnAndItsEndStillAppliedAtOnce() {
-    // 1,000 changes a second: a fixed 20 ms spacing would apply 50 times a second.
-    let short = self.burst(seconds: 1), long = self.burst(seconds: 3), longer = self.burst(seconds: 10)
-    #expect(short.applies <= 50 && long.applies <= 80 && longer.applies <= 110, "\(short) \(long) \(longer)")
-    #expect(short.applies < long.applies && long.applies < longer.applies)
-    // Every burst's last change is applied within the quiet period after it.
-    for run in [short, long, longer] { #expect(run.lastAfter >= 0 && run.lastAfter <= 4, "\(run)") }
-    #expect(ApplyScheduler.burstSpacing(after: .zero) == .milliseconds(20))
-    #expect(ApplyScheduler.burstSpacing(after: .seconds(2)) == .milliseconds(80))
-    #expect(ApplyScheduler.burstSpacing(after: .seconds(60)) == .milliseconds(250))
-  }
-
   @Test func retriesDoubleUpToTheCapAndReportOncePerFault() {
     var scheduler = self.scheduler(["a": .init(retry: RetrySettings(min: .seconds(1), max: .seconds(5)))])
     var now = 0
