@@ -244,10 +244,9 @@ struct DriftRepairTests {
     let mappings = [Mapping(name: "motd", kind: .file, key: "/p/motd", dest: dest),
                     Mapping(name: "other", kind: .file, key: "/p/other", dest: h.dir("other"))]
     try await h.put("/p/motd", "etcd's motd")
-    try await h.put("/p/other", "1")
+    let initial = try await h.put("/p/other", "1")
     let (agent, daemon, _) = try Self.start(h, mappings, interval: .milliseconds(200))
-    #expect(await eventually { await agent.history.count >= 1 && Disk.read(dest) == "etcd's motd" })
-    let applied = await agent.progress.appliedRevision
+    #expect(await eventually { await agent.progress.appliedRevision >= initial && Disk.read(dest) == "etcd's motd" })
     #expect(await agent.progress.errors.isEmpty)
     // A file bind-mounted over it: it reads otherwise, and a rename onto it fails (EBUSY).
     try Disk.write(h.dir("mounted"), "mounted")
@@ -259,8 +258,12 @@ struct DriftRepairTests {
     // Another mapping's change applies, but the agent does not claim its revision: motd's
     // file is not etcd's.
     let later = try await h.put("/p/other", "2")
-    #expect(await eventually { Disk.read(h.dir("other")) == "2" })
-    #expect(await agent.progress.appliedRevision == applied)
+    #expect(await eventually { await agent.history.contains { $0.mapping == "other" && $0.revision >= later } })
+    // Several turns of the daemon's loop (a periodic check every 200 ms) after that apply:
+    // had it published the revision, it would have by now.
+    try await Task.sleep(for: .milliseconds(600))
+    #expect(Disk.read(h.dir("other")) == "2")
+    #expect(await agent.progress.appliedRevision < later)
     #expect(await agent.progress.errors["motd"] != nil, "checked again and still failing")
 
     // The mount gone, the file under it is etcd's again: the next whole check says so.
