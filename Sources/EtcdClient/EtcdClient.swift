@@ -51,9 +51,10 @@ public final class EtcdClient: Sendable {
   /// Such a task must never block (no file I/O, no waiting on a lock or a semaphore, no
   /// `wait()` on a future, no long computation): while it runs, no call, stream, deadline or
   /// keepalive moves on that loop, and the loop is shared (by other clients of the process, and
-  /// by other users of NIO's singleton group). Child tasks inherit the preference. The client's own long work (decoding a large Range) moves to the global
-  /// pool by itself. Through DirectTransport, the default; on the package-only grpc-swift-2
-  /// path it is a loop of its own, not the connections'.
+  /// by other users of NIO's singleton group). Child tasks inherit the preference. The
+  /// client's own long work (decoding a large Range) moves to the global pool by itself.
+  /// Through DirectTransport, the default; on the package-only grpc-swift-2 path it is a loop
+  /// of its own, not the connections'.
   public let eventLoopExecutor: any TaskExecutor
   /// The client's own transport for every call and stream (``DirectTransport``), unless they
   /// go through grpc-swift-2 (`directUnaryCalls = false`).

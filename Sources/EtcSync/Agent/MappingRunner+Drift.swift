@@ -62,11 +62,9 @@ struct DriftFound: Sendable {
   var verified: String?
   /// How many recorded files the check read.
   var checked = 0
-  /// Whether the check compared every recorded file (not only those inotify named).
-  var everything = false
   /// Whether every recorded file was compared: a whole check, or one that named them all
   /// (a file mapping's one file).
-  var coversEverything: Bool { self.everything || self.checked >= self.recorded.count }
+  var coversEverything: Bool { self.checked >= self.recorded.count }
 }
 
 /// What the daemon does with a drift check's result (``DriftFound/followUp(current:inPlaceTree:)``).
@@ -248,7 +246,6 @@ extension MappingRunner {
     let drifted = self.drifted(candidates, recorded: recorded, ignoringAttributes: ignoringAttributes)
     var found = DriftFound(drifted: drifted, writes: writes, recorded: recorded)
     found.checked = candidates.map { paths in paths.filter { path in recorded[path] != nil }.count } ?? recorded.count
-    found.everything = candidates == nil
     if swapped, candidates == nil, drifted.isEmpty, let before,
       before == ((try? TreeSwap(root: self.mapping.dest).currentDirectory()) ?? nil)
     {

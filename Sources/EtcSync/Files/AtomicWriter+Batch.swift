@@ -92,7 +92,6 @@ extension AtomicWriter {
     let path = exactPath.string
     let (components, name) = try split(path)
     let key = ExactString(components.joined(separator: "/"))
-    let parent: RootedDirectory
     let directory: BatchDirectory
     if let open = directories[key] {
       directory = open
@@ -103,7 +102,7 @@ extension AtomicWriter {
       // Noted before any file in it is written, as `syncfs`'s error report needs.
       fileSystems.note(opened.directory, path: opened.path)
     }
-    parent = directory.opened
+    let parent = directory.opened
     let target = try inspectTarget(name, in: parent)
     let attributes = EffectiveAttributes(file.attributes, existing: target.regular)
     if let existing = target.regular, attributes.matches(existing),
@@ -112,11 +111,11 @@ extension AtomicWriter {
       return .done(.unchanged)
     }
     if let expected, !holds(expected, name: name, in: parent.directory, target: target) { return .done(.keptEdit) }
-    let creation = attributes.creation(defaultACL: directory.hasDefaultACL)
-    let staged = try StagedFile.create(in: parent.directory, directoryPath: parent.path, targetName: name, mode: creation.mode)
+    let finalMode = attributes.finalCreationMode(defaultACL: directory.hasDefaultACL)
+    let staged = try StagedFile.create(in: parent.directory, directoryPath: parent.path, targetName: name, mode: finalMode ?? 0o600)
     do throws(FileError) {
       try staged.write(file.bytes)
-      try attributes.apply(to: staged.file, path: staged.path, created: creation)
+      try attributes.apply(to: staged.file, path: staged.path, createdFinal: finalMode != nil)
     } catch {
       staged.discard()
       throw error

@@ -105,25 +105,24 @@ struct EffectiveAttributes: Equatable {
       && (groupID ?? info.st_gid) == info.st_gid
   }
 
-  /// The mode to create a staged file with, and whether that is the final mode (no `fchmod`
-  /// needed). The final mode itself only when the file keeps the owner it is created with (no
-  /// owner configured or inherited: a new file, with no `fchown` to come, so it is never
-  /// readable under its final mode by a group it is about to leave), the mode grants no write
-  /// to group or others and no set-ID or sticky bit but lets the owner write, the umask
-  /// (`umask`, the process's) leaves it whole, and the
-  /// directory has no default ACL (`defaultACL`, which would replace the umask). Otherwise
-  /// 0600, the owner's alone, until ``apply(to:path:created:)`` sets owner and mode.
-  func creation(defaultACL: Bool, umask: mode_t? = ProcessUmask.value) -> StagedCreation {
-    // The owner may write it (a read-only mode is set by fchmod once the bytes are in).
+  /// The final mode, when a staged file can be created with it and needs no `fchmod` after;
+  /// nil when it is created 0600 (the owner's alone) until ``apply(to:path:createdFinal:)``
+  /// sets owner and mode. Only a file that keeps the owner it is created with (none configured
+  /// or inherited: a new file, with no `fchown` to come, so it is never readable under its
+  /// final mode by a group it is about to leave), whose mode lets the owner write (a read-only
+  /// mode is set once the bytes are in) and grants no write to group or others and no set-ID
+  /// or sticky bit, which the umask (`umask`, the process's) leaves whole, in a directory with
+  /// no default ACL (`defaultACL`, which would replace the umask).
+  func finalCreationMode(defaultACL: Bool, umask: mode_t? = ProcessUmask.value) -> mode_t? {
     guard userID == nil, groupID == nil, !defaultACL, mode & ~0o755 == 0, mode & 0o200 != 0, let umask, mode & umask == 0
-    else { return StagedCreation(mode: 0o600, isFinal: false) }
-    return StagedCreation(mode: mode, isFinal: true)
+    else { return nil }
+    return mode
   }
 
   /// Applies owner, then mode, to a freshly created file: `fchown` first because it clears
-  /// set-ID bits that `fchmod` then sets. A file `created` with its final mode (and no owner
-  /// to set) needs neither.
-  func apply(to fd: FileDescriptor, path: String, created: StagedCreation? = nil) throws(FileError) {
+  /// set-ID bits that `fchmod` then sets. A file created with ``finalCreationMode(defaultACL:umask:)``
+  /// (`createdFinal`) needs neither.
+  func apply(to fd: FileDescriptor, path: String, createdFinal: Bool = false) throws(FileError) {
     if userID != nil || groupID != nil {
       let user = userID ?? uid_t.max
       let group = groupID ?? gid_t.max
@@ -134,17 +133,11 @@ struct EffectiveAttributes: Equatable {
         }
       }
     }
-    if let created, created.isFinal, created.mode == mode, userID == nil, groupID == nil { return }
+    if createdFinal { return }
     if fchmod(fd.raw, mode) != 0 {
       throw .system(.setMode, path, "cannot set the mode")
     }
   }
-}
-
-/// How a staged file is created: its mode, and whether that is already the final one.
-struct StagedCreation: Equatable {
-  var mode: mode_t
-  var isFinal: Bool
 }
 
 /// The process's umask, read once from `/proc/self/status` (Linux 4.7 and later); nil where

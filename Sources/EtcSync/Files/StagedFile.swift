@@ -25,7 +25,7 @@ struct StagedFile {
   var targetPath: String { joinPath(directoryPath, targetName) }
 
   /// Creates an empty temp file beside `targetName`, with mode 0600 (the owner's alone) or
-  /// `mode` (the final one, ``EffectiveAttributes/creation(defaultACL:)``).
+  /// `mode` (the final one, ``EffectiveAttributes/finalCreationMode(defaultACL:umask:)``).
   static func create(in directory: FileDescriptor, directoryPath: String, targetName: String, mode: mode_t = 0o600)
     throws(FileError) -> StagedFile
   {

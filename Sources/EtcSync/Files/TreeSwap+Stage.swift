@@ -93,14 +93,14 @@ private struct StagingWriter {
     let filePath = joinPath(currentPath, name)
     let flags = O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC
     let attributes = EffectiveAttributes(file.attributes, existing: info)
-    let creation = attributes.creation(defaultACL: self.defaultACL)
-    let fd = retryingEINTR { openat(directory.raw, name, flags, creation.mode) }
+    let finalMode = attributes.finalCreationMode(defaultACL: self.defaultACL)
+    let fd = retryingEINTR { openat(directory.raw, name, flags, finalMode ?? 0o600) }
     guard fd >= 0 else { throw .system(.createTemporary, filePath, "cannot create a staged file") }
     let handle = FileDescriptor(fd)
     if let error = writeAll(handle, file.bytes) {
       throw FileError(.write, path: filePath, errno: error, message: "cannot write a staged file")
     }
-    try attributes.apply(to: handle, path: filePath, created: creation)
+    try attributes.apply(to: handle, path: filePath, createdFinal: finalMode != nil)
     guard options.fsync, !syncsFileSystem else { return }
     unsynced.append((handle, filePath))
     if unsynced.count >= FileSystemSync.threshold && fileSystem.isUsable {
