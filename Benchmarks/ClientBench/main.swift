@@ -44,8 +44,6 @@ if arguments.count >= 4 && arguments[1] == "read-once" {
 }
 
 if arguments.count >= 5 && arguments[1] == "ranges" {
-  // One Range of the whole PREFIX, N times (after loading 100k keys there if it is empty),
-  // for perf: `ClientBench ranges ENDPOINT PREFIX N [loop]`. Prints each read's time.
   guard let count = Int(arguments[4]) else { exit(2) }
   try await withEtcdClient(try EtcdConfiguration(endpoints: [arguments[2]])) { etcd in
     let value = String(repeating: "x", count: 100)
@@ -380,7 +378,7 @@ for (i, line) in table.enumerated() {
 }
 // Issue 16's targets are ratios to Go's clientv3 in the same run: each round's EtcdClient
 // figure over that round's Go figure (the two ran one after the other), and their median.
-for swift in results.prefix(3) where swift.name.hasPrefix("EtcdClient") && !swift.name.contains("grpc-swift-2") {
+for swift in results where swift.name.hasPrefix("EtcdClient") && !swift.name.contains("grpc-swift-2") {
   guard let go = results.first(where: { $0.name.hasPrefix("Go clientv3") }) else { break }
   print("\n\(swift.name) / Go clientv3, round by round (median):")
   for (label, key) in [("put p50", "put_p50_ms"), ("watch p50", "watch_p50_ms"), ("client CPU/put", "put_client_cpu_ms"), ("etcd CPU/put", "put_etcd_cpu_ms")] {
