@@ -196,10 +196,19 @@ public final class EtcdServer: @unchecked Sendable {
     if waitUntilReady { try await self.waitUntilReady() }
   }
 
-  /// SIGSTOP: the process keeps its sockets but answers nothing.
-  public func pause() {
+  /// SIGSTOP: the process keeps its sockets but answers nothing. Returns once every thread of
+  /// the process is stopped (the signal is delivered asynchronously: a request sent right after
+  /// `kill` was once answered by a member still running), or after 10 s; the result says which.
+  @discardableResult public func pause() -> Bool {
     self.signal(SIGSTOP)
     self.lock.withLock { self.isPaused = true }
+    guard let pid = self.pid else { return false }
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+      if allThreadsStopped(pid: pid) { return true }
+      usleep(1000)
+    }
+    return false
   }
 
   /// SIGCONT after ``pause()``.
@@ -330,4 +339,17 @@ public func makeTempDirectory(prefix: String) throws -> String {
   var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
   guard let result = mkdtemp(&template) else { throw TestSupportError("mkdtemp failed: errno \(errno)") }
   return String(cString: result)
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in `/proc/PID/task/TID/stat`).
+func allThreadsStopped(pid: Int32) -> Bool {
+  guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"), !tasks.isEmpty else { return false }
+  for task in tasks {
+    guard let stat = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/task/\(task)/stat")),
+      let close = stat.lastIndex(of: UInt8(ascii: ")")), stat.index(close, offsetBy: 2) < stat.endIndex
+    else { return false }
+    // "PID (comm) S ...": the state is the byte after ") ".
+    if stat[stat.index(close, offsetBy: 2)] != UInt8(ascii: "T") { return false }
+  }
+  return true
 }
