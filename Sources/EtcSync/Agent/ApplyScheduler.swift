@@ -11,14 +11,21 @@ struct ApplyScheduler: Sendable {
 
   /// How one mapping is scheduled, from its configuration.
   struct Policy: Sendable, Equatable {
-    /// Quiescence; nil applies as soon as the queued input is absorbed (see ``burstSpacing``).
+    /// Quiescence; nil applies as soon as the queued input is absorbed (see ``ApplyScheduler/burstSpacing``).
     var wait: WaitSettings?
     /// How a failed write that may pass is retried.
     var retry: RetrySettings
+    /// Whether a long burst's rewrites are spaced further apart as it goes on (see
+    /// ``ApplyScheduler/burstSpacing(after:)``): true where one apply costs about the same
+    /// whatever it covers (a template, a file, a swapped tree); false for an in-place tree,
+    /// which writes one file per changed key, so a longer spacing would only leave more files
+    /// for the burst's last apply.
+    var growsBurstSpacing: Bool
 
-    init(wait: WaitSettings? = nil, retry: RetrySettings = .standard) {
+    init(wait: WaitSettings? = nil, retry: RetrySettings = .standard, growsBurstSpacing: Bool = true) {
       self.wait = wait
       self.retry = retry
+      self.growsBurstSpacing = growsBurstSpacing
     }
   }
 
@@ -39,9 +46,10 @@ struct ApplyScheduler: Sendable {
     let policy: Policy
     /// The first and the latest change not yet applied.
     var pending: (first: Instant, last: Instant)?
-    /// When the mapping's last apply started, if watch responses were queued when it ended
-    /// (a burst is on); nil after an isolated change.
-    var burstStarted: Instant?
+    /// While a burst is on: when it began (the start of the first apply that ended with watch
+    /// responses queued) and when the mapping's last apply started. Nil after an isolated
+    /// change; a burst is over once a change comes after the spacing that followed its last apply.
+    var burst: (since: Instant, lastApply: Instant)?
     /// A failed write waiting for its next attempt.
     var retry: Retry?
     /// The first pending change of the apply handed out by ``ApplyScheduler/due(now:queued:held:)``
@@ -68,12 +76,22 @@ struct ApplyScheduler: Sendable {
   }
 
   /// Without `wait`, a mapping applied while changes kept arriving is rewritten at most this
-  /// often until they stop (a 5,000-put burst in 1.6 s: at most 80 rewrites, not one per
-  /// watch response)…
+  /// often until they stop (not once per watch response)…
   static let burstSpacing: Duration = .milliseconds(20)
+  /// …and, where the policy ``Policy/growsBurstSpacing``, at most as often as this share of
+  /// the burst's length so far (a burst of 5,000 puts in 2.7 s: about 70 rewrites, not 135;
+  /// in 1.6 s about 55)…
+  static let burstSpacingShare = 25
+  /// …up to this spacing (a burst that lasts minutes is rewritten about 4 times a second)…
+  static let longestBurstSpacing: Duration = .milliseconds(250)
   /// …or as soon as no change has come for this long, so that a burst's last change is on
-  /// disk a few milliseconds after it was made.
+  /// disk a few milliseconds after it was made, however long the spacing has grown.
   static let burstQuiet: Duration = .milliseconds(4)
+
+  /// The spacing of a burst's rewrites `length` after it began, for a policy that grows it.
+  static func burstSpacing(after length: Duration) -> Duration {
+    min(max(Self.burstSpacing, length / Self.burstSpacingShare), Self.longestBurstSpacing)
+  }
   /// The longest a change waits under sustained load when a mapping sets no `wait`.
   static let defaultMaxDelay: Duration = .seconds(1)
 
@@ -111,10 +129,10 @@ struct ApplyScheduler: Sendable {
   /// A mapping is due once no change came for `wait.min` and no input is `queued` (the
   /// inbox still holds input that may change it), or `wait.max` after its first pending
   /// change whatever comes. Without `wait`, `min` is zero and `max` ``defaultMaxDelay``; while
-  /// a burst is on, rewrites are spaced ``burstSpacing`` apart unless changes pause for
-  /// ``burstQuiet``. A retry whose time has come makes its mapping pending. `held` mappings
-  /// (a write-back push travelling through the watch) wait, with no wake-up of their own:
-  /// the push's watch response re-checks them.
+  /// a burst is on, rewrites are spaced ``burstSpacing`` apart (or further, see
+  /// ``burstSpacing(after:)``) unless changes pause for ``burstQuiet``. A retry whose time has
+  /// come makes its mapping pending. `held` mappings (a write-back push travelling through
+  /// the watch) wait, with no wake-up of their own: the push's watch response re-checks them.
   mutating func due(now: Instant, queued: Int, held: Set<String> = []) -> Decision {
     var wake: Instant?
     func wakeAt(_ at: Instant) { wake = wake.map { min($0, at) } ?? at }
@@ -133,8 +151,15 @@ struct ApplyScheduler: Sendable {
       guard let pending = schedule.pending, !held.contains(name) else { continue }
       let wait = schedule.policy.wait
       var quietAt = pending.last + (wait?.min ?? .zero)
-      if wait == nil, let started = schedule.burstStarted, now < started + Self.burstSpacing {
-        quietAt = min(pending.last + Self.burstQuiet, started + Self.burstSpacing)
+      if wait == nil, let burst = schedule.burst {
+        let spacing = schedule.policy.growsBurstSpacing ? Self.burstSpacing(after: burst.lastApply - burst.since) : Self.burstSpacing
+        if pending.first >= burst.lastApply + spacing {
+          // Nothing changed for a whole spacing after the last apply: the burst is over, and
+          // this change is applied at once.
+          schedule.burst = nil
+        } else if now < burst.lastApply + spacing {
+          quietAt = min(pending.last + Self.burstQuiet, burst.lastApply + spacing)
+        }
       }
       let latest = pending.first + (wait?.max ?? Self.defaultMaxDelay)
       if (now >= quietAt && queued == 0) || now >= latest {
@@ -150,10 +175,22 @@ struct ApplyScheduler: Sendable {
   }
 
   /// A batch handed out by ``due(now:queued:held:)`` that started at `started` has been
-  /// applied; `burst` when watch responses were queued by its end (the next rewrite of these
-  /// mappings is spaced out; an isolated change is applied at once).
+  /// applied; `burst` when watch responses were queued by its end. That starts a burst, or
+  /// goes on with one: the next rewrite of these mappings is spaced out. A burst under way
+  /// also goes on when nothing was queued (the watch's responses come in clumps; counting
+  /// from zero again at every lull spaced the rewrites as if each clump began a burst); it
+  /// ends in ``due(now:queued:held:)``, at the first change that comes after the spacing.
+  /// An isolated change is applied at once.
   mutating func batchEnded(_ names: [String], started: Instant, burst: Bool) {
-    for name in names { self.schedules[name]?.burstStarted = burst ? started : nil }
+    for name in names {
+      guard var schedule = self.schedules[name] else { continue }
+      if let since = schedule.burst?.since {
+        schedule.burst = (since, started)
+      } else {
+        schedule.burst = burst ? (started, started) : nil
+      }
+      self.schedules[name] = schedule
+    }
   }
 
   /// The first pending change of the apply of `name` now ending, for the propagation

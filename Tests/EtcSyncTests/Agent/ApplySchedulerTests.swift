@@ -65,10 +65,111 @@ import EtcdTestSupport
       #expect(scheduler.due(now: self.t(ms), queued: 0).due.isEmpty)
     }
     #expect(scheduler.due(now: self.t(20), queued: 0).due == ["a"])
-    // An isolated change after a batch that ended without a burst is applied at once.
+    // That batch ends with nothing queued: the burst goes on (a lull between the watch's
+    // clumps), so a change 1 ms later waits for the quiet period.
     scheduler.batchEnded(["a"], started: self.t(20), burst: false)
     scheduler.changed(["a"], at: self.t(21))
-    #expect(scheduler.due(now: self.t(21), queued: 0).due == ["a"])
+    #expect(scheduler.due(now: self.t(21), queued: 0) == .init(due: [], wakeAt: self.t(25)))
+    #expect(scheduler.due(now: self.t(25), queued: 0).due == ["a"])
+    scheduler.batchEnded(["a"], started: self.t(25), burst: false)
+    // A change that comes after a whole spacing with none ends the burst: applied at once,
+    // and a batch that ends with nothing queued then leaves no burst behind.
+    scheduler.changed(["a"], at: self.t(45))
+    #expect(scheduler.due(now: self.t(45), queued: 0).due == ["a"])
+    scheduler.batchEnded(["a"], started: self.t(45), burst: false)
+    scheduler.changed(["a"], at: self.t(46))
+    #expect(scheduler.due(now: self.t(46), queued: 0).due == ["a"])
+  }
+
+  /// Drives one mapping through a burst: a change every `every` ms from 0 to `length` ms, after
+  /// `denseStart` ms in clumps of `clump` (the watch's responses come in clumps), each apply
+  /// taking 2 ms; the
+  /// agent's loop is modelled as it runs (a decision at each change and at each wake-up, the
+  /// batch's `burst` flag from the changes that came during it). Returns the applies' start
+  /// times, the last change, and the longest any change waited for its apply.
+  func driveBurst(growing: Bool, length: Int, every: Int = 1, clump: Int = 1, denseStart: Int = 0)
+    -> (applies: [Int], last: Int, longestWait: Int)
+  {
+    var scheduler = self.scheduler(["a": .init(growsBurstSpacing: growing)])
+    let changes = Array(stride(from: 0, through: length, by: every))
+    // After `denseStart`, each change arrives with the last of its clump.
+    let period = clump * every
+    let arrivals = changes.map { $0 < denseStart ? $0 : min(length, denseStart + ($0 - denseStart) / period * period + period - every) }
+    var applies: [Int] = []
+    var unapplied: [Int] = []
+    var longestWait = 0
+    var next = 0
+    var now = 0
+    var wake: Int?
+    var steps = 0
+    while next < changes.count || wake != nil, steps < 100_000 {
+      steps += 1
+      // The next event: an arrival or the scheduler's wake-up, whichever comes first.
+      let arrival = next < changes.count ? max(arrivals[next], now) : nil
+      if let arrival, wake.map({ arrival <= $0 }) ?? true {
+        now = arrival
+        while next < changes.count, arrivals[next] <= now {
+          scheduler.changed(["a"], at: self.t(now))
+          unapplied.append(changes[next])
+          next += 1
+        }
+      } else if let at = wake {
+        now = max(at, now)
+      }
+      let decision = scheduler.due(now: self.t(now), queued: 0)
+      wake = decision.wakeAt.map { Int((($0 - self.origin) / .milliseconds(1)).rounded(.up)) }
+      guard decision.due == ["a"] else { continue }
+      applies.append(now)
+      longestWait = max(longestWait, unapplied.map { now - $0 }.max() ?? 0)
+      unapplied = []
+      // The apply takes 2 ms; what arrived meanwhile is queued at its end.
+      let started = now
+      now += 2
+      var queued = false
+      while next < changes.count, arrivals[next] <= now {
+        scheduler.changed(["a"], at: self.t(arrivals[next]))
+        unapplied.append(changes[next])
+        next += 1
+        queued = true
+      }
+      scheduler.batchEnded(["a"], started: self.t(started), burst: queued)
+      wake = queued ? now : wake
+    }
+    #expect(unapplied.isEmpty && !scheduler.hasPending, "changes left unapplied: \(unapplied)")
+    return (applies, changes.last ?? 0, longestWait)
+  }
+
+  /// A long burst of a mapping whose policy grows the spacing: rewritten far less often than
+  /// every 20 ms, no change waiting longer than the longest spacing, the last one applied within
+  /// the quiet period; an in-place tree's policy keeps the 20 ms spacing.
+  @Test func aLongBurstSpacesItsRewritesFurther() {
+    let grown = self.driveBurst(growing: true, length: 2_700)
+    // 20 ms for its first 500 ms, then 1/25 of its length: 25 + 25 ln(2700/500) ≈ 67.
+    #expect(grown.applies.count <= 75, "\(grown.applies.count) rewrites")
+    #expect(grown.applies.count >= 55, "\(grown.applies.count) rewrites: spaced further than 1/25 of the burst")
+    #expect(grown.longestWait <= 2_700 / ApplyScheduler.burstSpacingShare + 2, "a change waited \(grown.longestWait) ms")
+    #expect(grown.applies.last! <= grown.last + 4, "last apply at \(grown.applies.last!) ms, last change at \(grown.last) ms")
+    let fixed = self.driveBurst(growing: false, length: 2_700)
+    #expect(fixed.applies.count >= 2_700 / 22, "\(fixed.applies.count) rewrites")
+    #expect(fixed.longestWait <= 20 + 2, "a change waited \(fixed.longestWait) ms")
+    #expect(fixed.applies.last! <= fixed.last + 4)
+    // A burst of minutes is rewritten at most every 250 ms (plus the 2 ms apply).
+    let long = self.driveBurst(growing: true, length: 20_000, every: 2)
+    #expect(long.longestWait <= 250 + 2, "a change waited \(long.longestWait) ms")
+    #expect(long.applies.count <= 25 + 25 * 2 + 20_000 / 250, "\(long.applies.count) rewrites")
+  }
+
+  /// The watch's responses come in clumps with short lulls: a batch that ends with nothing
+  /// queued does not start the burst over (which applied the next clump at once, then spaced
+  /// the one after from zero again), so its spacing still grows.
+  @Test func lullsInABurstDoNotStartItOver() {
+    // A change every ms for 10 ms (the burst starts: input is queued when an apply ends), then
+    // clumps of 3 changes every 3 ms: each apply (2 ms) ends before the next clump comes.
+    let clumped = self.driveBurst(growing: true, length: 2_700, every: 1, clump: 3, denseStart: 10)
+    #expect(clumped.applies.count <= 75, "\(clumped.applies.count) rewrites")
+    #expect(clumped.applies.last! <= clumped.last + 4)
+    let fixed = self.driveBurst(growing: false, length: 2_700, every: 1, clump: 3, denseStart: 10)
+    #expect(fixed.applies.count <= 2_700 / 20 + 5, "\(fixed.applies.count) rewrites")
   }
 
   @Test func retriesDoubleUpToTheCapAndReportOncePerFault() {
