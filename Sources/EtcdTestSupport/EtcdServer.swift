@@ -206,6 +206,10 @@ public final class EtcdServer: @unchecked Sendable {
     let deadline = ContinuousClock.now + .seconds(10)
     while ContinuousClock.now < deadline {
       if allThreadsStopped(pid: pid) { return true }
+      // Gone or a zombie: it will never stop.
+      guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        !status.contains("\nState:\tZ")
+      else { return false }
       usleep(1000)
     }
     return false

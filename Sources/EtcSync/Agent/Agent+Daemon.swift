@@ -126,8 +126,9 @@ extension Agent {
       let started = ContinuousClock.now
       _ = await self.apply(decision.due)
       // Watch responses that came in while the files were written mean a burst: the next
-      // rewrite of these mappings is spaced out. An isolated change is applied at once.
-      self.schedule.batchEnded(decision.due, started: started, burst: inbox.pendingResponses > 0)
+      // rewrite of these mappings is spaced out, and a burst under way goes on until a change
+      // comes a whole spacing after a batch. An isolated change is applied at once.
+      self.schedule.batchEnded(decision.due, started: started, ended: .now, burst: inbox.pendingResponses > 0)
     }
     // After the applies, so a repair never races one; a mapping still waiting keeps its check.
     if !self.drift.isEmpty { await self.repairDrift() }

@@ -118,11 +118,7 @@ public actor Agent {
                                        logger: logger, hook: hook))
     }
     self.runners = runners
-    self.schedule = ApplyScheduler(runners.map { runner in
-      let mapping = runner.mapping
-      let inPlaceTree = mapping.kind == .tree && mapping.swap == .inPlace
-      return (name: mapping.name, policy: .init(wait: mapping.wait, retry: mapping.retry, growsBurstSpacing: !inPlaceTree))
-    })
+    self.schedule = ApplyScheduler(runners.map { (name: $0.mapping.name, policy: .init($0.mapping)) })
     // Saved atomically but without fsync: the record is only written after a reload, so
     // losing it to a power cut costs at most one repeated reload (see MappingRunner.apply),
     // and a per-update fsync pair would double the write latency.

@@ -27,6 +27,12 @@ struct ApplyScheduler: Sendable {
       self.retry = retry
       self.growsBurstSpacing = growsBurstSpacing
     }
+
+    /// The policy of a configured mapping.
+    init(_ mapping: Mapping) {
+      let inPlaceTree = mapping.kind == .tree && mapping.swap == .inPlace
+      self.init(wait: mapping.wait, retry: mapping.retry, growsBurstSpacing: !inPlaceTree)
+    }
   }
 
   /// A failed write being retried.
@@ -47,9 +53,10 @@ struct ApplyScheduler: Sendable {
     /// The first and the latest change not yet applied.
     var pending: (first: Instant, last: Instant)?
     /// While a burst is on: when it began (the start of the first apply that ended with watch
-    /// responses queued) and when the mapping's last apply started. Nil after an isolated
-    /// change; a burst is over once a change comes after the spacing that followed its last apply.
-    var burst: (since: Instant, lastApply: Instant)?
+    /// responses queued), when the mapping's last batch started and ended, and whether input
+    /// was queued at that end. Nil after an isolated change; see ``ApplyScheduler/batchEnded(_:started:ended:burst:)``
+    /// for when a burst is over.
+    var burst: (since: Instant, lastApply: Instant, lastEnd: Instant, queued: Bool)?
     /// A failed write waiting for its next attempt.
     var retry: Retry?
     /// The first pending change of the apply handed out by ``ApplyScheduler/due(now:queued:held:)``
@@ -153,9 +160,12 @@ struct ApplyScheduler: Sendable {
       var quietAt = pending.last + (wait?.min ?? .zero)
       if wait == nil, let burst = schedule.burst {
         let spacing = schedule.policy.growsBurstSpacing ? Self.burstSpacing(after: burst.lastApply - burst.since) : Self.burstSpacing
-        if pending.first >= burst.lastApply + spacing {
-          // Nothing changed for a whole spacing after the last apply: the burst is over, and
-          // this change is applied at once.
+        // From the batch's end, not its start: the daemon stamps the changes queued during a
+        // batch once it has ended, and a batch (a `check` command, a large tree, several
+        // mappings) can take longer than the spacing. After a batch that ended with nothing
+        // queued, only a lull shorter than the quiet period goes on with the burst.
+        if pending.first >= burst.lastEnd + (burst.queued ? spacing : Self.burstQuiet) {
+          // The burst is over, and this change is applied at once.
           schedule.burst = nil
         } else if now < burst.lastApply + spacing {
           quietAt = min(pending.last + Self.burstQuiet, burst.lastApply + spacing)
@@ -174,20 +184,22 @@ struct ApplyScheduler: Sendable {
     return Decision(due: due, wakeAt: wake)
   }
 
-  /// A batch handed out by ``due(now:queued:held:)`` that started at `started` has been
-  /// applied; `burst` when watch responses were queued by its end. That starts a burst, or
-  /// goes on with one: the next rewrite of these mappings is spaced out. A burst under way
-  /// also goes on when nothing was queued (the watch's responses come in clumps; counting
-  /// from zero again at every lull spaced the rewrites as if each clump began a burst); it
-  /// ends in ``due(now:queued:held:)``, at the first change that comes after the spacing.
-  /// An isolated change is applied at once.
-  mutating func batchEnded(_ names: [String], started: Instant, burst: Bool) {
+  /// A batch handed out by ``due(now:queued:held:)`` that ran from `started` to `ended` has
+  /// been applied; `burst` when watch responses were queued by its end. That starts a burst,
+  /// or goes on with one: the next rewrite of these mappings is spaced out. A burst under way
+  /// also goes on through a batch that ended with nothing queued, if the next change comes
+  /// within ``burstQuiet`` of its end (the watch's responses come in clumps; counting from
+  /// zero again at every such lull spaced the rewrites as if each clump began a burst). It is
+  /// over, in ``due(now:queued:held:)``, at the first change that comes later than that (a
+  /// whole spacing after the end, if input was queued then): that change, like any isolated
+  /// one, is applied at once, so a steady trickle of changes is never held back.
+  mutating func batchEnded(_ names: [String], started: Instant, ended: Instant, burst: Bool) {
     for name in names {
       guard var schedule = self.schedules[name] else { continue }
       if let since = schedule.burst?.since {
-        schedule.burst = (since, started)
+        schedule.burst = (since, started, ended, burst)
       } else {
-        schedule.burst = burst ? (started, started) : nil
+        schedule.burst = burst ? (started, started, ended, true) : nil
       }
       self.schedules[name] = schedule
     }

@@ -55,7 +55,7 @@ import EtcdTestSupport
     var scheduler = self.scheduler(["a": .init()])
     scheduler.changed(["a"], at: self.t(0))
     #expect(scheduler.due(now: self.t(0), queued: 0).due == ["a"])
-    scheduler.batchEnded(["a"], started: self.t(0), burst: true)
+    scheduler.batchEnded(["a"], started: self.t(0), ended: self.t(0), burst: true)
     // A change 2 ms later, nothing queued: not yet (the burst is on) — at last + 4 ms.
     scheduler.changed(["a"], at: self.t(2))
     #expect(scheduler.due(now: self.t(2), queued: 0) == .init(due: [], wakeAt: self.t(6)))
@@ -67,27 +67,49 @@ import EtcdTestSupport
     #expect(scheduler.due(now: self.t(20), queued: 0).due == ["a"])
     // That batch ends with nothing queued: the burst goes on (a lull between the watch's
     // clumps), so a change 1 ms later waits for the quiet period.
-    scheduler.batchEnded(["a"], started: self.t(20), burst: false)
+    scheduler.batchEnded(["a"], started: self.t(20), ended: self.t(20), burst: false)
     scheduler.changed(["a"], at: self.t(21))
     #expect(scheduler.due(now: self.t(21), queued: 0) == .init(due: [], wakeAt: self.t(25)))
     #expect(scheduler.due(now: self.t(25), queued: 0).due == ["a"])
-    scheduler.batchEnded(["a"], started: self.t(25), burst: false)
-    // A change that comes after a whole spacing with none ends the burst: applied at once,
-    // and a batch that ends with nothing queued then leaves no burst behind.
-    scheduler.changed(["a"], at: self.t(45))
-    #expect(scheduler.due(now: self.t(45), queued: 0).due == ["a"])
-    scheduler.batchEnded(["a"], started: self.t(45), burst: false)
-    scheduler.changed(["a"], at: self.t(46))
-    #expect(scheduler.due(now: self.t(46), queued: 0).due == ["a"])
+    scheduler.batchEnded(["a"], started: self.t(25), ended: self.t(25), burst: false)
+    // After a batch that ended with nothing queued, a change more than the quiet period later
+    // ends the burst: applied at once, and a batch that ends with nothing queued then leaves no
+    // burst behind.
+    scheduler.changed(["a"], at: self.t(30))
+    #expect(scheduler.due(now: self.t(30), queued: 0).due == ["a"])
+    scheduler.batchEnded(["a"], started: self.t(30), ended: self.t(31), burst: false)
+    scheduler.changed(["a"], at: self.t(32))
+    #expect(scheduler.due(now: self.t(32), queued: 0).due == ["a"])
+  }
+
+  /// Once input was queued at a batch's end, the burst goes on while the next change comes
+  /// within the spacing of that end (it was stamped after the batch); a steady trickle of
+  /// changes after a burst, each after the last batch ended with nothing queued, is applied
+  /// change by change at once, never held back by the burst.
+  @Test func aTrickleAfterABurstIsNotHeldBack() {
+    var scheduler = self.scheduler(["a": .init()])
+    scheduler.changed(["a"], at: self.t(0))
+    #expect(scheduler.due(now: self.t(0), queued: 0).due == ["a"])
+    scheduler.batchEnded(["a"], started: self.t(0), ended: self.t(2), burst: true)
+    // Queued at the end, stamped 10 ms after it (a slow drain): still the burst.
+    scheduler.changed(["a"], at: self.t(12))
+    #expect(scheduler.due(now: self.t(12), queued: 0) == .init(due: [], wakeAt: self.t(16)))
+    #expect(scheduler.due(now: self.t(16), queued: 0).due == ["a"])
+    scheduler.batchEnded(["a"], started: self.t(16), ended: self.t(18), burst: false)
+    for ms in stride(from: 25, through: 205, by: 12) {
+      scheduler.changed(["a"], at: self.t(ms))
+      #expect(scheduler.due(now: self.t(ms), queued: 0).due == ["a"], "a change at \(ms) ms was held back")
+      scheduler.batchEnded(["a"], started: self.t(ms), ended: self.t(ms + 1), burst: false)
+    }
   }
 
   /// Drives one mapping through a burst: a change every `every` ms from 0 to `length` ms, after
   /// `denseStart` ms in clumps of `clump` (the watch's responses come in clumps), each apply
-  /// taking 2 ms; the
+  /// taking `applyMs`; the
   /// agent's loop is modelled as it runs (a decision at each change and at each wake-up, the
   /// batch's `burst` flag from the changes that came during it). Returns the applies' start
   /// times, the last change, and the longest any change waited for its apply.
-  func driveBurst(growing: Bool, length: Int, every: Int = 1, clump: Int = 1, denseStart: Int = 0)
+  func driveBurst(growing: Bool, length: Int, every: Int = 1, clump: Int = 1, denseStart: Int = 0, applyMs: Int = 2)
     -> (applies: [Int], last: Int, longestWait: Int)
   {
     var scheduler = self.scheduler(["a": .init(growsBurstSpacing: growing)])
@@ -122,17 +144,18 @@ import EtcdTestSupport
       applies.append(now)
       longestWait = max(longestWait, unapplied.map { now - $0 }.max() ?? 0)
       unapplied = []
-      // The apply takes 2 ms; what arrived meanwhile is queued at its end.
+      // The apply takes `applyMs`; what arrived meanwhile is queued, and stamped when the
+      // daemon takes it from the queue, after the batch (Agent+Daemon's `markDirty`).
       let started = now
-      now += 2
+      now += applyMs
       var queued = false
       while next < changes.count, arrivals[next] <= now {
-        scheduler.changed(["a"], at: self.t(arrivals[next]))
+        scheduler.changed(["a"], at: self.t(now))
         unapplied.append(changes[next])
         next += 1
         queued = true
       }
-      scheduler.batchEnded(["a"], started: self.t(started), burst: queued)
+      scheduler.batchEnded(["a"], started: self.t(started), ended: self.t(now), burst: queued)
       wake = queued ? now : wake
     }
     #expect(unapplied.isEmpty && !scheduler.hasPending, "changes left unapplied: \(unapplied)")
@@ -153,10 +176,29 @@ import EtcdTestSupport
     #expect(fixed.applies.count >= 2_700 / 22, "\(fixed.applies.count) rewrites")
     #expect(fixed.longestWait <= 20 + 2, "a change waited \(fixed.longestWait) ms")
     #expect(fixed.applies.last! <= fixed.last + 4)
+    // Applies that take longer than the spacing (a `check` command, a large tree): the changes
+    // queued meanwhile are stamped after the batch, and still count as the same burst.
+    let slow = self.driveBurst(growing: true, length: 2_700, applyMs: 25)
+    #expect(slow.applies.count <= 75, "\(slow.applies.count) rewrites with 25 ms applies")
+    #expect(slow.applies.last! <= slow.last + 25 + 4)
     // A burst of minutes is rewritten at most every 250 ms (plus the 2 ms apply).
     let long = self.driveBurst(growing: true, length: 20_000, every: 2)
     #expect(long.longestWait <= 250 + 2, "a change waited \(long.longestWait) ms")
     #expect(long.applies.count <= 25 + 25 * 2 + 20_000 / 250, "\(long.applies.count) rewrites")
+  }
+
+  /// Which mappings grow the spacing: all but an in-place tree (a write-back tree is one).
+  @Test func theSpacingGrowsExceptForAnInPlaceTree() {
+    let template = Mapping(name: "t", kind: .template, prefixes: ["/a/"], template: "x", dest: "/tmp/x")
+    let swapped = Mapping(name: "s", kind: .tree, prefixes: ["/a/"], dest: "/tmp/s", swap: .symlink)
+    let inPlace = Mapping(name: "i", kind: .tree, prefixes: ["/a/"], dest: "/tmp/i", swap: .inPlace)
+    let writeBack = Mapping(name: "w", kind: .tree, prefixes: ["/a/"], dest: "/tmp/w", writeBack: true)
+    #expect(ApplyScheduler.Policy(template).growsBurstSpacing)
+    #expect(ApplyScheduler.Policy(swapped).growsBurstSpacing)
+    #expect(!ApplyScheduler.Policy(inPlace).growsBurstSpacing)
+    #expect(!ApplyScheduler.Policy(writeBack).growsBurstSpacing)
+    let waiting = Mapping(name: "w", kind: .template, prefixes: ["/a/"], template: "x", dest: "/tmp/x", wait: WaitSettings(min: .seconds(1)))
+    #expect(ApplyScheduler.Policy(waiting).wait == WaitSettings(min: .seconds(1)))
   }
 
   /// The watch's responses come in clumps with short lulls: a batch that ends with nothing
@@ -255,7 +297,7 @@ import EtcdTestSupport
     }
     func check(_ decision: ApplyScheduler.Decision, queued: Int) {
       if let at = decision.wakeAt {
-        let ms = Int((at - self.origin) / .milliseconds(1))
+        let ms = Int(((at - self.origin) / .milliseconds(1)).rounded(.up))
         #expect(ms > now, "seed \(seed): a wake-up at \(ms) ms is not after now (\(now) ms)")
         wake = ms
       } else {
@@ -281,10 +323,10 @@ import EtcdTestSupport
           retryAt[name] = now + Int(delay / .milliseconds(1))
         }
       }
-      scheduler.batchEnded(decision.due, started: self.t(now), burst: queued > 0)
+      scheduler.batchEnded(decision.due, started: self.t(now), ended: self.t(now), burst: queued > 0)
       // The agent also wakes for the retries the batch just scheduled.
       if let at = scheduler.nextRetry {
-        let ms = Int((at - self.origin) / .milliseconds(1))
+        let ms = Int(((at - self.origin) / .milliseconds(1)).rounded(.up))
         wake = wake.map { min($0, ms) } ?? ms
       }
     }
