@@ -126,8 +126,8 @@ extension Agent {
       let started = ContinuousClock.now
       _ = await self.apply(decision.due)
       // Watch responses that came in while the files were written mean a burst: the next
-      // rewrite of these mappings is spaced out, and a burst under way goes on until a change
-      // comes a whole spacing after a batch. An isolated change is applied at once.
+      // rewrite of these mappings is spaced out (ApplyScheduler.batchEnded says when a burst
+      // is over). An isolated change is applied at once.
       self.schedule.batchEnded(decision.due, started: started, ended: .now, burst: inbox.pendingResponses > 0)
     }
     // After the applies, so a repair never races one; a mapping still waiting keeps its check.

@@ -52,16 +52,28 @@ struct ApplyScheduler: Sendable {
     let policy: Policy
     /// The first and the latest change not yet applied.
     var pending: (first: Instant, last: Instant)?
-    /// While a burst is on: when it began (the start of the first apply that ended with watch
-    /// responses queued), when the mapping's last batch started and ended, and whether input
-    /// was queued at that end. Nil after an isolated change; see ``ApplyScheduler/batchEnded(_:started:ended:burst:)``
-    /// for when a burst is over.
-    var burst: (since: Instant, lastApply: Instant, lastEnd: Instant, queued: Bool)?
+    /// The burst the mapping is in; nil after an isolated change.
+    var burst: Burst?
+    /// The latest change of the apply handed out by ``ApplyScheduler/due(now:queued:held:)``,
+    /// until its batch ends.
+    var applyingLast: Instant?
     /// A failed write waiting for its next attempt.
     var retry: Retry?
     /// The first pending change of the apply handed out by ``ApplyScheduler/due(now:queued:held:)``
     /// (where the propagation histogram starts).
     var applyingSince: Instant?
+  }
+
+  /// A mapping's burst (see ``ApplyScheduler/batchEnded(_:started:ended:burst:)``).
+  struct Burst: Sendable {
+    /// The start of the first batch that ended with watch responses queued.
+    var since: Instant
+    /// The mapping's last batch: when it started and ended, the latest change it covered, and
+    /// whether watch responses were queued at its end.
+    var lastApply: Instant
+    var lastEnd: Instant
+    var lastChange: Instant
+    var queued: Bool
   }
 
   /// What to do now: the mappings to apply (in configuration order), and when to look again
@@ -160,11 +172,12 @@ struct ApplyScheduler: Sendable {
       var quietAt = pending.last + (wait?.min ?? .zero)
       if wait == nil, let burst = schedule.burst {
         let spacing = schedule.policy.growsBurstSpacing ? Self.burstSpacing(after: burst.lastApply - burst.since) : Self.burstSpacing
-        // From the batch's end, not its start: the daemon stamps the changes queued during a
-        // batch once it has ended, and a batch (a `check` command, a large tree, several
-        // mappings) can take longer than the spacing. After a batch that ended with nothing
-        // queued, only a lull shorter than the quiet period goes on with the burst.
-        if pending.first >= burst.lastEnd + (burst.queued ? spacing : Self.burstQuiet) {
+        // Input queued at the last batch's end is stamped once the batch has ended (and a
+        // batch, with a `check` command, a large tree or several mappings, can outlast the
+        // spacing): counted from that end. Otherwise the gap between changes decides, never
+        // the agent's own timing (holding a change back must not make the next one look close).
+        let over = burst.queued ? pending.first >= burst.lastEnd + spacing : pending.first >= burst.lastChange + Self.burstQuiet
+        if over {
           // The burst is over, and this change is applied at once.
           schedule.burst = nil
         } else if now < burst.lastApply + spacing {
@@ -175,6 +188,7 @@ struct ApplyScheduler: Sendable {
       if (now >= quietAt && queued == 0) || now >= latest {
         due.append(name)
         schedule.applyingSince = pending.first
+        schedule.applyingLast = pending.last
         schedule.pending = nil
       } else {
         // New input re-checks sooner; otherwise when the quiet period ends, or at the latest.
@@ -186,20 +200,27 @@ struct ApplyScheduler: Sendable {
 
   /// A batch handed out by ``due(now:queued:held:)`` that ran from `started` to `ended` has
   /// been applied; `burst` when watch responses were queued by its end. That starts a burst,
-  /// or goes on with one: the next rewrite of these mappings is spaced out. A burst under way
-  /// also goes on through a batch that ended with nothing queued, if the next change comes
-  /// within ``burstQuiet`` of its end (the watch's responses come in clumps; counting from
-  /// zero again at every such lull spaced the rewrites as if each clump began a burst). It is
-  /// over, in ``due(now:queued:held:)``, at the first change that comes later than that (a
-  /// whole spacing after the end, if input was queued then): that change, like any isolated
-  /// one, is applied at once, so a steady trickle of changes is never held back.
+  /// or goes on with one: the next rewrite of these mappings is spaced out. A burst is over,
+  /// in ``due(now:queued:held:)``, at the first change that comes
+  /// - after input was queued at the last batch's end: a whole spacing after that end;
+  /// - otherwise: ``burstQuiet`` or more after the latest change the batch covered (the
+  ///   watch's responses come in clumps; counting from zero again at every lull between
+  ///   them spaced the rewrites as if each clump began a burst).
+  ///
+  /// That change, like any isolated one, is applied at once, so changes that come ``burstQuiet``
+  /// or more apart after a burst are each applied without delay; a stream of changes closer
+  /// together than that stays a burst.
   mutating func batchEnded(_ names: [String], started: Instant, ended: Instant, burst: Bool) {
     for name in names {
       guard var schedule = self.schedules[name] else { continue }
+      let lastChange = schedule.applyingLast ?? started
+      schedule.applyingLast = nil
       if let since = schedule.burst?.since {
-        schedule.burst = (since, started, ended, burst)
+        schedule.burst = Burst(since: since, lastApply: started, lastEnd: ended, lastChange: lastChange, queued: burst)
+      } else if burst {
+        schedule.burst = Burst(since: started, lastApply: started, lastEnd: ended, lastChange: lastChange, queued: true)
       } else {
-        schedule.burst = burst ? (started, started, ended, true) : nil
+        schedule.burst = nil
       }
       self.schedules[name] = schedule
     }
