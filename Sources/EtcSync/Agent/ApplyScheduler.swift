@@ -174,9 +174,13 @@ struct ApplyScheduler: Sendable {
         let spacing = schedule.policy.growsBurstSpacing ? Self.burstSpacing(after: burst.lastApply - burst.since) : Self.burstSpacing
         // Input queued at the last batch's end is stamped once the batch has ended (and a
         // batch, with a `check` command, a large tree or several mappings, can outlast the
-        // spacing): counted from that end. Otherwise the gap between changes decides, never
-        // the agent's own timing (holding a change back must not make the next one look close).
-        let over = burst.queued ? pending.first >= burst.lastEnd + spacing : pending.first >= burst.lastChange + Self.burstQuiet
+        // spacing): counted from that end. Otherwise the gap between changes decides, less the
+        // batch's own length (nothing could be stamped while it ran), but not the time the
+        // agent held its change back: that must not make the next change look close.
+        let over =
+          burst.queued
+          ? pending.first >= burst.lastEnd + spacing
+          : pending.first >= burst.lastChange + (burst.lastEnd - burst.lastApply) + Self.burstQuiet
         if over {
           // The burst is over, and this change is applied at once.
           schedule.burst = nil
@@ -203,13 +207,13 @@ struct ApplyScheduler: Sendable {
   /// or goes on with one: the next rewrite of these mappings is spaced out. A burst is over,
   /// in ``due(now:queued:held:)``, at the first change that comes
   /// - after input was queued at the last batch's end: a whole spacing after that end;
-  /// - otherwise: ``burstQuiet`` or more after the latest change the batch covered (the
-  ///   watch's responses come in clumps; counting from zero again at every lull between
-  ///   them spaced the rewrites as if each clump began a burst).
+  /// - otherwise: ``burstQuiet`` or more, plus the batch's own length, after the latest change
+  ///   the batch covered (the watch's responses come in clumps; counting from zero again at
+  ///   every lull between them spaced the rewrites as if each clump began a burst).
   ///
-  /// That change, like any isolated one, is applied at once, so changes that come ``burstQuiet``
-  /// or more apart after a burst are each applied without delay; a stream of changes closer
-  /// together than that stays a burst.
+  /// That change, like any isolated one, is applied at once, so changes that come more than
+  /// ``burstQuiet`` plus an apply's length apart after a burst are each applied without delay;
+  /// a stream of changes closer together than that stays a burst.
   mutating func batchEnded(_ names: [String], started: Instant, ended: Instant, burst: Bool) {
     for name in names {
       guard var schedule = self.schedules[name] else { continue }

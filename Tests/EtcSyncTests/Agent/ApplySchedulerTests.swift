@@ -73,9 +73,9 @@ import EtcdTestSupport
     #expect(scheduler.due(now: self.t(20), queued: 0) == .init(due: [], wakeAt: self.t(24)))
     #expect(scheduler.due(now: self.t(24), queued: 0).due == ["a"])
     scheduler.batchEnded(["a"], started: self.t(24), ended: self.t(25), burst: false)
-    // A change the quiet period or more after the latest change that batch covered (20) ends
-    // the burst: applied at once, and a batch that ends with nothing queued then leaves no
-    // burst behind.
+    // A change the quiet period plus that batch's length (1 ms) or more after the latest
+    // change it covered (20) ends the burst: applied at once, and a batch that ends with
+    // nothing queued then leaves no burst behind.
     scheduler.changed(["a"], at: self.t(25))
     #expect(scheduler.due(now: self.t(25), queued: 0).due == ["a"])
     scheduler.batchEnded(["a"], started: self.t(25), ended: self.t(26), burst: false)
@@ -103,6 +103,25 @@ import EtcdTestSupport
       #expect(scheduler.due(now: self.t(ms), queued: 0).due == ["a"], "a change at \(ms) ms was held back")
       scheduler.batchEnded(["a"], started: self.t(ms), ended: self.t(ms + 2), burst: false)
     }
+  }
+
+  /// A batch that took longer than the quiet period, and ended with nothing queued, does not
+  /// end the burst by itself: nothing could be stamped while it ran, so a change that comes
+  /// within the quiet period of its end still belongs to the burst.
+  @Test func aLongBatchDoesNotEndTheBurstByItself() {
+    var scheduler = self.scheduler(["a": .init()])
+    scheduler.changed(["a"], at: self.t(0))
+    #expect(scheduler.due(now: self.t(0), queued: 0).due == ["a"])
+    scheduler.batchEnded(["a"], started: self.t(0), ended: self.t(2), burst: true)
+    for ms in 2...19 {
+      scheduler.changed(["a"], at: self.t(ms))
+      #expect(scheduler.due(now: self.t(ms), queued: 0).due.isEmpty)
+    }
+    #expect(scheduler.due(now: self.t(20), queued: 0).due == ["a"])
+    // 6 ms long (a `check` command), nothing queued at its end; a change 2 ms later.
+    scheduler.batchEnded(["a"], started: self.t(20), ended: self.t(26), burst: false)
+    scheduler.changed(["a"], at: self.t(28))
+    #expect(scheduler.due(now: self.t(28), queued: 0) == .init(due: [], wakeAt: self.t(32)))
   }
 
   /// A burst one second long is spaced 40 ms apart (1/25 of its length), and input queued at a
