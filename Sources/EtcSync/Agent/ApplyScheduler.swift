@@ -52,11 +52,14 @@ struct ApplyScheduler: Sendable {
     let policy: Policy
     /// The first and the latest change not yet applied.
     var pending: (first: Instant, last: Instant)?
+    /// How many changes arrived (calls of ``ApplyScheduler/changed(_:at:)``) since ``pending``
+    /// was set.
+    var pendingChanges = 0
     /// The burst the mapping is in; nil after an isolated change.
     var burst: Burst?
-    /// The latest change of the apply handed out by ``ApplyScheduler/due(now:queued:held:)``,
-    /// until its batch ends.
-    var applyingLast: Instant?
+    /// How many changes the apply handed out by ``ApplyScheduler/due(now:queued:held:)``
+    /// covers, until its batch ends.
+    var applyingChanges = 0
     /// A failed write waiting for its next attempt.
     var retry: Retry?
     /// The first pending change of the apply handed out by ``ApplyScheduler/due(now:queued:held:)``
@@ -68,11 +71,10 @@ struct ApplyScheduler: Sendable {
   struct Burst: Sendable {
     /// The start of the first batch that ended with watch responses queued.
     var since: Instant
-    /// The mapping's last batch: when it started and ended, the latest change it covered, and
-    /// whether watch responses were queued at its end.
+    /// The mapping's last batch: when it started and ended, and whether watch responses were
+    /// queued at its end.
     var lastApply: Instant
     var lastEnd: Instant
-    var lastChange: Instant
     var queued: Bool
   }
 
@@ -133,6 +135,7 @@ struct ApplyScheduler: Sendable {
     for name in names {
       guard var schedule = self.schedules[name] else { continue }
       schedule.pending = (schedule.pending?.first ?? now, now)
+      schedule.pendingChanges += 1
       self.schedules[name] = schedule
     }
   }
@@ -172,15 +175,10 @@ struct ApplyScheduler: Sendable {
       var quietAt = pending.last + (wait?.min ?? .zero)
       if wait == nil, let burst = schedule.burst {
         let spacing = schedule.policy.growsBurstSpacing ? Self.burstSpacing(after: burst.lastApply - burst.since) : Self.burstSpacing
-        // Input queued at the last batch's end is stamped once the batch has ended (and a
-        // batch, with a `check` command, a large tree or several mappings, can outlast the
-        // spacing): counted from that end. Otherwise the gap between changes decides, less the
-        // batch's own length (nothing could be stamped while it ran), but not the time the
-        // agent held its change back: that must not make the next change look close.
-        let over =
-          burst.queued
-          ? pending.first >= burst.lastEnd + spacing
-          : pending.first >= burst.lastChange + (burst.lastEnd - burst.lastApply) + Self.burstQuiet
+        // From the last batch's end, not its start: input queued meanwhile is stamped once the
+        // batch has ended, and a batch (a `check` command, a large tree, several mappings) can
+        // outlast the spacing.
+        let over = pending.first >= burst.lastEnd + (burst.queued ? spacing : Self.burstQuiet)
         if over {
           // The burst is over, and this change is applied at once.
           schedule.burst = nil
@@ -192,8 +190,9 @@ struct ApplyScheduler: Sendable {
       if (now >= quietAt && queued == 0) || now >= latest {
         due.append(name)
         schedule.applyingSince = pending.first
-        schedule.applyingLast = pending.last
+        schedule.applyingChanges = schedule.pendingChanges
         schedule.pending = nil
+        schedule.pendingChanges = 0
       } else {
         // New input re-checks sooner; otherwise when the quiet period ends, or at the latest.
         wakeAt(now >= quietAt ? latest : min(quietAt, latest))
@@ -204,25 +203,26 @@ struct ApplyScheduler: Sendable {
 
   /// A batch handed out by ``due(now:queued:held:)`` that ran from `started` to `ended` has
   /// been applied; `burst` when watch responses were queued by its end. That starts a burst,
-  /// or goes on with one: the next rewrite of these mappings is spaced out. A burst is over,
-  /// in ``due(now:queued:held:)``, at the first change that comes
-  /// - after input was queued at the last batch's end: a whole spacing after that end;
-  /// - otherwise: ``burstQuiet`` or more, plus the batch's own length, after the latest change
-  ///   the batch covered (the watch's responses come in clumps; counting from zero again at
-  ///   every lull between them spaced the rewrites as if each clump began a burst).
-  ///
-  /// That change, like any isolated one, is applied at once, so changes that come more than
-  /// ``burstQuiet`` plus an apply's length apart after a burst are each applied without delay;
-  /// a stream of changes closer together than that stays a burst.
+  /// or goes on with one: the next rewrite of these mappings is spaced out. A burst under way
+  /// also goes on through a batch that ended with nothing queued if that batch covered more
+  /// than one change (the watch's responses come in clumps, with lulls between them; counting
+  /// from zero again at every lull spaced the rewrites as if each clump began a burst), and
+  /// ends with a batch that covered one change and found nothing queued (a change held back
+  /// alone: a trickle, not a burst; measured from the batch's end instead, a change every 7 ms
+  /// held 4 ms each made the next one look close, for good). In ``due(now:queued:held:)`` a
+  /// burst is also over at the first change that comes ``burstQuiet`` after the last batch's
+  /// end (a whole spacing, if input was queued then). A change after a burst, like any
+  /// isolated one, is applied at once; a stream of changes closer together than
+  /// ``burstQuiet`` stays a burst.
   mutating func batchEnded(_ names: [String], started: Instant, ended: Instant, burst: Bool) {
     for name in names {
       guard var schedule = self.schedules[name] else { continue }
-      let lastChange = schedule.applyingLast ?? started
-      schedule.applyingLast = nil
-      if let since = schedule.burst?.since {
-        schedule.burst = Burst(since: since, lastApply: started, lastEnd: ended, lastChange: lastChange, queued: burst)
+      let changes = schedule.applyingChanges
+      schedule.applyingChanges = 0
+      if let since = schedule.burst?.since, burst || changes > 1 {
+        schedule.burst = Burst(since: since, lastApply: started, lastEnd: ended, queued: burst)
       } else if burst {
-        schedule.burst = Burst(since: started, lastApply: started, lastEnd: ended, lastChange: lastChange, queued: true)
+        schedule.burst = Burst(since: started, lastApply: started, lastEnd: ended, queued: true)
       } else {
         schedule.burst = nil
       }

@@ -65,17 +65,15 @@ import EtcdTestSupport
       #expect(scheduler.due(now: self.t(ms), queued: 0).due.isEmpty)
     }
     #expect(scheduler.due(now: self.t(20), queued: 0).due == ["a"])
-    // That batch (its latest change at 17) ends with nothing queued, and a change comes 3 ms
-    // after that latest one (a lull between the watch's clumps): the burst goes on, so it waits
-    // for the quiet period.
+    // That batch (6 changes) ends with nothing queued: the burst goes on through the lull, so
+    // a change that comes within the quiet period of its end waits for it.
     scheduler.batchEnded(["a"], started: self.t(20), ended: self.t(20), burst: false)
     scheduler.changed(["a"], at: self.t(20))
     #expect(scheduler.due(now: self.t(20), queued: 0) == .init(due: [], wakeAt: self.t(24)))
     #expect(scheduler.due(now: self.t(24), queued: 0).due == ["a"])
     scheduler.batchEnded(["a"], started: self.t(24), ended: self.t(25), burst: false)
-    // A change the quiet period plus that batch's length (1 ms) or more after the latest
-    // change it covered (20) ends the burst: applied at once, and a batch that ends with
-    // nothing queued then leaves no burst behind.
+    // That batch covered one change held back alone and found nothing queued: the burst is
+    // over, the next change is applied at once, and so is the one after.
     scheduler.changed(["a"], at: self.t(25))
     #expect(scheduler.due(now: self.t(25), queued: 0).due == ["a"])
     scheduler.batchEnded(["a"], started: self.t(25), ended: self.t(26), burst: false)
@@ -86,8 +84,8 @@ import EtcdTestSupport
   /// Once input was queued at a batch's end, the burst goes on while the next change comes
   /// within the spacing of that end (it was stamped after the batch). A steady trickle of
   /// changes 7 ms apart after a burst, each apply taking 2 ms, is applied change by change at
-  /// once: the gap between changes decides, not the agent's own timing (measured from the
-  /// batch's end, the 4 ms a held change waited made the next one look close, for good).
+  /// once: a batch of one change held back alone ends the burst (kept on instead, the 4 ms each
+  /// change waited made the next one come within 4 ms of the batch's end, for good).
   @Test func aTrickleAfterABurstIsNotHeldBack() {
     var scheduler = self.scheduler(["a": .init()])
     scheduler.changed(["a"], at: self.t(0))
@@ -105,9 +103,9 @@ import EtcdTestSupport
     }
   }
 
-  /// A batch that took longer than the quiet period, and ended with nothing queued, does not
-  /// end the burst by itself: nothing could be stamped while it ran, so a change that comes
-  /// within the quiet period of its end still belongs to the burst.
+  /// A batch of many changes that took longer than the quiet period, and ended with nothing
+  /// queued, does not end the burst by itself: a change that comes within the quiet period of
+  /// its end still belongs to the burst.
   @Test func aLongBatchDoesNotEndTheBurstByItself() {
     var scheduler = self.scheduler(["a": .init()])
     scheduler.changed(["a"], at: self.t(0))
