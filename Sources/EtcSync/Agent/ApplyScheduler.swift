@@ -15,23 +15,25 @@ struct ApplyScheduler: Sendable {
     var wait: WaitSettings?
     /// How a failed write that may pass is retried.
     var retry: RetrySettings
-    /// Whether a long burst's rewrites are spaced further apart as it goes on (see
-    /// ``ApplyScheduler/burstSpacing(after:)``): true where one apply costs about the same
+    /// Whether a burst is kept through the lulls between the watch's clumps and its rewrites
+    /// spaced further apart as it goes on (see ``ApplyScheduler/batchEnded(_:started:ended:burst:)``
+    /// and ``ApplyScheduler/burstSpacing(after:)``): true where one apply costs about the same
     /// whatever it covers (a template, a file, a swapped tree); false for an in-place tree,
-    /// which writes one file per changed key, so a longer spacing would only leave more files
-    /// for the burst's last apply.
-    var growsBurstSpacing: Bool
+    /// which writes one file per changed key whatever the batching, so longer batches would
+    /// mostly delay the burst's final state (its burst ends at a batch that found nothing
+    /// queued, and keeps 20 ms).
+    var coalescesLongBursts: Bool
 
-    init(wait: WaitSettings? = nil, retry: RetrySettings = .standard, growsBurstSpacing: Bool = true) {
+    init(wait: WaitSettings? = nil, retry: RetrySettings = .standard, coalescesLongBursts: Bool = true) {
       self.wait = wait
       self.retry = retry
-      self.growsBurstSpacing = growsBurstSpacing
+      self.coalescesLongBursts = coalescesLongBursts
     }
 
     /// The policy of a configured mapping.
     init(_ mapping: Mapping) {
       let inPlaceTree = mapping.kind == .tree && mapping.swap == .inPlace
-      self.init(wait: mapping.wait, retry: mapping.retry, growsBurstSpacing: !inPlaceTree)
+      self.init(wait: mapping.wait, retry: mapping.retry, coalescesLongBursts: !inPlaceTree)
     }
   }
 
@@ -99,7 +101,7 @@ struct ApplyScheduler: Sendable {
   /// Without `wait`, a mapping applied while changes kept arriving is rewritten at most this
   /// often until they stop (not once per watch response)…
   static let burstSpacing: Duration = .milliseconds(20)
-  /// …and, where the policy ``Policy/growsBurstSpacing``, at most as often as this share of
+  /// …and, where the policy ``Policy/coalescesLongBursts``, at most as often as this share of
   /// the burst's length so far (a burst of 5,000 puts in 2.7 s: about 70 rewrites, not 135;
   /// in 1.6 s about 55)…
   static let burstSpacingShare = 25
@@ -174,13 +176,15 @@ struct ApplyScheduler: Sendable {
       let wait = schedule.policy.wait
       var quietAt = pending.last + (wait?.min ?? .zero)
       if wait == nil, let burst = schedule.burst {
-        let spacing = schedule.policy.growsBurstSpacing ? Self.burstSpacing(after: burst.lastApply - burst.since) : Self.burstSpacing
+        let spacing = schedule.policy.coalescesLongBursts ? Self.burstSpacing(after: burst.lastApply - burst.since) : Self.burstSpacing
         // From the last batch's end, not its start: input queued meanwhile is stamped once the
         // batch has ended, and a batch (a `check` command, a large tree, several mappings) can
-        // outlast the spacing.
-        let over = pending.first >= burst.lastEnd + (burst.queued ? spacing : Self.burstQuiet)
+        // outlast the spacing. Queued input is stamped just after that end, so 20 ms covers it
+        // whatever the spacing has grown to (the responses queued may be other ranges': a change
+        // of this mapping's own 100 ms later is not part of the burst).
+        let over = pending.first >= burst.lastEnd + (burst.queued ? Self.burstSpacing : Self.burstQuiet)
         if over {
-          // The burst is over, and this change is applied at once.
+          // The burst is over, and this change is applied at once (if nothing is queued).
           schedule.burst = nil
         } else if now < burst.lastApply + spacing {
           quietAt = min(pending.last + Self.burstQuiet, burst.lastApply + spacing)
@@ -202,24 +206,25 @@ struct ApplyScheduler: Sendable {
   }
 
   /// A batch handed out by ``due(now:queued:held:)`` that ran from `started` to `ended` has
-  /// been applied; `burst` when watch responses were queued by its end. That starts a burst,
-  /// or goes on with one: the next rewrite of these mappings is spaced out. A burst under way
-  /// also goes on through a batch that ended with nothing queued if that batch covered more
-  /// than one change (the watch's responses come in clumps, with lulls between them; counting
-  /// from zero again at every lull spaced the rewrites as if each clump began a burst), and
-  /// ends with a batch that covered one change and found nothing queued (a change held back
-  /// alone: a trickle, not a burst; measured from the batch's end instead, a change every 7 ms
-  /// held 4 ms each made the next one look close, for good). In ``due(now:queued:held:)`` a
-  /// burst is also over at the first change that comes ``burstQuiet`` after the last batch's
-  /// end (a whole spacing, if input was queued then). A change after a burst, like any
-  /// isolated one, is applied at once; a stream of changes closer together than
-  /// ``burstQuiet`` stays a burst.
+  /// been applied; `burst` when watch responses (of any range) were queued by its end. That
+  /// starts a burst, or goes on with one: the next rewrite of these mappings is spaced out.
+  /// Where the policy ``Policy/coalescesLongBursts``, a burst also goes on through a batch that
+  /// found nothing queued if that batch covered more than one change (the watch's responses
+  /// come in clumps, with lulls between them; counting from zero again at every lull spaced
+  /// the rewrites as if each clump began a burst); it ends with a batch that covered one
+  /// change or none and found nothing queued (a change held back alone: a trickle, not a
+  /// burst). In ``due(now:queued:held:)`` a burst is also over at the first change that comes
+  /// ``burstQuiet`` after the last batch's end (``burstSpacing`` after it, if input was queued
+  /// then). A change after a burst, like any isolated one, is applied as soon as nothing is
+  /// queued. A stream of changes closer together than ``burstQuiet`` stays a burst; so can a
+  /// periodic one whose changes come in pairs, or a few milliseconds more than an apply apart
+  /// (each change held up to ``burstQuiet``, which makes the next come within it).
   mutating func batchEnded(_ names: [String], started: Instant, ended: Instant, burst: Bool) {
     for name in names {
       guard var schedule = self.schedules[name] else { continue }
       let changes = schedule.applyingChanges
       schedule.applyingChanges = 0
-      if let since = schedule.burst?.since, burst || changes > 1 {
+      if let since = schedule.burst?.since, burst || (changes > 1 && schedule.policy.coalescesLongBursts) {
         schedule.burst = Burst(since: since, lastApply: started, lastEnd: ended, queued: burst)
       } else if burst {
         schedule.burst = Burst(since: started, lastApply: started, lastEnd: ended, queued: true)
