@@ -196,9 +196,11 @@ public final class EtcdServer: @unchecked Sendable {
     if waitUntilReady { try await self.waitUntilReady() }
   }
 
-  /// SIGSTOP: the process keeps its sockets but answers nothing. Returns once every thread of
-  /// the process is stopped (the signal is delivered asynchronously: a request sent right after
-  /// `kill` was once answered by a member still running), or after 10 s; the result says which.
+  /// SIGSTOP: the process keeps its sockets but answers nothing. Returns true once every thread
+  /// of the process is stopped (the signal is delivered asynchronously: a request sent right
+  /// after `kill` was once answered by a member still running); false after 10 s, or at once
+  /// when there is no process or it has exited (gone, or a zombie). It polls every millisecond,
+  /// blocking its thread meanwhile (usually for a millisecond or two).
   @discardableResult public func pause() -> Bool {
     self.signal(SIGSTOP)
     self.lock.withLock { self.isPaused = true }

@@ -57,7 +57,8 @@ struct ApplyScheduler: Sendable {
     /// How many changes arrived (calls of ``ApplyScheduler/changed(_:at:)``) since ``pending``
     /// was set.
     var pendingChanges = 0
-    /// The burst the mapping is in; nil after an isolated change.
+    /// The burst the mapping is in; nil when none is on (a burst found over is cleared by the
+    /// check of the next change, which always comes first).
     var burst: Burst?
     /// How many changes the apply handed out by ``ApplyScheduler/due(now:queued:held:)``
     /// covers, until its batch ends.
@@ -216,9 +217,12 @@ struct ApplyScheduler: Sendable {
   /// burst). In ``due(now:queued:held:)`` a burst is also over at the first change that comes
   /// ``burstQuiet`` after the last batch's end (``burstSpacing`` after it, if input was queued
   /// then). A change after a burst, like any isolated one, is applied as soon as nothing is
-  /// queued. A stream of changes closer together than ``burstQuiet`` stays a burst; so can a
-  /// periodic one whose changes come in pairs, or a few milliseconds more than an apply apart
-  /// (each change held up to ``burstQuiet``, which makes the next come within it).
+  /// queued. A "change" is one call of ``changed(_:at:)`` (a watch response, however many keys
+  /// it carries). A stream of changes closer together than ``burstQuiet`` stays a burst; so can
+  /// a periodic one whose changes come in pairs, or a few milliseconds more than an apply apart
+  /// (a change held back makes the next come within the quiet period of the batch's end, or
+  /// during the batch): each of its changes then waits up to about an apply's time plus the
+  /// period plus ``burstQuiet``, as when a burst ends.
   mutating func batchEnded(_ names: [String], started: Instant, ended: Instant, burst: Bool) {
     for name in names {
       guard var schedule = self.schedules[name] else { continue }

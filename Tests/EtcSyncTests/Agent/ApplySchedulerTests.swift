@@ -51,11 +51,18 @@ import EtcdTestSupport
     #expect(scheduler.takeApplyingSince("a") == self.t(0))
   }
 
-  @Test func aBurstIsSpacedUnlessItPauses() {
+  /// A scheduler for one mapping, "a", whose first change (at 0 ms) was applied at once in a
+  /// batch that ran until 2 ms and ended with watch responses queued: a burst has begun.
+  func inABurst() -> ApplyScheduler {
     var scheduler = self.scheduler(["a": .init()])
     scheduler.changed(["a"], at: self.t(0))
     #expect(scheduler.due(now: self.t(0), queued: 0).due == ["a"])
-    scheduler.batchEnded(["a"], started: self.t(0), ended: self.t(0), burst: true)
+    scheduler.batchEnded(["a"], started: self.t(0), ended: self.t(2), burst: true)
+    return scheduler
+  }
+
+  @Test func aBurstIsSpacedUnlessItPauses() {
+    var scheduler = self.inABurst()
     // A change 2 ms later, nothing queued: not yet (the burst is on) — at last + 4 ms.
     scheduler.changed(["a"], at: self.t(2))
     #expect(scheduler.due(now: self.t(2), queued: 0) == .init(due: [], wakeAt: self.t(6)))
@@ -66,31 +73,35 @@ import EtcdTestSupport
     }
     #expect(scheduler.due(now: self.t(20), queued: 0).due == ["a"])
     // That batch (6 changes) ends with nothing queued: the burst goes on through the lull, so
-    // a change that comes within the quiet period of its end waits for it.
+    // changes that come within the quiet period of its end wait for it.
     scheduler.batchEnded(["a"], started: self.t(20), ended: self.t(20), burst: false)
     scheduler.changed(["a"], at: self.t(20))
     #expect(scheduler.due(now: self.t(20), queued: 0) == .init(due: [], wakeAt: self.t(24)))
-    #expect(scheduler.due(now: self.t(24), queued: 0).due == ["a"])
-    scheduler.batchEnded(["a"], started: self.t(24), ended: self.t(25), burst: false)
+    scheduler.changed(["a"], at: self.t(22))
+    #expect(scheduler.due(now: self.t(22), queued: 0) == .init(due: [], wakeAt: self.t(26)))
+    #expect(scheduler.due(now: self.t(26), queued: 0).due == ["a"])
+    // Two changes, nothing queued: the burst still goes on.
+    scheduler.batchEnded(["a"], started: self.t(26), ended: self.t(27), burst: false)
+    scheduler.changed(["a"], at: self.t(28))
+    #expect(scheduler.due(now: self.t(28), queued: 0) == .init(due: [], wakeAt: self.t(32)))
+    #expect(scheduler.due(now: self.t(32), queued: 0).due == ["a"])
+    scheduler.batchEnded(["a"], started: self.t(32), ended: self.t(33), burst: false)
     // That batch covered one change held back alone and found nothing queued: the burst is
     // over, the next change is applied at once, and so is the one after.
-    scheduler.changed(["a"], at: self.t(25))
-    #expect(scheduler.due(now: self.t(25), queued: 0).due == ["a"])
-    scheduler.batchEnded(["a"], started: self.t(25), ended: self.t(26), burst: false)
-    scheduler.changed(["a"], at: self.t(27))
-    #expect(scheduler.due(now: self.t(27), queued: 0).due == ["a"])
+    scheduler.changed(["a"], at: self.t(33))
+    #expect(scheduler.due(now: self.t(33), queued: 0).due == ["a"])
+    scheduler.batchEnded(["a"], started: self.t(33), ended: self.t(34), burst: false)
+    scheduler.changed(["a"], at: self.t(35))
+    #expect(scheduler.due(now: self.t(35), queued: 0).due == ["a"])
   }
 
   /// Once input was queued at a batch's end, the burst goes on while the next change comes
-  /// within the spacing of that end (it was stamped after the batch). A steady trickle of
+  /// within 20 ms of that end (it was stamped after the batch). A steady trickle of
   /// changes 7 ms apart after a burst, each apply taking 2 ms, is applied change by change at
   /// once: a batch of one change held back alone ends the burst (kept on instead, the 4 ms each
   /// change waited made the next one come within 4 ms of the batch's end, for good).
   @Test func aTrickleAfterABurstIsNotHeldBack() {
-    var scheduler = self.scheduler(["a": .init()])
-    scheduler.changed(["a"], at: self.t(0))
-    #expect(scheduler.due(now: self.t(0), queued: 0).due == ["a"])
-    scheduler.batchEnded(["a"], started: self.t(0), ended: self.t(2), burst: true)
+    var scheduler = self.inABurst()
     // Queued at the end, stamped 10 ms after it (a slow drain): still the burst.
     scheduler.changed(["a"], at: self.t(12))
     #expect(scheduler.due(now: self.t(12), queued: 0) == .init(due: [], wakeAt: self.t(16)))
@@ -107,10 +118,7 @@ import EtcdTestSupport
   /// queued, does not end the burst by itself: a change that comes within the quiet period of
   /// its end still belongs to the burst.
   @Test func aLongBatchDoesNotEndTheBurstByItself() {
-    var scheduler = self.scheduler(["a": .init()])
-    scheduler.changed(["a"], at: self.t(0))
-    #expect(scheduler.due(now: self.t(0), queued: 0).due == ["a"])
-    scheduler.batchEnded(["a"], started: self.t(0), ended: self.t(2), burst: true)
+    var scheduler = self.inABurst()
     for ms in 2...19 {
       scheduler.changed(["a"], at: self.t(ms))
       #expect(scheduler.due(now: self.t(ms), queued: 0).due.isEmpty)
@@ -132,10 +140,7 @@ import EtcdTestSupport
   /// that end is not (what was queued may have been other ranges' responses), however far
   /// the spacing has grown.
   @Test func aGrownSpacingHoldsQueuedInputOnly() {
-    var scheduler = self.scheduler(["a": .init()])
-    scheduler.changed(["a"], at: self.t(0))
-    #expect(scheduler.due(now: self.t(0), queued: 0).due == ["a"])
-    scheduler.batchEnded(["a"], started: self.t(0), ended: self.t(2), burst: true)
+    var scheduler = self.inABurst()
     // A second on, another batch ends with input queued (the batches between are left out:
     // the burst's length is what counts).
     scheduler.batchEnded(["a"], started: self.t(1_004), ended: self.t(1_006), burst: true)
@@ -403,13 +408,21 @@ import EtcdTestSupport
       check(scheduler.due(now: self.t(now), queued: queued), queued: queued)
     }
     // Input stops: the driver follows the wake-ups only. Everything pending is applied, and
-    // no later than its deadline (plus the burst spacing, which can only make it sooner).
+    // no later than its deadline: `wait.min` after its last change (without `wait`, the burst
+    // quiet period: a burst's spacing can only make it sooner), or `wait.max` after its first.
     var steps = 0
     while let next = wake, steps < 1_000 {
       steps += 1
       now = next
       retriesDue()
       check(scheduler.due(now: self.t(now), queued: 0), queued: 0)
+      for (name, l) in last {
+        let wait = policies.first { $0.name == name }!.policy.wait
+        let quiet = Int((wait?.min ?? ApplyScheduler.burstQuiet) / .milliseconds(1))
+        let maximum = Int((wait?.max ?? ApplyScheduler.defaultMaxDelay) / .milliseconds(1))
+        let deadline = min(l + quiet, first[name]! + maximum)
+        #expect(now < deadline, "seed \(seed): \(name) still pending at \(now) ms, due by \(deadline) ms")
+      }
       // Retries keep failing one time in five; stop feeding once nothing is pending.
       if first.isEmpty && retryAt.isEmpty { break }
     }
