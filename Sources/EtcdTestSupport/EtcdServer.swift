@@ -209,9 +209,7 @@ public final class EtcdServer: @unchecked Sendable {
     while ContinuousClock.now < deadline {
       if allThreadsStopped(pid: pid) { return true }
       // Gone or a zombie: it will never stop.
-      guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-        !status.contains("\nState:\tZ")
-      else { return false }
+      guard let status = readWhole("/proc/\(pid)/status"), !status.contains("\nState:\tZ") else { return false }
       usleep(1000)
     }
     return false
@@ -351,11 +349,10 @@ public func makeTempDirectory(prefix: String) throws -> String {
 func allThreadsStopped(pid: Int32) -> Bool {
   guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"), !tasks.isEmpty else { return false }
   for task in tasks {
-    guard let stat = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/task/\(task)/stat")),
-      let close = stat.lastIndex(of: UInt8(ascii: ")")), stat.index(close, offsetBy: 2) < stat.endIndex
+    // "PID (comm) S ...": the state is the field after the last ")" (a name may hold one).
+    guard let stat = readWhole("/proc/\(pid)/task/\(task)/stat"), let close = stat.utf8.lastIndex(of: UInt8(ascii: ")")),
+      stat.utf8[stat.utf8.index(after: close)...].dropFirst().first == UInt8(ascii: "T")
     else { return false }
-    // "PID (comm) S ...": the state is the byte after ") ".
-    if stat[stat.index(close, offsetBy: 2)] != UInt8(ascii: "T") { return false }
   }
   return true
 }

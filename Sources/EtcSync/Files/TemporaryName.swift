@@ -66,15 +66,21 @@ func isTemporaryFileName(_ name: some Collection<UInt8>) -> Bool {
 /// `/dev/urandom` cannot be read (a chroot without `/dev`), each value is the standard
 /// library's own `SystemRandomNumberGenerator`.
 enum KernelRandom {
-  private static let pool = Mutex<(words: [UInt64], next: Int)>(([], 0))
+  /// The words read and not yet used; `unusable` once `/dev/urandom` could not be read (it is
+  /// not opened again).
+  private static let pool = Mutex<(words: [UInt64], next: Int, unusable: Bool)>(([], 0, false))
 
   /// A random 64-bit value.
   static func next() -> UInt64 {
     let value: UInt64? = pool.withLock { pool in
+      if pool.unusable { return nil }
       if pool.next >= pool.words.count {
         pool.words = refill()
         pool.next = 0
-        if pool.words.isEmpty { return nil }
+        if pool.words.isEmpty {
+          pool.unusable = true
+          return nil
+        }
       }
       defer { pool.next += 1 }
       return pool.words[pool.next]
