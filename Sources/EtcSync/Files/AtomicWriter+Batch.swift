@@ -21,17 +21,24 @@ extension AtomicWriter {
   /// Writes many files with the same guarantees as ``write(_:to:check:)`` for each one, but
   /// in groups: a group's temp files are all staged, then made durable, checked and renamed,
   /// and their directories made durable once per group. A group of at least
-  /// ``FileSystemSync/threshold`` files is synced with one `syncfs` per file system before the
-  /// renames and one after them (``FileSystemSync``), a smaller one with an fsync per file and
-  /// per directory. One file's failure does not stop the others; a failed `syncfs` fails its
-  /// whole group. The test ``hook`` is not called on this path. With `expected`, a file whose
-  /// path it names and that does not hold what it says is left as it is
+  /// ``FileSystemSync/threshold`` files is synced with one `syncfs` per file system before its
+  /// renames (``FileSystemSync``); its renames are made durable by the next group's `syncfs`,
+  /// which comes before that group's renames, or by one more `syncfs` once the last group is
+  /// renamed, so a tree of n groups costs n + 1 `syncfs`, not 2n (each is a journal commit on
+  /// ext4 or XFS). A smaller group is synced with an fsync per file and per directory. Every
+  /// outcome is reported once its file and its rename are durable. One file's failure does not
+  /// stop the others; a failed `syncfs` fails the files it was to make durable: the group
+  /// staged for it (discarded, the old files stay) and the group renamed before it (renamed,
+  /// maybe not durable). The test ``hook`` is not called on this path. With `expected`, a file
+  /// whose path it names and that does not hold what it says is left as it is
   /// (``Outcome/keptEdit``); paths it does not name are written whatever they hold.
   public func write(_ files: [ExactString: DesiredFile], check: StagedFileCheck? = nil,
                     expected: [ExactString: ExpectedFile]? = nil) async -> BatchReport {
     var report = BatchReport()
     let paths = files.keys.sorted()
     var start = 0
+    // A group renamed after a `syncfs`, whose renames the next `syncfs` makes durable.
+    var unsettled: Renamed?
     while start < paths.count {
       let group = paths[start..<min(start + Self.batchSize, paths.count)]
       var staged: [Staged] = []
@@ -49,10 +56,26 @@ extension AtomicWriter {
           report.failures[path] = error
         }
       }
-      await commit(staged, fileSystems: fileSystems, check: check, into: &report)
+      unsettled = await commit(staged, fileSystems: fileSystems, check: check, after: unsettled, into: &report)
       start += Self.batchSize
     }
+    if let unsettled { unsettled.settle(unsettled.fileSystems.sync(), into: &report) }
     return report
+  }
+
+  /// A group renamed after its `syncfs`, whose renames are not yet durable.
+  private struct Renamed {
+    var entries: [Staged]
+    /// The group's file systems, synced again to make the renames durable.
+    var fileSystems: FileSystemSync
+
+    /// Reports the group's outcomes once a `syncfs` after its renames returned `error`.
+    func settle(_ error: FileError?, into report: inout BatchReport) {
+      for entry in entries {
+        if let error { report.failures[entry.path] = error }
+        else { report.outcomes[entry.path] = entry.existed ? .replaced : .created }
+      }
+    }
   }
 
   /// A directory of a batch, opened once, and whether a default ACL sets the permissions of
@@ -123,18 +146,30 @@ extension AtomicWriter {
     return .staged(Staged(path: exactPath, file: staged, existed: target.exists, expected: expected))
   }
 
-  /// Syncs, checks and renames a group of staged files, then syncs their directories once.
+  /// Syncs, checks and renames a group of staged files. A group synced by `syncfs` is returned
+  /// renamed, its renames not yet durable; its `syncfs` first makes `previous`'s renames
+  /// durable. A smaller group has its directories fsynced once, after `previous` is settled.
   private func commit(
     _ staged: [Staged], fileSystems: FileSystemSync,
-    check: StagedFileCheck?, into report: inout BatchReport
-  ) async {
+    check: StagedFileCheck?, after previous: Renamed?, into report: inout BatchReport
+  ) async -> Renamed? {
     let together = options.fsync && staged.count >= FileSystemSync.threshold && fileSystems.isUsable
-    if together, let error = fileSystems.sync() {
-      for entry in staged {
-        entry.file.discard()
-        report.failures[entry.path] = error
+    if together {
+      // The previous group's directories first: one `syncfs` per device, on the directory
+      // opened earliest, reports write-back errors of both groups.
+      var both = previous?.fileSystems ?? FileSystemSync()
+      both.include(fileSystems)
+      let error = both.sync()
+      previous?.settle(error, into: &report)
+      if let error {
+        for entry in staged {
+          entry.file.discard()
+          report.failures[entry.path] = error
+        }
+        return nil
       }
-      return
+    } else if let previous {
+      previous.settle(previous.fileSystems.sync(), into: &report)
     }
     var renamed: [Staged] = []
     for entry in staged {
@@ -158,13 +193,9 @@ extension AtomicWriter {
       }
     }
     if together {
-      // The renames (directory entries) are durable once the file systems are synced again.
-      let error = renamed.isEmpty ? nil : fileSystems.sync()
-      for entry in renamed {
-        if let error { report.failures[entry.path] = error }
-        else { report.outcomes[entry.path] = entry.existed ? .replaced : .created }
-      }
-      return
+      // The renames (directory entries) are durable once the file systems are synced again:
+      // by the next group's `syncfs`, or after the last group.
+      return renamed.isEmpty ? nil : Renamed(entries: renamed, fileSystems: fileSystems)
     }
     var synced: [ExactString: FileError?] = [:]
     for entry in renamed {
@@ -181,5 +212,6 @@ extension AtomicWriter {
         report.outcomes[entry.path] = entry.existed ? .replaced : .created
       }
     }
+    return nil
   }
 }

@@ -62,6 +62,16 @@ struct FileSystemSync {
     return (numbers[0], numbers[1]) >= (5, 8)
   }()
 
+  /// Adds the file systems `other` noted that this one has not: for a device both noted, the
+  /// directory noted here first (opened earlier) stays, so one `syncfs` reports the write-back
+  /// errors of both groups' files.
+  mutating func include(_ other: FileSystemSync) {
+    if other.untrusted { untrusted = true }
+    for entry in other.directories where !directories.contains(where: { $0.device == entry.device }) {
+      directories.append(entry)
+    }
+  }
+
   /// `syncfs` on every noted file system; the first failure, naming its directory.
   func sync() -> FileError? {
     for entry in directories where retryingEINTR({ linuxSyncfs(entry.fd.raw) }) != 0 {

@@ -42,6 +42,73 @@ struct DirectorySyncTests {
     }
   }
 
+  @Test("every staged file of a large tree is durable before its rename, every rename before the sync ends")
+  func largeTreeRenamesFollowTheirSync() async throws {
+    let h = try await AgentHarness.start()
+    defer { h.stop() }
+    let count = 300
+    for i in 0..<count { try await h.put("/t/k\(1000 + i)", "value \(i)") }
+    let config = h.dir("sync.yaml")
+    try Disk.write(config, """
+      etcd: {endpoints: [\(h.server.endpoint)]}
+      state: {dir: \(h.dir("state"))}
+      mappings:
+        - {name: inplace, kind: tree, prefix: /t/, dest: \(h.dir("inplace")), swap: in-place}
+      """)
+    let log = h.dir("strace.log")
+    let run = try await EtcsyncProcess.runTool([
+      "/usr/bin/strace", "-f", "-qq", "-y", "-e", "trace=openat,write,fsync,fdatasync,syncfs,rename,renameat,renameat2",
+      "-o", log, EtcsyncProcess.binary, "sync", "-c", config,
+    ])
+    #expect(run.status == 0, "\(run.error)")
+    #expect(Disk.read(h.dir("inplace/k1299")) == "value 299")
+    let trace = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
+    let root = h.dir("inplace")
+    var lastWrite: [String: Int] = [:]
+    var syncs: [Int] = []  // lines of a `syncfs`, or of an fsync of anything
+    var fsynced: [String: [Int]] = [:]
+    var renamesIntoRoot: [Int] = []
+    var syncfsCalls = 0
+    for (index, line) in trace.enumerated() where !line.contains("= -1") {
+      if let path = Self.firstPath(line, after: "write(") {
+        lastWrite[path] = index
+      } else if let path = Self.firstPath(line, after: "fsync(") ?? Self.firstPath(line, after: "fdatasync(") {
+        fsynced[path, default: []].append(index)
+        syncs.append(index)
+      } else if line.contains("syncfs(") {
+        syncfsCalls += 1
+        syncs.append(index)
+      } else if line.contains("rename"), let directory = Self.firstPath(line, after: "rename"),
+                let from = line.split(separator: "\"", omittingEmptySubsequences: false).dropFirst().first
+      {
+        let staged = directory + "/" + from
+        // The tree's files (the state file is saved without fsync, docs/agent.md).
+        guard from.contains(".etcsync-tmp-"), directory == root else { continue }
+        renamesIntoRoot.append(index)
+        // Made durable after its last write: by a `syncfs`, or by an fsync of the file itself.
+        let written = lastWrite[staged] ?? -1
+        let durable = trace[(written + 1)..<index].contains { $0.contains("syncfs(") && !$0.contains("= -1") }
+          || (fsynced[staged] ?? []).contains { $0 > written && $0 < index }
+        #expect(written >= 0 && durable, "\(staged) renamed at line \(index) without a sync after its last write at \(written)")
+      }
+    }
+    #expect(renamesIntoRoot.count == count)
+    // The renames are durable before the sync ends: a sync follows the last of them.
+    #expect(syncs.contains { $0 > (renamesIntoRoot.max() ?? Int.max) }, "no sync after the last rename")
+    if syncfsCalls > 0 {
+      // Groups of 128: one `syncfs` before each group's renames, one after the last group's.
+      #expect(syncfsCalls <= (count + 127) / 128 + 1, "\(syncfsCalls) syncfs calls")
+    }
+  }
+
+  /// The path strace's `-y` shows for the first descriptor after `call`.
+  static func firstPath(_ line: String, after call: String) -> String? {
+    guard let range = line.range(of: call), let open = line[range.upperBound...].firstIndex(of: "<"),
+          let close = line[open...].firstIndex(of: ">")
+    else { return nil }
+    return String(line[line.index(after: open)..<close])
+  }
+
   /// One traced call: the directory a `mkdir` succeeded in, or the directory an `fsync` synced.
   struct Call: CustomStringConvertible {
     var madeIn: String?
