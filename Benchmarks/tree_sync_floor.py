@@ -11,7 +11,8 @@ machine, in a fresh directory under --dir:
 Prints a table of medians over --runs. A tree cannot sync faster than its file system creates
 its files: on a VM's ext4 that floor is far above a template's render.
 
-Usage: tree_sync_floor.py --etcsync BIN [--keys 100000] [--dir /tmp] [--runs 3] [--etcd /usr/bin/etcd]
+Usage: tree_sync_floor.py --etcsync BIN [--etcsync BIN_B] [--only TEXT] [--keys 100000] [--dir /tmp] [--runs 3]
+                          [--etcd /usr/bin/etcd]
 """
 import argparse
 import json
@@ -68,7 +69,9 @@ def etcsync(binary, base, endpoint, mapping):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--etcsync", required=True)
+    ap.add_argument("--etcsync", required=True, action="append",
+                    help="the binary; given more than once, each binary's cases alternate (before/after a change)")
+    ap.add_argument("--only", help="run only the cases whose name contains this (e.g. 'in place')")
     ap.add_argument("--etcd", default="/usr/bin/etcd")
     ap.add_argument("--keys", type=int, default=100000)
     ap.add_argument("--dir", default="/tmp")
@@ -84,10 +87,18 @@ def main():
         cases = [
             ("floor: create + write + close", lambda: floor(a.dir, a.keys, rename=False)),
             ("floor: the same + rename each", lambda: floor(a.dir, a.keys, rename=True)),
-            ("etcsync sync, tree in place", lambda: etcsync(a.etcsync, a.dir, endpoint, "    kind: tree\n    swap: in-place\n")),
-            ("etcsync sync, tree swapped", lambda: etcsync(a.etcsync, a.dir, endpoint, "    kind: tree\n")),
-            ("etcsync sync, template (one file)", lambda: etcsync(a.etcsync, a.dir, endpoint, '    template: "TEMPLATE"\n')),
         ]
+        for binary in a.etcsync:
+            label = f" ({os.path.basename(binary)})" if len(a.etcsync) > 1 else ""
+            cases += [
+                (f"etcsync sync, tree in place{label}",
+                 lambda b=binary: etcsync(b, a.dir, endpoint, "    kind: tree\n    swap: in-place\n")),
+                (f"etcsync sync, tree swapped{label}", lambda b=binary: etcsync(b, a.dir, endpoint, "    kind: tree\n")),
+                (f"etcsync sync, template (one file){label}",
+                 lambda b=binary: etcsync(b, a.dir, endpoint, '    template: "TEMPLATE"\n')),
+            ]
+        if a.only:
+            cases = [case for case in cases if a.only in case[0]]
         times = {name: [] for name, _ in cases}
         for _ in range(a.runs):
             for name, run in cases:

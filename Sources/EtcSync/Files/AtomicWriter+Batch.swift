@@ -10,8 +10,9 @@ extension AtomicWriter {
   public struct BatchReport: Sendable {
     /// Outcomes of the files that were written or found unchanged, by the path's bytes.
     public var outcomes: [ExactString: Outcome] = [:]
-    /// Files that failed; each kept its old content (except a failed directory fsync after
-    /// the rename, reported here too, where the new file is visible but maybe not durable).
+    /// Files that failed; each kept its old content, except where the sync after the rename
+    /// failed (a directory's fsync, or the `syncfs` after its group): the new file is then in
+    /// place but maybe not durable.
     public var failures: [ExactString: FileError] = [:]
   }
 
@@ -65,7 +66,8 @@ extension AtomicWriter {
 
   /// A group renamed after its `syncfs`, whose renames are not yet durable.
   private struct Renamed {
-    var entries: [Staged]
+    /// The renamed files, and whether each replaced something (no descriptor is kept).
+    var entries: [(path: ExactString, existed: Bool)]
     /// The group's file systems, synced again to make the renames durable.
     var fileSystems: FileSystemSync
 
@@ -159,9 +161,10 @@ extension AtomicWriter {
       // opened earliest, reports write-back errors of both groups.
       var both = previous?.fileSystems ?? FileSystemSync()
       both.include(fileSystems)
-      let error = both.sync()
-      previous?.settle(error, into: &report)
-      if let error {
+      // Each group is failed only by its own file systems' failures.
+      let failures = both.syncEach()
+      previous?.settle(previous?.fileSystems.firstFailure(in: failures), into: &report)
+      if let error = fileSystems.firstFailure(in: failures) {
         for entry in staged {
           entry.file.discard()
           report.failures[entry.path] = error
@@ -195,7 +198,7 @@ extension AtomicWriter {
     if together {
       // The renames (directory entries) are durable once the file systems are synced again:
       // by the next group's `syncfs`, or after the last group.
-      return renamed.isEmpty ? nil : Renamed(entries: renamed, fileSystems: fileSystems)
+      return renamed.isEmpty ? nil : Renamed(entries: renamed.map { ($0.path, $0.existed) }, fileSystems: fileSystems)
     }
     var synced: [ExactString: FileError?] = [:]
     for entry in renamed {

@@ -72,6 +72,22 @@ struct FileSystemSync {
     }
   }
 
+  /// `syncfs` on every noted file system, each one even after another failed: the failures by
+  /// device, each naming the noted directory.
+  func syncEach() -> [dev_t: FileError] {
+    var failures: [dev_t: FileError] = [:]
+    for entry in directories where retryingEINTR({ linuxSyncfs(entry.fd.raw) }) != 0 {
+      failures[entry.device] = FileError(.sync, path: entry.path, errno: currentErrno(), message: "cannot sync the file system")
+    }
+    return failures
+  }
+
+  /// The failure in `failures` (from ``syncEach()`` of a set that includes this one) of the
+  /// first file system noted here, or nil when none of them failed.
+  func firstFailure(in failures: [dev_t: FileError]) -> FileError? {
+    directories.lazy.compactMap { failures[$0.device] }.first
+  }
+
   /// `syncfs` on every noted file system; the first failure, naming its directory.
   func sync() -> FileError? {
     for entry in directories where retryingEINTR({ linuxSyncfs(entry.fd.raw) }) != 0 {
