@@ -88,8 +88,11 @@ def main():
             ("floor: create + write + close", lambda: floor(a.dir, a.keys, rename=False)),
             ("floor: the same + rename each", lambda: floor(a.dir, a.keys, rename=True)),
         ]
-        for binary in a.etcsync:
-            label = f" ({os.path.basename(binary)})" if len(a.etcsync) > 1 else ""
+        names = [os.path.basename(binary) for binary in a.etcsync]
+        for index, binary in enumerate(a.etcsync):
+            label = ""
+            if len(a.etcsync) > 1:  # the basename, or the position when two basenames are the same
+                label = f" ({names[index]})" if names.count(names[index]) == 1 else f" (binary {index + 1})"
             cases += [
                 (f"etcsync sync, tree in place{label}",
                  lambda b=binary: etcsync(b, a.dir, endpoint, "    kind: tree\n    swap: in-place\n")),
@@ -100,11 +103,12 @@ def main():
         if a.only:
             cases = [case for case in cases if a.only in case[0]]
         times = {name: [] for name, _ in cases}
-        for _ in range(a.runs):
-            for name, run in cases:
+        for number in range(a.runs):
+            # A B, B A, A B…: neither case always runs after the other (each removes what it made).
+            for name, run in (cases if number % 2 == 0 else list(reversed(cases))):
                 times[name].append(run())
         fs = subprocess.run(["stat", "-f", "-c", "%T", a.dir], capture_output=True, text=True).stdout.strip()
-        print(f"{a.keys} keys under {a.dir} ({fs}), {a.runs} runs each, alternating; median (min-max) seconds")
+        print(f"{a.keys} keys under {a.dir} ({fs}), {a.runs} runs each, in alternating order; median (min-max) seconds")
         print("| case | s |")
         print("|---|---|")
         for name, _ in cases:

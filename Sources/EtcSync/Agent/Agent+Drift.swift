@@ -313,7 +313,14 @@ extension Agent {
       // Every file is etcd's again (the check compared them all, and the repair put back
       // what it found): a failure an earlier repair reported is over. After a check of some
       // files only, another may still be wrong; the next whole check tells.
-      if found.coversEverything { self.repairFailureEnded(name) }
+      if found.coversEverything, self.failedRepairs[name] != nil {
+        self.repairFailureEnded(name)
+        // Nothing to put back: the files came back by themselves while the repair began (a
+        // bind mount removed), and no "put back" line below says the failure is over.
+        if paths.isEmpty {
+          self.logger.notice("local files hold etcd's content again", metadata: ["mapping.name": "\(name)"])
+        }
+      }
       for path in paths {
         self.logger.warning("file changed locally; etcd's content put back", metadata: [
           "mapping.name": "\(name)", "file.path": "\(escapeBytes(path.utf8))", "drift": "\(kinds[ExactString(path)]?.rawValue ?? "changed")",

@@ -20,7 +20,7 @@ struct FileSystemSync {
   static let threshold = 32
 
   /// One directory per file system (by device), in the order they were noted.
-  private var directories: [(device: dev_t, fd: FileDescriptor, path: String)] = []
+  private(set) var directories: [(device: dev_t, fd: FileDescriptor, path: String)] = []
   /// Set when a noted directory is on a file system where `syncfs` is not trusted.
   private var untrusted = false
 
