@@ -25,12 +25,13 @@ extension AtomicWriter {
   /// ``FileSystemSync/threshold`` files is synced with one `syncfs` per file system before its
   /// renames (``FileSystemSync``); its renames are made durable by the next group's `syncfs`,
   /// which comes before that group's renames, or by one more `syncfs` once the last group is
-  /// renamed, so a tree of n groups costs n + 1 `syncfs`, not 2n (each is a journal commit on
-  /// ext4 or XFS). A smaller group is synced with an fsync per file and per directory. Every
-  /// outcome is reported once its file and its rename are durable. One file's failure does not
-  /// stop the others; a failed `syncfs` fails the files it was to make durable: the group
-  /// staged for it (discarded, the old files stay) and the group renamed before it (renamed,
-  /// maybe not durable). The test ``hook`` is not called on this path. With `expected`, a file
+  /// renamed, so n such groups in a row on one file system cost n + 1 `syncfs`, not 2n (each is
+  /// a journal commit on ext4 or XFS). A smaller group is synced with an fsync per file and per
+  /// directory. Every outcome is reported once its file and its rename are durable. One file's
+  /// failure does not stop the others; a `syncfs` that fails on a file system fails the files
+  /// it was to make durable there: the group staged for it (discarded, the old files stay) and
+  /// the group renamed before it if that group touched the same file system (renamed, maybe not
+  /// durable). The test ``hook`` is not called on this path. With `expected`, a file
   /// whose path it names and that does not hold what it says is left as it is
   /// (``Outcome/keptEdit``); paths it does not name are written whatever they hold.
   public func write(_ files: [ExactString: DesiredFile], check: StagedFileCheck? = nil,
