@@ -316,8 +316,10 @@ extension Agent {
       if found.coversEverything, self.failedRepairs[name] != nil {
         self.repairFailureEnded(name)
         // Nothing to put back: the files came back by themselves while the repair began (a
-        // bind mount removed), and no "put back" line below says the failure is over.
-        if paths.isEmpty {
+        // bind mount removed), and no "put back" line below says the failure is over. Exact
+        // for a file and an in-place tree, whose `paths` are the files written; a swapped
+        // tree's are the files that no longer differ after its publish, which says less.
+        if paths.isEmpty, !(runner.mapping.kind == .tree && runner.mapping.swap == .symlink) {
           self.logger.notice("local files hold etcd's content again", metadata: ["mapping.name": "\(name)"])
         }
       }
