@@ -88,12 +88,10 @@ struct FileSystemSync {
     directories.lazy.compactMap { failures[$0.device] }.first
   }
 
-  /// `syncfs` on every noted file system; the first failure, naming its directory.
+  /// `syncfs` on every noted file system (``syncEach()``); the failure of the first noted one
+  /// that failed.
   func sync() -> FileError? {
-    for entry in directories where retryingEINTR({ linuxSyncfs(entry.fd.raw) }) != 0 {
-      return FileError(.sync, path: entry.path, errno: currentErrno(), message: "cannot sync the file system")
-    }
-    return nil
+    firstFailure(in: syncEach())
   }
 }
 
